@@ -1,0 +1,250 @@
+/*
+ * xrail.h - the one public header of xrail, a zero-copy multi-rail transfer
+ * engine on libfabric.
+ *
+ * Objects are opaque handles. Every call returns 0 (or a count, where said)
+ * or a negative XR_E* code; xr_engine_last_error() holds the detail.
+ *
+ * Threading: an engine may be used from several threads. Calls on one
+ * transfer handle must not race with each other (post/wait/release of the
+ * same xr_xfer from two threads); everything else is thread-safe.
+ */
+#ifndef XRAIL_H
+#define XRAIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define XR_VERSION_MAJOR 0
+#define XR_VERSION_MINOR 1
+#define XR_VERSION_PATCH 0
+#define XR_VERSION ((XR_VERSION_MAJOR << 16) | (XR_VERSION_MINOR << 8) | XR_VERSION_PATCH)
+
+#if defined(XR_BUILDING)
+#define XR_API __attribute__((visibility("default")))
+#else
+#define XR_API
+#endif
+
+/* The most rails one engine drives. Masks of rails are uint64_t. */
+#define XR_MAX_RAILS 64
+
+/*
+ * Error codes. One table generates the enum, xr_strerror() and xr_err_name().
+ * The enum values are already negative: calls return XR_EINVAL as it is.
+ */
+#define XR_ERRNO_MAP(X)                                                        \
+    X(INVAL, 1, "invalid argument")                                            \
+    X(NOMEM, 2, "out of memory")                                               \
+    X(TOOSMALL, 3, "buffer too small")                                         \
+    X(BADMD, 4, "malformed or corrupted metadata")                             \
+    X(VERSION, 5, "incompatible metadata version or layout")                   \
+    X(NOTREG, 6, "memory is not registered")                                   \
+    X(RANGE, 7, "range outside a registered region")                           \
+    X(ACCESS, 8, "access not granted by the region")                           \
+    X(EXIST, 9, "object already exists")                                       \
+    X(NOENT, 10, "no such object")                                             \
+    X(BUSY, 11, "object is busy")                                              \
+    X(AGAIN, 12, "nothing available now, try again")                           \
+    X(INPROGRESS, 13, "operation in progress")                                 \
+    X(TIMEDOUT, 14, "timed out")                                               \
+    X(FABRIC, 15, "libfabric call failed")                                     \
+    X(IO, 16, "transfer failed on a rail")                                     \
+    X(NORAIL, 17, "no usable rail")                                            \
+    X(NOTSUP, 18, "not supported")                                             \
+    X(CANCELED, 19, "canceled")
+
+typedef enum xr_errno {
+#define XR__ERR_ENUM(name, code, msg) XR_E##name = -(code),
+    XR_ERRNO_MAP(XR__ERR_ENUM)
+#undef XR__ERR_ENUM
+} xr_errno;
+
+/* Static text for a code; never NULL, even for unknown codes. */
+XR_API const char *xr_strerror(int err);
+/* "XR_EINVAL" etc.; "XR_E?" for unknown codes. */
+XR_API const char *xr_err_name(int err);
+
+typedef struct xr_engine xr_engine;
+typedef struct xr_region xr_region;
+typedef struct xr_peer xr_peer;
+typedef struct xr_xfer xr_xfer;
+
+typedef enum xr_mem_kind { XR_MEM_HOST = 0, XR_MEM_CUDA = 1 } xr_mem_kind;
+
+/* Remote access a region grants to peers. */
+enum { XR_ACCESS_NONE = 0, XR_ACCESS_READ = 1, XR_ACCESS_WRITE = 2, XR_ACCESS_RW = 3 };
+
+typedef enum xr_op { XR_OP_WRITE = 0, XR_OP_READ = 1 } xr_op;
+
+/* One side of a descriptor: an address (local pointer or peer address) and a length. */
+typedef struct xr_iov {
+    uint64_t addr;
+    size_t len;
+} xr_iov;
+
+/*
+ * An explicit rail list entry: `count` rails on the same provider and
+ * interface. Many rails on one interface is how one host gets 32.
+ */
+typedef struct xr_rail_spec {
+    const char *provider;  /* e.g. "tcp;ofi_rxm", "shm", "efa"; NULL: opts.provider */
+    const char *domain;    /* libfabric domain or interface name ("lo"); NULL: any */
+    const char *src_addr;  /* source address (IPv4 text for sockets providers); NULL: any */
+    unsigned count;        /* rails to open from this entry; 0 means 1 */
+    uint64_t speed_mbps;   /* declared link speed; 0: what the provider reports */
+} xr_rail_spec;
+
+typedef struct xr_engine_opts {
+    const char *name;              /* unique among peers; required */
+    const char *provider;          /* provider for discovery; NULL: any RDM provider with RMA */
+    const char *domain;            /* discovery filter on domain name; NULL: all */
+    unsigned max_rails;            /* cap on rails (discovery or list); 0: XR_MAX_RAILS */
+    const xr_rail_spec *rails;     /* explicit rail list; NULL: discovery */
+    unsigned n_rail_specs;
+    size_t stripe_min;             /* descriptors at or above are striped; default 128 KiB */
+    size_t chunk_size;             /* largest chunk posted, before the provider cap; default 4 MiB */
+    unsigned rail_depth;           /* chunks in flight per rail; default 64 */
+    size_t max_metadata;           /* largest blob xr_peer_load accepts; default 256 MiB */
+    size_t max_notif;              /* largest notification accepted; default 256 MiB */
+    int progress_thread;           /* 1: a thread drives progress; 0: xr_progress/xr_xfer_wait do */
+    int ignore_env;                /* 1: XRAIL_* environment overrides are not read */
+    int log_level;                 /* 0 errors, 1 warnings (default), 2 info, 3 debug */
+} xr_engine_opts;
+
+/* Fill `opts` with defaults. Call before setting fields. */
+XR_API void xr_engine_opts_init(xr_engine_opts *opts);
+
+/*
+ * Create an engine and open its rails. Environment overrides (unless
+ * opts->ignore_env): XRAIL_PROVIDER, XRAIL_DOMAIN, XRAIL_RAILS (a count of
+ * rails on the discovered/first domain, or "prov:domain:count,..."),
+ * XRAIL_MAX_RAILS, XRAIL_STRIPE_MIN, XRAIL_CHUNK_SIZE, XRAIL_LOG.
+ * On failure nothing is left behind, *out is NULL, and
+ * xr_engine_last_error(NULL) tells why.
+ */
+XR_API int xr_engine_create(const xr_engine_opts *opts, xr_engine **out);
+
+/*
+ * Destroy an engine. Transfers in flight get up to 5 s to drain, then every
+ * handle of the engine (regions, peers, transfers) is freed: none may be used
+ * after this call. Must not race with other calls on the engine.
+ */
+XR_API void xr_engine_destroy(xr_engine *e);
+
+/*
+ * Detail of the last failed call made by this thread, like errno: it names
+ * the field, rail, peer or descriptor and the sizes. `e` may be NULL.
+ */
+XR_API const char *xr_engine_last_error(xr_engine *e);
+XR_API const char *xr_engine_name(xr_engine *e);
+
+typedef struct xr_rail_counters {
+    uint64_t tx_bytes;      /* bytes this rail moved as initiator (WRITE and READ) */
+    uint64_t chunks;        /* chunks completed */
+    uint64_t errors;        /* chunks or messages completed in error */
+    uint64_t eagain;        /* times the provider pushed back */
+    uint64_t notif_tx;      /* notification frames sent */
+    uint64_t notif_rx;      /* notification frames received */
+} xr_rail_counters;
+
+typedef struct xr_rail_info {
+    unsigned index;
+    char provider[64];
+    char domain[64];
+    char fabric[64];
+    char address[128];      /* printable endpoint address */
+    uint64_t speed_mbps;    /* declared, or reported by the provider; 0 unknown */
+    int numa_node;          /* -1 unknown */
+    int up;                 /* 1 when the rail carries traffic */
+    uint64_t max_msg_size;
+    uint64_t mr_mode;       /* FI_MR_* bits the provider asked for */
+    int delivery_complete;  /* 1 when a write completion means visible at the target */
+    xr_rail_counters counters;
+} xr_rail_info;
+
+XR_API int xr_rail_count(xr_engine *e);
+XR_API int xr_rail_info_get(xr_engine *e, unsigned index, xr_rail_info *info);
+/* Take a rail out of (up=0) or back into (up=1) new transfers. */
+XR_API int xr_rail_set_state(xr_engine *e, unsigned index, int up);
+
+/*
+ * Register [addr, addr+len) on every rail. `access` is the remote access
+ * peers get (XR_ACCESS_*); a region with XR_ACCESS_NONE is usable only as the
+ * local side of transfers and is not published. The caller keeps the memory
+ * alive until xr_mem_deregister. Regions may not overlap.
+ */
+XR_API int xr_mem_register(xr_engine *e, void *addr, size_t len, xr_mem_kind kind,
+                           int device, unsigned access, xr_region **out);
+/* Deregister. XR_EBUSY while a transfer that uses the region is in flight. */
+XR_API int xr_mem_deregister(xr_region *r);
+
+/*
+ * Serialize this engine's metadata (name, rails, published regions).
+ * *len in: capacity of buf; out: the size. With too small a buffer (or a NULL
+ * buf) it returns XR_ETOOSMALL and *len tells the size needed.
+ */
+XR_API int xr_metadata_get(xr_engine *e, void *buf, size_t *len);
+
+/*
+ * Validate a metadata blob and connect to the peer it describes. Any rail
+ * count works against any other: each local rail is paired with a peer rail
+ * of the same provider. XR_EEXIST if a peer of that name is loaded.
+ */
+XR_API int xr_peer_load(xr_engine *e, const void *md, size_t len, xr_peer **out);
+/*
+ * Unload a peer. Transfers in flight with it complete normally; the peer's
+ * resources go when the last of them is released. The handle is invalid after.
+ */
+XR_API int xr_peer_unload(xr_peer *p);
+XR_API const char *xr_peer_name(xr_peer *p);
+XR_API int xr_peer_rail_count(xr_peer *p);
+/* Local rails that reach this peer, as a mask of rail indexes. */
+XR_API uint64_t xr_peer_rail_mask(xr_peer *p);
+
+/*
+ * Create a transfer of `count` descriptors: local[i] <-> remote[i], equal
+ * lengths. Every local range must lie in a region registered here, and every
+ * remote range in a region the peer published with the access `op` needs;
+ * the error names the descriptor and the range. `notif` (any length, may be
+ * NULL/0 for none) reaches the peer after every byte is visible there.
+ * The transfer is planned here (rails, chunks); posting it costs no planning.
+ */
+XR_API int xr_xfer_create(xr_engine *e, xr_peer *peer, xr_op op, const xr_iov *local,
+                          const xr_iov *remote, size_t count, const void *notif,
+                          size_t notif_len, xr_xfer **out);
+/* Start (or restart, once finished) the transfer. XR_EBUSY while it runs. */
+XR_API int xr_xfer_post(xr_xfer *x);
+/* XR_EINPROGRESS while running, 0 when done, or the error it failed with. */
+XR_API int xr_xfer_status(xr_xfer *x);
+/* Detail of a failed transfer (which rail, which descriptor); "" otherwise. */
+XR_API const char *xr_xfer_error(xr_xfer *x);
+/* Wait until done; timeout_ms < 0 waits forever. Drives progress if no thread does. */
+XR_API int xr_xfer_wait(xr_xfer *x, int timeout_ms);
+/* Free a transfer. A transfer still in flight is waited for first. */
+XR_API void xr_xfer_release(xr_xfer *x);
+/* Chunks the transfer was planned into, and how many went to `rail`. */
+XR_API size_t xr_xfer_chunk_count(xr_xfer *x, int rail);
+
+/* Send a standalone notification of any length. Queued; returns at once. */
+XR_API int xr_notif_send(xr_engine *e, xr_peer *peer, const void *msg, size_t len);
+/*
+ * Take the oldest received notification. XR_EAGAIN if none. The sender's
+ * name goes to peer_name_buf (NUL-terminated, truncated to cap). *len in:
+ * capacity of msg_buf; out: message size. XR_ETOOSMALL keeps the message
+ * queued and tells its size.
+ */
+XR_API int xr_notif_get(xr_engine *e, char *peer_name_buf, size_t cap, void *msg_buf,
+                        size_t *len);
+
+/* Drive completions on every rail. Returns completions handled, or an error. */
+XR_API int xr_progress(xr_engine *e);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* XRAIL_H */

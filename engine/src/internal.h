@@ -1,0 +1,209 @@
+/*
+ * internal.h - the objects behind the opaque handles, shared by the engine's
+ * modules. Nothing here is exported.
+ */
+#ifndef XR_INTERNAL_H
+#define XR_INTERNAL_H
+
+#include "xrail.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include <rdma/fabric.h>
+#include <rdma/fi_domain.h>
+#include <rdma/fi_endpoint.h>
+
+#define XR_ERRMSG_MAX 512
+#define XR_ADDR_MAX 256
+
+/* ---- log.c: last-error text and the engine log ---- */
+int xr__fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void xr__log(const xr_engine *e, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+enum { XR_LOG_ERROR = 0, XR_LOG_WARN = 1, XR_LOG_INFO = 2, XR_LOG_DEBUG = 3 };
+
+/* ---- every libfabric operation carries one of these as its context ---- */
+enum xr_ctx_kind { XR_CTX_CHUNK = 1, XR_CTX_NOTIF_TX = 2, XR_CTX_NOTIF_RX = 3 };
+typedef struct xr_opctx {
+    struct fi_context2 fctx; /* first: libfabric hands this pointer back */
+    uint8_t kind;
+} xr_opctx;
+
+/* ---- notif.c: per-rail message frames ---- */
+typedef struct xr_notif_rail xr_notif_rail;
+typedef struct xr_notif_msg xr_notif_msg;
+
+/* A transfer's position in one rail's queue of chunks waiting to be posted. */
+typedef struct xr_rail_slot {
+    struct xr_rail_slot *next;
+    struct xr_xfer *x;
+    uint32_t begin, cursor, end; /* chunk indexes of this rail in x->chunks */
+    bool queued;
+} xr_rail_slot;
+
+typedef struct xr_rail {
+    xr_engine *e;
+    unsigned index;
+    struct fi_info *info;
+    struct fid_fabric *fabric;
+    struct fid_domain *domain;
+    struct fid_ep *ep;
+    struct fid_cq *cq;
+    struct fid_av *av;
+
+    uint64_t mr_mode;
+    size_t max_msg;
+    bool delivery_complete;
+    char addr[XR_ADDR_MAX];
+    size_t addrlen;
+    char provider[64], domain_name[64], fabric_name[64];
+    uint64_t speed_mbps;
+    int numa_node;
+    atomic_int up;
+
+    /* Everything below is guarded by `lock`: the endpoint and CQ are driven
+     * by one thread at a time per rail, so rails never contend with each other. */
+    pthread_mutex_t lock;
+    unsigned inflight, depth;
+    xr_rail_slot *pend_head, *pend_tail;
+    xr_notif_rail *notif;
+    xr_rail_counters ctr;
+} xr_rail;
+
+struct xr_region {
+    xr_engine *e;
+    uint64_t addr;
+    size_t len;
+    xr_mem_kind kind;
+    int device;
+    unsigned access;
+    unsigned refs;            /* transfers that use it; guarded by the engine lock */
+    struct fid_mr *mr[XR_MAX_RAILS];
+    void *desc[XR_MAX_RAILS];
+    uint64_t key[XR_MAX_RAILS];
+    uint8_t *raw_key[XR_MAX_RAILS]; /* FI_MR_RAW providers publish these bytes */
+    size_t raw_len[XR_MAX_RAILS];
+};
+
+/* A region a peer published, with its key already mapped for each local rail. */
+typedef struct xr_peer_region {
+    uint64_t addr, len;
+    unsigned access;
+    uint64_t path_mask;             /* local rails with a usable key */
+    uint64_t key[XR_MAX_RAILS];     /* indexed by local rail */
+    bool mapped[XR_MAX_RAILS];      /* key came from fi_mr_map_raw and must be unmapped */
+} xr_peer_region;
+
+struct xr_peer {
+    xr_engine *e;
+    struct xr_peer *next;
+    char *name;
+    uint64_t instance;
+    unsigned nrails;                /* the peer's own rail count */
+    int peer_rail[XR_MAX_RAILS];    /* per local rail: the peer rail it talks to, -1 none */
+    fi_addr_t fi_addr[XR_MAX_RAILS];
+    bool virt_addr[XR_MAX_RAILS];   /* peer rail addresses by VA (else by offset) */
+    uint64_t mask;
+    size_t nregions;
+    xr_peer_region *regions;        /* sorted by addr */
+    unsigned refs;                  /* 1 for the user + 1 per live transfer; engine lock */
+    bool unloaded;
+};
+
+typedef struct xr_chunk {
+    xr_opctx ctx;
+    struct xr_xfer *x;
+    void *buf;
+    void *desc;
+    uint64_t raddr;
+    uint64_t key;
+    size_t len;
+    uint32_t desc_index;            /* which descriptor, for error messages */
+} xr_chunk;
+
+struct xr_xfer {
+    xr_engine *e;
+    struct xr_xfer *next, *prev;    /* engine's live transfers */
+    xr_peer *peer;
+    xr_op op;
+    xr_chunk *chunks;
+    size_t nchunks;
+    xr_rail_slot slot[XR_MAX_RAILS];
+    xr_region **regions;            /* distinct local regions, each holding a ref */
+    size_t nregions;
+    xr_notif_msg *notif;            /* framed notification, sent after the chunks */
+
+    atomic_size_t pending;          /* chunks not yet completed */
+    atomic_int status;              /* XR_EINPROGRESS, 0 or the error */
+    atomic_int err;                 /* first error seen while running */
+    atomic_bool posted;
+    char errmsg[XR_ERRMSG_MAX];
+};
+
+typedef struct xr_notif_engine xr_notif_engine;
+
+struct xr_engine {
+    char *name;
+    uint64_t instance;
+    xr_engine_opts opts;
+    int log_level;
+    unsigned nrails;
+    xr_rail *rails;
+
+    pthread_mutex_t lock;           /* regions, peers, transfers lists */
+    xr_region **regions;            /* sorted by address */
+    size_t nregions, cap_regions;
+    xr_peer *peers;
+    xr_xfer *xfers;
+    uint64_t next_key;
+    atomic_uint rr;                 /* round-robin start for small descriptors */
+
+    xr_notif_engine *notif;
+
+    pthread_t progress_tid;
+    bool progress_running;
+    atomic_bool stop;
+};
+
+/* ---- rail.c ---- */
+int xr__rails_open(xr_engine *e);
+void xr__rails_close(xr_engine *e);
+int xr__rail_progress(xr_rail *r);
+/* Queue a transfer's chunks for rail `r` and post what the depth allows. */
+void xr__rail_enqueue(xr_rail *r, xr_rail_slot *s);
+void xr__addr_format(const xr_rail *r, const void *addr, size_t len, char *out, size_t cap);
+
+/* ---- mr.c ---- */
+xr_region *xr__region_find(xr_engine *e, uint64_t addr, size_t len); /* engine lock held */
+void xr__region_free_all(xr_engine *e);
+
+/* ---- peer.c ---- */
+const xr_peer_region *xr__peer_region_find(const xr_peer *p, uint64_t addr, uint64_t len);
+void xr__peer_put(xr_peer *p);      /* engine lock held */
+void xr__peer_free_all(xr_engine *e);
+
+/* ---- xfer.c ---- */
+void xr__chunk_done(xr_rail *r, xr_chunk *c, int err, const char *why);
+void xr__xfer_chunks_done(struct xr_xfer *x);
+void xr__xfer_notif_done(struct xr_xfer *x, int err, const char *why);
+void xr__xfer_free_all(xr_engine *e);
+
+/* ---- notif.c ---- */
+int xr__notif_init(xr_engine *e);
+void xr__notif_fini(xr_engine *e);
+int xr__notif_rail_init(xr_rail *r);
+void xr__notif_rail_fini(xr_rail *r);
+/* Build a framed message for `peer` (NULL owner: standalone). */
+int xr__notif_msg_new(xr_engine *e, xr_peer *peer, const void *msg, size_t len,
+                      struct xr_xfer *owner, xr_notif_msg **out);
+void xr__notif_msg_free(xr_notif_msg *m);
+int xr__notif_submit(xr_engine *e, xr_notif_msg *m);
+void xr__notif_pump(xr_rail *r);    /* rail lock held */
+void xr__notif_tx_done(xr_rail *r, xr_opctx *ctx, int err);   /* rail lock held */
+void xr__notif_rx_done(xr_rail *r, xr_opctx *ctx, size_t len, int err); /* rail lock held */
+bool xr__notif_idle(xr_engine *e);
+
+#endif

@@ -1,0 +1,462 @@
+/*
+ * layout.c - schema-driven metadata encoder and decoder.
+ *
+ * Wire format, all little-endian:
+ *   header: magic u32 | format u16 | layout id u16 | total length u32 | crc32c u32
+ *   body:   records, each id u16 | type u8 | 0 u8 | length u32 | value
+ * A list value is a count u32 followed by `count` STRUCT records. The CRC
+ * covers the whole blob with its own field read as zero.
+ *
+ * Every length is checked against the bytes left before it is used, and
+ * nothing has a fixed size that grows with rails, regions or names. Unknown
+ * record ids are skipped so that newer layouts stay readable; missing
+ * optional fields keep their zero default.
+ */
+#include "layout.h"
+
+#include "crc32c.h"
+#include "internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PATH_MAX_LEN 160
+
+static const char *const type_name[] = {
+    [XR_FT_U8] = "u8",       [XR_FT_U16] = "u16",   [XR_FT_U32] = "u32",
+    [XR_FT_U64] = "u64",     [XR_FT_I32] = "i32",   [XR_FT_STR] = "string",
+    [XR_FT_BYTES] = "bytes", [XR_FT_LIST] = "list", [XR_FT_STRUCT] = "struct",
+};
+
+static size_t int_width(uint8_t t)
+{
+    switch (t) {
+    case XR_FT_U8: return 1;
+    case XR_FT_U16: return 2;
+    case XR_FT_U32: case XR_FT_I32: return 4;
+    case XR_FT_U64: return 8;
+    default: return 0;
+    }
+}
+
+static void put_le(uint8_t *p, uint64_t v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t get_le(const uint8_t *p, size_t n)
+{
+    uint64_t v = 0;
+    for (size_t i = 0; i < n; i++)
+        v |= (uint64_t)p[i] << (8 * i);
+    return v;
+}
+
+static uint64_t load_int(const void *obj, const xr_field *f)
+{
+    const char *p = (const char *)obj + f->off;
+    switch (f->type) {
+    case XR_FT_U8: return *(const uint8_t *)p;
+    case XR_FT_U16: return *(const uint16_t *)p;
+    case XR_FT_U32: return *(const uint32_t *)p;
+    case XR_FT_I32: return (uint32_t)*(const int32_t *)p;
+    default: return *(const uint64_t *)p;
+    }
+}
+
+static void store_int(void *obj, const xr_field *f, uint64_t v)
+{
+    char *p = (char *)obj + f->off;
+    switch (f->type) {
+    case XR_FT_U8: *(uint8_t *)p = (uint8_t)v; break;
+    case XR_FT_U16: *(uint16_t *)p = (uint16_t)v; break;
+    case XR_FT_U32: *(uint32_t *)p = (uint32_t)v; break;
+    case XR_FT_I32: *(int32_t *)p = (int32_t)(uint32_t)v; break;
+    default: *(uint64_t *)p = v; break;
+    }
+}
+
+#define FIELD_PTR(obj, f) (*(void **)((char *)(obj) + (f)->off))
+#define FIELD_U32(obj, f) (*(uint32_t *)((char *)(obj) + (f)->len_off))
+
+/* ---- encoding: one walk that measures when out is NULL ---- */
+
+static size_t enc_struct(const xr_schema *s, const void *obj, uint8_t *out);
+
+static size_t enc_record(uint16_t id, uint8_t type, size_t vlen, uint8_t *out)
+{
+    if (out) {
+        put_le(out, id, 2);
+        out[2] = type;
+        out[3] = 0;
+        put_le(out + 4, vlen, 4);
+    }
+    return XR_MD_RECORD;
+}
+
+static size_t enc_field(const xr_field *f, const void *obj, uint8_t *out)
+{
+    size_t vlen, n;
+    uint8_t *v = out ? out + XR_MD_RECORD : NULL;
+    switch (f->type) {
+    case XR_FT_STR: {
+        const char *str = FIELD_PTR(obj, f);
+        vlen = str ? strlen(str) : 0;
+        if (v && vlen)
+            memcpy(v, str, vlen);
+        break;
+    }
+    case XR_FT_BYTES:
+        vlen = FIELD_U32(obj, f);
+        if (v && vlen)
+            memcpy(v, FIELD_PTR(obj, f), vlen);
+        break;
+    case XR_FT_LIST: {
+        uint32_t count = FIELD_U32(obj, f);
+        const char *elems = FIELD_PTR(obj, f);
+        if (v)
+            put_le(v, count, 4);
+        vlen = 4;
+        for (uint32_t i = 0; i < count; i++) {
+            const void *el = elems + (size_t)i * f->elem->size;
+            uint8_t *rec = v ? v + vlen : NULL;
+            n = enc_struct(f->elem, el, rec ? rec + XR_MD_RECORD : NULL);
+            enc_record(0, XR_FT_STRUCT, n, rec);
+            vlen += XR_MD_RECORD + n;
+        }
+        break;
+    }
+    default:
+        vlen = int_width(f->type);
+        if (v)
+            put_le(v, load_int(obj, f), vlen);
+        break;
+    }
+    enc_record(f->id, f->type, vlen, out);
+    return XR_MD_RECORD + vlen;
+}
+
+static size_t enc_struct(const xr_schema *s, const void *obj, uint8_t *out)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < s->nfields; i++)
+        n += enc_field(&s->fields[i], obj, out ? out + n : NULL);
+    return n;
+}
+
+static uint32_t blob_crc(const uint8_t *p, size_t total)
+{
+    static const uint8_t zero[4];
+    uint32_t c = xr_crc32c(0, p, 12);
+    c = xr_crc32c(c, zero, 4);
+    return xr_crc32c(c, p + XR_MD_HEADER, total - XR_MD_HEADER);
+}
+
+int xr_layout_encode(const xr_schema *s, const void *obj, void *buf, size_t *len)
+{
+    if (!s || !obj || !len)
+        return xr__fail(XR_EINVAL, "metadata: encode: NULL argument");
+    size_t total = XR_MD_HEADER + enc_struct(s, obj, NULL);
+    if (total > UINT32_MAX)
+        return xr__fail(XR_EINVAL, "metadata: %zu bytes exceeds the 4 GiB format limit", total);
+    if (!buf || *len < total) {
+        size_t cap = buf ? *len : 0;
+        *len = total;
+        return xr__fail(XR_ETOOSMALL, "metadata: need %zu bytes, buffer holds %zu", total, cap);
+    }
+    uint8_t *p = buf;
+    put_le(p, XR_MD_MAGIC, 4);
+    put_le(p + 4, XR_MD_FORMAT, 2);
+    put_le(p + 6, s->layout_id, 2);
+    put_le(p + 8, total, 4);
+    enc_struct(s, obj, p + XR_MD_HEADER);
+    put_le(p + 12, blob_crc(p, total), 4);
+    *len = total;
+    return 0;
+}
+
+/* ---- decoding ---- */
+
+static int dec_struct(const xr_schema *s, const uint8_t *p, size_t len, void *obj,
+                      const char *path, bool cut);
+
+static void join(char *out, const char *path, const char *name)
+{
+    snprintf(out, PATH_MAX_LEN, "%s%s%s", path, *path ? "." : "", name);
+}
+
+/* `cut`: the record claims more bytes than remain; parse what is there so
+ * that the error names the innermost field that is short. */
+static int dec_list(const xr_field *f, const uint8_t *v, size_t vlen, void *obj,
+                    const char *fpath, bool cut)
+{
+    if (vlen < 4)
+        return xr__fail(XR_EBADMD, "metadata: %s count truncated: need 4 bytes, %zu left",
+                        fpath, vlen);
+    uint32_t count = (uint32_t)get_le(v, 4);
+    size_t left = vlen - 4;
+    /* Each element is at least one record header, so a count the bytes
+     * cannot hold is rejected before anything is allocated for it. */
+    if (cut && count > left / XR_MD_RECORD + 1)
+        count = (uint32_t)(left / XR_MD_RECORD + 1);
+    else if (!cut && count > left / XR_MD_RECORD)
+        return xr__fail(XR_EBADMD,
+                        "metadata: %s count %u exceeds what %zu bytes can hold", fpath,
+                        count, left);
+    char *elems = count ? calloc(count, f->elem->size) : NULL; /* bounded by the bytes */
+    if (count && !elems)
+        return xr__fail(XR_ENOMEM, "metadata: %s: cannot allocate %u elements", fpath, count);
+    FIELD_PTR(obj, f) = elems;
+    FIELD_U32(obj, f) = 0;
+    const uint8_t *p = v + 4;
+    for (uint32_t i = 0; i < count; i++) {
+        char epath[PATH_MAX_LEN];
+        snprintf(epath, sizeof epath, "%.140s[%u]", fpath, i);
+        if (left < XR_MD_RECORD)
+            return xr__fail(XR_EBADMD, "metadata: %s truncated: need %d bytes, %zu left",
+                            epath, XR_MD_RECORD, left);
+        uint8_t type = p[2];
+        size_t elen = get_le(p + 4, 4);
+        if (type != XR_FT_STRUCT)
+            return xr__fail(XR_EBADMD, "metadata: %s: element type %u, expected struct", epath,
+                            type);
+        if (elen > left - XR_MD_RECORD) {
+            int rc = dec_struct(f->elem, p + XR_MD_RECORD, left - XR_MD_RECORD,
+                                elems + (size_t)i * f->elem->size, epath, true);
+            FIELD_U32(obj, f) = i + 1;
+            if (rc)
+                return rc;
+            return xr__fail(XR_EBADMD, "metadata: %s truncated: need %zu bytes, %zu left",
+                            epath, elen, left - XR_MD_RECORD);
+        }
+        FIELD_U32(obj, f) = i + 1; /* so that a failure frees what was decoded */
+        int rc = dec_struct(f->elem, p + XR_MD_RECORD, elen, elems + (size_t)i * f->elem->size,
+                            epath, false);
+        if (rc)
+            return rc;
+        p += XR_MD_RECORD + elen;
+        left -= XR_MD_RECORD + elen;
+    }
+    if (left)
+        return xr__fail(XR_EBADMD, "metadata: %s: %zu bytes after the last of %u elements",
+                        fpath, left, count);
+    return 0;
+}
+
+static int dec_field(const xr_field *f, const uint8_t *v, size_t vlen, void *obj,
+                     const char *fpath, bool cut)
+{
+    switch (f->type) {
+    case XR_FT_STR: {
+        if (memchr(v, 0, vlen))
+            return xr__fail(XR_EBADMD, "metadata: %s contains a NUL byte", fpath);
+        char *str = malloc(vlen + 1);
+        if (!str)
+            return xr__fail(XR_ENOMEM, "metadata: %s: cannot allocate %zu bytes", fpath, vlen);
+        memcpy(str, v, vlen);
+        str[vlen] = 0;
+        FIELD_PTR(obj, f) = str;
+        return 0;
+    }
+    case XR_FT_BYTES: {
+        uint8_t *b = malloc(vlen ? vlen : 1);
+        if (!b)
+            return xr__fail(XR_ENOMEM, "metadata: %s: cannot allocate %zu bytes", fpath, vlen);
+        memcpy(b, v, vlen);
+        FIELD_PTR(obj, f) = b;
+        FIELD_U32(obj, f) = (uint32_t)vlen;
+        return 0;
+    }
+    case XR_FT_LIST:
+        return dec_list(f, v, vlen, obj, fpath, cut);
+    default:
+        if (vlen != int_width(f->type))
+            return xr__fail(XR_EBADMD, "metadata: %s: %s of %zu bytes, expected %zu", fpath,
+                            type_name[f->type], vlen, int_width(f->type));
+        store_int(obj, f, get_le(v, vlen));
+        return 0;
+    }
+}
+
+static int dec_struct(const xr_schema *s, const uint8_t *p, size_t len, void *obj,
+                      const char *path, bool cut)
+{
+    uint64_t seen = 0;
+    while (len) {
+        if (len < XR_MD_RECORD)
+            return xr__fail(XR_EBADMD, "metadata: %s%srecord header truncated: need %d bytes, %zu left",
+                            path, *path ? ": " : "", XR_MD_RECORD, len);
+        uint16_t id = (uint16_t)get_le(p, 2);
+        uint8_t type = p[2];
+        size_t vlen = get_le(p + 4, 4);
+        len -= XR_MD_RECORD;
+        p += XR_MD_RECORD;
+        const xr_field *f = NULL;
+        size_t fi;
+        for (fi = 0; fi < s->nfields; fi++)
+            if (s->fields[fi].id == id) {
+                f = &s->fields[fi];
+                break;
+            }
+        char fpath[PATH_MAX_LEN];
+        if (f)
+            join(fpath, path, f->name);
+        else
+            snprintf(fpath, sizeof fpath, "%s%sfield#%u", path, *path ? "." : "", id);
+        if (vlen > len) {
+            if (f && f->type == XR_FT_LIST && type == XR_FT_LIST && !(seen & (1ull << fi))) {
+                int rc = dec_field(f, p, len, obj, fpath, true);
+                if (rc)
+                    return rc;
+            }
+            return xr__fail(XR_EBADMD, "metadata: %s truncated: need %zu bytes, %zu left", fpath,
+                            vlen, len);
+        }
+        if (f) {
+            if (type != f->type)
+                return xr__fail(XR_EBADMD, "metadata: %s: %s on the wire, %s in layout '%s'",
+                                fpath, type >= XR_FT_U8 && type <= XR_FT_STRUCT ? type_name[type] : "unknown type",
+                                type_name[f->type], s->name);
+            if (seen & (1ull << fi))
+                return xr__fail(XR_EBADMD, "metadata: %s appears twice", fpath);
+            seen |= 1ull << fi;
+            int rc = dec_field(f, p, vlen, obj, fpath, false);
+            if (rc)
+                return rc;
+        }
+        p += vlen;
+        len -= vlen;
+    }
+    for (size_t fi = 0; fi < s->nfields && !cut; fi++)
+        if (s->fields[fi].required && !(seen & (1ull << fi))) {
+            char fpath[PATH_MAX_LEN];
+            join(fpath, path, s->fields[fi].name);
+            return xr__fail(XR_EBADMD, "metadata: %s missing (required by layout '%s')", fpath,
+                            s->name);
+        }
+    return 0;
+}
+
+static void free_struct(const xr_schema *s, void *obj)
+{
+    for (size_t i = 0; i < s->nfields; i++) {
+        const xr_field *f = &s->fields[i];
+        if (f->type == XR_FT_LIST) {
+            char *elems = FIELD_PTR(obj, f);
+            for (uint32_t k = 0; elems && k < FIELD_U32(obj, f); k++)
+                free_struct(f->elem, elems + (size_t)k * f->elem->size);
+        }
+        if (f->type == XR_FT_STR || f->type == XR_FT_BYTES || f->type == XR_FT_LIST) {
+            free(FIELD_PTR(obj, f));
+            FIELD_PTR(obj, f) = NULL;
+            if (f->type != XR_FT_STR)
+                FIELD_U32(obj, f) = 0;
+        }
+    }
+}
+
+void xr_layout_free(const xr_schema *s, void *obj)
+{
+    if (s && obj)
+        free_struct(s, obj);
+}
+
+int xr_layout_decode_body(const xr_schema *s, const void *body, size_t len, void *obj)
+{
+    memset(obj, 0, s->size);
+    int rc = dec_struct(s, body, len, obj, "", false);
+    if (rc)
+        free_struct(s, obj);
+    return rc;
+}
+
+int xr_layout_decode(const xr_schema *s, const void *buf, size_t len, size_t max, void *obj)
+{
+    if (!s || !obj || (!buf && len))
+        return xr__fail(XR_EINVAL, "metadata: decode: NULL argument");
+    memset(obj, 0, s->size);
+    const uint8_t *p = buf;
+    if (len < XR_MD_HEADER)
+        return xr__fail(XR_EBADMD, "metadata: header truncated: need %d bytes, %zu given",
+                        XR_MD_HEADER, len);
+    uint32_t magic = (uint32_t)get_le(p, 4);
+    if (magic != XR_MD_MAGIC)
+        return xr__fail(XR_EBADMD, "metadata: bad magic 0x%08x (expected 0x%08x): not xrail metadata",
+                        magic, XR_MD_MAGIC);
+    unsigned format = (unsigned)get_le(p + 4, 2), layout = (unsigned)get_le(p + 6, 2);
+    size_t total = get_le(p + 8, 4);
+    if (total < XR_MD_HEADER)
+        return xr__fail(XR_EBADMD, "metadata: total length %zu is shorter than the header", total);
+    if (total > len)
+        return xr__fail(XR_EBADMD, "metadata: blob truncated: header says %zu bytes, %zu given",
+                        total, len);
+    if (total < len)
+        return xr__fail(XR_EBADMD, "metadata: %zu trailing bytes after the %zu-byte blob",
+                        len - total, total);
+    if (max && total > max)
+        return xr__fail(XR_EBADMD, "metadata: %zu bytes exceeds the configured maximum of %zu",
+                        total, max);
+    uint32_t want = (uint32_t)get_le(p + 12, 4), got = blob_crc(p, total);
+    if (want != got)
+        return xr__fail(XR_EBADMD, "metadata: CRC32C mismatch (blob says 0x%08x, bytes give 0x%08x): corrupted",
+                        want, got);
+    if (format != XR_MD_FORMAT)
+        return xr__fail(XR_EVERSION, "metadata: format version %u, this build reads %u", format,
+                        XR_MD_FORMAT);
+    if (layout != s->layout_id)
+        return xr__fail(XR_EVERSION, "metadata: layout id %u, expected %u ('%s')", layout,
+                        s->layout_id, s->name);
+    return xr_layout_decode_body(s, p + XR_MD_HEADER, total - XR_MD_HEADER, obj);
+}
+
+/* ---- the built-in layout ---- */
+
+#define F_INT(st, i, nm, t, req) { .id = i, .name = #nm, .type = t, .required = req, .off = offsetof(st, nm) }
+#define F_STR(st, i, nm, req) { .id = i, .name = #nm, .type = XR_FT_STR, .required = req, .off = offsetof(st, nm) }
+#define F_BYTES(st, i, nm, lenf, req)                                                      \
+    { .id = i, .name = #nm, .type = XR_FT_BYTES, .required = req, .off = offsetof(st, nm), \
+      .len_off = offsetof(st, lenf) }
+#define F_LIST(st, i, nm, cntf, sch, req)                                                  \
+    { .id = i, .name = #nm, .type = XR_FT_LIST, .required = req, .off = offsetof(st, nm),  \
+      .len_off = offsetof(st, cntf), .elem = &sch }
+#define SCHEMA(nm, id, st, flds) { .name = nm, .layout_id = id, .size = sizeof(st), .fields = flds, \
+                                   .nfields = sizeof(flds) / sizeof(flds[0]) }
+
+static const xr_field key_fields[] = {
+    F_INT(xr_md_key, 1, rail, XR_FT_U32, true),
+    F_INT(xr_md_key, 2, raw, XR_FT_U8, false),
+    F_BYTES(xr_md_key, 3, bytes, nbytes, true),
+};
+static const xr_schema key_schema = SCHEMA("key", 0, xr_md_key, key_fields);
+
+static const xr_field rail_fields[] = {
+    F_INT(xr_md_rail, 1, index, XR_FT_U32, true),
+    F_STR(xr_md_rail, 2, provider, true),
+    F_STR(xr_md_rail, 3, domain, false),
+    F_INT(xr_md_rail, 4, addr_format, XR_FT_U32, true),
+    F_BYTES(xr_md_rail, 5, addr, addrlen, true),
+    F_INT(xr_md_rail, 6, mr_mode, XR_FT_U64, false),
+    F_INT(xr_md_rail, 7, speed_mbps, XR_FT_U64, false),
+    F_INT(xr_md_rail, 8, numa, XR_FT_I32, false),
+};
+static const xr_schema rail_schema = SCHEMA("rail", 0, xr_md_rail, rail_fields);
+
+static const xr_field region_fields[] = {
+    F_INT(xr_md_region, 1, addr, XR_FT_U64, true),
+    F_INT(xr_md_region, 2, len, XR_FT_U64, true),
+    F_INT(xr_md_region, 3, kind, XR_FT_U8, false),
+    F_INT(xr_md_region, 4, device, XR_FT_U32, false),
+    F_INT(xr_md_region, 5, access, XR_FT_U8, true),
+    F_LIST(xr_md_region, 6, keys, nkeys, key_schema, true),
+};
+static const xr_schema region_schema = SCHEMA("region", 0, xr_md_region, region_fields);
+
+static const xr_field md_fields[] = {
+    F_STR(xr_md, 1, name, true),
+    F_INT(xr_md, 2, instance, XR_FT_U64, true),
+    F_LIST(xr_md, 3, rails, nrails, rail_schema, true),
+    F_LIST(xr_md, 4, regions, nregions, region_schema, false),
+};
+const xr_schema xr_md_schema = SCHEMA("xrail.v1", 1, xr_md, md_fields);

@@ -1,0 +1,102 @@
+/*
+ * layout.h - the metadata codec. A schema table (fields with ids, types,
+ * required flags and where they live in a C struct) drives both encoding
+ * and decoding, so a new layout is a new table, not new parsing code.
+ */
+#ifndef XR_LAYOUT_H
+#define XR_LAYOUT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define XR_MD_MAGIC 0x444D5258u /* "XRMD" little-endian */
+#define XR_MD_FORMAT 1
+#define XR_MD_HEADER 16         /* magic u32, format u16, layout u16, total u32, crc u32 */
+#define XR_MD_RECORD 8          /* id u16, type u8, reserved u8, length u32 */
+
+typedef enum xr_ftype {
+    XR_FT_U8 = 1, XR_FT_U16, XR_FT_U32, XR_FT_U64, XR_FT_I32,
+    XR_FT_STR,    /* char *, NUL-terminated in memory, not on the wire */
+    XR_FT_BYTES,  /* uint8_t *, uint32_t length at len_off */
+    XR_FT_LIST,   /* array of elem->size structs, uint32_t count at len_off */
+    XR_FT_STRUCT, /* wire type of a list element */
+} xr_ftype;
+
+typedef struct xr_schema xr_schema;
+
+typedef struct xr_field {
+    uint16_t id;
+    const char *name;
+    uint8_t type;
+    bool required;
+    size_t off;
+    size_t len_off;
+    const xr_schema *elem;
+} xr_field;
+
+struct xr_schema {
+    const char *name;
+    uint16_t layout_id;     /* in the header of a top-level schema */
+    size_t size;
+    const xr_field *fields;
+    size_t nfields;         /* at most 64 */
+};
+
+/* The built-in layout (id 1): what xr_metadata_get publishes. */
+typedef struct xr_md_key {
+    uint32_t rail;
+    uint8_t raw;            /* 1: bytes are an FI_MR_RAW key; 0: a u64 key, little-endian */
+    uint8_t *bytes;
+    uint32_t nbytes;
+} xr_md_key;
+
+typedef struct xr_md_rail {
+    uint32_t index;
+    char *provider;
+    char *domain;
+    uint32_t addr_format;
+    uint8_t *addr;
+    uint32_t addrlen;
+    uint64_t mr_mode;
+    uint64_t speed_mbps;
+    int32_t numa;
+} xr_md_rail;
+
+typedef struct xr_md_region {
+    uint64_t addr;
+    uint64_t len;
+    uint8_t kind;
+    uint32_t device;
+    uint8_t access;
+    xr_md_key *keys;
+    uint32_t nkeys;
+} xr_md_region;
+
+typedef struct xr_md {
+    char *name;
+    uint64_t instance;
+    xr_md_rail *rails;
+    uint32_t nrails;
+    xr_md_region *regions;
+    uint32_t nregions;
+} xr_md;
+
+extern const xr_schema xr_md_schema;
+
+/*
+ * Encode `obj` with header and CRC. *len in: capacity; out: size.
+ * XR_ETOOSMALL (and the size) when buf is NULL or too small.
+ */
+int xr_layout_encode(const xr_schema *s, const void *obj, void *buf, size_t *len);
+/*
+ * Validate and decode a blob into *obj (zeroed first). `max` caps the blob
+ * size. On failure *obj holds nothing and the last error names the field,
+ * e.g. "metadata: rails[5].address truncated: need 56 bytes, 12 left".
+ */
+int xr_layout_decode(const xr_schema *s, const void *buf, size_t len, size_t max, void *obj);
+/* The body parser alone, without header or CRC checks (for the fuzz tests). */
+int xr_layout_decode_body(const xr_schema *s, const void *body, size_t len, void *obj);
+void xr_layout_free(const xr_schema *s, void *obj);
+
+#endif

@@ -1,0 +1,359 @@
+/* test_layout.c - the metadata codec (engine/src/layout.c). */
+#include "layout.h"
+#include "crc32c.h"
+#include "xrail.h"
+
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A deterministic generator so that a failure can be replayed from its seed. */
+static uint64_t rng_state;
+static uint64_t rng(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+
+static void md_make(xr_md *m, unsigned nrails, unsigned nregions, unsigned keys_per_region)
+{
+    memset(m, 0, sizeof *m);
+    m->name = strdup("prefill-0");
+    m->instance = rng();
+    m->nrails = nrails;
+    m->rails = calloc(nrails ? nrails : 1, sizeof *m->rails);
+    for (unsigned i = 0; i < nrails; i++) {
+        xr_md_rail *r = &m->rails[i];
+        r->index = i;
+        r->provider = strdup(i % 2 ? "shm" : "tcp;ofi_rxm");
+        char dom[32];
+        snprintf(dom, sizeof dom, "rdmap%us0", i);
+        r->domain = strdup(dom);
+        r->addr_format = 2 + i % 3;
+        r->addrlen = 16 + (uint32_t)(rng() % 48); /* efa addresses are 32 bytes, tcp 16 */
+        r->addr = malloc(r->addrlen);
+        for (uint32_t k = 0; k < r->addrlen; k++)
+            r->addr[k] = (uint8_t)rng();
+        r->mr_mode = rng();
+        r->speed_mbps = 100000;
+        r->numa = (int32_t)(i / 16) - (i == 3); /* -1 included */
+    }
+    m->nregions = nregions;
+    m->regions = calloc(nregions ? nregions : 1, sizeof *m->regions);
+    for (unsigned i = 0; i < nregions; i++) {
+        xr_md_region *g = &m->regions[i];
+        g->addr = rng();
+        g->len = rng() >> 20;
+        g->kind = (uint8_t)(i % 2);
+        g->device = i % 8;
+        g->access = (uint8_t)(1 + i % 3);
+        g->nkeys = keys_per_region;
+        g->keys = calloc(keys_per_region ? keys_per_region : 1, sizeof *g->keys);
+        for (unsigned k = 0; k < keys_per_region; k++) {
+            g->keys[k].rail = k;
+            g->keys[k].raw = (uint8_t)(k % 5 == 4);
+            g->keys[k].nbytes = g->keys[k].raw ? 24 : 8;
+            g->keys[k].bytes = malloc(g->keys[k].nbytes);
+            for (uint32_t b = 0; b < g->keys[k].nbytes; b++)
+                g->keys[k].bytes[b] = (uint8_t)rng();
+        }
+    }
+}
+
+static void md_check_equal(const xr_md *a, const xr_md *b)
+{
+    ck_assert_str_eq(a->name, b->name);
+    ck_assert_uint_eq(a->instance, b->instance);
+    ck_assert_uint_eq(a->nrails, b->nrails);
+    for (unsigned i = 0; i < a->nrails; i++) {
+        const xr_md_rail *x = &a->rails[i], *y = &b->rails[i];
+        ck_assert_uint_eq(x->index, y->index);
+        ck_assert_str_eq(x->provider, y->provider);
+        ck_assert_str_eq(x->domain, y->domain);
+        ck_assert_uint_eq(x->addr_format, y->addr_format);
+        ck_assert_uint_eq(x->addrlen, y->addrlen);
+        ck_assert_mem_eq(x->addr, y->addr, x->addrlen);
+        ck_assert_uint_eq(x->mr_mode, y->mr_mode);
+        ck_assert_uint_eq(x->speed_mbps, y->speed_mbps);
+        ck_assert_int_eq(x->numa, y->numa);
+    }
+    ck_assert_uint_eq(a->nregions, b->nregions);
+    for (unsigned i = 0; i < a->nregions; i++) {
+        const xr_md_region *x = &a->regions[i], *y = &b->regions[i];
+        ck_assert_uint_eq(x->addr, y->addr);
+        ck_assert_uint_eq(x->len, y->len);
+        ck_assert_uint_eq(x->kind, y->kind);
+        ck_assert_uint_eq(x->device, y->device);
+        ck_assert_uint_eq(x->access, y->access);
+        ck_assert_uint_eq(x->nkeys, y->nkeys);
+        for (unsigned k = 0; k < x->nkeys; k++) {
+            ck_assert_uint_eq(x->keys[k].rail, y->keys[k].rail);
+            ck_assert_uint_eq(x->keys[k].raw, y->keys[k].raw);
+            ck_assert_uint_eq(x->keys[k].nbytes, y->keys[k].nbytes);
+            ck_assert_mem_eq(x->keys[k].bytes, y->keys[k].bytes, x->keys[k].nbytes);
+        }
+    }
+}
+
+static uint8_t *encode(const xr_md *m, size_t *len)
+{
+    *len = 0;
+    ck_assert_int_eq(xr_layout_encode(&xr_md_schema, m, NULL, len), XR_ETOOSMALL);
+    uint8_t *buf = malloc(*len);
+    size_t small = *len - 1;
+    ck_assert_int_eq(xr_layout_encode(&xr_md_schema, m, buf, &small), XR_ETOOSMALL);
+    ck_assert_uint_eq(small, *len);
+    ck_assert_int_eq(xr_layout_encode(&xr_md_schema, m, buf, len), 0);
+    return buf;
+}
+
+START_TEST(crc32c_check_value)
+{
+    /* The published CRC-32C check value for "123456789" (RFC 3720, B.4). */
+    ck_assert_uint_eq(xr_crc32c(0, "123456789", 9), 0xE3069283u);
+    /* Incremental use gives the same as one call. */
+    ck_assert_uint_eq(xr_crc32c(xr_crc32c(0, "1234", 4), "56789", 5), 0xE3069283u);
+}
+END_TEST
+
+static const unsigned rail_counts[] = {0, 1, 2, 4, 8, 32, 64};
+static const unsigned region_counts[] = {0, 1, 7, 100, 10000};
+
+START_TEST(round_trip_grid)
+{
+    rng_state = 0x9E3779B97F4A7C15ull + (uint64_t)_i;
+    unsigned nrails = rail_counts[_i % 7], nregions = region_counts[_i / 7];
+    /* Keys per region follow the rail count, except for the largest region
+     * count, where 64 keys each would only slow the test without covering more. */
+    unsigned keys = nregions >= 10000 ? (nrails < 4 ? nrails : 4) : nrails;
+    xr_md m, d;
+    md_make(&m, nrails, nregions, keys);
+    size_t len;
+    uint8_t *buf = encode(&m, &len);
+    ck_assert_int_eq(xr_layout_decode(&xr_md_schema, buf, len, 0, &d), 0);
+    md_check_equal(&m, &d);
+    /* Re-encoding the decoded copy gives the same bytes. */
+    size_t len2;
+    uint8_t *buf2 = encode(&d, &len2);
+    ck_assert_uint_eq(len, len2);
+    ck_assert_mem_eq(buf, buf2, len);
+    xr_layout_free(&xr_md_schema, &m);
+    xr_layout_free(&xr_md_schema, &d);
+    free(buf);
+    free(buf2);
+}
+END_TEST
+
+START_TEST(rails64_regions10000)
+{
+    rng_state = 42;
+    xr_md m, d;
+    md_make(&m, 64, 10000, 64);
+    size_t len;
+    uint8_t *buf = encode(&m, &len);
+    ck_assert_int_eq(xr_layout_decode(&xr_md_schema, buf, len, 0, &d), 0);
+    md_check_equal(&m, &d);
+    xr_layout_free(&xr_md_schema, &m);
+    xr_layout_free(&xr_md_schema, &d);
+    free(buf);
+}
+END_TEST
+
+/* Every prefix of a valid blob is refused with XR_EBADMD and a message. */
+START_TEST(every_truncation)
+{
+    rng_state = 7;
+    xr_md m, d;
+    md_make(&m, 32, 3, 32); /* the p5 shape: 32 rails */
+    size_t len;
+    uint8_t *buf = encode(&m, &len);
+    for (size_t cut = 0; cut < len; cut++) {
+        uint8_t *copy = malloc(cut ? cut : 1); /* exact size, so ASan sees overreads */
+        memcpy(copy, buf, cut);
+        int rc = xr_layout_decode(&xr_md_schema, copy, cut, 0, &d);
+        ck_assert_msg(rc == XR_EBADMD, "cut at %zu gave %d", cut, rc);
+        ck_assert_ptr_nonnull(strstr(xr_engine_last_error(NULL), "metadata: "));
+        free(copy);
+    }
+    /* The body parser alone, fed every prefix of the body, also never
+     * crashes and never accepts a short body as the whole thing. */
+    for (size_t cut = 0; cut < len - XR_MD_HEADER; cut++) {
+        uint8_t *copy = malloc(cut ? cut : 1);
+        memcpy(copy, buf + XR_MD_HEADER, cut);
+        int rc = xr_layout_decode_body(&xr_md_schema, copy, cut, &d);
+        if (rc == 0) {
+            /* A cut between top-level records can parse; it must then be missing data. */
+            ck_assert(d.nrails < m.nrails || d.nregions < m.nregions);
+            xr_layout_free(&xr_md_schema, &d);
+        } else {
+            ck_assert_int_eq(rc, XR_EBADMD);
+        }
+        free(copy);
+    }
+    xr_layout_free(&xr_md_schema, &m);
+    free(buf);
+}
+END_TEST
+
+START_TEST(truncation_message_names_field)
+{
+    rng_state = 11;
+    xr_md m, d;
+    md_make(&m, 8, 0, 0);
+    size_t len;
+    uint8_t *buf = encode(&m, &len);
+    /* Cut inside rails[5]'s address, then fix the header so only the body is short. */
+    uint8_t *body = buf + XR_MD_HEADER;
+    size_t body_len = len - XR_MD_HEADER;
+    size_t found = 0;
+    for (size_t cut = 0; cut < body_len; cut++) {
+        if (xr_layout_decode_body(&xr_md_schema, body, cut, &d) == 0) {
+            xr_layout_free(&xr_md_schema, &d);
+            continue;
+        }
+        if (strstr(xr_engine_last_error(NULL), "rails[5].addr truncated: need ")) {
+            found = cut;
+            break;
+        }
+    }
+    ck_assert_msg(found, "no cut named rails[5].addr; last: %s", xr_engine_last_error(NULL));
+    ck_assert_ptr_nonnull(strstr(xr_engine_last_error(NULL), " left"));
+    xr_layout_free(&xr_md_schema, &m);
+    free(buf);
+}
+END_TEST
+
+START_TEST(random_flips)
+{
+    rng_state = 0xC0FFEEull;
+    xr_md m, d;
+    md_make(&m, 32, 16, 32);
+    size_t len;
+    uint8_t *buf = encode(&m, &len);
+    uint8_t *copy = malloc(len);
+    unsigned crc_caught = 0, parsed = 0, refused = 0;
+    for (int iter = 0; iter < 20000; iter++) {
+        memcpy(copy, buf, len);
+        int flips = 1 + (int)(rng() % 4);
+        for (int k = 0; k < flips; k++)
+            copy[rng() % len] ^= (uint8_t)(1u << (rng() % 8));
+        if (memcmp(copy, buf, len) == 0)
+            continue;
+        /* With the CRC, every corruption is refused. */
+        int rc = xr_layout_decode(&xr_md_schema, copy, len, 0, &d);
+        ck_assert_msg(rc == XR_EBADMD || rc == XR_EVERSION, "iter %d: rc %d", iter, rc);
+        crc_caught++;
+        /* Without it, the parser must still never crash or leak. */
+        rc = xr_layout_decode_body(&xr_md_schema, copy + XR_MD_HEADER, len - XR_MD_HEADER, &d);
+        if (rc == 0) {
+            parsed++;
+            xr_layout_free(&xr_md_schema, &d);
+        } else {
+            ck_assert_int_eq(rc, XR_EBADMD);
+            ck_assert(strlen(xr_engine_last_error(NULL)) > 10);
+            refused++;
+        }
+    }
+    ck_assert_uint_gt(crc_caught, 19000);
+    ck_assert_uint_gt(refused, 0);
+    xr_layout_free(&xr_md_schema, &m);
+    free(copy);
+    free(buf);
+}
+END_TEST
+
+START_TEST(header_errors)
+{
+    rng_state = 3;
+    xr_md m, d;
+    md_make(&m, 2, 1, 2);
+    size_t len;
+    uint8_t *buf = encode(&m, &len);
+    uint8_t *big = malloc(len + 5);
+    memcpy(big, buf, len);
+    ck_assert_int_eq(xr_layout_decode(&xr_md_schema, big, len + 5, 0, &d), XR_EBADMD);
+    ck_assert_ptr_nonnull(strstr(xr_engine_last_error(NULL), "trailing"));
+    ck_assert_int_eq(xr_layout_decode(&xr_md_schema, buf, len, len - 1, &d), XR_EBADMD);
+    ck_assert_ptr_nonnull(strstr(xr_engine_last_error(NULL), "configured maximum"));
+    big[0] ^= 0xff;
+    ck_assert_int_eq(xr_layout_decode(&xr_md_schema, big, len, 0, &d), XR_EBADMD);
+    ck_assert_ptr_nonnull(strstr(xr_engine_last_error(NULL), "magic"));
+    /* A future format version with a valid CRC is a version error, not corruption. */
+    memcpy(big, buf, len);
+    big[4] = 9;
+    uint32_t c = xr_crc32c(0, big, 12);
+    c = xr_crc32c(c, "\0\0\0\0", 4);
+    c = xr_crc32c(c, big + XR_MD_HEADER, len - XR_MD_HEADER);
+    for (int i = 0; i < 4; i++)
+        big[12 + i] = (uint8_t)(c >> (8 * i));
+    ck_assert_int_eq(xr_layout_decode(&xr_md_schema, big, len, 0, &d), XR_EVERSION);
+    xr_layout_free(&xr_md_schema, &m);
+    free(big);
+    free(buf);
+}
+END_TEST
+
+/* Records the layout does not know are skipped; a missing required one is named. */
+START_TEST(unknown_and_missing_fields)
+{
+    /* name (id 1), an unknown id 77, instance (id 2); rails (id 3) left out. */
+    uint8_t body[64];
+    size_t n = 0;
+    const char *nm = "x";
+    body[n++] = 1; body[n++] = 0; body[n++] = XR_FT_STR; body[n++] = 0;
+    body[n++] = 1; body[n++] = 0; body[n++] = 0; body[n++] = 0;
+    body[n++] = (uint8_t)nm[0];
+    body[n++] = 77; body[n++] = 0; body[n++] = XR_FT_BYTES; body[n++] = 0;
+    body[n++] = 3; body[n++] = 0; body[n++] = 0; body[n++] = 0;
+    body[n++] = 1; body[n++] = 2; body[n++] = 3;
+    body[n++] = 2; body[n++] = 0; body[n++] = XR_FT_U64; body[n++] = 0;
+    body[n++] = 8; body[n++] = 0; body[n++] = 0; body[n++] = 0;
+    for (int i = 0; i < 8; i++)
+        body[n++] = (uint8_t)i;
+    xr_md d;
+    ck_assert_int_eq(xr_layout_decode_body(&xr_md_schema, body, n, &d), XR_EBADMD);
+    ck_assert_str_eq(xr_engine_last_error(NULL),
+                     "metadata: rails missing (required by layout 'xrail.v1')");
+    /* Add an empty rails list: now it parses, and the unknown field is skipped. */
+    body[n++] = 3; body[n++] = 0; body[n++] = XR_FT_LIST; body[n++] = 0;
+    body[n++] = 4; body[n++] = 0; body[n++] = 0; body[n++] = 0;
+    body[n++] = 0; body[n++] = 0; body[n++] = 0; body[n++] = 0;
+    ck_assert_int_eq(xr_layout_decode_body(&xr_md_schema, body, n, &d), 0);
+    ck_assert_str_eq(d.name, "x");
+    ck_assert_uint_eq(d.nrails, 0);
+    xr_layout_free(&xr_md_schema, &d);
+    /* A huge list count is refused before allocation. */
+    body[n - 1] = 0x7f;
+    ck_assert_int_eq(xr_layout_decode_body(&xr_md_schema, body, n, &d), XR_EBADMD);
+    ck_assert_ptr_nonnull(strstr(xr_engine_last_error(NULL), "rails count"));
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("layout");
+    TCase *tc = tcase_create("codec");
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, crc32c_check_value);
+    tcase_add_loop_test(tc, round_trip_grid, 0, 7 * 5);
+    tcase_add_test(tc, rails64_regions10000);
+    tcase_add_test(tc, every_truncation);
+    tcase_add_test(tc, truncation_message_names_field);
+    tcase_add_test(tc, random_flips);
+    tcase_add_test(tc, header_errors);
+    tcase_add_test(tc, unknown_and_missing_fields);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
