@@ -14,7 +14,9 @@
 
 #include <rdma/fabric.h>
 #include <rdma/fi_domain.h>
+#include <rdma/fi_cm.h>
 #include <rdma/fi_endpoint.h>
+#include <rdma/fi_rma.h>
 
 #define XR_ERRMSG_MAX 512
 #define XR_ADDR_MAX 256
@@ -175,6 +177,10 @@ int xr__rail_progress(xr_rail *r);
 /* Queue a transfer's chunks for rail `r` and post what the depth allows. */
 void xr__rail_enqueue(xr_rail *r, xr_rail_slot *s);
 void xr__addr_format(const xr_rail *r, const void *addr, size_t len, char *out, size_t cap);
+/* Register memory on one rail, honouring FI_MR_ENDPOINT; `key` is used
+ * unless the provider picks keys itself (FI_MR_PROV_KEY). */
+int xr__rail_mr_reg(xr_rail *r, void *buf, size_t len, uint64_t access, uint64_t key,
+                    struct fid_mr **out);
 
 /* ---- mr.c ---- */
 xr_region *xr__region_find(xr_engine *e, uint64_t addr, size_t len); /* engine lock held */
@@ -186,7 +192,9 @@ void xr__peer_put(xr_peer *p);      /* engine lock held */
 void xr__peer_free_all(xr_engine *e);
 
 /* ---- xfer.c ---- */
-void xr__chunk_done(xr_rail *r, xr_chunk *c, int err, const char *why);
+/* Count a chunk's completion; true when it was the transfer's last chunk.
+ * Rail lock held: the caller runs xr__xfer_chunks_done after unlocking. */
+bool xr__chunk_done(xr_rail *r, xr_chunk *c, int err, const char *why);
 void xr__xfer_chunks_done(struct xr_xfer *x);
 void xr__xfer_notif_done(struct xr_xfer *x, int err, const char *why);
 void xr__xfer_free_all(xr_engine *e);

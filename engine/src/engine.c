@@ -1,0 +1,257 @@
+/*
+ * engine.c - options, environment overrides, engine life cycle and progress.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#define XR_NAME_MAX 255
+#define DRAIN_MS 5000
+
+void xr_engine_opts_init(xr_engine_opts *o)
+{
+    if (!o)
+        return;
+    memset(o, 0, sizeof *o);
+    o->stripe_min = 128 * 1024; /* NIXL's documented striping threshold */
+    o->chunk_size = 1 << 20;
+    o->rail_depth = 64;
+    o->max_metadata = 256u << 20;
+    o->max_notif = 256u << 20;
+    o->log_level = XR_LOG_WARN;
+}
+
+/* Parsed XRAIL_RAILS entries live with the engine, as opts points at them. */
+typedef struct env_rails {
+    xr_rail_spec spec[XR_MAX_RAILS];
+    char *text;
+} env_rails;
+
+static int parse_size(const char *name, const char *v, size_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long n = strtoull(v, &end, 0);
+    unsigned long long mul = 1;
+    if (*end == 'k' || *end == 'K')
+        mul = 1ull << 10, end++;
+    else if (*end == 'm' || *end == 'M')
+        mul = 1ull << 20, end++;
+    else if (*end == 'g' || *end == 'G')
+        mul = 1ull << 30, end++;
+    if (errno || end == v || *end)
+        return xr__fail(XR_EINVAL, "%s='%s' is not a size (e.g. 131072, 128k, 4M)", name, v);
+    *out = (size_t)(n * mul);
+    return 0;
+}
+
+/* XRAIL_RAILS: "N" (N rails on the provider and domain already chosen) or
+ * "provider:domain:count[,provider:domain:count...]"; empty fields mean any. */
+static int parse_rails(const char *v, xr_engine_opts *o, env_rails *er)
+{
+    char *end;
+    unsigned long n = strtoul(v, &end, 10);
+    if (end != v && !*end) {
+        if (n == 0 || n > XR_MAX_RAILS)
+            return xr__fail(XR_EINVAL, "XRAIL_RAILS=%s: between 1 and %d rails", v, XR_MAX_RAILS);
+        er->spec[0] = (xr_rail_spec){.provider = o->provider, .domain = o->domain,
+                                     .count = (unsigned)n};
+        o->rails = er->spec;
+        o->n_rail_specs = 1;
+        return 0;
+    }
+    er->text = strdup(v);
+    if (!er->text)
+        return xr__fail(XR_ENOMEM, "XRAIL_RAILS: out of memory");
+    unsigned k = 0;
+    char *save = NULL;
+    for (char *item = strtok_r(er->text, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
+        if (k == XR_MAX_RAILS)
+            return xr__fail(XR_EINVAL, "XRAIL_RAILS: more than %d entries", XR_MAX_RAILS);
+        char *prov = item, *dom = strchr(prov, ':'), *cnt = dom ? strchr(dom + 1, ':') : NULL;
+        if (!dom || !cnt)
+            return xr__fail(XR_EINVAL, "XRAIL_RAILS entry '%s': expected provider:domain:count",
+                            item);
+        *dom++ = 0;
+        *cnt++ = 0;
+        unsigned long c = strtoul(cnt, &end, 10);
+        if (end == cnt || *end || c == 0 || c > XR_MAX_RAILS)
+            return xr__fail(XR_EINVAL, "XRAIL_RAILS: count '%s' is not 1..%d", cnt, XR_MAX_RAILS);
+        er->spec[k++] = (xr_rail_spec){.provider = *prov ? prov : NULL,
+                                       .domain = *dom ? dom : NULL, .count = (unsigned)c};
+    }
+    o->rails = er->spec;
+    o->n_rail_specs = k;
+    return 0;
+}
+
+static int apply_env(xr_engine_opts *o, env_rails *er)
+{
+    const char *v;
+    int rc = 0;
+    if ((v = getenv("XRAIL_PROVIDER")) && *v)
+        o->provider = v;
+    if ((v = getenv("XRAIL_DOMAIN")) && *v)
+        o->domain = v;
+    if ((v = getenv("XRAIL_MAX_RAILS")) && *v)
+        o->max_rails = (unsigned)strtoul(v, NULL, 10);
+    if ((v = getenv("XRAIL_LOG")) && *v)
+        o->log_level = atoi(v);
+    if (!rc && (v = getenv("XRAIL_STRIPE_MIN")) && *v)
+        rc = parse_size("XRAIL_STRIPE_MIN", v, &o->stripe_min);
+    if (!rc && (v = getenv("XRAIL_CHUNK_SIZE")) && *v)
+        rc = parse_size("XRAIL_CHUNK_SIZE", v, &o->chunk_size);
+    if (!rc && (v = getenv("XRAIL_RAILS")) && *v)
+        rc = parse_rails(v, o, er);
+    return rc;
+}
+
+static void *progress_main(void *arg)
+{
+    xr_engine *e = arg;
+    unsigned idle = 0;
+    while (!atomic_load(&e->stop)) {
+        if (xr_progress(e) > 0) {
+            idle = 0;
+            continue;
+        }
+        /* Spin briefly for latency, then back off so an idle engine does not
+         * take a core from the application (measured hosts have 2). */
+        if (++idle < 256) {
+            sched_yield();
+        } else {
+            struct timespec ts = {0, 20000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    return NULL;
+}
+
+static void engine_free(xr_engine *e)
+{
+    xr__xfer_free_all(e);
+    xr__peer_free_all(e);
+    xr__region_free_all(e);
+    xr__rails_close(e);
+    xr__notif_fini(e);
+    pthread_mutex_destroy(&e->lock);
+    free(e->name);
+    free(e);
+}
+
+int xr_engine_create(const xr_engine_opts *opts, xr_engine **out)
+{
+    if (out)
+        *out = NULL;
+    if (!opts || !out)
+        return xr__fail(XR_EINVAL, "xr_engine_create: NULL argument");
+    if (!opts->name || !*opts->name || strlen(opts->name) > XR_NAME_MAX)
+        return xr__fail(XR_EINVAL, "xr_engine_create: a name of 1 to %d bytes is required",
+                        XR_NAME_MAX);
+    xr_engine *e = calloc(1, sizeof *e);
+    env_rails *er = calloc(1, sizeof *er);
+    if (!e || !er) {
+        free(e);
+        free(er);
+        return xr__fail(XR_ENOMEM, "xr_engine_create: out of memory");
+    }
+    pthread_mutex_init(&e->lock, NULL);
+    e->opts = *opts;
+    int rc = opts->ignore_env ? 0 : apply_env(&e->opts, er);
+    xr_engine_opts *o = &e->opts;
+    if (!o->stripe_min)
+        o->stripe_min = 1;
+    if (!o->chunk_size)
+        o->chunk_size = 1 << 20;
+    if (!o->rail_depth)
+        o->rail_depth = 64;
+    e->log_level = o->log_level;
+    e->name = strdup(opts->name);
+    o->name = e->name;
+    if (!rc && !e->name)
+        rc = xr__fail(XR_ENOMEM, "xr_engine_create: out of memory");
+    if (!rc && getrandom(&e->instance, sizeof e->instance, 0) != sizeof e->instance)
+        e->instance = ((uint64_t)getpid() << 32) ^ (uint64_t)time(NULL) ^ (uintptr_t)e;
+    if (!rc)
+        rc = xr__notif_init(e);
+    if (!rc)
+        rc = xr__rails_open(e);
+    /* Rail specs from the environment are only needed while opening. */
+    o->rails = NULL;
+    o->n_rail_specs = 0;
+    o->provider = o->domain = NULL;
+    free(er->text);
+    free(er);
+    if (!rc && o->progress_thread) {
+        if (pthread_create(&e->progress_tid, NULL, progress_main, e))
+            rc = xr__fail(XR_ENOMEM, "xr_engine_create: cannot start the progress thread");
+        else
+            e->progress_running = true;
+    }
+    if (rc) {
+        char why[XR_ERRMSG_MAX];
+        snprintf(why, sizeof why, "%s", xr_engine_last_error(NULL));
+        engine_free(e);
+        xr__fail(rc, "%s", why);
+        return rc;
+    }
+    xr__log(e, XR_LOG_INFO, "%u rails, first %s on %s", e->nrails, e->rails[0].provider,
+            e->rails[0].domain_name);
+    *out = e;
+    return 0;
+}
+
+static bool busy(xr_engine *e)
+{
+    bool b = false;
+    pthread_mutex_lock(&e->lock);
+    for (xr_xfer *x = e->xfers; x && !b; x = x->next)
+        b = atomic_load(&x->status) == XR_EINPROGRESS;
+    pthread_mutex_unlock(&e->lock);
+    return b || !xr__notif_idle(e);
+}
+
+void xr_engine_destroy(xr_engine *e)
+{
+    if (!e)
+        return;
+    if (e->progress_running) {
+        atomic_store(&e->stop, true);
+        pthread_join(e->progress_tid, NULL);
+        e->progress_running = false;
+    }
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    while (busy(e)) {
+        xr_progress(e);
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        if ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 > DRAIN_MS) {
+            xr__log(e, XR_LOG_WARN, "destroy: work still in flight after %d ms; closing anyway",
+                    DRAIN_MS);
+            break;
+        }
+    }
+    engine_free(e);
+}
+
+const char *xr_engine_name(xr_engine *e)
+{
+    return e ? e->name : NULL;
+}
+
+int xr_progress(xr_engine *e)
+{
+    if (!e)
+        return xr__fail(XR_EINVAL, "xr_progress: NULL engine");
+    int n = 0;
+    for (unsigned i = 0; i < e->nrails; i++)
+        n += xr__rail_progress(&e->rails[i]);
+    return n;
+}

@@ -1,0 +1,317 @@
+/*
+ * peer.c - publishing this engine's metadata and loading a peer's.
+ *
+ * Rail counts may differ between peers (4 <-> 32 on a mixed fleet). Each
+ * local rail is paired with one peer rail of the same provider and address
+ * format: local rail i takes the (i mod n)-th compatible peer rail, so every
+ * local rail is used and the peer's rails are spread evenly.
+ */
+#include "layout.h"
+#include "internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int xr_metadata_get(xr_engine *e, void *buf, size_t *len)
+{
+    if (!e || !len)
+        return xr__fail(XR_EINVAL, "xr_metadata_get: NULL argument");
+    xr_md m = {.name = e->name, .instance = e->instance, .nrails = e->nrails};
+    xr_md_rail rails[XR_MAX_RAILS];
+    memset(rails, 0, sizeof rails);
+    m.rails = rails;
+    for (unsigned i = 0; i < e->nrails; i++) {
+        xr_rail *r = &e->rails[i];
+        rails[i] = (xr_md_rail){
+            .index = i,
+            .provider = r->provider,
+            .domain = r->domain_name,
+            .addr_format = r->info->addr_format,
+            .addr = (uint8_t *)r->addr,
+            .addrlen = (uint32_t)r->addrlen,
+            .mr_mode = r->mr_mode,
+            .speed_mbps = r->speed_mbps,
+            .numa = r->numa_node,
+        };
+    }
+    pthread_mutex_lock(&e->lock);
+    size_t nkeys = e->nregions * e->nrails;
+    m.regions = calloc(e->nregions ? e->nregions : 1, sizeof *m.regions);
+    xr_md_key *keys = calloc(nkeys ? nkeys : 1, sizeof *keys);
+    uint8_t *le = malloc(nkeys ? 8 * nkeys : 1);
+    int rc = 0;
+    if (!m.regions || !keys || !le)
+        rc = xr__fail(XR_ENOMEM, "xr_metadata_get: out of memory");
+    for (size_t k = 0; !rc && k < e->nregions; k++) {
+        xr_region *g = e->regions[k];
+        if (!g->access)
+            continue; /* local-only regions are not published */
+        xr_md_region *mg = &m.regions[m.nregions++];
+        *mg = (xr_md_region){.addr = g->addr, .len = g->len, .kind = (uint8_t)g->kind,
+                             .device = (uint32_t)g->device, .access = (uint8_t)g->access,
+                             .keys = &keys[k * e->nrails], .nkeys = e->nrails};
+        for (unsigned i = 0; i < e->nrails; i++) {
+            xr_md_key *mk = &mg->keys[i];
+            mk->rail = i;
+            if (g->raw_key[i]) {
+                mk->raw = 1;
+                mk->bytes = g->raw_key[i];
+                mk->nbytes = (uint32_t)g->raw_len[i];
+            } else {
+                mk->bytes = &le[8 * (k * e->nrails + i)];
+                mk->nbytes = 8;
+                for (int b = 0; b < 8; b++)
+                    mk->bytes[b] = (uint8_t)(g->key[i] >> (8 * b));
+            }
+        }
+    }
+    if (!rc)
+        rc = xr_layout_encode(&xr_md_schema, &m, buf, len);
+    pthread_mutex_unlock(&e->lock);
+    free(m.regions);
+    free(keys);
+    free(le);
+    return rc;
+}
+
+static void peer_free(xr_peer *p)
+{
+    xr_engine *e = p->e;
+    for (unsigned i = 0; i < e->nrails; i++) {
+        xr_rail *r = &e->rails[i];
+        pthread_mutex_lock(&r->lock);
+        for (size_t k = 0; k < p->nregions; k++)
+            if (p->regions[k].mapped[i])
+                fi_mr_unmap_key(r->domain, p->regions[k].key[i]);
+        if (p->peer_rail[i] >= 0)
+            fi_av_remove(r->av, &p->fi_addr[i], 1, 0);
+        pthread_mutex_unlock(&r->lock);
+    }
+    free(p->regions);
+    free(p->name);
+    free(p);
+}
+
+void xr__peer_put(xr_peer *p)
+{
+    if (--p->refs == 0)
+        peer_free(p);
+}
+
+void xr__peer_free_all(xr_engine *e)
+{
+    while (e->peers) {
+        xr_peer *p = e->peers;
+        e->peers = p->next;
+        peer_free(p);
+    }
+}
+
+const xr_peer_region *xr__peer_region_find(const xr_peer *p, uint64_t addr, uint64_t len)
+{
+    size_t lo = 0, hi = p->nregions;
+    while (lo < hi) { /* first region starting after addr */
+        size_t mid = (lo + hi) / 2;
+        if (p->regions[mid].addr <= addr)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo == 0)
+        return NULL;
+    const xr_peer_region *g = &p->regions[lo - 1];
+    if (len <= g->len && addr - g->addr <= g->len - len)
+        return g;
+    return NULL;
+}
+
+static int cmp_region(const void *a, const void *b)
+{
+    const xr_peer_region *x = a, *y = b;
+    return x->addr < y->addr ? -1 : x->addr > y->addr;
+}
+
+/* Connect each local rail to a peer rail of the same provider and address format. */
+static int pair_rails(xr_engine *e, xr_peer *p, const xr_md *m)
+{
+    for (unsigned i = 0; i < e->nrails; i++) {
+        xr_rail *r = &e->rails[i];
+        p->peer_rail[i] = -1;
+        unsigned compat[XR_MAX_RAILS], n = 0;
+        for (unsigned j = 0; j < m->nrails; j++)
+            if (strcmp(m->rails[j].provider, r->provider) == 0 &&
+                m->rails[j].addr_format == r->info->addr_format)
+                compat[n++] = j;
+        if (!n)
+            continue;
+        unsigned j = compat[i % n];
+        pthread_mutex_lock(&r->lock);
+        int rc = fi_av_insert(r->av, m->rails[j].addr, 1, &p->fi_addr[i], 0, NULL);
+        pthread_mutex_unlock(&r->lock);
+        if (rc != 1)
+            return xr__fail(XR_EFABRIC, "peer '%s': rails[%u].addr (%u bytes) was refused by "
+                                        "local rail %u's address vector: %s",
+                            m->name, j, m->rails[j].addrlen, i, fi_strerror(rc < 0 ? -rc : FI_EINVAL));
+        p->peer_rail[i] = (int)j;
+        p->virt_addr[i] = (m->rails[j].mr_mode & FI_MR_VIRT_ADDR) != 0;
+        p->mask |= 1ull << i;
+    }
+    if (!p->mask)
+        return xr__fail(XR_ENORAIL, "peer '%s': none of its %u rails (first: %s) matches a "
+                                    "provider of this engine's %u rails (first: %s)",
+                        m->name, m->nrails, m->nrails ? m->rails[0].provider : "none", e->nrails,
+                        e->rails[0].provider);
+    return 0;
+}
+
+static int map_key(xr_engine *e, xr_peer *p, const xr_md *m, size_t k, unsigned i)
+{
+    const xr_md_region *mg = &m->regions[k];
+    xr_peer_region *g = &p->regions[k];
+    unsigned j = (unsigned)p->peer_rail[i];
+    for (uint32_t n = 0; n < mg->nkeys; n++) {
+        const xr_md_key *mk = &mg->keys[n];
+        if (mk->rail != j)
+            continue;
+        if (mk->raw) {
+            int rc = fi_mr_map_raw(e->rails[i].domain, mg->addr, mk->bytes, mk->nbytes,
+                                   &g->key[i], 0);
+            if (rc)
+                return xr__fail(XR_EBADMD, "peer '%s': regions[%zu].keys[%u]: raw key of %u "
+                                           "bytes refused by rail %u: %s",
+                                m->name, k, n, mk->nbytes, i, fi_strerror(-rc));
+            g->mapped[i] = true;
+        } else {
+            if (mk->nbytes != 8)
+                return xr__fail(XR_EBADMD, "peer '%s': regions[%zu].keys[%u].bytes: %u bytes, "
+                                           "a key is 8", m->name, k, n, mk->nbytes);
+            uint64_t key = 0;
+            for (int b = 0; b < 8; b++)
+                key |= (uint64_t)mk->bytes[b] << (8 * b);
+            g->key[i] = key;
+        }
+        g->path_mask |= 1ull << i;
+        return 0;
+    }
+    return 0; /* not registered on that peer rail: the path is not used for it */
+}
+
+static int load_regions(xr_engine *e, xr_peer *p, const xr_md *m)
+{
+    p->nregions = m->nregions;
+    p->regions = calloc(m->nregions ? m->nregions : 1, sizeof *p->regions);
+    if (!p->regions)
+        return xr__fail(XR_ENOMEM, "peer '%s': %u regions", m->name, m->nregions);
+    for (size_t k = 0; k < m->nregions; k++) {
+        const xr_md_region *mg = &m->regions[k];
+        if (mg->len == 0 || mg->addr + mg->len < mg->addr)
+            return xr__fail(XR_EBADMD, "peer '%s': regions[%zu] [0x%llx, +%llu) is empty or wraps",
+                            m->name, k, (unsigned long long)mg->addr, (unsigned long long)mg->len);
+        if (mg->access & ~(unsigned)XR_ACCESS_RW)
+            return xr__fail(XR_EBADMD, "peer '%s': regions[%zu].access 0x%x is unknown", m->name,
+                            k, mg->access);
+        p->regions[k].addr = mg->addr;
+        p->regions[k].len = mg->len;
+        p->regions[k].access = mg->access;
+        for (uint32_t n = 0; n < mg->nkeys; n++)
+            if (mg->keys[n].rail >= m->nrails)
+                return xr__fail(XR_EBADMD, "peer '%s': regions[%zu].keys[%u].rail is %u, but the "
+                                           "peer has %u rails",
+                                m->name, k, n, mg->keys[n].rail, m->nrails);
+        for (unsigned i = 0; i < e->nrails; i++)
+            if (p->peer_rail[i] >= 0) {
+                int rc = map_key(e, p, m, k, i);
+                if (rc)
+                    return rc;
+            }
+    }
+    qsort(p->regions, p->nregions, sizeof *p->regions, cmp_region);
+    for (size_t k = 1; k < p->nregions; k++)
+        if (p->regions[k - 1].addr + p->regions[k - 1].len > p->regions[k].addr)
+            return xr__fail(XR_EBADMD, "peer '%s': regions at 0x%llx and 0x%llx overlap", m->name,
+                            (unsigned long long)p->regions[k - 1].addr,
+                            (unsigned long long)p->regions[k].addr);
+    return 0;
+}
+
+int xr_peer_load(xr_engine *e, const void *md, size_t len, xr_peer **out)
+{
+    if (out)
+        *out = NULL;
+    if (!e || !md || !out)
+        return xr__fail(XR_EINVAL, "xr_peer_load: NULL argument");
+    xr_md m;
+    int rc = xr_layout_decode(&xr_md_schema, md, len, e->opts.max_metadata, &m);
+    if (rc)
+        return rc;
+    if (!*m.name)
+        rc = xr__fail(XR_EBADMD, "metadata: name is empty");
+    else if (m.nrails > XR_MAX_RAILS)
+        rc = xr__fail(XR_EBADMD, "metadata: peer '%s' has %u rails; at most %d are supported",
+                      m.name, m.nrails, XR_MAX_RAILS);
+    xr_peer *p = rc ? NULL : calloc(1, sizeof *p);
+    if (!rc && (!p || !(p->name = strdup(m.name))))
+        rc = xr__fail(XR_ENOMEM, "xr_peer_load: out of memory");
+    if (rc) {
+        free(p);
+        xr_layout_free(&xr_md_schema, &m);
+        return rc;
+    }
+    p->e = e;
+    p->instance = m.instance;
+    p->nrails = m.nrails;
+    p->refs = 1;
+
+    pthread_mutex_lock(&e->lock);
+    for (xr_peer *q = e->peers; q && !rc; q = q->next)
+        if (strcmp(q->name, m.name) == 0)
+            rc = xr__fail(XR_EEXIST, "xr_peer_load: peer '%s' is already loaded; unload it "
+                                     "first", m.name);
+    if (!rc)
+        rc = pair_rails(e, p, &m);
+    if (!rc)
+        rc = load_regions(e, p, &m);
+    if (rc) {
+        peer_free(p);
+    } else {
+        p->next = e->peers;
+        e->peers = p;
+        *out = p;
+    }
+    pthread_mutex_unlock(&e->lock);
+    xr_layout_free(&xr_md_schema, &m);
+    return rc;
+}
+
+int xr_peer_unload(xr_peer *p)
+{
+    if (!p)
+        return xr__fail(XR_EINVAL, "xr_peer_unload: NULL peer");
+    xr_engine *e = p->e;
+    pthread_mutex_lock(&e->lock);
+    for (xr_peer **pp = &e->peers; *pp; pp = &(*pp)->next)
+        if (*pp == p) {
+            *pp = p->next;
+            break;
+        }
+    p->unloaded = true;
+    xr__peer_put(p);
+    pthread_mutex_unlock(&e->lock);
+    return 0;
+}
+
+const char *xr_peer_name(xr_peer *p)
+{
+    return p ? p->name : NULL;
+}
+
+int xr_peer_rail_count(xr_peer *p)
+{
+    return p ? (int)p->nrails : XR_EINVAL;
+}
+
+uint64_t xr_peer_rail_mask(xr_peer *p)
+{
+    return p ? p->mask : 0;
+}

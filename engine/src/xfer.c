@@ -1,0 +1,388 @@
+/*
+ * xfer.c - transfers: validation and planning at create time, then posting
+ * that only walks a prepared chunk array.
+ *
+ * All memory a transfer needs (chunks, per-rail slots, the framed
+ * notification) is allocated once in xr_xfer_create. Posting and completion
+ * allocate nothing, and a transfer can be posted again once it finishes, so
+ * a server that repeats a shape pays the planning once.
+ */
+#include "plan.h"
+#include "internal.h"
+
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define XR_STATUS_NOT_POSTED XR_EAGAIN
+
+typedef struct desc_ref {
+    xr_region *lg;
+    const xr_peer_region *rg;
+} desc_ref;
+
+typedef struct fill_ctx {
+    xr_xfer *x;
+    size_t *next;         /* per rail: next free chunk index */
+    size_t *count;        /* per rail: chunks (counting pass) */
+    const xr_iov *local, *remote;
+    const desc_ref *ref;
+    size_t d;             /* descriptor being split */
+} fill_ctx;
+
+static void count_piece(void *arg, unsigned rail, size_t off, size_t len)
+{
+    (void)off;
+    (void)len;
+    ((fill_ctx *)arg)->count[rail]++;
+}
+
+static void fill_piece(void *arg, unsigned rail, size_t off, size_t len)
+{
+    fill_ctx *f = arg;
+    xr_xfer *x = f->x;
+    const desc_ref *ref = &f->ref[f->d];
+    xr_chunk *c = &x->chunks[f->next[rail]++];
+    uint64_t raddr = f->remote[f->d].addr + off;
+    c->ctx.kind = XR_CTX_CHUNK;
+    c->x = x;
+    c->buf = (void *)(uintptr_t)(f->local[f->d].addr + off);
+    c->desc = ref->lg->desc[rail];
+    /* Without FI_MR_VIRT_ADDR the peer's provider addresses a region by offset. */
+    c->raddr = x->peer->virt_addr[rail] ? raddr : raddr - ref->rg->addr;
+    c->key = ref->rg->key[rail];
+    c->len = len;
+    c->desc_index = (uint32_t)f->d;
+}
+
+static void plan_for(xr_engine *e, xr_peer *peer, xr_plan *p)
+{
+    memset(p, 0, sizeof *p);
+    p->stripe_min = e->opts.stripe_min;
+    p->align = 4096;
+    for (unsigned i = 0; i < e->nrails; i++) {
+        xr_rail *r = &e->rails[i];
+        if (!atomic_load(&r->up) || !((peer->mask >> i) & 1))
+            continue;
+        unsigned k = p->nrails++;
+        p->rail[k] = (uint8_t)i;
+        p->weight[k] = 1;
+        p->chunk[k] = e->opts.chunk_size < r->max_msg ? e->opts.chunk_size : r->max_msg;
+    }
+}
+
+/* Check every descriptor against local and peer regions. Engine lock held. */
+static int validate(xr_engine *e, xr_peer *peer, xr_op op, const xr_iov *local,
+                    const xr_iov *remote, size_t count, uint64_t plan_mask, desc_ref *ref)
+{
+    unsigned need = op == XR_OP_WRITE ? XR_ACCESS_WRITE : XR_ACCESS_READ;
+    for (size_t d = 0; d < count; d++) {
+        if (local[d].len != remote[d].len)
+            return xr__fail(XR_EINVAL, "xfer: descriptor %zu: local length %zu != remote length %zu",
+                            d, local[d].len, remote[d].len);
+        if (!local[d].len)
+            continue;
+        ref[d].lg = xr__region_find(e, local[d].addr, local[d].len);
+        if (!ref[d].lg)
+            return xr__fail(XR_ENOTREG, "xfer: descriptor %zu: local buffer [0x%llx, +%zu) is not "
+                                        "inside a registered region",
+                            d, (unsigned long long)local[d].addr, local[d].len);
+        ref[d].rg = xr__peer_region_find(peer, remote[d].addr, remote[d].len);
+        if (!ref[d].rg)
+            return xr__fail(XR_ERANGE, "xfer: descriptor %zu: remote range [0x%llx, +%zu) is "
+                                       "outside every region peer '%s' published",
+                            d, (unsigned long long)remote[d].addr, remote[d].len, peer->name);
+        if (!(ref[d].rg->access & need))
+            return xr__fail(XR_EACCESS, "xfer: descriptor %zu: peer '%s' region [0x%llx, +%llu) "
+                                        "does not grant remote %s",
+                            d, peer->name, (unsigned long long)ref[d].rg->addr,
+                            (unsigned long long)ref[d].rg->len,
+                            op == XR_OP_WRITE ? "write" : "read");
+        if (!(ref[d].rg->path_mask & plan_mask))
+            return xr__fail(XR_ENORAIL, "xfer: descriptor %zu: no rail that is up holds a key "
+                                        "for peer '%s' region at 0x%llx",
+                            d, peer->name, (unsigned long long)ref[d].rg->addr);
+    }
+    return 0;
+}
+
+/* Pin the distinct local regions and the peer for the transfer's life. Engine lock held. */
+static int take_refs(xr_xfer *x, const desc_ref *ref, size_t count)
+{
+    x->regions = malloc((count ? count : 1) * sizeof *x->regions);
+    if (!x->regions)
+        return xr__fail(XR_ENOMEM, "xfer: out of memory");
+    for (size_t d = 0; d < count; d++) {
+        xr_region *g = ref[d].lg;
+        if (!g || (x->nregions && x->regions[x->nregions - 1] == g))
+            continue;
+        bool seen = false;
+        for (size_t k = 0; k < x->nregions && !seen; k++)
+            seen = x->regions[k] == g;
+        if (!seen)
+            x->regions[x->nregions++] = g;
+    }
+    for (size_t k = 0; k < x->nregions; k++)
+        x->regions[k]->refs++;
+    x->peer->refs++;
+    return 0;
+}
+
+static void xfer_free(xr_xfer *x)
+{
+    free(x->chunks);
+    free(x->regions);
+    if (x->notif)
+        xr__notif_msg_free(x->notif);
+    free(x);
+}
+
+int xr_xfer_create(xr_engine *e, xr_peer *peer, xr_op op, const xr_iov *local,
+                   const xr_iov *remote, size_t count, const void *notif, size_t notif_len,
+                   xr_xfer **out)
+{
+    if (out)
+        *out = NULL;
+    if (!e || !peer || !out || (count && (!local || !remote)) || (!notif && notif_len))
+        return xr__fail(XR_EINVAL, "xr_xfer_create: NULL argument");
+    if (op != XR_OP_WRITE && op != XR_OP_READ)
+        return xr__fail(XR_EINVAL, "xr_xfer_create: op %d is neither WRITE nor READ", (int)op);
+    if (peer->unloaded)
+        return xr__fail(XR_ENOENT, "xr_xfer_create: peer '%s' was unloaded", peer->name);
+    xr_plan plan;
+    plan_for(e, peer, &plan);
+    uint64_t plan_mask = 0;
+    for (unsigned k = 0; k < plan.nrails; k++)
+        plan_mask |= 1ull << plan.rail[k];
+    if (!plan_mask)
+        return xr__fail(XR_ENORAIL, "xr_xfer_create: no rail that is up reaches peer '%s'",
+                        peer->name);
+
+    xr_xfer *x = calloc(1, sizeof *x);
+    desc_ref *ref = calloc(count ? count : 1, sizeof *ref);
+    size_t counts[XR_MAX_RAILS] = {0}, next[XR_MAX_RAILS];
+    if (!x || !ref) {
+        free(x);
+        free(ref);
+        return xr__fail(XR_ENOMEM, "xr_xfer_create: out of memory for %zu descriptors", count);
+    }
+    x->e = e;
+    x->peer = peer;
+    x->op = op;
+    atomic_store(&x->status, XR_STATUS_NOT_POSTED);
+
+    pthread_mutex_lock(&e->lock);
+    int rc = validate(e, peer, op, local, remote, count, plan_mask, ref);
+    /* Counting pass, then filling pass from the same round-robin start, so
+     * each rail's chunks land contiguously without a per-chunk allocation. */
+    unsigned rr0 = atomic_fetch_add(&e->rr, 1), rr = rr0;
+    fill_ctx f = {.x = x, .next = next, .count = counts, .local = local, .remote = remote,
+                  .ref = ref};
+    for (size_t d = 0; !rc && d < count; d++)
+        if (local[d].len)
+            xr_plan_split(&plan, ref[d].rg->path_mask, local[d].len, &rr, count_piece, &f);
+    for (unsigned i = 0; i < e->nrails; i++) {
+        next[i] = x->nchunks;
+        x->nchunks += counts[i];
+    }
+    if (!rc && x->nchunks && !(x->chunks = calloc(x->nchunks, sizeof *x->chunks)))
+        rc = xr__fail(XR_ENOMEM, "xr_xfer_create: %zu chunks", x->nchunks);
+    if (!rc) {
+        for (unsigned i = 0; i < e->nrails; i++)
+            x->slot[i] = (xr_rail_slot){.x = x, .begin = (uint32_t)next[i],
+                                        .end = (uint32_t)(next[i] + counts[i])};
+        rr = rr0;
+        for (f.d = 0; f.d < count; f.d++)
+            if (local[f.d].len)
+                xr_plan_split(&plan, ref[f.d].rg->path_mask, local[f.d].len, &rr, fill_piece, &f);
+        rc = take_refs(x, ref, count);
+    }
+    if (!rc) {
+        x->next = e->xfers;
+        if (e->xfers)
+            e->xfers->prev = x;
+        e->xfers = x;
+    }
+    pthread_mutex_unlock(&e->lock);
+    free(ref);
+    if (!rc && notif) {
+        rc = xr__notif_msg_new(e, peer, notif, notif_len, x, &x->notif);
+        if (rc) {
+            xr_xfer_release(x);
+            return rc;
+        }
+    }
+    if (rc) {
+        xfer_free(x);
+        return rc;
+    }
+    *out = x;
+    return 0;
+}
+
+static void finalize(xr_xfer *x, int code)
+{
+    atomic_store(&x->status, code);
+}
+
+bool xr__chunk_done(xr_rail *r, xr_chunk *c, int err, const char *why)
+{
+    (void)r;
+    xr_xfer *x = c->x;
+    if (err) {
+        int zero = 0;
+        if (atomic_compare_exchange_strong(&x->err, &zero, err))
+            snprintf(x->errmsg, sizeof x->errmsg, "descriptor %u: %s", c->desc_index,
+                     why ? why : xr_strerror(err));
+    }
+    return atomic_fetch_sub(&x->pending, 1) == 1;
+}
+
+void xr__xfer_chunks_done(xr_xfer *x)
+{
+    int err = atomic_load(&x->err);
+    if (err) {
+        finalize(x, err);
+        return;
+    }
+    if (!x->notif) {
+        finalize(x, 0);
+        return;
+    }
+    int rc = xr__notif_submit(x->e, x->notif);
+    if (rc)
+        xr__xfer_notif_done(x, rc, xr_engine_last_error(x->e));
+}
+
+void xr__xfer_notif_done(xr_xfer *x, int err, const char *why)
+{
+    if (err) {
+        int zero = 0;
+        if (atomic_compare_exchange_strong(&x->err, &zero, err))
+            snprintf(x->errmsg, sizeof x->errmsg, "notification: %s", why ? why : xr_strerror(err));
+        finalize(x, atomic_load(&x->err));
+        return;
+    }
+    finalize(x, 0);
+}
+
+int xr_xfer_post(xr_xfer *x)
+{
+    if (!x)
+        return xr__fail(XR_EINVAL, "xr_xfer_post: NULL transfer");
+    if (atomic_load(&x->status) == XR_EINPROGRESS)
+        return xr__fail(XR_EBUSY, "xr_xfer_post: the transfer is still in flight");
+    if (x->peer->unloaded)
+        return xr__fail(XR_ENOENT, "xr_xfer_post: peer '%s' was unloaded", x->peer->name);
+    atomic_store(&x->err, 0);
+    x->errmsg[0] = 0;
+    atomic_store(&x->pending, x->nchunks);
+    atomic_store(&x->status, XR_EINPROGRESS);
+    atomic_store(&x->posted, true);
+    if (!x->nchunks) {
+        xr__xfer_chunks_done(x);
+        return 0;
+    }
+    for (unsigned i = 0; i < x->e->nrails; i++) {
+        xr_rail_slot *s = &x->slot[i];
+        if (s->end > s->begin) {
+            s->cursor = s->begin;
+            xr__rail_enqueue(&x->e->rails[i], s);
+        }
+    }
+    return 0;
+}
+
+int xr_xfer_status(xr_xfer *x)
+{
+    if (!x)
+        return xr__fail(XR_EINVAL, "xr_xfer_status: NULL transfer");
+    int s = atomic_load(&x->status);
+    if (s < 0 && s != XR_EINPROGRESS && s != XR_STATUS_NOT_POSTED)
+        xr__fail(s, "%s", x->errmsg);
+    return s;
+}
+
+const char *xr_xfer_error(xr_xfer *x)
+{
+    int s = x ? atomic_load(&x->status) : 0;
+    return x && s < 0 && s != XR_EINPROGRESS ? x->errmsg : "";
+}
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+int xr_xfer_wait(xr_xfer *x, int timeout_ms)
+{
+    if (!x)
+        return xr__fail(XR_EINVAL, "xr_xfer_wait: NULL transfer");
+    if (!atomic_load(&x->posted))
+        return xr__fail(XR_EINVAL, "xr_xfer_wait: the transfer was never posted");
+    uint64_t deadline = timeout_ms >= 0 ? now_ms() + (uint64_t)timeout_ms : UINT64_MAX;
+    for (unsigned spin = 0;; spin++) {
+        int s = atomic_load(&x->status);
+        if (s != XR_EINPROGRESS)
+            return xr_xfer_status(x);
+        if (x->e->progress_running)
+            sched_yield();
+        else
+            xr_progress(x->e);
+        if ((spin & 63) == 0 && now_ms() >= deadline)
+            return xr__fail(XR_ETIMEDOUT, "xr_xfer_wait: %zu of %zu chunks still pending after "
+                                          "%d ms",
+                            atomic_load(&x->pending), x->nchunks, timeout_ms);
+    }
+}
+
+size_t xr_xfer_chunk_count(xr_xfer *x, int rail)
+{
+    if (!x)
+        return 0;
+    if (rail < 0)
+        return x->nchunks;
+    if (rail >= XR_MAX_RAILS)
+        return 0;
+    return x->slot[rail].end - x->slot[rail].begin;
+}
+
+static void unlink_and_unref(xr_xfer *x)
+{
+    xr_engine *e = x->e;
+    if (x->prev)
+        x->prev->next = x->next;
+    else if (e->xfers == x)
+        e->xfers = x->next;
+    if (x->next)
+        x->next->prev = x->prev;
+    for (size_t k = 0; k < x->nregions; k++)
+        x->regions[k]->refs--;
+    xr__peer_put(x->peer);
+}
+
+void xr_xfer_release(xr_xfer *x)
+{
+    if (!x)
+        return;
+    if (atomic_load(&x->status) == XR_EINPROGRESS)
+        xr_xfer_wait(x, -1);
+    xr_engine *e = x->e;
+    pthread_mutex_lock(&e->lock);
+    unlink_and_unref(x);
+    pthread_mutex_unlock(&e->lock);
+    xfer_free(x);
+}
+
+void xr__xfer_free_all(xr_engine *e)
+{
+    while (e->xfers) {
+        xr_xfer *x = e->xfers;
+        unlink_and_unref(x);
+        xfer_free(x);
+    }
+}

@@ -1,0 +1,220 @@
+/*
+ * harness.h - what the two-process integration tests share: a side channel
+ * (a socketpair between a forked target and initiator), engine set-up on
+ * real providers, and a deterministic byte pattern.
+ */
+#ifndef XR_HARNESS_H
+#define XR_HARNESS_H
+
+#include "xrail.h"
+
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* Exit code ctest reads as "skipped" (SKIP_RETURN_CODE). */
+#define H_SKIP 77
+
+static const char *h_role = "main";
+
+#define H_FAIL(...)                                                                        \
+    do {                                                                                   \
+        fprintf(stderr, "[%s] FAIL %s:%d: ", h_role, __FILE__, __LINE__);                  \
+        fprintf(stderr, __VA_ARGS__);                                                      \
+        fprintf(stderr, "\n");                                                             \
+        exit(1);                                                                           \
+    } while (0)
+
+#define H_CHECK(cond, ...)                                                                 \
+    do {                                                                                   \
+        if (!(cond))                                                                       \
+            H_FAIL(__VA_ARGS__);                                                           \
+    } while (0)
+
+#define H_OK(call)                                                                         \
+    do {                                                                                   \
+        int h_rc_ = (call);                                                                \
+        if (h_rc_ < 0)                                                                     \
+            H_FAIL("%s = %s: %s", #call, xr_err_name(h_rc_), xr_engine_last_error(NULL)); \
+    } while (0)
+
+static inline void h_log(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "[%s] ", h_role);
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+}
+
+/* ---- side channel ---- */
+
+static inline void h_write_all(int fd, const void *buf, size_t len)
+{
+    const char *p = buf;
+    while (len) {
+        ssize_t n = write(fd, p, len);
+        H_CHECK(n > 0, "side channel write failed");
+        p += n;
+        len -= (size_t)n;
+    }
+}
+
+static inline void h_read_all(int fd, void *buf, size_t len)
+{
+    char *p = buf;
+    while (len) {
+        ssize_t n = read(fd, p, len);
+        H_CHECK(n > 0, "side channel closed by the other process");
+        p += n;
+        len -= (size_t)n;
+    }
+}
+
+static inline void h_send(int fd, const void *buf, uint64_t len)
+{
+    h_write_all(fd, &len, sizeof len);
+    h_write_all(fd, buf, len);
+}
+
+/* Wait for the next message, driving the engine's progress meanwhile: the
+ * target of an RMA must make progress for the initiator's operations to
+ * complete on providers with manual progress. */
+static inline void *h_recv(int fd, xr_engine *e, uint64_t *len)
+{
+    for (;;) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        int n = poll(&p, 1, e ? 0 : -1);
+        if (n > 0)
+            break;
+        if (e)
+            xr_progress(e);
+    }
+    h_read_all(fd, len, sizeof *len);
+    void *buf = malloc(*len ? *len : 1);
+    h_read_all(fd, buf, *len);
+    return buf;
+}
+
+static inline void h_send_u64(int fd, uint64_t v)
+{
+    h_send(fd, &v, sizeof v);
+}
+
+static inline uint64_t h_recv_u64(int fd, xr_engine *e)
+{
+    uint64_t len, v;
+    void *b = h_recv(fd, e, &len);
+    H_CHECK(len == sizeof v, "side channel: expected 8 bytes, got %llu", (unsigned long long)len);
+    memcpy(&v, b, sizeof v);
+    free(b);
+    return v;
+}
+
+/* ---- engines on real providers ---- */
+
+static inline int h_engine(const char *name, const char *provider, unsigned rails,
+                           int progress_thread, xr_engine **out)
+{
+    xr_engine_opts o;
+    xr_engine_opts_init(&o);
+    o.name = name;
+    o.ignore_env = 1;
+    o.progress_thread = progress_thread;
+    /* Rails on loopback only: tcp binds to 127.0.0.1, shm is host-local. */
+    xr_rail_spec spec = {.provider = provider, .count = rails};
+    if (strstr(provider, "tcp")) {
+        spec.domain = "lo";
+        spec.src_addr = "127.0.0.1";
+    }
+    o.rails = &spec;
+    o.n_rail_specs = 1;
+    return xr_engine_create(&o, out);
+}
+
+/* A provider that is absent from this libfabric skips the test, never passes it. */
+static inline void h_require_provider(const char *provider)
+{
+    xr_engine *e;
+    int rc = h_engine("probe", provider, 1, 0, &e);
+    if (rc == XR_ENORAIL) {
+        printf("SKIPPED: provider %s is not available: %s\n", provider,
+               xr_engine_last_error(NULL));
+        exit(H_SKIP);
+    }
+    H_CHECK(rc == 0, "engine on %s: %s", provider, xr_engine_last_error(NULL));
+    xr_engine_destroy(e);
+}
+
+/* ---- data ---- */
+
+static inline uint64_t h_rng(uint64_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+/* Byte at absolute position `pos` of stream `tag`: anything misplaced shows. */
+static inline uint8_t h_byte(uint64_t tag, uint64_t pos)
+{
+    uint64_t x = (pos + 1) * 0x9E3779B97F4A7C15ull ^ tag * 0xC2B2AE3D27D4EB4Full;
+    x ^= x >> 29;
+    return (uint8_t)(x ^ (x >> 17));
+}
+
+static inline void h_fill(uint8_t *p, size_t len, uint64_t tag, uint64_t pos)
+{
+    for (size_t i = 0; i < len; i++)
+        p[i] = h_byte(tag, pos + i);
+}
+
+/* Index of the first wrong byte, or -1. */
+static inline long long h_verify(const uint8_t *p, size_t len, uint64_t tag, uint64_t pos)
+{
+    for (size_t i = 0; i < len; i++)
+        if (p[i] != h_byte(tag, pos + i))
+            return (long long)i;
+    return -1;
+}
+
+/* Run `target` in this process and `initiator` in a child, joined by a socketpair. */
+static inline int h_run_pair(void (*target)(int fd, void *arg), void (*initiator)(int fd, void *arg),
+                             void *arg)
+{
+    int sv[2];
+    H_CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0, "socketpair");
+    fflush(NULL);
+    pid_t pid = fork();
+    H_CHECK(pid >= 0, "fork");
+    if (pid == 0) {
+        close(sv[0]);
+        h_role = "initiator";
+        initiator(sv[1], arg);
+        close(sv[1]);
+        fflush(NULL);
+        _exit(0);
+    }
+    close(sv[1]);
+    h_role = "target";
+    target(sv[0], arg);
+    close(sv[0]);
+    int st = 0;
+    waitpid(pid, &st, 0);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        h_log("initiator process failed (status 0x%x)", st);
+        return 1;
+    }
+    return 0;
+}
+
+#endif

@@ -1,0 +1,460 @@
+/*
+ * test_xfer.c - two processes, real providers: striped WRITE and READ of
+ * random descriptor lists, notifications of every size, and the ordering of
+ * a transfer's notification after its bytes.
+ *
+ * usage: test_xfer SCENARIO PROVIDER INITIATOR_RAILS TARGET_RAILS [PROGRESS_THREAD]
+ *   SCENARIO: xfer | notif | order
+ */
+#include "harness.h"
+
+#define REGION (48u << 20)
+#define MAX_DESC 4096
+
+typedef struct cfg {
+    const char *scenario, *provider;
+    unsigned irails, trails;
+    int pthread_target;
+} cfg;
+
+/* ---- descriptor lists both processes derive from the same seed ---- */
+
+typedef struct dlist {
+    size_t n;
+    uint64_t loff[MAX_DESC], roff[MAX_DESC], len[MAX_DESC];
+} dlist;
+
+static void gen(dlist *l, unsigned round)
+{
+    uint64_t s = 0x5EED0000ull + round * 7919;
+    size_t n, maxlen;
+    switch (round) {
+    case 0: n = 1, maxlen = 8u << 20; break;          /* one large, striped */
+    case 1: n = 1, maxlen = 1; break;                 /* one byte */
+    case 5: n = 3000, maxlen = 2048; break;           /* thousands of small ones */
+    default: n = 1 + h_rng(&s) % 64, maxlen = 8u << 20; break;
+    }
+    size_t sizes[MAX_DESC], perm[MAX_DESC];
+    for (size_t i = 0; i < n; i++) {
+        if (round == 0)
+            sizes[i] = maxlen;
+        else if (maxlen == 1)
+            sizes[i] = 1;
+        else /* log-uniform from 1 B up to maxlen */
+            sizes[i] = 1 + h_rng(&s) % ((size_t)1 << (h_rng(&s) % (63 - __builtin_clzll(maxlen)) + 1));
+        if (sizes[i] > maxlen)
+            sizes[i] = maxlen;
+        perm[i] = i;
+    }
+    for (size_t i = n; i > 1; i--) { /* local order differs from remote order */
+        size_t j = h_rng(&s) % i, t = perm[i - 1];
+        perm[i - 1] = perm[j];
+        perm[j] = t;
+    }
+    uint64_t rpos = h_rng(&s) % 4096, lpos = h_rng(&s) % 4096;
+    l->n = 0;
+    uint64_t loff[MAX_DESC];
+    for (size_t k = 0; k < n; k++) { /* local placement in permuted order */
+        size_t i = perm[k];
+        loff[i] = lpos;
+        lpos += sizes[i] + h_rng(&s) % 4096;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (rpos + sizes[i] > REGION || lpos > REGION)
+            break;
+        l->roff[l->n] = rpos;
+        l->loff[l->n] = loff[i];
+        l->len[l->n] = sizes[i];
+        l->n++;
+        rpos += sizes[i] + h_rng(&s) % 4096;
+    }
+    /* Any local range that ran past the region is dropped, keeping pairs whole. */
+    size_t w = 0;
+    for (size_t i = 0; i < l->n; i++)
+        if (l->loff[i] + l->len[i] <= REGION) {
+            l->loff[w] = l->loff[i], l->roff[w] = l->roff[i], l->len[w] = l->len[i];
+            w++;
+        }
+    l->n = w;
+}
+
+#define ROUNDS 6
+
+/* Bytes outside the descriptors must keep their background. */
+static void verify_region(const uint8_t *base, const dlist *l, const uint64_t *off, uint64_t tag,
+                          uint64_t bg, const char *what)
+{
+    uint8_t *covered = calloc(REGION / 8 + 1, 1);
+    for (size_t d = 0; d < l->n; d++) {
+        long long bad = h_verify(base + off[d], l->len[d], tag, l->roff[d]);
+        H_CHECK(bad < 0, "%s: descriptor %zu (len %llu): byte %lld wrong", what, d,
+                (unsigned long long)l->len[d], bad);
+        for (uint64_t i = off[d]; i < off[d] + l->len[d]; i++)
+            covered[i / 8] |= (uint8_t)(1u << (i % 8));
+    }
+    for (uint64_t i = 0; i < REGION; i++)
+        if (!(covered[i / 8] >> (i % 8) & 1))
+            H_CHECK(base[i] == h_byte(bg, i), "%s: byte %llu outside every descriptor changed",
+                    what, (unsigned long long)i);
+    free(covered);
+}
+
+/* ---- xfer ---- */
+
+static void xfer_target(int fd, void *arg)
+{
+    cfg *c = arg;
+    xr_engine *e;
+    xr_region *reg;
+    H_OK(h_engine("decode", c->provider, c->trails, c->pthread_target, &e));
+    uint8_t *buf = aligned_alloc(4096, REGION);
+    H_OK(xr_mem_register(e, buf, REGION, XR_MEM_HOST, 0, XR_ACCESS_RW, &reg));
+    size_t len = 0;
+    H_CHECK(xr_metadata_get(e, NULL, &len) == XR_ETOOSMALL, "metadata size query");
+    void *md = malloc(len);
+    H_OK(xr_metadata_get(e, md, &len));
+    h_send(fd, md, len);
+    h_send_u64(fd, (uintptr_t)buf); /* where the application's blocks live */
+    free(md);
+    static dlist l;
+    for (unsigned r = 0; r < ROUNDS; r++) {
+        gen(&l, r);
+        uint64_t bg = 1000 + r, wtag = 2000 + r, rtag = 3000 + r;
+        (void)rtag;
+        /* WRITE: background in, descriptors land on it. */
+        h_fill(buf, REGION, bg, 0);
+        h_send_u64(fd, r);
+        H_CHECK(h_recv_u64(fd, c->pthread_target ? NULL : e) == r, "round sync");
+        verify_region(buf, &l, l.roff, wtag, bg, "WRITE target");
+        /* READ: the whole region carries the read pattern. */
+        h_fill(buf, REGION, rtag, 0);
+        h_send_u64(fd, r);
+        H_CHECK(h_recv_u64(fd, c->pthread_target ? NULL : e) == r, "round sync");
+    }
+    H_OK(xr_mem_deregister(reg));
+    xr_engine_destroy(e);
+    free(buf);
+}
+
+static void post_and_wait(xr_engine *e, xr_peer *p, xr_op op, const dlist *l, uint8_t *local,
+                          uint64_t raddr, xr_xfer **keep)
+{
+    static xr_iov liov[MAX_DESC], riov[MAX_DESC];
+    for (size_t d = 0; d < l->n; d++) {
+        liov[d] = (xr_iov){(uintptr_t)local + l->loff[d], l->len[d]};
+        riov[d] = (xr_iov){raddr + l->roff[d], l->len[d]};
+    }
+    xr_xfer *x;
+    H_OK(xr_xfer_create(e, p, op, liov, riov, l->n, NULL, 0, &x));
+    H_OK(xr_xfer_post(x));
+    int rc = xr_xfer_wait(x, 120000);
+    H_CHECK(rc == 0, "%s of %zu descriptors: %s: %s", op == XR_OP_WRITE ? "WRITE" : "READ", l->n,
+            xr_err_name(rc), xr_xfer_error(x));
+    if (keep)
+        *keep = x;
+    else
+        xr_xfer_release(x);
+}
+
+static void check_striping(xr_engine *e, xr_xfer *x, unsigned nrails)
+{
+    /* The 8 MiB descriptor is above the stripe threshold: every rail that
+     * reaches the peer carries a share. */
+    for (unsigned i = 0; i < nrails; i++)
+        H_CHECK(xr_xfer_chunk_count(x, (int)i) > 0, "rail %u got no chunk of a striped 8 MiB "
+                "descriptor (%zu chunks in all)", i, xr_xfer_chunk_count(x, -1));
+    for (unsigned i = 0; i < nrails; i++) {
+        xr_rail_info ri;
+        H_OK(xr_rail_info_get(e, i, &ri));
+        H_CHECK(ri.counters.tx_bytes > 0, "rail %u moved no bytes", i);
+        H_CHECK(ri.counters.errors == 0, "rail %u saw %llu errors", i,
+                (unsigned long long)ri.counters.errors);
+    }
+}
+
+static void xfer_initiator(int fd, void *arg)
+{
+    cfg *c = arg;
+    xr_engine *e;
+    xr_region *reg;
+    xr_peer *p;
+    H_OK(h_engine("prefill", c->provider, c->irails, 0, &e));
+    uint8_t *buf = aligned_alloc(4096, REGION);
+    H_OK(xr_mem_register(e, buf, REGION, XR_MEM_HOST, 0, XR_ACCESS_NONE, &reg));
+    uint64_t len;
+    void *md = h_recv(fd, NULL, &len);
+    H_OK(xr_peer_load(e, md, len, &p));
+    free(md);
+    H_CHECK(xr_peer_rail_count(p) == (int)c->trails, "peer rail count %d", xr_peer_rail_count(p));
+    H_CHECK(xr_peer_rail_mask(p) == (c->irails == 64 ? ~0ull : (1ull << c->irails) - 1),
+            "not every local rail reaches the peer: mask 0x%llx",
+            (unsigned long long)xr_peer_rail_mask(p));
+    uint64_t raddr = h_recv_u64(fd, NULL);
+    static dlist l;
+    size_t total = 0;
+    for (unsigned r = 0; r < ROUNDS; r++) {
+        gen(&l, r);
+        uint64_t bg = 1000 + r, wtag = 2000 + r, rtag = 3000 + r;
+        H_CHECK(h_recv_u64(fd, NULL) == r, "round sync");
+        for (size_t d = 0; d < l.n; d++)
+            h_fill(buf + l.loff[d], l.len[d], wtag, l.roff[d]);
+        xr_xfer *x0 = NULL;
+        post_and_wait(e, p, XR_OP_WRITE, &l, buf, raddr, r == 0 ? &x0 : NULL);
+        if (x0) {
+            check_striping(e, x0, c->irails);
+            xr_xfer_release(x0);
+        }
+        h_send_u64(fd, r);
+        H_CHECK(h_recv_u64(fd, NULL) == r, "round sync");
+        h_fill(buf, REGION, bg, 0);
+        post_and_wait(e, p, XR_OP_READ, &l, buf, raddr, NULL);
+        verify_region(buf, &l, l.loff, rtag, bg, "READ initiator");
+        h_send_u64(fd, r);
+        for (size_t d = 0; d < l.n; d++)
+            total += l.len[d];
+    }
+    h_log("%u rounds, %zu bytes each way over %u->%u %s rails: verified", ROUNDS, total, c->irails,
+          c->trails, c->provider);
+    H_OK(xr_peer_unload(p));
+    H_OK(xr_mem_deregister(reg));
+    xr_engine_destroy(e);
+    free(buf);
+}
+
+/* ---- notif: every size, and a 32-rail metadata blob carried by one ---- */
+
+static const size_t notif_sizes[] = {0, 1, 1025, 64 << 10, 1 << 20};
+#define N_SIZES (sizeof notif_sizes / sizeof notif_sizes[0])
+
+/* `also`: another engine of this process whose queued sends need progress. */
+static void *wait_notif(xr_engine *e, xr_engine *also, const char *from, size_t *len)
+{
+    char name[64];
+    size_t cap = 0;
+    int rc;
+    /* Ask with no buffer first: the size comes back and the message stays queued. */
+    while ((rc = xr_notif_get(e, name, sizeof name, NULL, &cap)) == XR_EAGAIN)
+        if (also)
+            xr_progress(also);
+    void *buf = malloc(cap ? cap : 1);
+    if (rc == XR_ETOOSMALL) {
+        size_t n = cap;
+        H_OK(xr_notif_get(e, name, sizeof name, buf, &n));
+        H_CHECK(n == cap, "size changed between calls: %zu then %zu", cap, n);
+    } else {
+        H_CHECK(rc == 0 && cap == 0, "xr_notif_get: %s", xr_err_name(rc));
+    }
+    H_CHECK(strcmp(name, from) == 0, "notification from '%s', expected '%s'", name, from);
+    *len = cap;
+    return buf;
+}
+
+static void notif_target(int fd, void *arg)
+{
+    cfg *c = arg;
+    xr_engine *e;
+    H_OK(h_engine("decode", c->provider, c->trails, c->pthread_target, &e));
+    size_t len = 0;
+    xr_metadata_get(e, NULL, &len);
+    void *md = malloc(len);
+    H_OK(xr_metadata_get(e, md, &len));
+    h_send(fd, md, len);
+    free(md);
+    unsigned seen = 0;
+    void *blob = NULL;
+    size_t blob_len = 0;
+    uint64_t raddr = 0;
+    while (seen != (1u << N_SIZES) - 1 || !blob || !raddr) {
+        size_t n;
+        uint8_t *m = wait_notif(e, NULL, "prefill", &n);
+        if (n >= 4 && memcmp(m, "XRMD", 4) == 0) {
+            blob = m, blob_len = n;
+            continue;
+        }
+        if (n == 8 && seen == (1u << N_SIZES) - 1) {
+            memcpy(&raddr, m, 8);
+            free(m);
+            continue;
+        }
+        unsigned k;
+        for (k = 0; k < N_SIZES && notif_sizes[k] != n; k++)
+            ;
+        H_CHECK(k < N_SIZES, "a notification of %zu bytes was not sent", n);
+        H_CHECK(!(seen & (1u << k)), "the %zu-byte notification arrived twice", n);
+        long long bad = h_verify(m, n, 77 + n, 0);
+        H_CHECK(bad < 0, "%zu-byte notification: byte %lld wrong", n, bad);
+        seen |= 1u << k;
+        free(m);
+    }
+    h_log("notifications of 0 B, 1 B, 1025 B, 64 KiB and 1 MiB received intact");
+    /* The blob of a 32-rail engine, delivered as a notification, loads. */
+    xr_peer *p32;
+    H_OK(xr_peer_load(e, blob, blob_len, &p32));
+    H_CHECK(xr_peer_rail_count(p32) == 32, "loaded peer has %d rails", xr_peer_rail_count(p32));
+    h_log("a %zu-byte metadata blob of 32 rails went through a notification and loaded",
+          blob_len);
+    free(blob);
+    /* ...and works: write into its region, then tell it. */
+    static uint8_t src[1 << 20];
+    xr_region *reg;
+    h_fill(src, sizeof src, 4242, 0);
+    H_OK(xr_mem_register(e, src, sizeof src, XR_MEM_HOST, 0, XR_ACCESS_NONE, &reg));
+    xr_iov l = {(uintptr_t)src, sizeof src}, r = {raddr, sizeof src};
+    xr_xfer *x;
+    H_OK(xr_xfer_create(e, p32, XR_OP_WRITE, &l, &r, 1, "written", 7, &x));
+    H_OK(xr_xfer_post(x));
+    int rc = xr_xfer_wait(x, 60000);
+    H_CHECK(rc == 0, "WRITE to the 32-rail peer: %s", xr_xfer_error(x));
+    xr_xfer_release(x);
+    h_recv_u64(fd, c->pthread_target ? NULL : e); /* the initiator verified */
+    H_OK(xr_peer_unload(p32));
+    H_OK(xr_mem_deregister(reg));
+    xr_engine_destroy(e);
+}
+
+static void notif_initiator(int fd, void *arg)
+{
+    cfg *c = arg;
+    xr_engine *e, *e32;
+    xr_peer *p;
+    H_OK(h_engine("prefill", c->provider, c->irails, 0, &e));
+    uint64_t len;
+    void *md = h_recv(fd, NULL, &len);
+    H_OK(xr_peer_load(e, md, len, &p));
+    free(md);
+    for (size_t k = 0; k < N_SIZES; k++) {
+        size_t n = notif_sizes[k];
+        uint8_t *m = malloc(n ? n : 1);
+        h_fill(m, n, 77 + n, 0);
+        H_OK(xr_notif_send(e, p, n ? m : NULL, n));
+        free(m); /* the engine keeps its own copy */
+    }
+    /* A second engine with 32 rails publishes through the first one's notification. */
+    H_OK(h_engine("prefill-32", c->provider, 32, 0, &e32));
+    static uint8_t dst[1 << 20];
+    xr_region *reg;
+    H_OK(xr_mem_register(e32, dst, sizeof dst, XR_MEM_HOST, 0, XR_ACCESS_WRITE, &reg));
+    size_t blen = 0;
+    xr_metadata_get(e32, NULL, &blen);
+    void *blob = malloc(blen);
+    H_OK(xr_metadata_get(e32, blob, &blen));
+    h_log("32-rail metadata is %zu bytes", blen);
+    H_OK(xr_notif_send(e, p, blob, blen));
+    free(blob);
+    uint64_t addr = (uintptr_t)dst;
+    H_OK(xr_notif_send(e, p, &addr, sizeof addr));
+    size_t n;
+    void *m = wait_notif(e32, e, "decode", &n);
+    H_CHECK(n == 7 && memcmp(m, "written", 7) == 0, "unexpected notification");
+    free(m);
+    long long bad = h_verify(dst, sizeof dst, 4242, 0);
+    H_CHECK(bad < 0, "bytes from the peer that loaded our blob: byte %lld wrong", bad);
+    h_send_u64(fd, 1);
+    H_OK(xr_mem_deregister(reg));
+    xr_engine_destroy(e32);
+    H_OK(xr_peer_unload(p));
+    xr_engine_destroy(e);
+}
+
+/* ---- order: a notification never overtakes its transfer's bytes ---- */
+
+#define ORDER_ITERS 24
+#define ORDER_BIG (4u << 20)
+#define ORDER_SMALL 64
+
+static void order_target(int fd, void *arg)
+{
+    cfg *c = arg;
+    xr_engine *e;
+    xr_region *reg;
+    H_OK(h_engine("decode", c->provider, c->trails, c->pthread_target, &e));
+    uint8_t *buf = aligned_alloc(4096, REGION);
+    memset(buf, 0, REGION);
+    H_OK(xr_mem_register(e, buf, REGION, XR_MEM_HOST, 0, XR_ACCESS_WRITE, &reg));
+    size_t len = 0;
+    xr_metadata_get(e, NULL, &len);
+    void *md = malloc(len);
+    H_OK(xr_metadata_get(e, md, &len));
+    h_send(fd, md, len);
+    h_send_u64(fd, (uintptr_t)buf);
+    free(md);
+    size_t span = 4 * ORDER_BIG + ORDER_SMALL * 4096;
+    for (uint64_t k = 0; k < ORDER_ITERS; k++) {
+        size_t n;
+        uint64_t *m = wait_notif(e, NULL, "prefill", &n);
+        H_CHECK(n == 8 && *m == k, "notification %llu out of order", (unsigned long long)k);
+        free(m);
+        /* No other synchronisation: the notification alone says the bytes are there. */
+        long long bad = h_verify(buf, span, 5000 + k, 0);
+        H_CHECK(bad < 0, "iteration %llu: byte %lld not yet written when the notification "
+                "arrived", (unsigned long long)k, bad);
+        h_send_u64(fd, k);
+    }
+    h_log("%d striped transfers: every notification came after all of its bytes", ORDER_ITERS);
+    H_OK(xr_mem_deregister(reg));
+    xr_engine_destroy(e);
+    free(buf);
+}
+
+static void order_initiator(int fd, void *arg)
+{
+    cfg *c = arg;
+    xr_engine *e;
+    xr_region *reg;
+    xr_peer *p;
+    H_OK(h_engine("prefill", c->provider, c->irails, 0, &e));
+    uint8_t *buf = aligned_alloc(4096, REGION);
+    H_OK(xr_mem_register(e, buf, REGION, XR_MEM_HOST, 0, XR_ACCESS_NONE, &reg));
+    uint64_t len;
+    void *md = h_recv(fd, NULL, &len);
+    H_OK(xr_peer_load(e, md, len, &p));
+    free(md);
+    uint64_t raddr = h_recv_u64(fd, NULL);
+    /* Four striped 4 MiB blocks, then small blocks spread round-robin. */
+    static xr_iov l[4 + ORDER_SMALL], r[4 + ORDER_SMALL];
+    size_t n = 0, off = 0;
+    for (int i = 0; i < 4; i++, off += ORDER_BIG, n++)
+        l[n] = (xr_iov){(uintptr_t)buf + off, ORDER_BIG}, r[n] = (xr_iov){raddr + off, ORDER_BIG};
+    for (int i = 0; i < ORDER_SMALL; i++, off += 4096, n++)
+        l[n] = (xr_iov){(uintptr_t)buf + off, 4096}, r[n] = (xr_iov){raddr + off, 4096};
+    for (uint64_t k = 0; k < ORDER_ITERS; k++) {
+        h_fill(buf, off, 5000 + k, 0);
+        xr_xfer *x;
+        H_OK(xr_xfer_create(e, p, XR_OP_WRITE, l, r, n, &k, sizeof k, &x));
+        H_OK(xr_xfer_post(x));
+        int rc = xr_xfer_wait(x, 60000);
+        H_CHECK(rc == 0, "iteration %llu: %s", (unsigned long long)k, xr_xfer_error(x));
+        xr_xfer_release(x);
+        H_CHECK(h_recv_u64(fd, NULL) == k, "ack");
+    }
+    H_OK(xr_peer_unload(p));
+    H_OK(xr_mem_deregister(reg));
+    xr_engine_destroy(e);
+    free(buf);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 5) {
+        fprintf(stderr, "usage: %s xfer|notif|order PROVIDER INITIATOR_RAILS TARGET_RAILS "
+                        "[PROGRESS_THREAD]\n", argv[0]);
+        return 2;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    cfg c = {argv[1], argv[2], (unsigned)atoi(argv[3]), (unsigned)atoi(argv[4]),
+             argc > 5 ? atoi(argv[5]) : 0};
+    h_require_provider(c.provider);
+    void (*t)(int, void *), (*i)(int, void *);
+    if (!strcmp(c.scenario, "xfer"))
+        t = xfer_target, i = xfer_initiator;
+    else if (!strcmp(c.scenario, "notif"))
+        t = notif_target, i = notif_initiator;
+    else if (!strcmp(c.scenario, "order"))
+        t = order_target, i = order_initiator;
+    else
+        return fprintf(stderr, "unknown scenario %s\n", c.scenario), 2;
+    int rc = h_run_pair(t, i, &c);
+    printf("%s %s %u->%u rails: %s\n", c.scenario, c.provider, c.irails, c.trails,
+           rc ? "FAILED" : "passed");
+    return rc;
+}
