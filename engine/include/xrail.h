@@ -225,7 +225,11 @@ XR_API int xr_xfer_status(xr_xfer *x);
 XR_API const char *xr_xfer_error(xr_xfer *x);
 /* Wait until done; timeout_ms < 0 waits forever. Drives progress if no thread does. */
 XR_API int xr_xfer_wait(xr_xfer *x, int timeout_ms);
-/* Free a transfer. A transfer still in flight is waited for first. */
+/*
+ * Free a transfer. Never blocks: a transfer still in flight is detached and
+ * freed by progress once the provider has completed it (or at engine
+ * destroy); its regions stay busy until then.
+ */
 XR_API void xr_xfer_release(xr_xfer *x);
 /* Chunks the transfer was planned into, and how many went to `rail`. */
 XR_API size_t xr_xfer_chunk_count(xr_xfer *x, int rail);

@@ -253,5 +253,7 @@ int xr_progress(xr_engine *e)
     int n = 0;
     for (unsigned i = 0; i < e->nrails; i++)
         n += xr__rail_progress(&e->rails[i]);
+    if (atomic_load(&e->orphans))
+        xr__xfer_reap_orphans(e);
     return n;
 }

@@ -142,6 +142,7 @@ struct xr_xfer {
     atomic_int status;              /* XR_EINPROGRESS, 0 or the error */
     atomic_int err;                 /* first error seen while running */
     atomic_bool posted;
+    bool orphan;                    /* released while in flight; reaped when done */
     char errmsg[XR_ERRMSG_MAX];
 };
 
@@ -162,6 +163,7 @@ struct xr_engine {
     xr_xfer *xfers;
     uint64_t next_key;
     atomic_uint rr;                 /* round-robin start for small descriptors */
+    atomic_uint orphans;            /* transfers released in flight, not yet freed */
 
     xr_notif_engine *notif;
 
@@ -198,6 +200,7 @@ bool xr__chunk_done(xr_rail *r, xr_chunk *c, int err, const char *why);
 void xr__xfer_chunks_done(struct xr_xfer *x);
 void xr__xfer_notif_done(struct xr_xfer *x, int err, const char *why);
 void xr__xfer_free_all(xr_engine *e);
+void xr__xfer_reap_orphans(xr_engine *e);
 
 /* ---- notif.c ---- */
 int xr__notif_init(xr_engine *e);

@@ -137,7 +137,6 @@ static int pair_rails(xr_engine *e, xr_peer *p, const xr_md *m)
 {
     for (unsigned i = 0; i < e->nrails; i++) {
         xr_rail *r = &e->rails[i];
-        p->peer_rail[i] = -1;
         unsigned compat[XR_MAX_RAILS], n = 0;
         for (unsigned j = 0; j < m->nrails; j++)
             if (strcmp(m->rails[j].provider, r->provider) == 0 &&
@@ -262,6 +261,8 @@ int xr_peer_load(xr_engine *e, const void *md, size_t len, xr_peer **out)
     p->instance = m.instance;
     p->nrails = m.nrails;
     p->refs = 1;
+    for (unsigned i = 0; i < XR_MAX_RAILS; i++)
+        p->peer_rail[i] = -1; /* unpaired: freeing must not remove another peer's address */
 
     pthread_mutex_lock(&e->lock);
     for (xr_peer *q = e->peers; q && !rc; q = q->next)

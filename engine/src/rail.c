@@ -427,11 +427,16 @@ int xr__rail_progress(xr_rail *r)
             const char *pe = fi_cq_strerror(r->cq, ee.prov_errno, ee.err_data, prov, sizeof prov);
             snprintf(why, sizeof why, "rail %u (%s %s): completion error: %s (%s)", r->index,
                      r->provider, r->domain_name, fi_strerror(ee.err), pe ? pe : "");
-            if (ee.err != FI_ECANCELED)
+            if (ee.err != FI_ECANCELED || !ee.op_context ||
+                ((xr_opctx *)ee.op_context)->kind != XR_CTX_NOTIF_RX)
                 xr__log(r->e, XR_LOG_WARN, "%s", why);
-            if (ee.op_context)
-                dispatch(r, ee.op_context, ee.len, ee.err == FI_ECANCELED ? XR_ECANCELED : XR_EIO,
-                         why, &dl);
+            /* Only a receive frame canceled by a closing endpoint is benign; a
+             * chunk that completes in error failed, whatever the code (tcp
+             * reports a remote access violation as FI_ECANCELED). */
+            xr_opctx *ctx = ee.op_context;
+            bool closing = ee.err == FI_ECANCELED && ctx && ctx->kind == XR_CTX_NOTIF_RX;
+            if (ctx)
+                dispatch(r, ctx, ee.len, closing ? XR_ECANCELED : XR_EIO, why, &dl);
             handled = 1;
         }
     } else if (n != -FI_EAGAIN) {

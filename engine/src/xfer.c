@@ -369,13 +369,34 @@ void xr_xfer_release(xr_xfer *x)
 {
     if (!x)
         return;
-    if (atomic_load(&x->status) == XR_EINPROGRESS)
-        xr_xfer_wait(x, -1);
     xr_engine *e = x->e;
     pthread_mutex_lock(&e->lock);
+    if (atomic_load(&x->status) == XR_EINPROGRESS) {
+        /* The provider still holds the chunks: the transfer is freed when
+         * they complete (or at engine destroy), never under the provider's
+         * feet, and release never blocks on a peer that stopped answering. */
+        x->orphan = true;
+        atomic_fetch_add(&e->orphans, 1);
+        pthread_mutex_unlock(&e->lock);
+        return;
+    }
     unlink_and_unref(x);
     pthread_mutex_unlock(&e->lock);
     xfer_free(x);
+}
+
+void xr__xfer_reap_orphans(xr_engine *e)
+{
+    pthread_mutex_lock(&e->lock);
+    for (xr_xfer *x = e->xfers, *next; x; x = next) {
+        next = x->next;
+        if (x->orphan && atomic_load(&x->status) != XR_EINPROGRESS) {
+            unlink_and_unref(x);
+            xfer_free(x);
+            atomic_fetch_sub(&e->orphans, 1);
+        }
+    }
+    pthread_mutex_unlock(&e->lock);
 }
 
 void xr__xfer_free_all(xr_engine *e)

@@ -1,0 +1,254 @@
+/*
+ * test_bad_input.c - two processes, real providers: every kind of bad input
+ * gets a clear error, nothing is lost, and the engine keeps working.
+ *
+ * usage: test_bad_input PROVIDER RAILS
+ */
+#include "harness.h"
+#include "layout.h" /* to forge metadata, which no application could do by accident */
+
+#define BIG (32u << 20)
+#define SMALL (1u << 20)
+#define TAG_B 0xB0B
+#define TAG_W 0x7777
+
+static const char *provider;
+static unsigned rails;
+
+static void expect(int rc, int want, const char *needle, const char *what)
+{
+    H_CHECK(rc == want, "%s: got %s, want %s (%s)", what, xr_err_name(rc), xr_err_name(want),
+            xr_engine_last_error(NULL));
+    H_CHECK(strstr(xr_engine_last_error(NULL), needle), "%s: message '%s' lacks '%s'", what,
+            xr_engine_last_error(NULL), needle);
+    h_log("ok: %s -> %s: %s", what, xr_err_name(rc), xr_engine_last_error(NULL));
+}
+
+static void target(int fd, void *arg)
+{
+    (void)arg;
+    xr_engine *e;
+    xr_region *ra, *rb;
+    H_OK(h_engine("decode", provider, rails, 1, &e));
+    uint8_t *a = aligned_alloc(4096, BIG), *b = aligned_alloc(4096, SMALL);
+    memset(a, 0, BIG);
+    h_fill(b, SMALL, TAG_B, 0);
+    H_OK(xr_mem_register(e, a, BIG, XR_MEM_HOST, 0, XR_ACCESS_RW, &ra));
+    H_OK(xr_mem_register(e, b, SMALL, XR_MEM_HOST, 0, XR_ACCESS_READ, &rb));
+    size_t len = 0;
+    xr_metadata_get(e, NULL, &len);
+    void *md = malloc(len);
+    H_OK(xr_metadata_get(e, md, &len));
+    h_send(fd, md, len);
+    free(md);
+    h_send_u64(fd, (uintptr_t)a);
+    h_send_u64(fd, (uintptr_t)b);
+    /* The transfer whose peer was unloaded mid-flight still lands whole. */
+    char name[64], msg[64];
+    size_t n = sizeof msg;
+    while (xr_notif_get(e, name, sizeof name, msg, &n) == XR_EAGAIN)
+        n = sizeof msg;
+    H_CHECK(n == 8 && memcmp(msg, "inflight", 8) == 0, "unexpected notification");
+    long long bad = h_verify(a, BIG, TAG_W, 0);
+    H_CHECK(bad < 0, "transfer in flight when its peer was unloaded: byte %lld missing", bad);
+    h_log("ok: a transfer in flight when its peer was unloaded arrived whole");
+    h_recv_u64(fd, NULL);
+    bad = h_verify(b, SMALL, TAG_B, 0);
+    H_CHECK(bad < 0, "the read-only region was written at byte %lld", bad);
+    h_log("ok: the read-only region is unchanged after a forged WRITE");
+    h_send_u64(fd, 1);
+    h_recv_u64(fd, NULL);
+    H_OK(xr_mem_deregister(ra));
+    H_OK(xr_mem_deregister(rb));
+    xr_engine_destroy(e);
+    free(a);
+    free(b);
+}
+
+static int run(xr_engine *e, xr_peer *p, xr_op op, uint64_t l, uint64_t r, size_t len,
+               const char *notif, xr_xfer **keep)
+{
+    xr_iov li = {l, len}, ri = {r, len};
+    xr_xfer *x;
+    int rc = xr_xfer_create(e, p, op, &li, &ri, 1, notif, notif ? strlen(notif) : 0, &x);
+    if (rc)
+        return rc;
+    H_OK(xr_xfer_post(x));
+    rc = keep ? 0 : xr_xfer_wait(x, 60000);
+    if (keep)
+        *keep = x;
+    else {
+        if (rc)
+            h_log("transfer failed as expected: %s", xr_xfer_error(x));
+        xr_xfer_release(x);
+    }
+    return rc;
+}
+
+/* Rewrite the peer's metadata so that its read-only region claims write
+ * access, under a new name: the provider itself must refuse the WRITE. */
+static void *forge(const void *md, size_t len, size_t *out_len)
+{
+    xr_md m;
+    H_OK(xr_layout_decode(&xr_md_schema, md, len, 0, &m));
+    free(m.name);
+    m.name = strdup("decode-forged");
+    for (uint32_t i = 0; i < m.nregions; i++)
+        m.regions[i].access = XR_ACCESS_RW;
+    *out_len = 0;
+    xr_layout_encode(&xr_md_schema, &m, NULL, out_len);
+    void *f = malloc(*out_len);
+    H_OK(xr_layout_encode(&xr_md_schema, &m, f, out_len));
+    xr_layout_free(&xr_md_schema, &m);
+    return f;
+}
+
+static void initiator(int fd, void *arg)
+{
+    (void)arg;
+    xr_engine *e;
+    xr_region *rl;
+    xr_peer *p, *p2;
+    H_OK(h_engine("prefill", provider, rails, 0, &e));
+    uint8_t *l = aligned_alloc(4096, BIG);
+    H_OK(xr_mem_register(e, l, BIG, XR_MEM_HOST, 0, XR_ACCESS_NONE, &rl));
+    uint64_t len;
+    uint8_t *md = h_recv(fd, NULL, &len);
+    uint64_t a = h_recv_u64(fd, NULL), b = h_recv_u64(fd, NULL);
+    uintptr_t lp = (uintptr_t)l;
+
+    /* Broken metadata: truncated, corrupted, or not metadata at all. */
+    expect(xr_peer_load(e, md, len - 3, &p), XR_EBADMD, "truncated", "truncated metadata");
+    md[len / 2] ^= 0x10;
+    expect(xr_peer_load(e, md, len, &p), XR_EBADMD, "CRC32C mismatch", "corrupted metadata");
+    md[len / 2] ^= 0x10;
+    expect(xr_peer_load(e, "hello", 5, &p), XR_EBADMD, "header truncated", "not metadata");
+    H_OK(xr_peer_load(e, md, len, &p));
+    expect(xr_peer_load(e, md, len, &p2), XR_EEXIST, "'decode' is already loaded",
+           "peer loaded twice");
+
+    /* Descriptors the peer's regions do not allow; the bad one is named. */
+    xr_iov li[3] = {{lp, 100}, {lp + 100, 100}, {lp + 200, 20}};
+    xr_iov ri[3] = {{a, 100}, {a + 100, 100}, {a + BIG - 10, 20}};
+    xr_xfer *x;
+    expect(xr_xfer_create(e, p, XR_OP_WRITE, li, ri, 3, NULL, 0, &x), XR_ERANGE,
+           "descriptor 2: remote range", "remote range past a region's end");
+    ri[2].addr = 16;
+    expect(xr_xfer_create(e, p, XR_OP_WRITE, li, ri, 3, NULL, 0, &x), XR_ERANGE,
+           "outside every region peer 'decode' published", "remote range in no region");
+    expect(run(e, p, XR_OP_WRITE, lp, b, 64, NULL, NULL), XR_EACCESS,
+           "does not grant remote write", "WRITE to a read-only region");
+    uint8_t *heap = malloc(4096);
+    expect(run(e, p, XR_OP_WRITE, (uintptr_t)heap, a, 4096, NULL, NULL), XR_ENOTREG,
+           "not inside a registered region", "unregistered local buffer");
+    expect(run(e, p, XR_OP_WRITE, lp + BIG - 10, a, 20, NULL, NULL), XR_ENOTREG,
+           "descriptor 0: local buffer", "local buffer past its region");
+    free(heap);
+    li[0].len = 99;
+    ri[2] = (xr_iov){a + 200, 20};
+    expect(xr_xfer_create(e, p, XR_OP_WRITE, li, ri, 3, NULL, 0, &x), XR_EINVAL,
+           "local length 99 != remote length 100", "length mismatch");
+
+    /* What the region does grant still works. */
+    H_OK(run(e, p, XR_OP_READ, lp, b, SMALL, NULL, NULL));
+    H_CHECK(h_verify(l, SMALL, TAG_B, 0) < 0, "READ of the read-only region");
+
+    /* A rail taken down carries nothing new; the others carry everything. */
+    if (rails > 1) {
+        H_OK(xr_rail_set_state(e, 0, 0));
+        xr_iov l8 = {lp, 8u << 20}, r8 = {a, 8u << 20};
+        H_OK(xr_xfer_create(e, p, XR_OP_WRITE, &l8, &r8, 1, NULL, 0, &x));
+        H_CHECK(xr_xfer_chunk_count(x, 0) == 0, "rail 0 is down but got chunks");
+        H_CHECK(xr_xfer_chunk_count(x, 1) > 0, "rail 1 got no chunk");
+        H_OK(xr_xfer_post(x));
+        H_OK(xr_xfer_wait(x, 60000));
+        xr_xfer_release(x);
+        H_OK(xr_rail_set_state(e, 0, 1));
+        h_log("ok: with rail 0 down, a striped WRITE used the other %u rails", rails - 1);
+    }
+
+    /* A region a transfer holds cannot be deregistered under it. */
+    xr_iov l1 = {lp, 64}, r1 = {a, 64};
+    H_OK(xr_xfer_create(e, p, XR_OP_WRITE, &l1, &r1, 1, NULL, 0, &x));
+    expect(xr_mem_deregister(rl), XR_EBUSY, "used by 1 transfer", "deregister while in use");
+    xr_xfer_release(x);
+
+    /* Unload the peer with a 32 MiB WRITE in flight: it completes, and the
+     * notification tells the target it is all there. */
+    h_fill(l, BIG, TAG_W, 0);
+    xr_xfer *inflight;
+    H_OK(run(e, p, XR_OP_WRITE, lp, a, BIG, "inflight", &inflight));
+    H_OK(xr_peer_unload(p));
+    int rc = xr_xfer_wait(inflight, 60000);
+    H_CHECK(rc == 0, "in-flight transfer after unload: %s", xr_xfer_error(inflight));
+    expect(xr_xfer_post(inflight), XR_ENOENT, "was unloaded", "repost after unload");
+    xr_xfer_release(inflight);
+
+    /* Forged access: our check passes, the provider must refuse. */
+    size_t flen;
+    void *forged = forge(md, len, &flen);
+    xr_peer *pf;
+    H_OK(xr_peer_load(e, forged, flen, &pf));
+    free(forged);
+    h_fill(l, SMALL, 0xBAD, 0);
+    /* tcp completes the refused WRITE in error; shm (1.17) refuses it at the
+     * target but never completes it, and that rail's channel to the peer
+     * stalls: xrail reports a timeout, and the rail is taken out as a rail
+     * that went down. Either way the bytes must not land. */
+    xr_iov lf = {lp, 4096}, rf = {b, 4096};
+    H_OK(xr_xfer_create(e, pf, XR_OP_WRITE, &lf, &rf, 1, NULL, 0, &x));
+    unsigned frail = 0;
+    while (!xr_xfer_chunk_count(x, (int)frail))
+        frail++;
+    H_OK(xr_xfer_post(x));
+    rc = xr_xfer_wait(x, 5000);
+    H_CHECK(rc == XR_EIO || rc == XR_ETIMEDOUT, "a WRITE into memory registered without "
+            "remote write gave %s; the provider must refuse it", xr_err_name(rc));
+    if (rc == XR_EIO)
+        H_CHECK(strstr(xr_xfer_error(x), "rail "), "the error does not name the rail: %s",
+                xr_xfer_error(x));
+    h_log("ok: forged write access refused by the provider: %s: %s", xr_err_name(rc),
+          rc == XR_EIO ? xr_xfer_error(x) : xr_engine_last_error(NULL));
+    bool rail_lost = rc == XR_ETIMEDOUT;
+    xr_xfer_release(x); /* in flight forever on shm: detached, not waited for */
+    if (rail_lost) {
+        H_OK(xr_rail_set_state(e, frail, 0));
+        h_log("rail %u stalled on the refused operation and is taken out", frail);
+    }
+    H_OK(xr_peer_unload(pf));
+    H_OK(xr_peer_load(e, md, len, &p2)); /* the name is free again */
+    h_send_u64(fd, 1);
+    h_recv_u64(fd, e);
+
+    /* And after all that, the engine still moves bytes on what is left. */
+    if (!rail_lost || rails > 1) {
+        H_OK(run(e, p2, XR_OP_READ, lp, b, SMALL, NULL, NULL));
+        H_CHECK(h_verify(l, SMALL, TAG_B, 0) < 0, "READ after the failures");
+        h_log("ok: the engine still moves bytes after every failure above");
+    }
+    h_send_u64(fd, 2);
+    H_OK(xr_peer_unload(p2));
+    if (rail_lost) /* the stalled transfer still pins it; destroy frees both */
+        expect(xr_mem_deregister(rl), XR_EBUSY, "used by 1 transfer", "deregister under a "
+               "detached transfer");
+    else
+        H_OK(xr_mem_deregister(rl));
+    xr_engine_destroy(e);
+    free(md);
+    free(l);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 3) {
+        fprintf(stderr, "usage: %s PROVIDER RAILS\n", argv[0]);
+        return 2;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    provider = argv[1];
+    rails = (unsigned)atoi(argv[2]);
+    h_require_provider(provider);
+    int rc = h_run_pair(target, initiator, NULL);
+    printf("bad input over %u %s rails: %s\n", rails, provider, rc ? "FAILED" : "passed");
+    return rc;
+}
