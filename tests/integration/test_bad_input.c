@@ -247,6 +247,8 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     provider = argv[1];
     rails = (unsigned)atoi(argv[2]);
+    if (rails < 1 || rails > XR_MAX_RAILS)
+        return fprintf(stderr, "rails must be 1..%d\n", XR_MAX_RAILS), 2;
     h_require_provider(provider);
     int rc = h_run_pair(target, initiator, NULL);
     printf("bad input over %u %s rails: %s\n", rails, provider, rc ? "FAILED" : "passed");

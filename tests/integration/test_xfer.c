@@ -443,6 +443,8 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     cfg c = {argv[1], argv[2], (unsigned)atoi(argv[3]), (unsigned)atoi(argv[4]),
              argc > 5 ? atoi(argv[5]) : 0};
+    if (c.irails < 1 || c.irails > XR_MAX_RAILS || c.trails < 1 || c.trails > XR_MAX_RAILS)
+        return fprintf(stderr, "rail counts must be 1..%d\n", XR_MAX_RAILS), 2;
     h_require_provider(c.provider);
     void (*t)(int, void *), (*i)(int, void *);
     if (!strcmp(c.scenario, "xfer"))

@@ -1,0 +1,357 @@
+/*
+ * prefill_decode.c - move a request's KV-cache blocks from a prefill worker
+ * to a decode worker with xrail, the way a disaggregated inference server
+ * does.
+ *
+ *   prefill_decode                      both roles, as two processes (the demo)
+ *   prefill_decode decode  [options]    the decode worker alone
+ *   prefill_decode prefill [options]    the prefill worker alone
+ *
+ * options: --provider P (default "tcp;ofi_rxm"), --rails N (4), --port N
+ *          (18515), --layers N (16), --blocks N (64), --block-kib N (64),
+ *          --request N (blocks to move, 24)
+ *
+ * The KV cache is layer-major: layer l, block b starts at
+ * base + (l * blocks + b) * block_bytes. The decode side has a pool twice
+ * as large and its own block ids. Metadata, the decode side's pool address
+ * and, afterwards, the prefill side's timing travel over a small TCP side
+ * channel on 127.0.0.1; the KV bytes travel over xrail.
+ */
+#include "xrail.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+typedef struct opts {
+    const char *provider;
+    unsigned rails, port, layers, blocks, block_kib, request;
+} opts;
+
+/* What the decode side tells the prefill side, besides its metadata. */
+typedef struct pool_info {
+    uint64_t base;
+    uint32_t layers, blocks, block_bytes;
+} pool_info;
+
+/* The notification: which prefill block went to which decode block. */
+typedef struct request_hdr {
+    uint64_t id;
+    uint32_t nblocks;
+} request_hdr;
+
+/* After the transfer, over the side channel: how it went. */
+typedef struct stats {
+    uint64_t ns, bytes, descriptors;
+    uint32_t nrails;
+    uint64_t rail_bytes[XR_MAX_RAILS];
+} stats;
+
+#define DIE(...) (fprintf(stderr, __VA_ARGS__), fputc('\n', stderr), exit(1))
+#define TRY(call)                                                                      \
+    do {                                                                               \
+        int rc_ = (call);                                                              \
+        if (rc_ < 0)                                                                   \
+            DIE("%s failed: %s: %s", #call, xr_err_name(rc_), xr_engine_last_error(NULL)); \
+    } while (0)
+
+static uint8_t kv_byte(unsigned layer, unsigned block, size_t off)
+{
+    uint64_t x = ((uint64_t)layer << 40 | (uint64_t)block << 24) + off;
+    x *= 0x9E3779B97F4A7C15ull;
+    return (uint8_t)(x >> 56);
+}
+
+/* ---- side channel ---- */
+
+static void xwrite(int fd, const void *p, size_t n)
+{
+    for (const char *c = p; n;) {
+        ssize_t k = write(fd, c, n);
+        if (k <= 0)
+            DIE("side channel: write failed");
+        c += k, n -= (size_t)k;
+    }
+}
+
+static void xread(int fd, void *p, size_t n)
+{
+    for (char *c = p; n;) {
+        ssize_t k = read(fd, c, n);
+        if (k <= 0)
+            DIE("side channel: the other side went away");
+        c += k, n -= (size_t)k;
+    }
+}
+
+static int listen_on(unsigned port)
+{
+    int s = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+    setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (bind(s, (struct sockaddr *)&a, sizeof a) || listen(s, 1))
+        DIE("side channel: cannot listen on 127.0.0.1:%u", port);
+    return s;
+}
+
+static int connect_to(unsigned port)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    for (int tries = 0; tries < 200; tries++) {
+        int s = socket(AF_INET, SOCK_STREAM, 0);
+        if (connect(s, (struct sockaddr *)&a, sizeof a) == 0)
+            return s;
+        close(s);
+        usleep(50000);
+    }
+    DIE("side channel: nobody listens on 127.0.0.1:%u", port);
+}
+
+static xr_engine *engine(const char *name, const opts *o)
+{
+    xr_engine_opts eo;
+    xr_engine_opts_init(&eo);
+    eo.name = name;
+    xr_rail_spec spec = {.provider = o->provider, .count = o->rails};
+    if (strstr(o->provider, "tcp")) { /* loopback rails: many endpoints on lo */
+        spec.domain = "lo";
+        spec.src_addr = "127.0.0.1";
+    }
+    eo.rails = &spec;
+    eo.n_rail_specs = 1;
+    xr_engine *e;
+    TRY(xr_engine_create(&eo, &e));
+    return e;
+}
+
+/* ---- decode ---- */
+
+static int decode(const opts *o, int lfd)
+{
+    xr_engine *e = engine("decode-0", o);
+    pool_info pool = {.layers = o->layers, .blocks = 2 * o->blocks,
+                      .block_bytes = o->block_kib * 1024};
+    size_t bytes = (size_t)pool.layers * pool.blocks * pool.block_bytes;
+    uint8_t *kv = aligned_alloc(4096, bytes);
+    memset(kv, 0, bytes);
+    xr_region *reg;
+    TRY(xr_mem_register(e, kv, bytes, XR_MEM_HOST, 0, XR_ACCESS_WRITE, &reg));
+    pool.base = (uintptr_t)kv;
+
+    int fd = accept(lfd, NULL, NULL);
+    close(lfd);
+    size_t len = 0;
+    xr_metadata_get(e, NULL, &len);
+    void *md = malloc(len);
+    TRY(xr_metadata_get(e, md, &len));
+    uint64_t l64 = len;
+    xwrite(fd, &l64, sizeof l64);
+    xwrite(fd, md, len);
+    xwrite(fd, &pool, sizeof pool);
+    free(md);
+    printf("decode:  %u rails, KV pool %u layers x %u blocks x %u KiB registered; waiting\n",
+           xr_rail_count(e), pool.layers, pool.blocks, o->block_kib);
+    fflush(stdout);
+
+    /* The notification arrives only once every byte of the transfer is here. */
+    char from[64];
+    size_t cap = 1 << 20, n;
+    uint8_t *msg = malloc(cap);
+    int rc;
+    do {
+        n = cap;
+        rc = xr_notif_get(e, from, sizeof from, msg, &n);
+    } while (rc == XR_EAGAIN);
+    TRY(rc);
+    request_hdr h;
+    if (n < sizeof h)
+        DIE("decode: short notification (%zu bytes)", n);
+    memcpy(&h, msg, sizeof h);
+    if (n != sizeof h + (size_t)h.nblocks * 8)
+        DIE("decode: notification of %zu bytes does not match %u blocks", n, h.nblocks);
+    const uint32_t *pairs = (const uint32_t *)(msg + sizeof h);
+    size_t bad = 0;
+    for (uint32_t i = 0; i < h.nblocks; i++) {
+        uint32_t src = pairs[2 * i], dst = pairs[2 * i + 1];
+        for (unsigned l = 0; l < pool.layers; l++) {
+            const uint8_t *b = kv + ((size_t)l * pool.blocks + dst) * pool.block_bytes;
+            for (size_t k = 0; k < pool.block_bytes; k++)
+                bad += b[k] != kv_byte(l, src, k);
+        }
+    }
+    stats st;
+    xread(fd, &st, sizeof st);
+    double mib = (double)st.bytes / (1 << 20), secs = (double)st.ns / 1e9;
+    printf("decode:  request %llu from '%s': %u blocks x %u layers = %.1f MiB in %llu "
+           "descriptors\n", (unsigned long long)h.id, from, h.nblocks, pool.layers, mib,
+           (unsigned long long)st.descriptors);
+    printf("decode:  rails used:");
+    for (uint32_t i = 0; i < st.nrails; i++)
+        printf(" rail%u=%.1fMiB", i, (double)st.rail_bytes[i] / (1 << 20));
+    printf("\ndecode:  %.2f ms, %.2f GB/s\n", secs * 1e3, (double)st.bytes / secs / 1e9);
+    if (bad)
+        printf("decode:  VERIFY FAILED: %zu bytes differ\n", bad);
+    else
+        printf("decode:  verified every byte of %u blocks: OK\n", h.nblocks);
+    uint8_t ack = bad == 0;
+    xwrite(fd, &ack, 1);
+    close(fd);
+    free(msg);
+    TRY(xr_mem_deregister(reg));
+    xr_engine_destroy(e);
+    free(kv);
+    return bad ? 1 : 0;
+}
+
+/* ---- prefill ---- */
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static int prefill(const opts *o)
+{
+    xr_engine *e = engine("prefill-0", o);
+    size_t bb = (size_t)o->block_kib * 1024, bytes = (size_t)o->layers * o->blocks * bb;
+    uint8_t *kv = aligned_alloc(4096, bytes);
+    for (unsigned l = 0; l < o->layers; l++) /* "prefill": every block gets known bytes */
+        for (unsigned b = 0; b < o->blocks; b++)
+            for (size_t k = 0; k < bb; k++)
+                kv[((size_t)l * o->blocks + b) * bb + k] = kv_byte(l, b, k);
+    xr_region *reg;
+    TRY(xr_mem_register(e, kv, bytes, XR_MEM_HOST, 0, XR_ACCESS_NONE, &reg));
+
+    int fd = connect_to(o->port);
+    uint64_t len;
+    xread(fd, &len, sizeof len);
+    void *md = malloc(len);
+    xread(fd, md, len);
+    pool_info pool;
+    xread(fd, &pool, sizeof pool);
+    xr_peer *peer;
+    TRY(xr_peer_load(e, md, len, &peer));
+    free(md);
+    if (pool.layers != o->layers || pool.block_bytes != bb)
+        DIE("prefill: decode's pool is %u layers x %u bytes, ours %u x %zu", pool.layers,
+            pool.block_bytes, o->layers, bb);
+
+    /* The request: some prefill blocks, each to a free decode block. */
+    unsigned n = o->request < o->blocks ? o->request : o->blocks;
+    size_t nd = (size_t)n * o->layers;
+    xr_iov *local = malloc(nd * sizeof *local), *remote = malloc(nd * sizeof *remote);
+    size_t msg_len = sizeof(request_hdr) + (size_t)n * 8;
+    uint8_t *msg = malloc(msg_len);
+    request_hdr h = {.id = 1, .nblocks = n};
+    memcpy(msg, &h, sizeof h);
+    uint32_t *pairs = (uint32_t *)(msg + sizeof h);
+    srand(7);
+    for (unsigned i = 0; i < n; i++) {
+        pairs[2 * i] = (i * 5 + 3) % o->blocks;                  /* prefill block */
+        pairs[2 * i + 1] = (uint32_t)(rand() % (int)pool.blocks); /* decode block... */
+        for (unsigned j = 0; j < i; j++)                          /* ...distinct */
+            if (pairs[2 * j + 1] == pairs[2 * i + 1])
+                pairs[2 * i + 1] = (pairs[2 * i + 1] + 1) % pool.blocks, j = (unsigned)-1;
+    }
+    for (unsigned l = 0; l < o->layers; l++)
+        for (unsigned i = 0; i < n; i++) {
+            size_t d = (size_t)l * n + i;
+            local[d] = (xr_iov){(uintptr_t)kv + ((size_t)l * o->blocks + pairs[2 * i]) * bb, bb};
+            remote[d] = (xr_iov){pool.base + ((size_t)l * pool.blocks + pairs[2 * i + 1]) * bb, bb};
+        }
+
+    xr_rail_info before[XR_MAX_RAILS];
+    int nr = xr_rail_count(e);
+    for (int i = 0; i < nr; i++)
+        TRY(xr_rail_info_get(e, (unsigned)i, &before[i]));
+    uint64_t t0 = now_ns();
+    xr_xfer *x;
+    TRY(xr_xfer_create(e, peer, XR_OP_WRITE, local, remote, nd, msg, msg_len, &x));
+    TRY(xr_xfer_post(x));
+    int rc = xr_xfer_wait(x, 60000);
+    uint64_t t1 = now_ns();
+    if (rc)
+        DIE("prefill: transfer failed: %s: %s", xr_err_name(rc), xr_xfer_error(x));
+    xr_xfer_release(x);
+    stats st = {.ns = t1 - t0, .bytes = nd * bb, .descriptors = nd, .nrails = (uint32_t)nr};
+    for (int i = 0; i < nr; i++) {
+        xr_rail_info ri;
+        TRY(xr_rail_info_get(e, (unsigned)i, &ri));
+        st.rail_bytes[i] = ri.counters.tx_bytes - before[i].counters.tx_bytes;
+    }
+    printf("prefill: wrote %u blocks (%zu descriptors) to '%s' with a notification\n", n, nd,
+           xr_peer_name(peer));
+    fflush(stdout);
+    xwrite(fd, &st, sizeof st);
+    uint8_t ack = 0;
+    xread(fd, &ack, 1);
+    close(fd);
+    free(local);
+    free(remote);
+    free(msg);
+    TRY(xr_peer_unload(peer));
+    TRY(xr_mem_deregister(reg));
+    xr_engine_destroy(e);
+    free(kv);
+    return ack ? 0 : 1;
+}
+
+int main(int argc, char **argv)
+{
+    opts o = {"tcp;ofi_rxm", 4, 18515, 16, 64, 64, 24};
+    const char *role = "both";
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "decode") || !strcmp(a, "prefill"))
+            role = a;
+        else if (v && !strcmp(a, "--provider"))
+            o.provider = v, i++;
+        else if (v && !strcmp(a, "--rails"))
+            o.rails = (unsigned)atoi(v), i++;
+        else if (v && !strcmp(a, "--port"))
+            o.port = (unsigned)atoi(v), i++;
+        else if (v && !strcmp(a, "--layers"))
+            o.layers = (unsigned)atoi(v), i++;
+        else if (v && !strcmp(a, "--blocks"))
+            o.blocks = (unsigned)atoi(v), i++;
+        else if (v && !strcmp(a, "--block-kib"))
+            o.block_kib = (unsigned)atoi(v), i++;
+        else if (v && !strcmp(a, "--request"))
+            o.request = (unsigned)atoi(v), i++;
+        else
+            DIE("usage: %s [decode|prefill] [--provider P] [--rails N] [--port N] [--layers N] "
+                "[--blocks N] [--block-kib N] [--request N]", argv[0]);
+    }
+    if (!o.rails || !o.layers || !o.blocks || !o.block_kib || !o.request)
+        DIE("rails, layers, blocks, block-kib and request must be positive");
+    if (!strcmp(role, "decode"))
+        return decode(&o, listen_on(o.port));
+    if (!strcmp(role, "prefill"))
+        return prefill(&o);
+    /* Both: listen first so the prefill process can always connect. */
+    int lfd = listen_on(o.port);
+    printf("prefill -> decode over %u %s rails (two processes)\n", o.rails, o.provider);
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int r = decode(&o, lfd);
+        fflush(stdout);
+        _exit(r);
+    }
+    close(lfd);
+    int rc = prefill(&o), st = 0;
+    waitpid(pid, &st, 0);
+    return rc || !WIFEXITED(st) || WEXITSTATUS(st);
+}
