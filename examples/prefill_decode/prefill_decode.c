@@ -346,9 +346,7 @@ int main(int argc, char **argv)
     fflush(stdout);
     pid_t pid = fork();
     if (pid == 0) {
-        int r = decode(&o, lfd);
-        fflush(stdout);
-        _exit(r);
+        exit(decode(&o, lfd));
     }
     close(lfd);
     int rc = prefill(&o), st = 0;
