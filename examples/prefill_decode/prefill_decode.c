@@ -123,10 +123,8 @@ static xr_engine *engine(const char *name, const opts *o)
     xr_engine_opts_init(&eo);
     eo.name = name;
     xr_rail_spec spec = {.provider = o->provider, .count = o->rails};
-    if (strstr(o->provider, "tcp")) { /* loopback rails: many endpoints on lo */
+    if (strstr(o->provider, "tcp")) /* loopback rails: many endpoints on lo */
         spec.domain = "lo";
-        spec.src_addr = "127.0.0.1";
-    }
     eo.rails = &spec;
     eo.n_rail_specs = 1;
     xr_engine *e;
