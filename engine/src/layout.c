@@ -14,6 +14,7 @@
  */
 #include "layout.h"
 
+#include "bytes.h"
 #include "crc32c.h"
 #include "internal.h"
 
@@ -38,20 +39,6 @@ static size_t int_width(uint8_t t)
     case XR_FT_U64: return 8;
     default: return 0;
     }
-}
-
-static void put_le(uint8_t *p, uint64_t v, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t get_le(const uint8_t *p, size_t n)
-{
-    uint64_t v = 0;
-    for (size_t i = 0; i < n; i++)
-        v |= (uint64_t)p[i] << (8 * i);
-    return v;
 }
 
 static uint64_t load_int(const void *obj, const xr_field *f)
@@ -88,10 +75,10 @@ static size_t enc_struct(const xr_schema *s, const void *obj, uint8_t *out);
 static size_t enc_record(uint16_t id, uint8_t type, size_t vlen, uint8_t *out)
 {
     if (out) {
-        put_le(out, id, 2);
+        xr__put_le(out, id, 2);
         out[2] = type;
         out[3] = 0;
-        put_le(out + 4, vlen, 4);
+        xr__put_le(out + 4, vlen, 4);
     }
     return XR_MD_RECORD;
 }
@@ -117,7 +104,7 @@ static size_t enc_field(const xr_field *f, const void *obj, uint8_t *out)
         uint32_t count = FIELD_U32(obj, f);
         const char *elems = FIELD_PTR(obj, f);
         if (v)
-            put_le(v, count, 4);
+            xr__put_le(v, count, 4);
         vlen = 4;
         for (uint32_t i = 0; i < count; i++) {
             const void *el = elems + (size_t)i * f->elem->size;
@@ -131,7 +118,7 @@ static size_t enc_field(const xr_field *f, const void *obj, uint8_t *out)
     default:
         vlen = int_width(f->type);
         if (v)
-            put_le(v, load_int(obj, f), vlen);
+            xr__put_le(v, load_int(obj, f), vlen);
         break;
     }
     enc_record(f->id, f->type, vlen, out);
@@ -167,12 +154,12 @@ int xr_layout_encode(const xr_schema *s, const void *obj, void *buf, size_t *len
         return xr__fail(XR_ETOOSMALL, "metadata: need %zu bytes, buffer holds %zu", total, cap);
     }
     uint8_t *p = buf;
-    put_le(p, XR_MD_MAGIC, 4);
-    put_le(p + 4, XR_MD_FORMAT, 2);
-    put_le(p + 6, s->layout_id, 2);
-    put_le(p + 8, total, 4);
+    xr__put_le(p, XR_MD_MAGIC, 4);
+    xr__put_le(p + 4, XR_MD_FORMAT, 2);
+    xr__put_le(p + 6, s->layout_id, 2);
+    xr__put_le(p + 8, total, 4);
     enc_struct(s, obj, p + XR_MD_HEADER);
-    put_le(p + 12, blob_crc(p, total), 4);
+    xr__put_le(p + 12, blob_crc(p, total), 4);
     *len = total;
     return 0;
 }
@@ -195,7 +182,7 @@ static int dec_list(const xr_field *f, const uint8_t *v, size_t vlen, void *obj,
     if (vlen < 4)
         return xr__fail(XR_EBADMD, "metadata: %s count truncated: need 4 bytes, %zu left",
                         fpath, vlen);
-    uint32_t count = (uint32_t)get_le(v, 4);
+    uint32_t count = (uint32_t)xr__get_le(v, 4);
     size_t left = vlen - 4;
     /* Each element is at least one record header, so a count the bytes
      * cannot hold is rejected before anything is allocated for it. */
@@ -218,7 +205,7 @@ static int dec_list(const xr_field *f, const uint8_t *v, size_t vlen, void *obj,
             return xr__fail(XR_EBADMD, "metadata: %s truncated: need %d bytes, %zu left",
                             epath, XR_MD_RECORD, left);
         uint8_t type = p[2];
-        size_t elen = get_le(p + 4, 4);
+        size_t elen = xr__get_le(p + 4, 4);
         if (type != XR_FT_STRUCT)
             return xr__fail(XR_EBADMD, "metadata: %s: element type %u, expected struct", epath,
                             type);
@@ -275,7 +262,7 @@ static int dec_field(const xr_field *f, const uint8_t *v, size_t vlen, void *obj
         if (vlen != int_width(f->type))
             return xr__fail(XR_EBADMD, "metadata: %s: %s of %zu bytes, expected %zu", fpath,
                             type_name[f->type], vlen, int_width(f->type));
-        store_int(obj, f, get_le(v, vlen));
+        store_int(obj, f, xr__get_le(v, vlen));
         return 0;
     }
 }
@@ -288,9 +275,9 @@ static int dec_struct(const xr_schema *s, const uint8_t *p, size_t len, void *ob
         if (len < XR_MD_RECORD)
             return xr__fail(XR_EBADMD, "metadata: %s%srecord header truncated: need %d bytes, %zu left",
                             path, *path ? ": " : "", XR_MD_RECORD, len);
-        uint16_t id = (uint16_t)get_le(p, 2);
+        uint16_t id = (uint16_t)xr__get_le(p, 2);
         uint8_t type = p[2];
-        size_t vlen = get_le(p + 4, 4);
+        size_t vlen = xr__get_le(p + 4, 4);
         len -= XR_MD_RECORD;
         p += XR_MD_RECORD;
         const xr_field *f = NULL;
@@ -381,12 +368,12 @@ int xr_layout_decode(const xr_schema *s, const void *buf, size_t len, size_t max
     if (len < XR_MD_HEADER)
         return xr__fail(XR_EBADMD, "metadata: header truncated: need %d bytes, %zu given",
                         XR_MD_HEADER, len);
-    uint32_t magic = (uint32_t)get_le(p, 4);
+    uint32_t magic = (uint32_t)xr__get_le(p, 4);
     if (magic != XR_MD_MAGIC)
         return xr__fail(XR_EBADMD, "metadata: bad magic 0x%08x (expected 0x%08x): not xrail metadata",
                         magic, XR_MD_MAGIC);
-    unsigned format = (unsigned)get_le(p + 4, 2), layout = (unsigned)get_le(p + 6, 2);
-    size_t total = get_le(p + 8, 4);
+    unsigned format = (unsigned)xr__get_le(p + 4, 2), layout = (unsigned)xr__get_le(p + 6, 2);
+    size_t total = xr__get_le(p + 8, 4);
     if (total < XR_MD_HEADER)
         return xr__fail(XR_EBADMD, "metadata: total length %zu is shorter than the header", total);
     if (total > len)
@@ -398,7 +385,7 @@ int xr_layout_decode(const xr_schema *s, const void *buf, size_t len, size_t max
     if (max && total > max)
         return xr__fail(XR_EBADMD, "metadata: %zu bytes exceeds the configured maximum of %zu",
                         total, max);
-    uint32_t want = (uint32_t)get_le(p + 12, 4), got = blob_crc(p, total);
+    uint32_t want = (uint32_t)xr__get_le(p + 12, 4), got = blob_crc(p, total);
     if (want != got)
         return xr__fail(XR_EBADMD, "metadata: CRC32C mismatch (blob says 0x%08x, bytes give 0x%08x): corrupted",
                         want, got);

@@ -13,6 +13,7 @@
  * and chunks complete with FI_DELIVERY_COMPLETE where the provider offers
  * it, so the target sees the notification after the bytes.
  */
+#include "bytes.h"
 #include "internal.h"
 
 #include <stdio.h>
@@ -80,20 +81,6 @@ struct xr_notif_engine {
     xr_notif_msg *live;                /* standalone messages not yet reaped */
     xr_notif_msg *reap;                /* finished standalone messages */
 };
-
-static void put_le(uint8_t *p, uint64_t v, int n)
-{
-    for (int i = 0; i < n; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t get_le(const uint8_t *p, int n)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < n; i++)
-        v |= (uint64_t)p[i] << (8 * i);
-    return v;
-}
 
 int xr__notif_init(xr_engine *e)
 {
@@ -204,7 +191,7 @@ int xr__notif_msg_new(xr_engine *e, xr_peer *peer, const void *msg, size_t len, 
         free(data);
         return xr__fail(XR_ENOMEM, "notif: %zu bytes", len);
     }
-    put_le(data, nlen, 2);
+    xr__put_le(data, nlen, 2);
     memcpy(data + 2, e->name, nlen);
     if (len)
         memcpy(data + 2 + nlen, msg, len);
@@ -271,12 +258,12 @@ void xr__notif_pump(xr_rail *r)
         size_t n = m->len - m->sent, room = nr->frame_size - FRAME_HDR;
         if (n > room)
             n = room;
-        put_le(f->buf, FRAME_MAGIC, 4);
-        put_le(f->buf + 4, 0, 4);
-        put_le(f->buf + 8, m->e->instance, 8);
-        put_le(f->buf + 16, m->seq, 8);
-        put_le(f->buf + 24, m->len, 8);
-        put_le(f->buf + 32, m->sent, 8);
+        xr__put_le(f->buf, FRAME_MAGIC, 4);
+        xr__put_le(f->buf + 4, 0, 4);
+        xr__put_le(f->buf + 8, m->e->instance, 8);
+        xr__put_le(f->buf + 16, m->seq, 8);
+        xr__put_le(f->buf + 24, m->len, 8);
+        xr__put_le(f->buf + 32, m->sent, 8);
         memcpy(f->buf + FRAME_HDR, m->data + m->sent, n);
         ssize_t rc = fi_send(r->ep, f->buf, FRAME_HDR + n, nr->desc, m->dst, &f->ctx.fctx);
         if (rc == -FI_EAGAIN) {
@@ -313,7 +300,7 @@ void xr__notif_tx_done(xr_rail *r, xr_opctx *ctx, int err)
 
 static void deliver(xr_engine *e, uint8_t *data, size_t len)
 {
-    size_t nlen = get_le(data, 2);
+    size_t nlen = xr__get_le(data, 2);
     if (nlen > len - 2) {
         xr__log(e, XR_LOG_WARN, "notif: dropped a message whose name length %zu exceeds its "
                                 "%zu bytes", nlen, len);
@@ -341,10 +328,10 @@ static void deliver(xr_engine *e, uint8_t *data, size_t len)
 static const char *reassemble(xr_engine *e, const uint8_t *b, size_t flen)
 {
     xr_notif_engine *n = e->notif;
-    if (flen < FRAME_HDR || get_le(b, 4) != FRAME_MAGIC)
+    if (flen < FRAME_HDR || xr__get_le(b, 4) != FRAME_MAGIC)
         return "a frame without the xrail header";
-    uint64_t inst = get_le(b + 8, 8), seq = get_le(b + 16, 8);
-    size_t total = get_le(b + 24, 8), off = get_le(b + 32, 8), plen = flen - FRAME_HDR;
+    uint64_t inst = xr__get_le(b + 8, 8), seq = xr__get_le(b + 16, 8);
+    size_t total = xr__get_le(b + 24, 8), off = xr__get_le(b + 32, 8), plen = flen - FRAME_HDR;
     if (total < 2 || (e->opts.max_notif && total > e->opts.max_notif + 2 + 4096) ||
         off > total || plen > total - off)
         return "a frame whose lengths do not add up";
@@ -509,7 +496,7 @@ int xr_notif_get(xr_engine *e, char *peer_name_buf, size_t cap, void *msg_buf, s
         pthread_mutex_unlock(&n->lock);
         return XR_EAGAIN; /* the common case while polling: no text to set */
     }
-    size_t nlen = get_le(r->data, 2), body = r->len - 2 - nlen;
+    size_t nlen = xr__get_le(r->data, 2), body = r->len - 2 - nlen;
     if ((!msg_buf && body) || *len < body) {
         size_t had = msg_buf ? *len : 0;
         *len = body;

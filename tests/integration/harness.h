@@ -140,6 +140,29 @@ static inline int h_engine(const char *name, const char *provider, unsigned rail
     return xr_engine_create(&o, out);
 }
 
+/* Send this engine's metadata to the other process, as a real deployment
+ * would through its own side channel. */
+static inline void h_send_metadata(int fd, xr_engine *e)
+{
+    size_t len = 0;
+    H_CHECK(xr_metadata_get(e, NULL, &len) == XR_ETOOSMALL, "metadata size query");
+    void *md = malloc(len);
+    H_OK(xr_metadata_get(e, md, &len));
+    h_send(fd, md, len);
+    free(md);
+}
+
+/* Receive the other process's metadata and load it as a peer. */
+static inline xr_peer *h_load_peer(int fd, xr_engine *e)
+{
+    uint64_t len;
+    void *md = h_recv(fd, NULL, &len);
+    xr_peer *p;
+    H_OK(xr_peer_load(e, md, len, &p));
+    free(md);
+    return p;
+}
+
 /* A provider that is absent from this libfabric skips the test, never passes it. */
 static inline void h_require_provider(const char *provider)
 {

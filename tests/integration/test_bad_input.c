@@ -35,12 +35,7 @@ static void target(int fd, void *arg)
     h_fill(b, SMALL, TAG_B, 0);
     H_OK(xr_mem_register(e, a, BIG, XR_MEM_HOST, 0, XR_ACCESS_RW, &ra));
     H_OK(xr_mem_register(e, b, SMALL, XR_MEM_HOST, 0, XR_ACCESS_READ, &rb));
-    size_t len = 0;
-    xr_metadata_get(e, NULL, &len);
-    void *md = malloc(len);
-    H_OK(xr_metadata_get(e, md, &len));
-    h_send(fd, md, len);
-    free(md);
+    h_send_metadata(fd, e);
     h_send_u64(fd, (uintptr_t)a);
     h_send_u64(fd, (uintptr_t)b);
     /* The transfer whose peer was unloaded mid-flight still lands whole. */

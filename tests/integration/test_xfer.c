@@ -109,13 +109,8 @@ static void xfer_target(int fd, void *arg)
     H_OK(h_engine("decode", c->provider, c->trails, c->pthread_target, &e));
     uint8_t *buf = aligned_alloc(4096, REGION);
     H_OK(xr_mem_register(e, buf, REGION, XR_MEM_HOST, 0, XR_ACCESS_RW, &reg));
-    size_t len = 0;
-    H_CHECK(xr_metadata_get(e, NULL, &len) == XR_ETOOSMALL, "metadata size query");
-    void *md = malloc(len);
-    H_OK(xr_metadata_get(e, md, &len));
-    h_send(fd, md, len);
+    h_send_metadata(fd, e);
     h_send_u64(fd, (uintptr_t)buf); /* where the application's blocks live */
-    free(md);
     static dlist l;
     for (unsigned r = 0; r < ROUNDS; r++) {
         gen(&l, r);
@@ -181,10 +176,7 @@ static void xfer_initiator(int fd, void *arg)
     H_OK(h_engine("prefill", c->provider, c->irails, 0, &e));
     uint8_t *buf = aligned_alloc(4096, REGION);
     H_OK(xr_mem_register(e, buf, REGION, XR_MEM_HOST, 0, XR_ACCESS_NONE, &reg));
-    uint64_t len;
-    void *md = h_recv(fd, NULL, &len);
-    H_OK(xr_peer_load(e, md, len, &p));
-    free(md);
+    p = h_load_peer(fd, e);
     H_CHECK(xr_peer_rail_count(p) == (int)c->trails, "peer rail count %d", xr_peer_rail_count(p));
     H_CHECK(xr_peer_rail_mask(p) == (c->irails == 64 ? ~0ull : (1ull << c->irails) - 1),
             "not every local rail reaches the peer: mask 0x%llx",
@@ -254,12 +246,7 @@ static void notif_target(int fd, void *arg)
     cfg *c = arg;
     xr_engine *e;
     H_OK(h_engine("decode", c->provider, c->trails, c->pthread_target, &e));
-    size_t len = 0;
-    xr_metadata_get(e, NULL, &len);
-    void *md = malloc(len);
-    H_OK(xr_metadata_get(e, md, &len));
-    h_send(fd, md, len);
-    free(md);
+    h_send_metadata(fd, e);
     unsigned seen = 0;
     void *blob = NULL;
     size_t blob_len = 0;
@@ -318,10 +305,7 @@ static void notif_initiator(int fd, void *arg)
     xr_engine *e, *e32;
     xr_peer *p;
     H_OK(h_engine("prefill", c->provider, c->irails, 0, &e));
-    uint64_t len;
-    void *md = h_recv(fd, NULL, &len);
-    H_OK(xr_peer_load(e, md, len, &p));
-    free(md);
+    p = h_load_peer(fd, e);
     for (size_t k = 0; k < N_SIZES; k++) {
         size_t n = notif_sizes[k];
         uint8_t *m = malloc(n ? n : 1);
@@ -371,13 +355,8 @@ static void order_target(int fd, void *arg)
     uint8_t *buf = aligned_alloc(4096, REGION);
     memset(buf, 0, REGION);
     H_OK(xr_mem_register(e, buf, REGION, XR_MEM_HOST, 0, XR_ACCESS_WRITE, &reg));
-    size_t len = 0;
-    xr_metadata_get(e, NULL, &len);
-    void *md = malloc(len);
-    H_OK(xr_metadata_get(e, md, &len));
-    h_send(fd, md, len);
+    h_send_metadata(fd, e);
     h_send_u64(fd, (uintptr_t)buf);
-    free(md);
     size_t span = 4 * ORDER_BIG + ORDER_SMALL * 4096;
     for (uint64_t k = 0; k < ORDER_ITERS; k++) {
         size_t n;
@@ -405,10 +384,7 @@ static void order_initiator(int fd, void *arg)
     H_OK(h_engine("prefill", c->provider, c->irails, 0, &e));
     uint8_t *buf = aligned_alloc(4096, REGION);
     H_OK(xr_mem_register(e, buf, REGION, XR_MEM_HOST, 0, XR_ACCESS_NONE, &reg));
-    uint64_t len;
-    void *md = h_recv(fd, NULL, &len);
-    H_OK(xr_peer_load(e, md, len, &p));
-    free(md);
+    p = h_load_peer(fd, e);
     uint64_t raddr = h_recv_u64(fd, NULL);
     /* Four striped 4 MiB blocks, then small blocks spread round-robin. */
     static xr_iov l[4 + ORDER_SMALL], r[4 + ORDER_SMALL];
