@@ -56,7 +56,8 @@ extern "C" {
     X(IO, 16, "transfer failed on a rail")                                     \
     X(NORAIL, 17, "no usable rail")                                            \
     X(NOTSUP, 18, "not supported")                                             \
-    X(CANCELED, 19, "canceled")
+    X(CANCELED, 19, "canceled")                                                \
+    X(SCRIPT, 20, "Lua script failed")
 
 typedef enum xr_errno {
 #define XR__ERR_ENUM(name, code, msg) XR_E##name = -(code),
