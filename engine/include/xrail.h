@@ -115,6 +115,8 @@ typedef struct xr_engine_opts {
     int progress_thread;           /* 1: a thread drives progress; 0: xr_progress/xr_xfer_wait do */
     int ignore_env;                /* 1: XRAIL_* environment overrides are not read */
     int log_level;                 /* 0 errors, 1 warnings (default), 2 info, 3 debug */
+    const char *policy;            /* rail policy script (Lua); NULL: built-in equal stripe */
+    size_t script_mem;             /* memory cap of each script's Lua state; default 4 MiB */
 } xr_engine_opts;
 
 /* Fill `opts` with defaults. Call before setting fields. */
@@ -248,6 +250,32 @@ XR_API int xr_notif_get(xr_engine *e, char *peer_name_buf, size_t cap, void *msg
 
 /* Drive completions on every rail. Returns completions handled, or an error. */
 XR_API int xr_progress(xr_engine *e);
+
+/*
+ * Replace the rail policy with the script at `path`, atomically: transfers
+ * already created keep their plan, new ones use the new policy. The script
+ * must load and answer a probe plan() call sensibly; otherwise XR_ESCRIPT
+ * (or XR_EINVAL for an unreadable file) and the old policy stays.
+ */
+XR_API int xr_policy_reload(xr_engine *e, const char *path);
+
+/*
+ * Describe the plan for one descriptor of `size` bytes to `peer`: the policy,
+ * the rails, their weight shares and the byte split. XR_ETOOSMALL if `cap`
+ * is too small.
+ */
+XR_API int xr_policy_explain(xr_engine *e, xr_peer *peer, xr_op op, xr_mem_kind kind,
+                             int device, size_t size, char *buf, size_t cap);
+
+typedef struct xr_policy_stats {
+    uint64_t plan_calls;    /* times plan() ran in Lua */
+    uint64_t plan_hits;     /* plan lookups served from the cache */
+    uint64_t reloads;       /* successful xr_policy_reload calls */
+    uint64_t classes;       /* plans cached now */
+    int scripted;           /* 1: a Lua policy is loaded */
+} xr_policy_stats;
+
+XR_API int xr_policy_stats_get(xr_engine *e, xr_policy_stats *st);
 
 #ifdef __cplusplus
 }

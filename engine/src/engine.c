@@ -2,6 +2,7 @@
  * engine.c - options, environment overrides, engine life cycle and progress.
  */
 #include "internal.h"
+#include "policy.h"
 
 #include <errno.h>
 #include <sched.h>
@@ -26,6 +27,7 @@ void xr_engine_opts_init(xr_engine_opts *o)
     o->max_metadata = 256u << 20;
     o->max_notif = 256u << 20;
     o->log_level = XR_LOG_WARN;
+    o->script_mem = 4u << 20;
 }
 
 /* Parsed XRAIL_RAILS entries live with the engine, as opts points at them. */
@@ -104,6 +106,8 @@ static int apply_env(xr_engine_opts *o, env_rails *er)
         o->max_rails = (unsigned)strtoul(v, NULL, 10);
     if ((v = getenv("XRAIL_LOG")) && *v)
         o->log_level = atoi(v);
+    if ((v = getenv("XRAIL_POLICY")) && *v)
+        o->policy = v;
     if (!rc && (v = getenv("XRAIL_STRIPE_MIN")) && *v)
         rc = parse_size("XRAIL_STRIPE_MIN", v, &o->stripe_min);
     if (!rc && (v = getenv("XRAIL_CHUNK_SIZE")) && *v)
@@ -139,6 +143,7 @@ static void engine_free(xr_engine *e)
     xr__xfer_free_all(e);
     xr__peer_free_all(e);
     xr__region_free_all(e);
+    xr__plan_fini(e);
     xr__rails_close(e);
     xr__notif_fini(e);
     pthread_mutex_destroy(&e->lock);
@@ -183,6 +188,9 @@ int xr_engine_create(const xr_engine_opts *opts, xr_engine **out)
         rc = xr__notif_init(e);
     if (!rc)
         rc = xr__rails_open(e);
+    if (!rc && o->policy)
+        rc = xr_policy_reload(e, o->policy);
+    o->policy = NULL; /* the path string is the caller's (or the environment's) */
     /* Rail specs from the environment are only needed while opening. */
     o->rails = NULL;
     o->n_rail_specs = 0;

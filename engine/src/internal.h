@@ -147,6 +147,8 @@ struct xr_xfer {
 };
 
 typedef struct xr_notif_engine xr_notif_engine;
+typedef struct xr_policy xr_policy;
+typedef struct plan_entry plan_entry;
 
 struct xr_engine {
     char *name;
@@ -166,6 +168,12 @@ struct xr_engine {
     atomic_uint orphans;            /* transfers released in flight, not yet freed */
 
     xr_notif_engine *notif;
+
+    /* policy.c; guarded by the engine lock, the counters are atomics */
+    xr_policy *policy;              /* NULL: built-in equal stripe */
+    plan_entry **plans;
+    size_t nplans, cap_plans;
+    atomic_uint_fast64_t policy_calls, policy_hits, policy_reloads;
 
     pthread_t progress_tid;
     bool progress_running;

@@ -43,7 +43,6 @@ static void *sandbox_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 
 static void budget_hook(lua_State *L, lua_Debug *ar)
 {
-    (void)ar;
     xr_lua *s;
     lua_getallocf(L, (void **)&s);
     s->spent += HOOK_STEP;
@@ -52,7 +51,9 @@ static void budget_hook(lua_State *L, lua_Debug *ar)
         /* Re-armed on every step from now on: a pcall inside the script
          * that catches this error is hit again at its next instructions. */
         lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
-        luaL_error(L, "instruction budget of %I exceeded", (lua_Integer)s->budget);
+        lua_getinfo(L, "Sl", ar); /* where the script was when it ran out */
+        luaL_error(L, "%s:%d: instruction budget of %I exceeded", ar->short_src, ar->currentline,
+                   (lua_Integer)s->budget);
     }
 }
 

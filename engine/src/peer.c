@@ -8,6 +8,7 @@
  */
 #include "layout.h"
 #include "internal.h"
+#include "policy.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -297,6 +298,7 @@ int xr_peer_unload(xr_peer *p)
             break;
         }
     p->unloaded = true;
+    xr__plan_flush(e); /* plans are keyed by the peer's address, which may be reused */
     xr__peer_put(p);
     pthread_mutex_unlock(&e->lock);
     return 0;

@@ -8,6 +8,7 @@
  * as tcp and shm.
  */
 #include "internal.h"
+#include "policy.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -504,6 +505,9 @@ int xr_rail_set_state(xr_engine *e, unsigned index, int up)
         return xr__fail(XR_EINVAL, "xr_rail_set_state: NULL engine");
     if (index >= e->nrails)
         return xr__fail(XR_ENOENT, "xr_rail_set_state: rail %u of %u", index, e->nrails);
+    pthread_mutex_lock(&e->lock);
     atomic_store(&e->rails[index].up, up ? 1 : 0);
+    xr__plan_flush(e); /* plans are re-asked with the new rail states */
+    pthread_mutex_unlock(&e->lock);
     return 0;
 }

@@ -7,8 +7,7 @@
  * allocate nothing, and a transfer can be posted again once it finishes, so
  * a server that repeats a shape pays the planning once.
  */
-#include "plan.h"
-#include "internal.h"
+#include "policy.h"
 
 #include <sched.h>
 #include <stdio.h>
@@ -21,6 +20,7 @@
 typedef struct desc_ref {
     xr_region *lg;
     const xr_peer_region *rg;
+    const xr_plan *plan;      /* the cached plan of this descriptor's class */
 } desc_ref;
 
 typedef struct fill_ctx {
@@ -57,27 +57,23 @@ static void fill_piece(void *arg, unsigned rail, size_t off, size_t len)
     c->desc_index = (uint32_t)f->d;
 }
 
-static void plan_for(xr_engine *e, xr_peer *peer, xr_plan *p)
+static uint64_t plan_mask(const xr_plan *p)
 {
-    memset(p, 0, sizeof *p);
-    p->stripe_min = e->opts.stripe_min;
-    p->align = 4096;
-    for (unsigned i = 0; i < e->nrails; i++) {
-        xr_rail *r = &e->rails[i];
-        if (!atomic_load(&r->up) || !((peer->mask >> i) & 1))
-            continue;
-        unsigned k = p->nrails++;
-        p->rail[k] = (uint8_t)i;
-        p->weight[k] = 1;
-        p->chunk[k] = e->opts.chunk_size < r->max_msg ? e->opts.chunk_size : r->max_msg;
-    }
+    uint64_t m = 0;
+    for (unsigned k = 0; k < p->nrails; k++)
+        m |= 1ull << p->rail[k];
+    return m;
 }
 
-/* Check every descriptor against local and peer regions. Engine lock held. */
+/* Check every descriptor against local and peer regions, and find its
+ * plan. Engine lock held. */
 static int validate(xr_engine *e, xr_peer *peer, xr_op op, const xr_iov *local,
-                    const xr_iov *remote, size_t count, uint64_t plan_mask, desc_ref *ref)
+                    const xr_iov *remote, size_t count, desc_ref *ref)
 {
     unsigned need = op == XR_OP_WRITE ? XR_ACCESS_WRITE : XR_ACCESS_READ;
+    const xr_plan *last = NULL;
+    uint64_t mask = 0;
+    size_t last_len = 0;
     for (size_t d = 0; d < count; d++) {
         if (local[d].len != remote[d].len)
             return xr__fail(XR_EINVAL, "xfer: descriptor %zu: local length %zu != remote length %zu",
@@ -100,8 +96,18 @@ static int validate(xr_engine *e, xr_peer *peer, xr_op op, const xr_iov *local,
                             d, peer->name, (unsigned long long)ref[d].rg->addr,
                             (unsigned long long)ref[d].rg->len,
                             op == XR_OP_WRITE ? "write" : "read");
-        if (!(ref[d].rg->path_mask & plan_mask))
-            return xr__fail(XR_ENORAIL, "xfer: descriptor %zu: no rail that is up holds a key "
+        /* Descriptors of one size usually come in runs: one lookup per run. */
+        if (!last || local[d].len != last_len) {
+            int rc = xr__plan_get(e, peer, op, ref[d].lg->kind, ref[d].lg->device, local[d].len,
+                                  &last);
+            if (rc)
+                return rc;
+            mask = plan_mask(last);
+            last_len = local[d].len;
+        }
+        ref[d].plan = last;
+        if (!(ref[d].rg->path_mask & mask))
+            return xr__fail(XR_ENORAIL, "xfer: descriptor %zu: no rail of its plan holds a key "
                                         "for peer '%s' region at 0x%llx",
                             d, peer->name, (unsigned long long)ref[d].rg->addr);
     }
@@ -151,15 +157,6 @@ int xr_xfer_create(xr_engine *e, xr_peer *peer, xr_op op, const xr_iov *local,
         return xr__fail(XR_EINVAL, "xr_xfer_create: op %d is neither WRITE nor READ", (int)op);
     if (peer->unloaded)
         return xr__fail(XR_ENOENT, "xr_xfer_create: peer '%s' was unloaded", peer->name);
-    xr_plan plan;
-    plan_for(e, peer, &plan);
-    uint64_t plan_mask = 0;
-    for (unsigned k = 0; k < plan.nrails; k++)
-        plan_mask |= 1ull << plan.rail[k];
-    if (!plan_mask)
-        return xr__fail(XR_ENORAIL, "xr_xfer_create: no rail that is up reaches peer '%s'",
-                        peer->name);
-
     xr_xfer *x = calloc(1, sizeof *x);
     desc_ref *ref = calloc(count ? count : 1, sizeof *ref);
     size_t counts[XR_MAX_RAILS] = {0}, next[XR_MAX_RAILS];
@@ -174,7 +171,7 @@ int xr_xfer_create(xr_engine *e, xr_peer *peer, xr_op op, const xr_iov *local,
     atomic_store(&x->status, XR_STATUS_NOT_POSTED);
 
     pthread_mutex_lock(&e->lock);
-    int rc = validate(e, peer, op, local, remote, count, plan_mask, ref);
+    int rc = validate(e, peer, op, local, remote, count, ref);
     /* Counting pass, then filling pass from the same round-robin start, so
      * each rail's chunks land contiguously without a per-chunk allocation. */
     unsigned rr0 = atomic_fetch_add(&e->rr, 1), rr = rr0;
@@ -182,7 +179,7 @@ int xr_xfer_create(xr_engine *e, xr_peer *peer, xr_op op, const xr_iov *local,
                   .ref = ref};
     for (size_t d = 0; !rc && d < count; d++)
         if (local[d].len)
-            xr_plan_split(&plan, ref[d].rg->path_mask, local[d].len, &rr, count_piece, &f);
+            xr_plan_split(ref[d].plan, ref[d].rg->path_mask, local[d].len, &rr, count_piece, &f);
     for (unsigned i = 0; i < e->nrails; i++) {
         next[i] = x->nchunks;
         x->nchunks += counts[i];
@@ -196,7 +193,8 @@ int xr_xfer_create(xr_engine *e, xr_peer *peer, xr_op op, const xr_iov *local,
         rr = rr0;
         for (f.d = 0; f.d < count; f.d++)
             if (local[f.d].len)
-                xr_plan_split(&plan, ref[f.d].rg->path_mask, local[f.d].len, &rr, fill_piece, &f);
+                xr_plan_split(ref[f.d].plan, ref[f.d].rg->path_mask, local[f.d].len, &rr,
+                              fill_piece, &f);
         rc = take_refs(x, ref, count);
     }
     if (!rc) {

@@ -121,12 +121,16 @@ static inline uint64_t h_recv_u64(int fd, xr_engine *e)
 
 /* ---- engines on real providers ---- */
 
+/* A policy script for the engines this process creates (NULL: built-in). */
+static const char *h_policy;
+
 static inline int h_engine(const char *name, const char *provider, unsigned rails,
                            int progress_thread, xr_engine **out)
 {
     xr_engine_opts o;
     xr_engine_opts_init(&o);
     o.name = name;
+    o.policy = h_policy;
     o.ignore_env = 1;
     o.progress_thread = progress_thread;
     /* Rails on loopback only: tcp on the lo domain (its first entry is

@@ -3,8 +3,9 @@
  * random descriptor lists, notifications of every size, and the ordering of
  * a transfer's notification after its bytes.
  *
- * usage: test_xfer SCENARIO PROVIDER INITIATOR_RAILS TARGET_RAILS [PROGRESS_THREAD]
+ * usage: test_xfer SCENARIO PROVIDER INITIATOR_RAILS TARGET_RAILS [PROGRESS_THREAD [POLICY]]
  *   SCENARIO: xfer | notif | order
+ *   POLICY: a rail policy script for the initiator (default: built-in equal stripe)
  */
 #include "harness.h"
 
@@ -193,7 +194,8 @@ static void xfer_initiator(int fd, void *arg)
         xr_xfer *x0 = NULL;
         post_and_wait(e, p, XR_OP_WRITE, &l, buf, raddr, r == 0 ? &x0 : NULL);
         if (x0) {
-            check_striping(e, x0, c->irails);
+            if (!h_policy) /* a policy may keep a descriptor on one rail */
+                check_striping(e, x0, c->irails);
             xr_xfer_release(x0);
         }
         h_send_u64(fd, r);
@@ -207,6 +209,15 @@ static void xfer_initiator(int fd, void *arg)
     }
     h_log("%u rounds, %zu bytes each way over %u->%u %s rails: verified", ROUNDS, total, c->irails,
           c->trails, c->provider);
+    char split[512];
+    size_t w = 0;
+    for (unsigned i = 0; i < c->irails && i < 8 && w < sizeof split; i++) {
+        xr_rail_info ri;
+        H_OK(xr_rail_info_get(e, i, &ri));
+        w += (size_t)snprintf(split + w, sizeof split - w, " rail%u=%.1fMiB", i,
+                              (double)ri.counters.tx_bytes / (1 << 20));
+    }
+    h_log("bytes per rail:%s%s", split, c->irails > 8 ? " ..." : "");
     H_OK(xr_peer_unload(p));
     H_OK(xr_mem_deregister(reg));
     xr_engine_destroy(e);
@@ -419,6 +430,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     cfg c = {argv[1], argv[2], (unsigned)atoi(argv[3]), (unsigned)atoi(argv[4]),
              argc > 5 ? atoi(argv[5]) : 0};
+    h_policy = argc > 6 ? argv[6] : NULL;
     if (c.irails < 1 || c.irails > XR_MAX_RAILS || c.trails < 1 || c.trails > XR_MAX_RAILS)
         return fprintf(stderr, "rail counts must be 1..%d\n", XR_MAX_RAILS), 2;
     h_require_provider(c.provider);
@@ -432,7 +444,7 @@ int main(int argc, char **argv)
     else
         return fprintf(stderr, "unknown scenario %s\n", c.scenario), 2;
     int rc = h_run_pair(t, i, &c);
-    printf("%s %s %u->%u rails: %s\n", c.scenario, c.provider, c.irails, c.trails,
-           rc ? "FAILED" : "passed");
+    printf("%s %s %u->%u rails%s%s: %s\n", c.scenario, c.provider, c.irails, c.trails,
+           h_policy ? ", policy " : "", h_policy ? h_policy : "", rc ? "FAILED" : "passed");
     return rc;
 }

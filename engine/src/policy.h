@@ -1,0 +1,24 @@
+/*
+ * policy.h - the rail-selection policy and the plan cache (see policy.c).
+ */
+#ifndef XR_POLICY_H
+#define XR_POLICY_H
+
+#include "internal.h"
+#include "plan.h"
+
+/*
+ * The plan for a class of transfers: peer, op, memory kind, device and size
+ * class (floor(log2(len)) + 1). A miss asks the policy script (or the
+ * built-in equal stripe); a hit costs a short scan. Engine lock held; the
+ * plan stays valid until the next flush, which also needs the lock.
+ */
+int xr__plan_get(xr_engine *e, xr_peer *peer, xr_op op, xr_mem_kind kind, int device,
+                 size_t len, const xr_plan **out);
+/* Forget every cached plan: after a reload, a rail state change or an unload. */
+void xr__plan_flush(xr_engine *e);
+void xr__plan_fini(xr_engine *e);
+int xr__policy_load(xr_engine *e, const char *path, xr_policy **out);
+void xr__policy_free(xr_policy *p);
+
+#endif

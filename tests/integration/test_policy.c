@@ -1,0 +1,249 @@
+/*
+ * test_policy.c - Lua rail policies on real shm rails: the split follows
+ * the script, Lua runs once per class of transfers, a reload changes the
+ * next transfer's split but not one in flight, and a broken script is
+ * refused while the old one keeps working.
+ *
+ * usage: test_policy SCRIPTS_DIR
+ */
+#include "harness.h"
+
+#include <sys/stat.h>
+
+#define SIZE (4u << 20)
+
+static const char *dir;
+static xr_engine *a, *b;
+static xr_peer *peer;
+static uint8_t *src, *dst;
+
+static const char *policy(const char *name)
+{
+    static char path[4][512];
+    static int k;
+    k = (k + 1) % 4;
+    snprintf(path[k], sizeof path[k], "%s/policy/%s", dir, name);
+    return path[k];
+}
+
+/* Both engines live in this process: progress both while waiting. */
+static void wait_both(xr_xfer *x)
+{
+    int rc;
+    while ((rc = xr_xfer_status(x)) == XR_EINPROGRESS) {
+        xr_progress(a);
+        xr_progress(b);
+    }
+    H_CHECK(rc == 0, "transfer: %s: %s", xr_err_name(rc), xr_xfer_error(x));
+}
+
+static xr_xfer *make(uint64_t tag)
+{
+    h_fill(src, SIZE, tag, 0);
+    xr_iov l = {(uintptr_t)src, SIZE}, r = {(uintptr_t)dst, SIZE};
+    xr_xfer *x;
+    H_OK(xr_xfer_create(a, peer, XR_OP_WRITE, &l, &r, 1, NULL, 0, &x));
+    return x;
+}
+
+static void run_and_verify(xr_xfer *x, uint64_t tag, uint64_t *per_rail)
+{
+    xr_rail_info before[4], after;
+    for (unsigned i = 0; i < 4; i++)
+        H_OK(xr_rail_info_get(a, i, &before[i]));
+    H_OK(xr_xfer_post(x));
+    wait_both(x);
+    long long bad = h_verify(dst, SIZE, tag, 0);
+    H_CHECK(bad < 0, "byte %lld wrong", bad);
+    for (unsigned i = 0; i < 4; i++) {
+        H_OK(xr_rail_info_get(a, i, &after));
+        per_rail[i] = after.counters.tx_bytes - before[i].counters.tx_bytes;
+    }
+}
+
+static void expect_share(const uint64_t *per, const double *share, const char *what)
+{
+    for (unsigned i = 0; i < 4; i++) {
+        double want = share[i] * SIZE;
+        H_CHECK(per[i] + 4096 >= want && per[i] <= want + 4096,
+                "%s: rail %u moved %llu bytes, its share is %.0f", what, i,
+                (unsigned long long)per[i], want);
+    }
+    h_log("ok: %s: %llu / %llu / %llu / %llu bytes", what, (unsigned long long)per[0],
+          (unsigned long long)per[1], (unsigned long long)per[2], (unsigned long long)per[3]);
+}
+
+static const char *write_tmp(const char *body)
+{
+    static char path[4][64];
+    static int k;
+    k = (k + 1) % 4;
+    snprintf(path[k], sizeof path[k], "/tmp/xrail-policy-XXXXXX");
+    int fd = mkstemp(path[k]);
+    H_CHECK(fd >= 0, "mkstemp");
+    h_write_all(fd, body, strlen(body));
+    close(fd);
+    return path[k];
+}
+
+static void expect_rejected(const char *body, const char *needle)
+{
+    const char *path = write_tmp(body);
+    xr_policy_stats before, after;
+    H_OK(xr_policy_stats_get(a, &before));
+    int rc = xr_policy_reload(a, path);
+    H_CHECK(rc == XR_ESCRIPT || rc == XR_ENORAIL, "%s: reload gave %s", needle,
+            xr_err_name(rc));
+    H_CHECK(strstr(xr_engine_last_error(NULL), needle), "message '%s' lacks '%s'",
+            xr_engine_last_error(NULL), needle);
+    H_OK(xr_policy_stats_get(a, &after));
+    H_CHECK(after.reloads == before.reloads, "a broken script counted as a reload");
+    h_log("ok: rejected: %s", xr_engine_last_error(NULL));
+    unlink(path);
+    /* The old policy (single_rail) still plans, and bytes still move. */
+    uint64_t per[4];
+    xr_xfer *x = make(99);
+    run_and_verify(x, 99, per);
+    xr_xfer_release(x);
+    H_CHECK(per[0] == SIZE, "after a rejected reload, rail 0 moved %llu bytes",
+            (unsigned long long)per[0]);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2)
+        return fprintf(stderr, "usage: %s SCRIPTS_DIR\n", argv[0]), 2;
+    dir = argv[1];
+    h_require_provider("shm");
+
+    /* Four rails declared at 400, 400, 100 and 100 Mbit/s. */
+    xr_rail_spec specs[4];
+    static const uint64_t speed[4] = {400, 400, 100, 100};
+    for (int i = 0; i < 4; i++)
+        specs[i] = (xr_rail_spec){.provider = "shm", .count = 1, .speed_mbps = speed[i]};
+    xr_engine_opts o;
+    xr_engine_opts_init(&o);
+    o.name = "prefill";
+    o.ignore_env = 1;
+    o.rails = specs;
+    o.n_rail_specs = 4;
+    o.policy = policy("weighted.lua");
+    H_OK(xr_engine_create(&o, &a));
+    H_OK(h_engine("decode", "shm", 4, 0, &b));
+    src = aligned_alloc(4096, SIZE);
+    dst = aligned_alloc(4096, SIZE);
+    xr_region *rs, *rd;
+    H_OK(xr_mem_register(a, src, SIZE, XR_MEM_HOST, 0, XR_ACCESS_NONE, &rs));
+    H_OK(xr_mem_register(b, dst, SIZE, XR_MEM_HOST, 0, XR_ACCESS_WRITE, &rd));
+    size_t len = 0;
+    xr_metadata_get(b, NULL, &len);
+    void *md = malloc(len);
+    H_OK(xr_metadata_get(b, md, &len));
+    H_OK(xr_peer_load(a, md, len, &peer));
+    free(md);
+
+    /* weighted.lua: 40/40/10/10, byte for byte. */
+    xr_policy_stats st0, st;
+    H_OK(xr_policy_stats_get(a, &st0));
+    H_CHECK(st0.scripted && st0.reloads == 1, "the policy from the options is not loaded");
+    uint64_t per[4];
+    xr_xfer *x = make(1);
+    run_and_verify(x, 1, per);
+    xr_xfer_release(x);
+    expect_share(per, (const double[]){0.4, 0.4, 0.1, 0.1}, "weighted.lua");
+
+    /* Lua runs once per class: 100 more transfers of the same shape ask nothing. */
+    H_OK(xr_policy_stats_get(a, &st));
+    uint64_t calls = st.plan_calls;
+    for (int i = 0; i < 100; i++) {
+        x = make(2);
+        xr_xfer_release(x);
+    }
+    H_OK(xr_policy_stats_get(a, &st));
+    H_CHECK(st.plan_calls == calls, "plan() ran %llu more times for one class",
+            (unsigned long long)(st.plan_calls - calls));
+    H_CHECK(st.plan_hits >= 100, "only %llu cache hits", (unsigned long long)st.plan_hits);
+    h_log("ok: 101 transfers of one class, plan() ran %llu time(s) in all, %llu cache hits",
+          (unsigned long long)st.plan_calls, (unsigned long long)st.plan_hits);
+
+    /* explain shows the policy and the split. */
+    char text[2048];
+    H_OK(xr_policy_explain(a, peer, XR_OP_WRITE, XR_MEM_HOST, 0, SIZE, text, sizeof text));
+    H_CHECK(strstr(text, "weighted.lua") && strstr(text, "rail 2: weight share 10.0%") &&
+                strstr(text, "rail 0: weight share 40.0%"),
+            "explain:\n%s", text);
+    h_log("explain:\n%s", text);
+
+    /* Reload with a transfer created (and in flight) under the old policy. */
+    xr_xfer *old = make(3);
+    size_t old_chunks[4];
+    for (int i = 0; i < 4; i++)
+        old_chunks[i] = xr_xfer_chunk_count(old, i);
+    H_OK(xr_xfer_post(old));
+    H_OK(xr_policy_reload(a, policy("single_rail.lua")));
+    for (int i = 0; i < 4; i++)
+        H_CHECK(xr_xfer_chunk_count(old, i) == old_chunks[i], "reload changed a planned transfer");
+    wait_both(old);
+    H_CHECK(h_verify(dst, SIZE, 3, 0) < 0, "transfer in flight across the reload");
+    xr_xfer_release(old);
+    x = make(4);
+    run_and_verify(x, 4, per);
+    xr_xfer_release(x);
+    expect_share(per, (const double[]){1, 0, 0, 0}, "after reload to single_rail.lua");
+
+    /* Broken scripts are refused and single_rail.lua stays. */
+    expect_rejected("local P = {} function P.plan( return P", "load:");
+    expect_rejected("return {}", "has no plan(xfer, rails, peer) function");
+    expect_rejected("return 42", "must return a table of hooks");
+    expect_rejected("return { plan = function() return 5 end }", "plan returned a number");
+    expect_rejected("return { plan = function() return { rails = {} } end }", "no rails");
+    expect_rejected("return { plan = function() return { rails = { 99 } } end }",
+                    "rails[1] is not a rail index 0..3");
+    expect_rejected("return { plan = function() return { rails = { 'a' } } end }",
+                    "rails[1] is not a rail index");
+    expect_rejected("return { plan = function() return { rails = { 0, 0 } } end }",
+                    "lists rail 0 twice");
+    expect_rejected("return { plan = function() return { rails = { 0, 1 }, weights = { 1, -2 } } "
+                    "end }", "weights[2] must be a number");
+    expect_rejected("return { plan = function() return { rails = { 0 }, chunk = 0 } end }",
+                    "chunk must be an integer > 0");
+    expect_rejected("return { plan = function() while true do end end }", "instruction budget");
+    expect_rejected("return { plan = function() local t = {} while true do "
+                    "t[#t + 1] = string.rep('x', 65536) end end }", "memory");
+    expect_rejected("return { plan = function() return os.execute('true') end }",
+                    "undefined global 'os'");
+    expect_rejected("return { plan = function() state = 1 return { rails = { 0 } } end }",
+                    "attempt to write global 'state'");
+    H_CHECK(xr_policy_reload(a, "/nonexistent/policy.lua") == XR_EINVAL, "missing file");
+
+    /* A rail state change re-asks the policy: even_stripe without rail 1. */
+    H_OK(xr_policy_reload(a, policy("even_stripe.lua")));
+    H_OK(xr_rail_set_state(a, 1, 0));
+    x = make(5);
+    H_CHECK(xr_xfer_chunk_count(x, 1) == 0, "rail 1 is down but planned");
+    run_and_verify(x, 5, per);
+    xr_xfer_release(x);
+    expect_share(per, (const double[]){1.0 / 3, 0, 1.0 / 3, 1.0 / 3}, "even_stripe, rail 1 down");
+    H_OK(xr_rail_set_state(a, 1, 1));
+
+    /* round_robin never splits: the descriptor lands on one rail. */
+    H_OK(xr_policy_reload(a, policy("round_robin.lua")));
+    x = make(6);
+    run_and_verify(x, 6, per);
+    xr_xfer_release(x);
+    int used = 0;
+    for (int i = 0; i < 4; i++)
+        used += per[i] != 0;
+    H_CHECK(used == 1, "round_robin split a descriptor over %d rails", used);
+    h_log("ok: round_robin.lua kept the 4 MiB descriptor on one rail");
+
+    H_OK(xr_peer_unload(peer));
+    H_OK(xr_mem_deregister(rs));
+    H_OK(xr_mem_deregister(rd));
+    xr_engine_destroy(a);
+    xr_engine_destroy(b);
+    free(src);
+    free(dst);
+    printf("policies: passed\n");
+    return 0;
+}
