@@ -139,10 +139,12 @@ static int read_plan(xr_engine *e, const char *script, uint64_t reach, xr_plan *
             int isnum;
             w = lua_tonumberx(L, -1, &isnum);
             lua_pop(L, 1);
-            if (!isnum || !(w > 0) || w > 1e9) {
+            /* Weights are kept in thousandths in a uint32_t: 1e6 (a link
+             * speed of 1 Tbit/s in Mbit/s) is the most that fits. */
+            if (!isnum || !(w > 0) || w > 1e6) {
                 lua_pop(L, 2);
                 return xr__fail(XR_ESCRIPT, "script %s: plan weights[%lld] must be a number "
-                                            "in (0, 1e9]", script, (long long)k);
+                                            "in (0, 1e6]", script, (long long)k);
             }
         }
         /* A rail that is down or does not reach the peer is left out, so a
@@ -151,8 +153,8 @@ static int read_plan(xr_engine *e, const char *script, uint64_t reach, xr_plan *
             continue;
         unsigned j = out->nrails++;
         out->rail[j] = (uint8_t)idx;
-        /* Weights are kept to 1/1000 so that fractional shares stay exact enough. */
-        out->weight[j] = (uint32_t)(w * 1000 + 0.5) ? (uint32_t)(w * 1000 + 0.5) : 1;
+        uint32_t milli = (uint32_t)(w * 1000 + 0.5);
+        out->weight[j] = milli ? milli : 1;
     }
     lua_pop(L, 2);
 

@@ -205,6 +205,8 @@ int main(int argc, char **argv)
                     "lists rail 0 twice");
     expect_rejected("return { plan = function() return { rails = { 0, 1 }, weights = { 1, -2 } } "
                     "end }", "weights[2] must be a number");
+    expect_rejected("return { plan = function() return { rails = { 0 }, weights = { 1e7 } } end }",
+                    "must be a number in (0, 1e6]");
     expect_rejected("return { plan = function() return { rails = { 0 }, chunk = 0 } end }",
                     "chunk must be an integer > 0");
     expect_rejected("return { plan = function() while true do end end }", "instruction budget");
