@@ -272,6 +272,8 @@ typedef struct xr_policy_stats {
     uint64_t plan_hits;     /* plan lookups served from the cache */
     uint64_t reloads;       /* successful xr_policy_reload calls */
     uint64_t classes;       /* plans cached now */
+    uint64_t rail_error_calls; /* times on_rail_error ran */
+    uint64_t rails_disabled;   /* rails it took out with "disable" */
     int scripted;           /* 1: a Lua policy is loaded */
 } xr_policy_stats;
 

@@ -263,5 +263,7 @@ int xr_progress(xr_engine *e)
         n += xr__rail_progress(&e->rails[i]);
     if (atomic_load(&e->orphans))
         xr__xfer_reap_orphans(e);
+    if (atomic_exchange(&e->rail_err, false))
+        xr__policy_rail_errors(e);
     return n;
 }

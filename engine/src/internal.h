@@ -73,6 +73,10 @@ typedef struct xr_rail {
     xr_rail_slot *pend_head, *pend_tail;
     xr_notif_rail *notif;
     xr_rail_counters ctr;
+    /* The last chunk error since the policy's on_rail_error hook last ran;
+     * the hook runs from xr_progress, outside every rail lock. */
+    bool err_pending;
+    char err_why[256];
 } xr_rail;
 
 struct xr_region {
@@ -83,6 +87,7 @@ struct xr_region {
     int device;
     unsigned access;
     unsigned refs;            /* transfers that use it; guarded by the engine lock */
+    uint64_t rail_mask;       /* rails it is registered on (the policy's register hook) */
     struct fid_mr *mr[XR_MAX_RAILS];
     void *desc[XR_MAX_RAILS];
     uint64_t key[XR_MAX_RAILS];
@@ -174,6 +179,8 @@ struct xr_engine {
     plan_entry **plans;
     size_t nplans, cap_plans;
     atomic_uint_fast64_t policy_calls, policy_hits, policy_reloads;
+    atomic_uint_fast64_t rail_error_calls, rails_disabled;
+    atomic_bool rail_err;           /* some rail has err_pending */
 
     pthread_t progress_tid;
     bool progress_running;

@@ -3,6 +3,7 @@
  * metadata publishes, and the sorted index used to check local buffers.
  */
 #include "internal.h"
+#include "policy.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -104,8 +105,11 @@ int xr_mem_register(xr_engine *e, void *addr, size_t len, xr_mem_kind kind, int 
         rc = xr__fail(XR_EEXIST, "xr_mem_register: [%p, +%zu) overlaps a registered region",
                       addr, len);
     uint64_t key = ++e->next_key;
+    if (!rc)
+        rc = xr__policy_region_rails(e, g, &g->rail_mask);
     for (unsigned i = 0; !rc && i < e->nrails; i++)
-        rc = register_rail(g, &e->rails[i], key);
+        if ((g->rail_mask >> i) & 1)
+            rc = register_rail(g, &e->rails[i], key);
     if (!rc && e->nregions == e->cap_regions) {
         size_t cap = e->cap_regions ? 2 * e->cap_regions : 16;
         xr_region **n = realloc(e->regions, cap * sizeof *n);

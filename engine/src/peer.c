@@ -51,9 +51,11 @@ int xr_metadata_get(xr_engine *e, void *buf, size_t *len)
         xr_md_region *mg = &m.regions[m.nregions++];
         *mg = (xr_md_region){.addr = g->addr, .len = g->len, .kind = (uint8_t)g->kind,
                              .device = (uint32_t)g->device, .access = (uint8_t)g->access,
-                             .keys = &keys[k * e->nrails], .nkeys = e->nrails};
+                             .keys = &keys[k * e->nrails], .nkeys = 0};
         for (unsigned i = 0; i < e->nrails; i++) {
-            xr_md_key *mk = &mg->keys[i];
+            if (!((g->rail_mask >> i) & 1))
+                continue; /* not on this rail: peers will not use it for this region */
+            xr_md_key *mk = &mg->keys[mg->nkeys++];
             mk->rail = i;
             if (g->raw_key[i]) {
                 mk->raw = 1;

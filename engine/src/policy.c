@@ -20,7 +20,9 @@
 struct xr_policy {
     xr_lua *lua;
     char *path;
-    int plan_ref;           /* registry reference to the plan function */
+    int plan_ref;           /* registry references to the hooks; LUA_NOREF if absent */
+    int register_ref;
+    int rail_error_ref;
 };
 
 typedef struct plan_entry {
@@ -58,31 +60,41 @@ void xr__policy_free(xr_policy *p)
     free(p);
 }
 
-/* Push the rail table a hook sees: 0-based indexes, attributes, state. */
+/* Push the table a hook sees for one rail: 0-based index, attributes, state. */
+static void push_rail(lua_State *L, xr_engine *e, unsigned i, uint64_t reach)
+{
+    xr_rail *r = &e->rails[i];
+    char addr[128];
+    xr__addr_format(r, r->addr, r->addrlen, addr, sizeof addr);
+    lua_createtable(L, 0, 8);
+    lua_pushinteger(L, i);
+    lua_setfield(L, -2, "index");
+    lua_pushstring(L, r->provider);
+    lua_setfield(L, -2, "provider");
+    lua_pushstring(L, r->domain_name);
+    lua_setfield(L, -2, "domain");
+    lua_pushstring(L, addr);
+    lua_setfield(L, -2, "address");
+    lua_pushinteger(L, (lua_Integer)r->speed_mbps);
+    lua_setfield(L, -2, "speed");
+    lua_pushinteger(L, r->numa_node);
+    lua_setfield(L, -2, "numa");
+    lua_pushstring(L, !atomic_load(&r->up) ? "down" : (reach >> i) & 1 ? "up" : "unreachable");
+    lua_setfield(L, -2, "state");
+}
+
 static void push_rails(lua_State *L, xr_engine *e, uint64_t reach)
 {
     lua_createtable(L, (int)e->nrails, 0);
     for (unsigned i = 0; i < e->nrails; i++) {
-        xr_rail *r = &e->rails[i];
-        char addr[128];
-        xr__addr_format(r, r->addr, r->addrlen, addr, sizeof addr);
-        lua_createtable(L, 0, 8);
-        lua_pushinteger(L, i);
-        lua_setfield(L, -2, "index");
-        lua_pushstring(L, r->provider);
-        lua_setfield(L, -2, "provider");
-        lua_pushstring(L, r->domain_name);
-        lua_setfield(L, -2, "domain");
-        lua_pushstring(L, addr);
-        lua_setfield(L, -2, "address");
-        lua_pushinteger(L, (lua_Integer)r->speed_mbps);
-        lua_setfield(L, -2, "speed");
-        lua_pushinteger(L, r->numa_node);
-        lua_setfield(L, -2, "numa");
-        lua_pushstring(L, !atomic_load(&r->up) ? "down" : (reach >> i) & 1 ? "up" : "unreachable");
-        lua_setfield(L, -2, "state");
+        push_rail(L, e, i, reach);
         lua_rawseti(L, -2, (lua_Integer)i + 1);
     }
+}
+
+static uint64_t all_rails(const xr_engine *e)
+{
+    return e->nrails == 64 ? ~0ull : (1ull << e->nrails) - 1;
 }
 
 /* Read the plan table on top of the stack into *out, checking every field. */
@@ -321,6 +333,7 @@ int xr__policy_load(xr_engine *e, const char *path, xr_policy **out)
         free(src);
         return xr__fail(XR_ENOMEM, "policy: out of memory");
     }
+    p->plan_ref = p->register_ref = p->rail_error_ref = LUA_NOREF;
     xr_lua_limits lim = {.mem_bytes = e->opts.script_mem, .instructions = 0};
     int rc = xr_lua_new(e, &lim, &p->lua);
     if (!rc)
@@ -340,6 +353,20 @@ int xr__policy_load(xr_engine *e, const char *path, xr_policy **out)
             } else {
                 p->plan_ref = luaL_ref(L, LUA_REGISTRYINDEX);
             }
+            /* The other hooks are optional, but must be functions if present. */
+            static const char *const opt[] = {"register", "on_rail_error"};
+            int *refs[] = {&p->register_ref, &p->rail_error_ref};
+            for (int k = 0; k < 2 && !rc; k++) {
+                lua_getfield(L, -1, opt[k]);
+                if (lua_isnil(L, -1)) {
+                    lua_pop(L, 1);
+                } else if (!lua_isfunction(L, -1)) {
+                    lua_pop(L, 1);
+                    rc = xr__fail(XR_ESCRIPT, "script %s: %s must be a function", path, opt[k]);
+                } else {
+                    *refs[k] = luaL_ref(L, LUA_REGISTRYINDEX);
+                }
+            }
         }
         lua_settop(L, 0);
     }
@@ -355,9 +382,8 @@ int xr__policy_load(xr_engine *e, const char *path, xr_policy **out)
  * that a script which loads but answers garbage is refused up front. */
 static int probe(xr_engine *e)
 {
-    uint64_t all = e->nrails == 64 ? ~0ull : (1ull << e->nrails) - 1;
     xr_plan p;
-    return ask_script(e, "probe", all, XR_OP_WRITE, XR_MEM_HOST, 0, size_class(1 << 20), &p);
+    return ask_script(e, "probe", all_rails(e), XR_OP_WRITE, XR_MEM_HOST, 0, size_class(1 << 20), &p);
 }
 
 int xr_policy_reload(xr_engine *e, const char *path)
@@ -390,6 +416,8 @@ int xr_policy_stats_get(xr_engine *e, xr_policy_stats *st)
     st->plan_calls = atomic_load(&e->policy_calls);
     st->plan_hits = atomic_load(&e->policy_hits);
     st->reloads = atomic_load(&e->policy_reloads);
+    st->rail_error_calls = atomic_load(&e->rail_error_calls);
+    st->rails_disabled = atomic_load(&e->rails_disabled);
     pthread_mutex_lock(&e->lock);
     st->classes = e->nplans;
     st->scripted = e->policy != NULL;
@@ -448,4 +476,102 @@ int xr_policy_explain(xr_engine *e, xr_peer *peer, xr_op op, xr_mem_kind kind, i
     if (w >= cap)
         return xr__fail(XR_ETOOSMALL, "xr_policy_explain: %zu bytes needed", w + 1);
     return 0;
+}
+
+int xr__policy_region_rails(xr_engine *e, const xr_region *g, uint64_t *mask)
+{
+    *mask = all_rails(e);
+    xr_policy *pol = e->policy;
+    if (!pol || pol->register_ref == LUA_NOREF)
+        return 0;
+    lua_State *L = xr_lua_state(pol->lua);
+    static const char *const access[] = {"none", "read", "write", "rw"};
+    lua_rawgeti(L, LUA_REGISTRYINDEX, pol->register_ref);
+    lua_createtable(L, 0, 5);
+    lua_pushinteger(L, (lua_Integer)g->addr);
+    lua_setfield(L, -2, "addr");
+    lua_pushinteger(L, (lua_Integer)g->len);
+    lua_setfield(L, -2, "len");
+    lua_pushstring(L, g->kind == XR_MEM_CUDA ? "cuda" : "host");
+    lua_setfield(L, -2, "mem");
+    lua_pushinteger(L, g->device);
+    lua_setfield(L, -2, "device");
+    lua_pushstring(L, access[g->access & 3]);
+    lua_setfield(L, -2, "access");
+    push_rails(L, e, all_rails(e));
+    int rc = xr_lua_call(pol->lua, 2, 1, "register");
+    if (rc)
+        return rc;
+    uint64_t m = 0;
+    lua_Integer n = lua_istable(L, -1) ? luaL_len(L, -1) : 0;
+    for (lua_Integer k = 1; k <= n && !rc; k++) {
+        int isint;
+        lua_rawgeti(L, -1, k);
+        lua_Integer idx = lua_tointegerx(L, -1, &isint);
+        lua_pop(L, 1);
+        if (!isint || idx < 0 || idx >= (lua_Integer)e->nrails || ((m >> idx) & 1))
+            rc = xr__fail(XR_ESCRIPT, "script %s: register returned rails[%lld], which is not a "
+                                      "distinct rail index 0..%u", pol->path, (long long)k,
+                          e->nrails - 1);
+        else
+            m |= 1ull << idx;
+    }
+    lua_pop(L, 1);
+    if (!rc && !m)
+        rc = xr__fail(XR_ESCRIPT, "script %s: register returned no rails for the region at "
+                                  "0x%llx (+%zu)", pol->path, (unsigned long long)g->addr, g->len);
+    if (!rc)
+        *mask = m;
+    return rc;
+}
+
+/* Ask on_rail_error about rail i; true if the answer is "disable". Engine lock held. */
+static bool ask_rail_error(xr_engine *e, unsigned i, const char *why)
+{
+    xr_policy *pol = e->policy;
+    lua_State *L = xr_lua_state(pol->lua);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, pol->rail_error_ref);
+    push_rail(L, e, i, all_rails(e));
+    lua_createtable(L, 0, 2);
+    lua_pushstring(L, why);
+    lua_setfield(L, -2, "message");
+    lua_pushstring(L, "XR_EIO");
+    lua_setfield(L, -2, "code");
+    atomic_fetch_add(&e->rail_error_calls, 1);
+    if (xr_lua_call(pol->lua, 2, 1, "on_rail_error")) {
+        xr__log(e, XR_LOG_WARN, "%s", xr_engine_last_error(e));
+        return false;
+    }
+    const char *ans = lua_tostring(L, -1);
+    bool disable = ans && strcmp(ans, "disable") == 0;
+    if (!ans || (!disable && strcmp(ans, "retry") && strcmp(ans, "fail")))
+        xr__log(e, XR_LOG_WARN, "script %s: on_rail_error answered '%s'; expected \"retry\", "
+                                "\"disable\" or \"fail\"; rail %u stays as it is",
+                pol->path, ans ? ans : luaL_typename(L, -1), i);
+    lua_pop(L, 1);
+    return disable;
+}
+
+void xr__policy_rail_errors(xr_engine *e)
+{
+    for (unsigned i = 0; i < e->nrails; i++) {
+        xr_rail *r = &e->rails[i];
+        char why[sizeof r->err_why];
+        pthread_mutex_lock(&r->lock);
+        bool pending = r->err_pending;
+        r->err_pending = false;
+        memcpy(why, r->err_why, sizeof why);
+        pthread_mutex_unlock(&r->lock);
+        if (!pending)
+            continue;
+        pthread_mutex_lock(&e->lock);
+        bool disable = e->policy && e->policy->rail_error_ref != LUA_NOREF &&
+                       atomic_load(&r->up) && ask_rail_error(e, i, why);
+        pthread_mutex_unlock(&e->lock);
+        if (disable) {
+            xr_rail_set_state(e, i, 0);
+            atomic_fetch_add(&e->rails_disabled, 1);
+            xr__log(e, XR_LOG_WARN, "rail %u taken out of plans by the policy after: %s", i, why);
+        }
+    }
 }

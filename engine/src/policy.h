@@ -19,6 +19,12 @@ int xr__plan_get(xr_engine *e, xr_peer *peer, xr_op op, xr_mem_kind kind, int de
 void xr__plan_flush(xr_engine *e);
 void xr__plan_fini(xr_engine *e);
 int xr__policy_load(xr_engine *e, const char *path, xr_policy **out);
+/* The rails a new region is registered on: the register hook's answer, or
+ * every rail. Engine lock held. */
+int xr__policy_region_rails(xr_engine *e, const xr_region *g, uint64_t *mask);
+/* Give each rail's pending chunk error to on_rail_error and act on the
+ * answer ("disable" takes the rail out of plans). No lock held. */
+void xr__policy_rail_errors(xr_engine *e);
 void xr__policy_free(xr_policy *p);
 
 #endif

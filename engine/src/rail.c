@@ -382,9 +382,12 @@ static void dispatch(xr_rail *r, xr_opctx *ctx, size_t len, int err, const char 
     case XR_CTX_CHUNK: {
         xr_chunk *c = (xr_chunk *)ctx;
         r->inflight--;
-        if (err)
+        if (err) {
             r->ctr.errors++;
-        else {
+            r->err_pending = true;
+            snprintf(r->err_why, sizeof r->err_why, "%s", why ? why : xr_strerror(err));
+            atomic_store(&r->e->rail_err, true);
+        } else {
             r->ctr.chunks++;
             r->ctr.tx_bytes += c->len;
         }

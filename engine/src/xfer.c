@@ -21,6 +21,7 @@ typedef struct desc_ref {
     xr_region *lg;
     const xr_peer_region *rg;
     const xr_plan *plan;      /* the cached plan of this descriptor's class */
+    uint64_t mask;            /* rails that hold both regions and are in the plan */
 } desc_ref;
 
 typedef struct fill_ctx {
@@ -106,9 +107,10 @@ static int validate(xr_engine *e, xr_peer *peer, xr_op op, const xr_iov *local,
             last_len = local[d].len;
         }
         ref[d].plan = last;
-        if (!(ref[d].rg->path_mask & mask))
-            return xr__fail(XR_ENORAIL, "xfer: descriptor %zu: no rail of its plan holds a key "
-                                        "for peer '%s' region at 0x%llx",
+        ref[d].mask = ref[d].rg->path_mask & ref[d].lg->rail_mask & mask;
+        if (!ref[d].mask)
+            return xr__fail(XR_ENORAIL, "xfer: descriptor %zu: no rail of its plan carries both "
+                                        "the local region and peer '%s' region at 0x%llx",
                             d, peer->name, (unsigned long long)ref[d].rg->addr);
     }
     return 0;
@@ -179,7 +181,7 @@ int xr_xfer_create(xr_engine *e, xr_peer *peer, xr_op op, const xr_iov *local,
                   .ref = ref};
     for (size_t d = 0; !rc && d < count; d++)
         if (local[d].len)
-            xr_plan_split(ref[d].plan, ref[d].rg->path_mask, local[d].len, &rr, count_piece, &f);
+            xr_plan_split(ref[d].plan, ref[d].mask, local[d].len, &rr, count_piece, &f);
     for (unsigned i = 0; i < e->nrails; i++) {
         next[i] = x->nchunks;
         x->nchunks += counts[i];
@@ -193,8 +195,8 @@ int xr_xfer_create(xr_engine *e, xr_peer *peer, xr_op op, const xr_iov *local,
         rr = rr0;
         for (f.d = 0; f.d < count; f.d++)
             if (local[f.d].len)
-                xr_plan_split(ref[f.d].plan, ref[f.d].rg->path_mask, local[f.d].len, &rr,
-                              fill_piece, &f);
+                xr_plan_split(ref[f.d].plan, ref[f.d].mask, local[f.d].len, &rr, fill_piece,
+                              &f);
         rc = take_refs(x, ref, count);
     }
     if (!rc) {

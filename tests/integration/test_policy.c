@@ -26,15 +26,165 @@ static const char *policy(const char *name)
     return path[k];
 }
 
-/* Both engines live in this process: progress both while waiting. */
-static void wait_both(xr_xfer *x)
+/* Two engines live in this process: progress both while waiting. */
+static int wait_pair(xr_xfer *x, xr_engine *e1, xr_engine *e2)
 {
     int rc;
     while ((rc = xr_xfer_status(x)) == XR_EINPROGRESS) {
-        xr_progress(a);
-        xr_progress(b);
+        xr_progress(e1);
+        xr_progress(e2);
     }
+    return rc;
+}
+
+static void wait_both(xr_xfer *x)
+{
+    int rc = wait_pair(x, a, b);
     H_CHECK(rc == 0, "transfer: %s: %s", xr_err_name(rc), xr_xfer_error(x));
+}
+
+static xr_peer *connect_pair(xr_engine *from, xr_engine *to)
+{
+    size_t len = 0;
+    xr_metadata_get(to, NULL, &len);
+    void *md = malloc(len);
+    H_OK(xr_metadata_get(to, md, &len));
+    xr_peer *p;
+    H_OK(xr_peer_load(from, md, len, &p));
+    free(md);
+    return p;
+}
+
+static uint64_t rail_bytes(xr_engine *e, unsigned i)
+{
+    xr_rail_info ri;
+    H_OK(xr_rail_info_get(e, i, &ri));
+    return ri.counters.tx_bytes;
+}
+
+static const char *write_tmp(const char *body);
+
+/* register(region, rails): the decode side puts its writable region on
+ * rails 2 and 3 only; the prefill side's traffic follows the keys. */
+static void register_hook(void)
+{
+    h_policy = write_tmp(
+        "local P = {}\n"
+        "function P.plan(x, rails, peer)\n"
+        "  local u = {} for _, r in ipairs(rails) do if r.state == 'up' then u[#u + 1] = r.index end end\n"
+        "  return { rails = u }\n"
+        "end\n"
+        "function P.register(region, rails)\n"
+        "  if region.access == 'write' then return { 2, 3 } end\n"
+        "  if region.len == 12345 then return { 7 } end\n"
+        "  return { 0, 1, 2, 3 }\n"
+        "end\n"
+        "return P\n");
+    xr_engine *a2, *b2;
+    H_OK(h_engine("decode2", "shm", 4, 0, &b2));
+    const char *pol = h_policy;
+    h_policy = NULL;
+    H_OK(h_engine("prefill2", "shm", 4, 0, &a2));
+    xr_region *rs, *rd, *bad;
+    H_OK(xr_mem_register(a2, src, SIZE, XR_MEM_HOST, 0, XR_ACCESS_NONE, &rs));
+    H_OK(xr_mem_register(b2, dst, SIZE, XR_MEM_HOST, 0, XR_ACCESS_WRITE, &rd));
+    int rc = xr_mem_register(b2, src, 12345, XR_MEM_HOST, 0, XR_ACCESS_READ, &bad);
+    H_CHECK(rc == XR_ESCRIPT && !bad && strstr(xr_engine_last_error(NULL), "register returned "
+            "rails[1]"), "a register hook answering rail 7 gave %s: %s", xr_err_name(rc),
+            xr_engine_last_error(NULL));
+    h_log("ok: register answering a rail that does not exist: %s", xr_engine_last_error(NULL));
+    xr_peer *p = connect_pair(a2, b2);
+    h_fill(src, SIZE, 11, 0);
+    uint64_t before[4];
+    for (unsigned i = 0; i < 4; i++)
+        before[i] = rail_bytes(a2, i);
+    xr_iov l = {(uintptr_t)src, SIZE}, r = {(uintptr_t)dst, SIZE};
+    xr_xfer *x;
+    H_OK(xr_xfer_create(a2, p, XR_OP_WRITE, &l, &r, 1, NULL, 0, &x));
+    H_OK(xr_xfer_post(x));
+    H_CHECK(wait_pair(x, a2, b2) == 0, "WRITE: %s", xr_xfer_error(x));
+    xr_xfer_release(x);
+    H_CHECK(h_verify(dst, SIZE, 11, 0) < 0, "bytes");
+    uint64_t per[4];
+    for (unsigned i = 0; i < 4; i++)
+        per[i] = rail_bytes(a2, i) - before[i];
+    H_CHECK(per[0] == 0 && per[1] == 0 && per[2] + per[3] == SIZE && per[2] && per[3],
+            "register kept the region on rails 2 and 3, but bytes went %llu/%llu/%llu/%llu",
+            (unsigned long long)per[0], (unsigned long long)per[1], (unsigned long long)per[2],
+            (unsigned long long)per[3]);
+    h_log("ok: register put the peer's region on rails 2 and 3: bytes 0/0/%llu/%llu",
+          (unsigned long long)per[2], (unsigned long long)per[3]);
+    H_OK(xr_peer_unload(p));
+    H_OK(xr_mem_deregister(rs));
+    H_OK(xr_mem_deregister(rd));
+    xr_engine_destroy(a2);
+    xr_engine_destroy(b2);
+    unlink(pol);
+}
+
+/* on_rail_error(rail, err): a WRITE to a region the target deregistered
+ * fails on a tcp rail; the hook answers "disable" and plans drop the rail. */
+static void rail_error_hook(void)
+{
+    h_policy = write_tmp(
+        "local P = {}\n"
+        "function P.plan(x, rails, peer)\n"
+        "  local u = {} for _, r in ipairs(rails) do if r.state == 'up' then u[#u + 1] = r.index end end\n"
+        "  return { rails = u }\n"
+        "end\n"
+        "function P.on_rail_error(rail, err)\n"
+        "  print('rail ' .. rail.index .. ' failed: ' .. err.message)\n"
+        "  return 'disable'\n"
+        "end\n"
+        "return P\n");
+    const char *pol = h_policy;
+    xr_engine *a3, *b3;
+    H_OK(h_engine("prefill3", "tcp;ofi_rxm", 2, 0, &a3));
+    h_policy = NULL;
+    H_OK(h_engine("decode3", "tcp;ofi_rxm", 2, 0, &b3));
+    xr_region *rs, *rd;
+    H_OK(xr_mem_register(a3, src, SIZE, XR_MEM_HOST, 0, XR_ACCESS_NONE, &rs));
+    H_OK(xr_mem_register(b3, dst, SIZE, XR_MEM_HOST, 0, XR_ACCESS_WRITE, &rd));
+    xr_peer *p = connect_pair(a3, b3);
+    H_OK(xr_mem_deregister(rd)); /* the keys a3 holds are now dead */
+    xr_iov l = {(uintptr_t)src, 4096}, r = {(uintptr_t)dst, 4096};
+    xr_xfer *x;
+    H_OK(xr_xfer_create(a3, p, XR_OP_WRITE, &l, &r, 1, NULL, 0, &x));
+    unsigned failed = xr_xfer_chunk_count(x, 0) ? 0 : 1;
+    H_OK(xr_xfer_post(x));
+    int rc = wait_pair(x, a3, b3);
+    H_CHECK(rc == XR_EIO, "WRITE to a deregistered region gave %s", xr_err_name(rc));
+    xr_xfer_release(x);
+    xr_progress(a3); /* the hook runs from progress */
+    xr_policy_stats st;
+    H_OK(xr_policy_stats_get(a3, &st));
+    xr_rail_info ri;
+    H_OK(xr_rail_info_get(a3, failed, &ri));
+    H_CHECK(st.rail_error_calls >= 1 && st.rails_disabled >= 1 && !ri.up,
+            "on_rail_error: %llu calls, %llu disabled, rail %u up=%d",
+            (unsigned long long)st.rail_error_calls, (unsigned long long)st.rails_disabled,
+            failed, ri.up);
+    h_log("ok: on_rail_error ran %llu time(s) and took rail %u out",
+          (unsigned long long)st.rail_error_calls, failed);
+    /* The next transfer is planned without that rail, and it succeeds. */
+    H_OK(xr_peer_unload(p));
+    H_OK(xr_mem_register(b3, dst, SIZE, XR_MEM_HOST, 0, XR_ACCESS_WRITE, &rd));
+    p = connect_pair(a3, b3);
+    h_fill(src, SIZE, 12, 0);
+    l.len = r.len = SIZE;
+    H_OK(xr_xfer_create(a3, p, XR_OP_WRITE, &l, &r, 1, NULL, 0, &x));
+    H_CHECK(xr_xfer_chunk_count(x, (int)failed) == 0, "the disabled rail was planned");
+    H_OK(xr_xfer_post(x));
+    H_CHECK(wait_pair(x, a3, b3) == 0, "WRITE after the rail was disabled: %s", xr_xfer_error(x));
+    xr_xfer_release(x);
+    H_CHECK(h_verify(dst, SIZE, 12, 0) < 0, "bytes after the rail was disabled");
+    h_log("ok: the next 4 MiB WRITE avoided rail %u and arrived whole", failed);
+    H_OK(xr_peer_unload(p));
+    H_OK(xr_mem_deregister(rs));
+    H_OK(xr_mem_deregister(rd));
+    xr_engine_destroy(a3);
+    xr_engine_destroy(b3);
+    unlink(pol);
 }
 
 static xr_xfer *make(uint64_t tag)
@@ -244,6 +394,8 @@ int main(int argc, char **argv)
     H_OK(xr_mem_deregister(rd));
     xr_engine_destroy(a);
     xr_engine_destroy(b);
+    register_hook();
+    rail_error_hook();
     free(src);
     free(dst);
     printf("policies: passed\n");
