@@ -4,8 +4,9 @@
  * a transfer's notification after its bytes.
  *
  * usage: test_xfer SCENARIO PROVIDER INITIATOR_RAILS TARGET_RAILS [PROGRESS_THREAD [POLICY]]
- *   SCENARIO: xfer | notif | order
- *   POLICY: a rail policy script for the initiator (default: built-in equal stripe)
+ *   SCENARIO: xfer | notif | order | reload
+ *   POLICY: a rail policy script for the initiator (default: built-in equal stripe);
+ *           for reload, the directory of the shipped policies
  */
 #include "harness.h"
 
@@ -16,6 +17,7 @@ typedef struct cfg {
     const char *scenario, *provider;
     unsigned irails, trails;
     int pthread_target;
+    const char *scripts;    /* reload: the directory of the shipped policies */
 } cfg;
 
 /* ---- descriptor lists both processes derive from the same seed ---- */
@@ -420,17 +422,130 @@ static void order_initiator(int fd, void *arg)
     free(buf);
 }
 
+/* ---- reload: policies swapped while transfers are in flight ---- */
+
+#define RL_ITERS 32
+#define RL_SLOTS 8
+#define RL_SLOT (REGION / RL_SLOTS)
+#define RL_DEPTH 3
+
+static void reload_target(int fd, void *arg)
+{
+    cfg *c = arg;
+    xr_engine *e;
+    xr_region *reg;
+    H_OK(h_engine("decode", c->provider, c->trails, c->pthread_target, &e));
+    uint8_t *buf = aligned_alloc(4096, REGION);
+    H_OK(xr_mem_register(e, buf, REGION, XR_MEM_HOST, 0, XR_ACCESS_WRITE, &reg));
+    h_send_metadata(fd, e);
+    h_send_u64(fd, (uintptr_t)buf);
+    for (uint64_t k = 0; k < RL_ITERS; k++) {
+        size_t n;
+        uint64_t *m = wait_notif(e, NULL, "prefill", &n);
+        H_CHECK(n == 8, "notification of %zu bytes", n);
+        uint64_t it = *m;
+        free(m);
+        long long bad = h_verify(buf + (it % RL_SLOTS) * RL_SLOT, RL_SLOT, 7000 + it, 0);
+        H_CHECK(bad < 0, "transfer %llu: byte %lld wrong", (unsigned long long)it, bad);
+        h_send_u64(fd, it);
+    }
+    h_log("%d transfers under alternating policies: every byte verified", RL_ITERS);
+    H_OK(xr_mem_deregister(reg));
+    xr_engine_destroy(e);
+    free(buf);
+}
+
+static void reload_initiator(int fd, void *arg)
+{
+    cfg *c = arg;
+    char pol[2][1024];
+    snprintf(pol[0], sizeof pol[0], "%s/even_stripe.lua", c->scripts);
+    snprintf(pol[1], sizeof pol[1], "%s/single_rail.lua", c->scripts);
+    h_policy = pol[0];
+    xr_engine *e;
+    xr_region *reg;
+    H_OK(h_engine("prefill", c->provider, c->irails, 0, &e));
+    uint8_t *buf = aligned_alloc(4096, REGION);
+    H_OK(xr_mem_register(e, buf, REGION, XR_MEM_HOST, 0, XR_ACCESS_NONE, &reg));
+    xr_peer *p = h_load_peer(fd, e);
+    uint64_t raddr = h_recv_u64(fd, NULL);
+    xr_xfer *x[RL_ITERS] = {0};
+    bool seen[RL_ITERS] = {false};
+    uint64_t acked = 0, done = 0, striped = 0, single = 0;
+    for (uint64_t k = 0; k < RL_ITERS; k++) {
+        /* A slot is rewritten only after the target verified its last
+         * transfer. Transfers finish out of order (striped ones and
+         * single-rail ones overtake each other), so acks do too. */
+        while (k >= RL_SLOTS && !seen[k - RL_SLOTS]) {
+            uint64_t a = h_recv_u64(fd, e);
+            H_CHECK(a < RL_ITERS && !seen[a], "ack %llu unexpected", (unsigned long long)a);
+            seen[a] = true;
+            acked++;
+        }
+        /* At most RL_DEPTH in flight. */
+        while (k - done >= RL_DEPTH) {
+            int rc = xr_xfer_wait(x[done], 60000);
+            H_CHECK(rc == 0, "transfer %llu: %s", (unsigned long long)done, xr_xfer_error(x[done]));
+            xr_xfer_release(x[done++]);
+        }
+        /* Swap the policy with transfers in flight; the next one follows it. */
+        H_OK(xr_policy_reload(e, pol[k % 2]));
+        uint8_t *slot = buf + (k % RL_SLOTS) * RL_SLOT;
+        h_fill(slot, RL_SLOT, 7000 + k, 0);
+        xr_iov l[3], r[3];
+        size_t cut[4] = {0, RL_SLOT / 2, RL_SLOT / 2 + 4096, RL_SLOT};
+        for (int d = 0; d < 3; d++) {
+            l[d] = (xr_iov){(uintptr_t)slot + cut[d], cut[d + 1] - cut[d]};
+            r[d] = (xr_iov){raddr + (k % RL_SLOTS) * RL_SLOT + cut[d], cut[d + 1] - cut[d]};
+        }
+        H_OK(xr_xfer_create(e, p, XR_OP_WRITE, l, r, 3, &k, sizeof k, &x[k]));
+        unsigned used = 0;
+        for (unsigned i = 0; i < c->irails; i++)
+            used += xr_xfer_chunk_count(x[k], (int)i) > 0;
+        H_CHECK(k % 2 ? used == 1 : used == c->irails, "transfer %llu under %s used %u rails",
+                (unsigned long long)k, pol[k % 2], used);
+        k % 2 ? single++ : striped++;
+        H_OK(xr_xfer_post(x[k]));
+    }
+    while (done < RL_ITERS) {
+        int rc = xr_xfer_wait(x[done], 60000);
+        H_CHECK(rc == 0, "transfer %llu: %s", (unsigned long long)done, xr_xfer_error(x[done]));
+        xr_xfer_release(x[done++]);
+    }
+    while (acked < RL_ITERS) {
+        uint64_t a = h_recv_u64(fd, e);
+        H_CHECK(a < RL_ITERS && !seen[a], "ack %llu unexpected", (unsigned long long)a);
+        seen[a] = true;
+        acked++;
+    }
+    xr_policy_stats st;
+    H_OK(xr_policy_stats_get(e, &st));
+    h_log("%llu reloads; %llu transfers striped over %u rails, %llu on one rail",
+          (unsigned long long)st.reloads, (unsigned long long)striped, c->irails,
+          (unsigned long long)single);
+    H_OK(xr_peer_unload(p));
+    H_OK(xr_mem_deregister(reg));
+    xr_engine_destroy(e);
+    free(buf);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 5) {
-        fprintf(stderr, "usage: %s xfer|notif|order PROVIDER INITIATOR_RAILS TARGET_RAILS "
+        fprintf(stderr, "usage: %s xfer|notif|order|reload PROVIDER INITIATOR_RAILS TARGET_RAILS "
                         "[PROGRESS_THREAD]\n", argv[0]);
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
     cfg c = {argv[1], argv[2], (unsigned)atoi(argv[3]), (unsigned)atoi(argv[4]),
-             argc > 5 ? atoi(argv[5]) : 0};
+             argc > 5 ? atoi(argv[5]) : 0, NULL};
     h_policy = argc > 6 ? argv[6] : NULL;
+    if (!strcmp(c.scenario, "reload")) {
+        c.scripts = h_policy; /* here the argument is the policy directory */
+        h_policy = NULL;
+        if (!c.scripts)
+            return fprintf(stderr, "reload needs the policy directory\n"), 2;
+    }
     if (c.irails < 1 || c.irails > XR_MAX_RAILS || c.trails < 1 || c.trails > XR_MAX_RAILS)
         return fprintf(stderr, "rail counts must be 1..%d\n", XR_MAX_RAILS), 2;
     h_require_provider(c.provider);
@@ -441,6 +556,8 @@ int main(int argc, char **argv)
         t = notif_target, i = notif_initiator;
     else if (!strcmp(c.scenario, "order"))
         t = order_target, i = order_initiator;
+    else if (!strcmp(c.scenario, "reload"))
+        t = reload_target, i = reload_initiator;
     else
         return fprintf(stderr, "unknown scenario %s\n", c.scenario), 2;
     int rc = h_run_pair(t, i, &c);
