@@ -115,18 +115,25 @@ typedef struct xr_engine_opts {
     int progress_thread;           /* 1: a thread drives progress; 0: xr_progress/xr_xfer_wait do */
     int ignore_env;                /* 1: XRAIL_* environment overrides are not read */
     int log_level;                 /* 0 errors, 1 warnings (default), 2 info, 3 debug */
-    const char *policy;            /* rail policy script (Lua); NULL: built-in equal stripe */
+    const char *policy;            /* rail policy script (Lua), a path or a name found on the
+                                      script path; NULL: the config's, else built-in equal stripe */
     size_t script_mem;             /* memory cap of each script's Lua state; default 4 MiB */
+    const char *config;            /* config script, a path or a name; NULL: XRAIL_CONFIG, else
+                                      "xrail.lua" on the script path if there is one */
+    const char *script_path;       /* ':'-separated directories searched first for scripts */
 } xr_engine_opts;
 
 /* Fill `opts` with defaults. Call before setting fields. */
 XR_API void xr_engine_opts_init(xr_engine_opts *opts);
 
 /*
- * Create an engine and open its rails. Environment overrides (unless
- * opts->ignore_env): XRAIL_PROVIDER, XRAIL_DOMAIN, XRAIL_RAILS (a count of
- * rails on the discovered/first domain, or "prov:domain:count,..."),
- * XRAIL_MAX_RAILS, XRAIL_STRIPE_MIN, XRAIL_CHUNK_SIZE, XRAIL_LOG.
+ * Create an engine and open its rails. Settings come from, lowest first: the
+ * config script (see opts->config), the fields set in `opts`, and the
+ * environment (unless opts->ignore_env): XRAIL_PROVIDER, XRAIL_DOMAIN,
+ * XRAIL_RAILS (a count of rails on the discovered/first domain, or
+ * "prov:domain:count,..."), XRAIL_MAX_RAILS, XRAIL_STRIPE_MIN,
+ * XRAIL_CHUNK_SIZE, XRAIL_LOG, XRAIL_POLICY. With ignore_env, only a config
+ * named in opts->config is read.
  * On failure nothing is left behind, *out is NULL, and
  * xr_engine_last_error(NULL) tells why.
  */

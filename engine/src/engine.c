@@ -2,6 +2,7 @@
  * engine.c - options, environment overrides, engine life cycle and progress.
  */
 #include "internal.h"
+#include "config.h"
 #include "policy.h"
 
 #include <errno.h>
@@ -117,6 +118,53 @@ static int apply_env(xr_engine_opts *o, env_rails *er)
     return rc;
 }
 
+/*
+ * Read the config script and let it fill what `o` leaves unset. Which
+ * script: opts.config, else XRAIL_CONFIG, else "xrail.lua" on the script
+ * path if one is there (a missing default is not an error). The strings in
+ * *cfg must outlive the opening of the rails.
+ */
+static int config_apply(xr_engine_opts *o, xr_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    const char *name = o->config;
+    if (!name && !o->ignore_env)
+        name = getenv("XRAIL_CONFIG");
+    bool named = name && *name;
+    if (!named && o->ignore_env)
+        return 0; /* hermetic: nothing but the options */
+    char path[4096];
+    int rc = xr__script_find(o, named ? name : "xrail.lua", NULL, path, sizeof path);
+    if (rc)
+        return named ? rc : 0;
+    rc = xr__config_load(o, path, cfg);
+    if (rc)
+        return rc;
+    xr_engine_opts d;
+    xr_engine_opts_init(&d);
+    if (!o->provider)
+        o->provider = cfg->provider;
+    if (!o->domain)
+        o->domain = cfg->domain;
+    if (!o->rails && cfg->nrails) {
+        o->rails = cfg->rails;
+        o->n_rail_specs = cfg->nrails;
+    }
+    if (!o->max_rails)
+        o->max_rails = cfg->max_rails;
+    if (o->stripe_min == d.stripe_min && cfg->stripe_min >= 0)
+        o->stripe_min = (size_t)cfg->stripe_min;
+    if (o->chunk_size == d.chunk_size && cfg->chunk_size > 0)
+        o->chunk_size = (size_t)cfg->chunk_size;
+    if (!o->progress_thread)
+        o->progress_thread = cfg->progress_thread;
+    if (!o->policy)
+        o->policy = cfg->policy;
+    if (o->log_level == d.log_level && cfg->log_level >= 0)
+        o->log_level = cfg->log_level;
+    return 0;
+}
+
 static void *progress_main(void *arg)
 {
     xr_engine *e = arg;
@@ -148,6 +196,7 @@ static void engine_free(xr_engine *e)
     xr__notif_fini(e);
     pthread_mutex_destroy(&e->lock);
     free(e->name);
+    free(e->script_path);
     free(e);
 }
 
@@ -169,8 +218,11 @@ int xr_engine_create(const xr_engine_opts *opts, xr_engine **out)
     }
     pthread_mutex_init(&e->lock, NULL);
     e->opts = *opts;
-    int rc = opts->ignore_env ? 0 : apply_env(&e->opts, er);
     xr_engine_opts *o = &e->opts;
+    xr_config cfg;
+    int rc = config_apply(o, &cfg);
+    if (!rc && !opts->ignore_env)
+        rc = apply_env(o, er);
     if (!o->stripe_min)
         o->stripe_min = 1;
     if (!o->chunk_size)
@@ -180,7 +232,11 @@ int xr_engine_create(const xr_engine_opts *opts, xr_engine **out)
     e->log_level = o->log_level;
     e->name = strdup(opts->name);
     o->name = e->name;
-    if (!rc && !e->name)
+    if (opts->script_path)
+        e->script_path = strdup(opts->script_path);
+    o->script_path = e->script_path;
+    o->config = NULL;
+    if (!rc && (!e->name || (opts->script_path && !e->script_path)))
         rc = xr__fail(XR_ENOMEM, "xr_engine_create: out of memory");
     if (!rc && getrandom(&e->instance, sizeof e->instance, 0) != sizeof e->instance)
         e->instance = ((uint64_t)getpid() << 32) ^ (uint64_t)time(NULL) ^ (uintptr_t)e;
@@ -190,13 +246,15 @@ int xr_engine_create(const xr_engine_opts *opts, xr_engine **out)
         rc = xr__rails_open(e);
     if (!rc && o->policy)
         rc = xr_policy_reload(e, o->policy);
-    o->policy = NULL; /* the path string is the caller's (or the environment's) */
-    /* Rail specs from the environment are only needed while opening. */
+    /* Strings from the caller, the config or the environment were only
+     * needed while opening. */
+    o->policy = NULL;
     o->rails = NULL;
     o->n_rail_specs = 0;
     o->provider = o->domain = NULL;
     free(er->text);
     free(er);
+    xr__config_free(&cfg);
     if (!rc && o->progress_thread) {
         if (pthread_create(&e->progress_tid, NULL, progress_main, e))
             rc = xr__fail(XR_ENOMEM, "xr_engine_create: cannot start the progress thread");

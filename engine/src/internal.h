@@ -157,6 +157,7 @@ typedef struct plan_entry plan_entry;
 
 struct xr_engine {
     char *name;
+    char *script_path;              /* our copy of opts.script_path */
     uint64_t instance;
     xr_engine_opts opts;
     int log_level;

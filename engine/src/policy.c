@@ -10,6 +10,8 @@
  */
 #include "policy.h"
 
+#include "config.h"
+
 #include "lua_sandbox.h"
 
 #include <lauxlib.h>
@@ -390,8 +392,15 @@ int xr_policy_reload(xr_engine *e, const char *path)
 {
     if (!e || !path)
         return xr__fail(XR_EINVAL, "xr_policy_reload: NULL argument");
+    char found[4096];
+    int rc = xr__script_find(&e->opts, path, "policy", found, sizeof found);
+    if (rc) { /* the message is rewritten from a copy: it lives in the same buffer */
+        char why[XR_ERRMSG_MAX];
+        snprintf(why, sizeof why, "%s", xr_engine_last_error(e));
+        return xr__fail(XR_EINVAL, "policy: %s", why);
+    }
     xr_policy *np;
-    int rc = xr__policy_load(e, path, &np);
+    rc = xr__policy_load(e, found, &np);
     if (rc)
         return rc;
     pthread_mutex_lock(&e->lock);

@@ -3,11 +3,124 @@
  * options and XRAIL_* overrides, rail info, creation errors, and metadata
  * size queries.
  *
- * usage: test_engine PROVIDER
+ * usage: test_engine PROVIDER SCRIPTS_DIR
  */
 #include "harness.h"
 
-static const char *provider;
+static const char *provider, *scripts;
+
+static const char *write_config(const char *fmt, ...)
+{
+    static char path[2][64];
+    static int k;
+    k ^= 1;
+    snprintf(path[k], sizeof path[k], "/tmp/xrail-config-XXXXXX");
+    int fd = mkstemp(path[k]);
+    H_CHECK(fd >= 0, "mkstemp");
+    char body[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(body, sizeof body, fmt, ap);
+    va_end(ap);
+    h_write_all(fd, body, strlen(body));
+    close(fd);
+    return path[k];
+}
+
+/* An engine from a config script only (hermetic: no environment). */
+static int from_config(const char *config, const xr_rail_spec *rails, unsigned n, xr_engine **e)
+{
+    xr_engine_opts o;
+    xr_engine_opts_init(&o);
+    o.name = "cfg";
+    o.ignore_env = 1;
+    o.config = config;
+    o.script_path = scripts;
+    o.rails = rails;
+    o.n_rail_specs = n;
+    return xr_engine_create(&o, e);
+}
+
+static void config_tests(void)
+{
+    const char *dom = strstr(provider, "tcp") ? "lo" : "";
+    /* Rails, speeds, a threshold and a policy by name, from the script. */
+    const char *c1 = write_config(
+        "return {\n"
+        "  rails = { { provider = '%s', domain = %s%s%s, count = 3, speed = 250 } },\n"
+        "  stripe_min = 65536,\n"
+        "  policy = 'single_rail.lua',\n"
+        "}\n", provider, *dom ? "'" : "", *dom ? dom : "nil", *dom ? "'" : "");
+    xr_engine *e;
+    H_OK(from_config(c1, NULL, 0, &e));
+    H_CHECK(xr_rail_count(e) == 3, "config asked for 3 rails, got %d", xr_rail_count(e));
+    xr_rail_info ri;
+    H_OK(xr_rail_info_get(e, 2, &ri));
+    H_CHECK(ri.speed_mbps == 250, "declared speed 250, got %llu", (unsigned long long)ri.speed_mbps);
+    xr_policy_stats st;
+    H_OK(xr_policy_stats_get(e, &st));
+    H_CHECK(st.scripted, "the config's policy (found by name on the script path) is not loaded");
+    xr_engine_destroy(e);
+    h_log("ok: config script: 3 rails at 250 Mbit/s and single_rail.lua by name");
+
+    /* Options win over the script. */
+    xr_rail_spec two = {.provider = provider, .domain = *dom ? dom : NULL, .count = 2};
+    H_OK(from_config(c1, &two, 1, &e));
+    H_CHECK(xr_rail_count(e) == 2, "options asked for 2 rails, got %d", xr_rail_count(e));
+    xr_engine_destroy(e);
+
+    /* rails.max caps what the script lists. */
+    const char *c2 = write_config(
+        "return { rails = { provider = '%s', domain = %s%s%s, count = 4, max = 1 } }\n",
+        provider, *dom ? "'" : "", *dom ? dom : "nil", *dom ? "'" : "");
+    H_OK(from_config(c2, NULL, 0, &e));
+    H_CHECK(xr_rail_count(e) == 1, "rails.max = 1 gave %d rails", xr_rail_count(e));
+    xr_engine_destroy(e);
+    h_log("ok: options win over the script; rails.max caps it");
+
+    /* The environment wins over both; the default xrail.lua is found on the path. */
+    char spec[64];
+    snprintf(spec, sizeof spec, "%s:%s:1", provider, dom);
+    setenv("XRAIL_RAILS", spec, 1);
+    setenv("XRAIL_SCRIPT_PATH", scripts, 1);
+    xr_engine_opts o;
+    xr_engine_opts_init(&o);
+    o.name = "default-config";
+    H_OK(xr_engine_create(&o, &e));
+    H_CHECK(xr_rail_count(e) == 1, "XRAIL_RAILS=%s gave %d rails", spec, xr_rail_count(e));
+    H_OK(xr_policy_stats_get(e, &st));
+    H_CHECK(st.scripted, "the default xrail.lua (policy even_stripe.lua) was not read");
+    xr_engine_destroy(e);
+    unsetenv("XRAIL_RAILS");
+    unsetenv("XRAIL_SCRIPT_PATH");
+    h_log("ok: XRAIL_RAILS wins; the default xrail.lua was found on XRAIL_SCRIPT_PATH");
+
+    /* Broken configs are named and nothing is created. */
+    static const struct { const char *body, *needle; } bad[] = {
+        {"return { railz = {} }", "unknown key 'railz'"},
+        {"return { stripe_min = 'big' }", "'stripe_min' must be an integer"},
+        {"return { progress = 'sometimes' }", "progress must be \"manual\" or \"thread\""},
+        {"return { rails = { { count = 99 } } }", "count 99 exceeds 64"},
+        {"return { policy = 'nope.lua' }", "'nope.lua' not found in the script path"},
+        {"return 7", "must return a table"},
+        {"return {", "load:"},
+        {"while true do end", "instruction budget"},
+        {"return { rails = { max = os.getenv('N') } }", "global 'os'"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const char *c = write_config("%s", bad[i].body);
+        xr_engine *x = NULL;
+        int rc = from_config(c, &two, 1, &x);
+        H_CHECK(rc < 0 && !x, "config '%s' was accepted", bad[i].body);
+        H_CHECK(strstr(xr_engine_last_error(NULL), bad[i].needle), "config '%s': '%s' lacks '%s'",
+                bad[i].body, xr_engine_last_error(NULL), bad[i].needle);
+        h_log("ok: %s", xr_engine_last_error(NULL));
+        unlink(c);
+    }
+    H_CHECK(from_config("/nonexistent/xrail.lua", &two, 1, &e) < 0, "missing config accepted");
+    unlink(c1);
+    unlink(c2);
+}
 
 static xr_engine *create_env(const char *rails_env, const char *max_env, int *rc)
 {
@@ -26,9 +139,10 @@ static xr_engine *create_env(const char *rails_env, const char *max_env, int *rc
 
 int main(int argc, char **argv)
 {
-    if (argc < 2)
-        return fprintf(stderr, "usage: %s PROVIDER\n", argv[0]), 2;
+    if (argc < 3)
+        return fprintf(stderr, "usage: %s PROVIDER SCRIPTS_DIR\n", argv[0]), 2;
     provider = argv[1];
+    scripts = argv[2];
     h_require_provider(provider);
     int rc;
 
@@ -121,6 +235,7 @@ int main(int argc, char **argv)
                 strcmp(xr_err_name(XR_ERANGE), "XR_ERANGE") == 0 &&
                 strcmp(xr_err_name(-999), "XR_E?") == 0,
             "error table");
+    config_tests();
     printf("engine set-up on %s: passed\n", provider);
     return 0;
 }

@@ -1,0 +1,244 @@
+/*
+ * config.c - the engine's config script (scripts/xrail.lua by default) and
+ * the search path for every script an engine loads.
+ *
+ * Precedence, lowest first: the script, then fields set in xr_engine_opts,
+ * then XRAIL_* environment variables. The script runs in the same sandbox as
+ * policies and only returns a table; nothing in it touches the engine.
+ */
+#include "config.h"
+
+#include "lua_sandbox.h"
+
+#include <lauxlib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#ifndef XR_SHARE_DIR
+#define XR_SHARE_DIR "/usr/local/share/xrail"
+#endif
+
+const char *xr__share_dir(void)
+{
+    return XR_SHARE_DIR;
+}
+
+static bool try_path(const char *dir, size_t dlen, const char *sub, const char *name, char *out,
+                     size_t cap)
+{
+    int n = snprintf(out, cap, "%.*s/%s%s%s", (int)dlen, dir, sub ? sub : "", sub ? "/" : "",
+                     name);
+    return n > 0 && (size_t)n < cap && access(out, R_OK) == 0;
+}
+
+/* Each directory of a ':'-separated list, as dir/name then dir/sub/name. */
+static bool search_list(const char *list, const char *sub, const char *name, char *out,
+                        size_t cap)
+{
+    while (list && *list) {
+        const char *end = strchr(list, ':');
+        size_t len = end ? (size_t)(end - list) : strlen(list);
+        if (len && (try_path(list, len, NULL, name, out, cap) ||
+                    (sub && try_path(list, len, sub, name, out, cap))))
+            return true;
+        list = end ? end + 1 : NULL;
+    }
+    return false;
+}
+
+int xr__script_find(const xr_engine_opts *o, const char *name, const char *sub, char *out,
+                    size_t cap)
+{
+    if (strchr(name, '/')) { /* a path, not a name to search for */
+        snprintf(out, cap, "%s", name);
+        return access(out, R_OK) == 0 ? 0 : xr__fail(XR_EINVAL, "script '%s' cannot be read", name);
+    }
+    const char *env = o->ignore_env ? NULL : getenv("XRAIL_SCRIPT_PATH");
+    if (search_list(o->script_path, sub, name, out, cap) || search_list(env, sub, name, out, cap) ||
+        search_list(XR_SHARE_DIR, sub, name, out, cap))
+        return 0;
+    return xr__fail(XR_ENOENT, "script '%s' not found in the script path (option '%s', "
+                               "XRAIL_SCRIPT_PATH '%s', %s)",
+                    name, o->script_path ? o->script_path : "", env ? env : "", XR_SHARE_DIR);
+}
+
+void xr__config_free(xr_config *c)
+{
+    for (unsigned i = 0; i < c->nrails; i++) {
+        free((char *)c->rails[i].provider);
+        free((char *)c->rails[i].domain);
+        free((char *)c->rails[i].src_addr);
+    }
+    free(c->provider);
+    free(c->domain);
+    free(c->policy);
+    memset(c, 0, sizeof *c);
+}
+
+static char *opt_string(lua_State *L, int t, const char *key, const char *path, int *rc)
+{
+    lua_getfield(L, t, key);
+    char *v = NULL;
+    if (lua_type(L, -1) == LUA_TSTRING)
+        v = strdup(lua_tostring(L, -1));
+    else if (!lua_isnil(L, -1))
+        *rc = xr__fail(XR_ESCRIPT, "config %s: '%s' must be a string, not a %s", path, key,
+                       luaL_typename(L, -1));
+    lua_pop(L, 1);
+    return v;
+}
+
+static lua_Integer opt_int(lua_State *L, int t, const char *key, lua_Integer min,
+                           lua_Integer dflt, const char *path, int *rc)
+{
+    lua_getfield(L, t, key);
+    lua_Integer v = dflt;
+    if (!lua_isnil(L, -1)) {
+        int isint;
+        v = lua_tointegerx(L, -1, &isint);
+        if (!isint || v < min) {
+            *rc = xr__fail(XR_ESCRIPT, "config %s: '%s' must be an integer >= %lld", path, key,
+                           (long long)min);
+            v = dflt;
+        }
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+/* One rail entry: { provider=, domain=, src_addr=, count=, speed= }. */
+static int read_rail(lua_State *L, int t, const char *path, const char *where, xr_rail_spec *s)
+{
+    int rc = 0;
+    char ctx[256];
+    snprintf(ctx, sizeof ctx, "%s %s", path, where);
+    s->provider = opt_string(L, t, "provider", ctx, &rc);
+    s->domain = opt_string(L, t, "domain", ctx, &rc);
+    s->src_addr = opt_string(L, t, "src_addr", ctx, &rc);
+    s->count = (unsigned)opt_int(L, t, "count", 1, 1, ctx, &rc);
+    s->speed_mbps = (uint64_t)opt_int(L, t, "speed", 0, 0, ctx, &rc);
+    if (!rc && s->count > XR_MAX_RAILS)
+        rc = xr__fail(XR_ESCRIPT, "config %s: count %u exceeds %d", ctx, s->count, XR_MAX_RAILS);
+    return rc;
+}
+
+static int read_rails(lua_State *L, int t, const char *path, xr_config *c)
+{
+    int rc = 0;
+    lua_getfield(L, t, "rails");
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    if (!lua_istable(L, -1)) {
+        lua_pop(L, 1);
+        return xr__fail(XR_ESCRIPT, "config %s: 'rails' must be a table", path);
+    }
+    int rt = lua_gettop(L);
+    c->max_rails = (unsigned)opt_int(L, rt, "max", 1, 0, path, &rc);
+    if (!rc && c->max_rails > XR_MAX_RAILS)
+        rc = xr__fail(XR_ESCRIPT, "config %s: rails.max %u exceeds %d", path, c->max_rails,
+                      XR_MAX_RAILS);
+    lua_Integer n = luaL_len(L, rt);
+    if (!rc && n > XR_MAX_RAILS)
+        rc = xr__fail(XR_ESCRIPT, "config %s: %lld rail entries, at most %d", path, (long long)n,
+                      XR_MAX_RAILS);
+    for (lua_Integer k = 1; !rc && k <= n; k++) { /* an explicit list */
+        lua_rawgeti(L, rt, k);
+        char where[32];
+        snprintf(where, sizeof where, "rails[%lld]", (long long)k);
+        if (!lua_istable(L, -1))
+            rc = xr__fail(XR_ESCRIPT, "config %s: %s must be a table", path, where);
+        else
+            rc = read_rail(L, lua_gettop(L), path, where, &c->rails[c->nrails++]);
+        lua_pop(L, 1);
+    }
+    if (!rc && n == 0) {
+        /* A single entry in the table itself: with a count it opens that
+         * many rails; without one it is a discovery filter. */
+        lua_getfield(L, rt, "count");
+        bool counted = !lua_isnil(L, -1);
+        lua_pop(L, 1);
+        if (counted) {
+            rc = read_rail(L, rt, path, "rails", &c->rails[0]);
+            c->nrails = 1;
+        } else {
+            c->provider = opt_string(L, rt, "provider", path, &rc);
+            c->domain = opt_string(L, rt, "domain", path, &rc);
+        }
+    }
+    lua_pop(L, 1);
+    return rc;
+}
+
+static const char *const known_keys[] = {"provider", "domain", "rails", "stripe_min",
+                                         "chunk", "progress", "policy", "log", NULL};
+
+int xr__config_load(const xr_engine_opts *o, const char *path, xr_config *c)
+{
+    memset(c, 0, sizeof *c);
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return xr__fail(XR_EINVAL, "config: cannot read '%s'", path);
+    char *src = NULL;
+    size_t len = 0;
+    if (fseek(f, 0, SEEK_END) == 0) {
+        long n = ftell(f);
+        if (n >= 0 && fseek(f, 0, SEEK_SET) == 0 && (src = malloc((size_t)n + 1)))
+            len = fread(src, 1, (size_t)n, f);
+    }
+    fclose(f);
+    if (!src)
+        return xr__fail(XR_ENOMEM, "config: '%s'", path);
+    xr_lua *lua;
+    xr_lua_limits lim = {.mem_bytes = o->script_mem, .instructions = 0};
+    int rc = xr_lua_new(NULL, &lim, &lua);
+    if (!rc)
+        rc = xr_lua_load(lua, path, src, len, 1);
+    free(src);
+    if (rc) {
+        xr_lua_free(lua);
+        return rc;
+    }
+    lua_State *L = xr_lua_state(lua);
+    if (!lua_istable(L, -1))
+        rc = xr__fail(XR_ESCRIPT, "config %s: must return a table, returned a %s", path,
+                      luaL_typename(L, -1));
+    int t = lua_gettop(L);
+    /* A misspelt key would otherwise be silently ignored. */
+    lua_pushnil(L);
+    while (!rc && lua_next(L, t)) {
+        lua_pop(L, 1);
+        const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+        bool ok = false;
+        for (int i = 0; k && known_keys[i] && !ok; i++)
+            ok = strcmp(k, known_keys[i]) == 0;
+        if (!ok) {
+            rc = xr__fail(XR_ESCRIPT, "config %s: unknown key '%s'", path,
+                          k ? k : luaL_typename(L, -1));
+            lua_pop(L, 1);
+        }
+    }
+    if (!rc) {
+        c->provider = opt_string(L, t, "provider", path, &rc);
+        c->domain = opt_string(L, t, "domain", path, &rc);
+        c->policy = opt_string(L, t, "policy", path, &rc);
+        c->stripe_min = opt_int(L, t, "stripe_min", 0, -1, path, &rc);
+        c->chunk_size = opt_int(L, t, "chunk", 1, -1, path, &rc);
+        c->log_level = (int)opt_int(L, t, "log", 0, -1, path, &rc);
+        char *progress = opt_string(L, t, "progress", path, &rc);
+        if (progress && strcmp(progress, "thread") && strcmp(progress, "manual"))
+            rc = xr__fail(XR_ESCRIPT, "config %s: progress must be \"manual\" or \"thread\", "
+                                      "not \"%s\"", path, progress);
+        c->progress_thread = progress && !strcmp(progress, "thread");
+        free(progress);
+    }
+    if (!rc)
+        rc = read_rails(L, t, path, c);
+    xr_lua_free(lua);
+    if (rc)
+        xr__config_free(c);
+    return rc;
+}

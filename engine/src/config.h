@@ -1,0 +1,31 @@
+/*
+ * config.h - the config script and the script search path (see config.c).
+ */
+#ifndef XR_CONFIG_H
+#define XR_CONFIG_H
+
+#include "internal.h"
+
+/* What a config script returned; strings are owned here. */
+typedef struct xr_config {
+    char *provider, *domain, *policy;
+    xr_rail_spec rails[XR_MAX_RAILS];
+    unsigned nrails;
+    unsigned max_rails;
+    long long stripe_min, chunk_size; /* -1: not set */
+    int progress_thread;
+    int log_level;                  /* -1: not set */
+} xr_config;
+
+/*
+ * Find a script by name: in opts->script_path, then XRAIL_SCRIPT_PATH, then
+ * the installed share directory; in each directory as dir/name, then as
+ * dir/sub/name. A name with a '/' is taken as a path.
+ */
+int xr__script_find(const xr_engine_opts *o, const char *name, const char *sub, char *out,
+                    size_t cap);
+int xr__config_load(const xr_engine_opts *o, const char *path, xr_config *c);
+void xr__config_free(xr_config *c);
+const char *xr__share_dir(void);
+
+#endif
