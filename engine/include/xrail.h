@@ -152,6 +152,11 @@ XR_API void xr_engine_destroy(xr_engine *e);
  */
 XR_API const char *xr_engine_last_error(xr_engine *e);
 XR_API const char *xr_engine_name(xr_engine *e);
+/*
+ * The effective settings (after config script, options and environment) as
+ * a Lua table, usable as a config script. XR_ETOOSMALL if `cap` is too small.
+ */
+XR_API int xr_engine_config_get(xr_engine *e, char *buf, size_t cap);
 
 typedef struct xr_rail_counters {
     uint64_t tx_bytes;      /* bytes this rail moved as initiator (WRITE and READ) */

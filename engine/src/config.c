@@ -9,8 +9,10 @@
 #include "config.h"
 
 #include "lua_sandbox.h"
+#include "policy.h"
 
 #include <lauxlib.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -241,4 +243,47 @@ int xr__config_load(const xr_engine_opts *o, const char *path, xr_config *c)
     if (rc)
         xr__config_free(c);
     return rc;
+}
+
+/* Append to buf at *w, counting what would not fit. */
+static void put(char *buf, size_t cap, size_t *w, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void put(char *buf, size_t cap, size_t *w, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf + (*w < cap ? *w : cap), *w < cap ? cap - *w : 0, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        *w += (size_t)n;
+}
+
+int xr_engine_config_get(xr_engine *e, char *buf, size_t cap)
+{
+    if (!e || (!buf && cap))
+        return xr__fail(XR_EINVAL, "xr_engine_config_get: NULL argument");
+    size_t w = 0;
+    const xr_engine_opts *o = &e->opts;
+    put(buf, cap, &w, "-- effective settings of engine '%s'\nreturn {\n  rails = {\n", e->name);
+    for (unsigned i = 0; i < e->nrails; i++) {
+        const xr_rail *r = &e->rails[i];
+        put(buf, cap, &w,
+            "    { provider = \"%s\", domain = \"%s\", count = 1, speed = %llu }, -- rail %u%s\n",
+            r->provider, r->domain_name, (unsigned long long)r->speed_mbps, i,
+            atomic_load(&r->up) ? "" : " (down)");
+    }
+    put(buf, cap, &w, "  },\n  stripe_min = %zu,\n  chunk = %zu,\n  progress = \"%s\",\n",
+        o->stripe_min, o->chunk_size, e->progress_running ? "thread" : "manual");
+    pthread_mutex_lock(&e->lock);
+    const char *pol = xr__policy_path(e);
+    put(buf, cap, &w, "  policy = %s%s%s,\n", pol ? "\"" : "", pol ? pol : "nil -- built-in equal stripe",
+        pol ? "\"" : "");
+    pthread_mutex_unlock(&e->lock);
+    put(buf, cap, &w, "  log = %d,\n}\n-- rail_depth %u, max_metadata %zu, max_notif %zu, "
+                      "script_mem %zu, script_path %s\n",
+        e->log_level, o->rail_depth, o->max_metadata, o->max_notif, o->script_mem,
+        e->script_path ? e->script_path : "(none)");
+    if (w >= cap)
+        return xr__fail(XR_ETOOSMALL, "xr_engine_config_get: %zu bytes needed", w + 1);
+    return 0;
 }

@@ -584,3 +584,8 @@ void xr__policy_rail_errors(xr_engine *e)
         }
     }
 }
+
+const char *xr__policy_path(const xr_engine *e)
+{
+    return e->policy ? e->policy->path : NULL;
+}

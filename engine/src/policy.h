@@ -26,5 +26,7 @@ int xr__policy_region_rails(xr_engine *e, const xr_region *g, uint64_t *mask);
  * answer ("disable" takes the rail out of plans). No lock held. */
 void xr__policy_rail_errors(xr_engine *e);
 void xr__policy_free(xr_policy *p);
+/* The loaded policy's path, or NULL for the built-in one. Engine lock held. */
+const char *xr__policy_path(const xr_engine *e);
 
 #endif

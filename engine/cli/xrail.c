@@ -1,0 +1,352 @@
+/*
+ * xrail - the command-line tool: what rails a config opens, the effective
+ * settings, policy checks and explanations, and metadata blobs.
+ * Errors are one line on stderr and a non-zero exit.
+ */
+#include "layout.h"
+#include "xrail.h"
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *usage_text =
+    "usage: xrail <command> [options]\n"
+    "\n"
+    "  rails [--config F]            list the rails the config opens\n"
+    "  config [--config F]           print the effective settings (a valid config script)\n"
+    "  policy check FILE [--config F]\n"
+    "                                load and validate a rail policy\n"
+    "  policy explain --size N [--op write|read] [--mem host|cuda:D] [--peer-rails N]\n"
+    "                 [--policy F] [--config F]\n"
+    "                                print the plan and per-rail byte split of one transfer\n"
+    "  md get [--config F]           write this engine's metadata blob to stdout\n"
+    "  md dump FILE [--json]         decode a metadata blob\n"
+    "  md check FILE                 validate a metadata blob\n"
+    "\n"
+    "Every command takes --help. Settings come from the config script (--config,\n"
+    "XRAIL_CONFIG, or xrail.lua on XRAIL_SCRIPT_PATH), then XRAIL_* variables.\n";
+
+static int die(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("xrail: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return 1;
+}
+
+typedef struct args {
+    const char *config, *policy, *file, *op, *mem;
+    size_t size;
+    int peer_rails, json, help;
+} args;
+
+static int parse(int argc, char **argv, int first, args *a)
+{
+    memset(a, 0, sizeof *a);
+    a->op = "write";
+    a->mem = "host";
+    for (int i = first; i < argc; i++) {
+        const char *s = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(s, "--help") || !strcmp(s, "-h"))
+            a->help = 1;
+        else if (!strcmp(s, "--json"))
+            a->json = 1;
+        else if (!strcmp(s, "--config") && v)
+            a->config = v, i++;
+        else if (!strcmp(s, "--policy") && v)
+            a->policy = v, i++;
+        else if (!strcmp(s, "--op") && v)
+            a->op = v, i++;
+        else if (!strcmp(s, "--mem") && v)
+            a->mem = v, i++;
+        else if (!strcmp(s, "--size") && v) {
+            char *end;
+            unsigned long long n = strtoull(v, &end, 0);
+            if (*end == 'k' || *end == 'K')
+                n <<= 10, end++;
+            else if (*end == 'm' || *end == 'M')
+                n <<= 20, end++;
+            else if (*end == 'g' || *end == 'G')
+                n <<= 30, end++;
+            if (end == v || *end)
+                return die("--size '%s' is not a size (e.g. 1048576, 64k, 16M)", v);
+            a->size = (size_t)n, i++;
+        } else if (!strcmp(s, "--peer-rails") && v) {
+            a->peer_rails = atoi(v), i++;
+            if (a->peer_rails < 1 || a->peer_rails > XR_MAX_RAILS)
+                return die("--peer-rails must be 1..%d", XR_MAX_RAILS);
+        } else if (s[0] != '-' && !a->file)
+            a->file = s;
+        else
+            return die("unknown or incomplete option '%s' (see --help)", s);
+    }
+    return 0;
+}
+
+static int engine(const args *a, const char *name, xr_engine **e)
+{
+    xr_engine_opts o;
+    xr_engine_opts_init(&o);
+    o.name = name;
+    o.config = a->config;
+    o.policy = a->policy;
+    if (xr_engine_create(&o, e))
+        return die("%s", xr_engine_last_error(NULL));
+    return 0;
+}
+
+static int cmd_rails(const args *a)
+{
+    xr_engine *e;
+    if (engine(a, "xrail-cli", &e))
+        return 1;
+    printf("%-4s %-14s %-10s %-36s %-8s %-5s %s\n", "rail", "provider", "domain", "address",
+           "speed", "numa", "state");
+    for (int i = 0; i < xr_rail_count(e); i++) {
+        xr_rail_info ri;
+        xr_rail_info_get(e, (unsigned)i, &ri);
+        char speed[32] = "?";
+        if (ri.speed_mbps)
+            snprintf(speed, sizeof speed, "%llu", (unsigned long long)ri.speed_mbps);
+        printf("%-4u %-14s %-10s %-36s %-8s %-5d %s\n", ri.index, ri.provider, ri.domain,
+               ri.address, speed, ri.numa_node, ri.up ? "up" : "down");
+    }
+    xr_engine_destroy(e);
+    return 0;
+}
+
+static int cmd_config(const args *a)
+{
+    xr_engine *e;
+    if (engine(a, "xrail-cli", &e))
+        return 1;
+    static char buf[64 << 10];
+    int rc = xr_engine_config_get(e, buf, sizeof buf);
+    if (!rc)
+        fputs(buf, stdout);
+    xr_engine_destroy(e);
+    return rc ? die("%s", xr_engine_last_error(NULL)) : 0;
+}
+
+static int cmd_policy_check(const args *a)
+{
+    if (!a->file)
+        return die("policy check: which FILE?");
+    xr_engine *e;
+    if (engine(a, "xrail-cli", &e))
+        return 1;
+    int rc = xr_policy_reload(e, a->file);
+    if (rc)
+        die("%s", xr_engine_last_error(NULL));
+    else
+        printf("%s: ok (loads, and plans a 1 MiB write over %d rail(s))\n", a->file,
+               xr_rail_count(e));
+    xr_engine_destroy(e);
+    return rc ? 1 : 0;
+}
+
+/* Build a peer with the same provider as our first rail, in-process, so
+ * that the plan is the one a real transfer to such a peer would get. */
+static int cmd_policy_explain(const args *a)
+{
+    if (!a->size)
+        return die("policy explain: --size N is required");
+    xr_op op;
+    if (!strcmp(a->op, "write"))
+        op = XR_OP_WRITE;
+    else if (!strcmp(a->op, "read"))
+        op = XR_OP_READ;
+    else
+        return die("--op must be write or read, not '%s'", a->op);
+    xr_mem_kind kind = XR_MEM_HOST;
+    int device = 0;
+    if (!strncmp(a->mem, "cuda:", 5)) {
+        kind = XR_MEM_CUDA;
+        device = atoi(a->mem + 5);
+    } else if (strcmp(a->mem, "host")) {
+        return die("--mem must be host or cuda:D, not '%s'", a->mem);
+    }
+    xr_engine *e, *p;
+    if (engine(a, "xrail-cli", &e))
+        return 1;
+    xr_rail_info r0;
+    xr_rail_info_get(e, 0, &r0);
+    xr_engine_opts o;
+    xr_engine_opts_init(&o);
+    o.name = "peer";
+    o.ignore_env = 1;
+    xr_rail_spec spec = {.provider = r0.provider, .domain = r0.domain,
+                         .count = a->peer_rails ? (unsigned)a->peer_rails
+                                                : (unsigned)xr_rail_count(e)};
+    o.rails = &spec;
+    o.n_rail_specs = 1;
+    int rc = xr_engine_create(&o, &p);
+    if (rc) {
+        xr_engine_destroy(e);
+        return die("peer of %u %s rails: %s", spec.count, r0.provider, xr_engine_last_error(NULL));
+    }
+    size_t len = 0;
+    xr_metadata_get(p, NULL, &len);
+    void *md = malloc(len);
+    xr_peer *peer = NULL;
+    rc = xr_metadata_get(p, md, &len);
+    if (!rc)
+        rc = xr_peer_load(e, md, len, &peer);
+    static char text[64 << 10];
+    if (!rc)
+        rc = xr_policy_explain(e, peer, op, kind, device, a->size, text, sizeof text);
+    if (rc)
+        die("%s", xr_engine_last_error(NULL));
+    else
+        fputs(text, stdout);
+    free(md);
+    xr_engine_destroy(e);
+    xr_engine_destroy(p);
+    return rc ? 1 : 0;
+}
+
+static int cmd_md_get(const args *a)
+{
+    xr_engine *e;
+    if (engine(a, "xrail-cli", &e))
+        return 1;
+    size_t len = 0;
+    xr_metadata_get(e, NULL, &len);
+    void *md = malloc(len);
+    int rc = xr_metadata_get(e, md, &len);
+    if (!rc)
+        fwrite(md, 1, len, stdout);
+    free(md);
+    xr_engine_destroy(e);
+    return rc ? die("%s", xr_engine_last_error(NULL)) : 0;
+}
+
+static int load_blob(const char *file, xr_md *m, size_t *len)
+{
+    if (!file)
+        return die("which FILE?");
+    FILE *f = fopen(file, "rb");
+    if (!f)
+        return die("cannot read '%s'", file);
+    size_t cap = 1 << 20, n = 0;
+    unsigned char *buf = malloc(cap);
+    size_t k;
+    while (buf && (k = fread(buf + n, 1, cap - n, f)) > 0) {
+        n += k;
+        if (n == cap)
+            buf = realloc(buf, cap *= 2);
+    }
+    fclose(f);
+    if (!buf)
+        return die("out of memory reading '%s'", file);
+    int rc = xr_layout_decode(&xr_md_schema, buf, n, 0, m);
+    free(buf);
+    *len = n;
+    return rc ? die("%s: %s", file, xr_engine_last_error(NULL)) : 0;
+}
+
+static void hex(const uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        printf("%02x", p[i]);
+}
+
+static int cmd_md_dump(const args *a, int check_only)
+{
+    xr_md m;
+    size_t len = 0;
+    if (load_blob(a->file, &m, &len))
+        return 1;
+    static const char *const access[] = {"none", "read", "write", "rw"};
+    if (check_only) {
+        printf("%s: ok: %zu bytes, engine '%s', %u rail(s), %u region(s)\n", a->file, len, m.name,
+               m.nrails, m.nregions);
+    } else if (a->json) {
+        printf("{\"name\": \"%s\", \"instance\": %llu, \"bytes\": %zu, \"rails\": [", m.name,
+               (unsigned long long)m.instance, len);
+        for (uint32_t i = 0; i < m.nrails; i++) {
+            const xr_md_rail *r = &m.rails[i];
+            printf("%s{\"index\": %u, \"provider\": \"%s\", \"domain\": \"%s\", \"addr_format\": "
+                   "%u, \"address\": \"", i ? ", " : "", r->index, r->provider,
+                   r->domain ? r->domain : "", r->addr_format);
+            hex(r->addr, r->addrlen);
+            printf("\", \"mr_mode\": %llu, \"speed_mbps\": %llu, \"numa\": %d}",
+                   (unsigned long long)r->mr_mode, (unsigned long long)r->speed_mbps, r->numa);
+        }
+        printf("], \"regions\": [");
+        for (uint32_t i = 0; i < m.nregions; i++) {
+            const xr_md_region *g = &m.regions[i];
+            printf("%s{\"addr\": %llu, \"len\": %llu, \"kind\": %u, \"device\": %u, "
+                   "\"access\": \"%s\", \"keys\": [", i ? ", " : "", (unsigned long long)g->addr,
+                   (unsigned long long)g->len, g->kind, g->device, access[g->access & 3]);
+            for (uint32_t k = 0; k < g->nkeys; k++) {
+                printf("%s{\"rail\": %u, \"raw\": %s, \"key\": \"", k ? ", " : "", g->keys[k].rail,
+                       g->keys[k].raw ? "true" : "false");
+                hex(g->keys[k].bytes, g->keys[k].nbytes);
+                printf("\"}");
+            }
+            printf("]}");
+        }
+        printf("]}\n");
+    } else {
+        printf("engine '%s' (instance %016llx), %zu bytes\n", m.name,
+               (unsigned long long)m.instance, len);
+        printf("rails: %u\n", m.nrails);
+        for (uint32_t i = 0; i < m.nrails; i++) {
+            const xr_md_rail *r = &m.rails[i];
+            printf("  [%u] %s %s format %u mr_mode 0x%llx speed %llu numa %d address ", r->index,
+                   r->provider, r->domain ? r->domain : "", r->addr_format,
+                   (unsigned long long)r->mr_mode, (unsigned long long)r->speed_mbps, r->numa);
+            hex(r->addr, r->addrlen);
+            printf("\n");
+        }
+        printf("regions: %u\n", m.nregions);
+        for (uint32_t i = 0; i < m.nregions; i++) {
+            const xr_md_region *g = &m.regions[i];
+            printf("  [%u] 0x%llx +%llu %s device %u access %s, keys on %u rail(s)\n", i,
+                   (unsigned long long)g->addr, (unsigned long long)g->len,
+                   g->kind ? "cuda" : "host", g->device, access[g->access & 3], g->nkeys);
+        }
+    }
+    xr_layout_free(&xr_md_schema, &m);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
+        !strcmp(argv[1], "help")) {
+        fputs(usage_text, argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    const char *cmd = argv[1], *sub = argc > 2 ? argv[2] : "";
+    bool two = !strcmp(cmd, "policy") || !strcmp(cmd, "md");
+    args a;
+    if (parse(argc, argv, two ? 3 : 2, &a))
+        return 1;
+    if (a.help || (two && (!*sub || sub[0] == '-'))) {
+        fputs(usage_text, stdout);
+        return a.help ? 0 : 2;
+    }
+    if (!strcmp(cmd, "rails"))
+        return cmd_rails(&a);
+    if (!strcmp(cmd, "config"))
+        return cmd_config(&a);
+    if (!strcmp(cmd, "policy") && !strcmp(sub, "check"))
+        return cmd_policy_check(&a);
+    if (!strcmp(cmd, "policy") && !strcmp(sub, "explain"))
+        return cmd_policy_explain(&a);
+    if (!strcmp(cmd, "md") && !strcmp(sub, "get"))
+        return cmd_md_get(&a);
+    if (!strcmp(cmd, "md") && !strcmp(sub, "dump"))
+        return cmd_md_dump(&a, 0);
+    if (!strcmp(cmd, "md") && !strcmp(sub, "check"))
+        return cmd_md_dump(&a, 1);
+    return die("unknown command '%s%s%s' (see xrail --help)", cmd, two ? " " : "", two ? sub : "");
+}

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# test_cli.sh - the xrail command-line tool on real shm rails.
+# usage: test_cli.sh XRAIL_BINARY SCRIPTS_DIR
+set -uo pipefail
+X=$1
+export XRAIL_SCRIPT_PATH=$2
+unset XRAIL_CONFIG XRAIL_RAILS XRAIL_PROVIDER XRAIL_POLICY
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fails=0
+ok()   { echo "ok: $*"; }
+fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+# expect_fail DESCRIPTION COMMAND...: non-zero exit and exactly one line on stderr
+expect_fail() {
+  local what=$1; shift
+  if "$@" >"$tmp/out" 2>"$tmp/err"; then fail "$what: exit 0"; return; fi
+  if [ "$(wc -l <"$tmp/err")" -ne 1 ]; then fail "$what: stderr is not one line: $(cat "$tmp/err")"; return; fi
+  ok "$what: $(cat "$tmp/err")"
+}
+
+if ! fi_info -p shm >/dev/null 2>&1; then
+  echo "SKIPPED: no shm provider"; exit 77
+fi
+
+cat >"$tmp/c.lua" <<'LUA'
+return {
+  rails = { { provider = "shm", count = 2, speed = 400 }, { provider = "shm", count = 2, speed = 100 } },
+  policy = "weighted.lua",
+}
+LUA
+
+"$X" rails --config "$tmp/c.lua" >"$tmp/rails" || fail "rails"
+[ "$(grep -c ' shm ' "$tmp/rails")" -eq 4 ] && ok "rails lists 4 rails" || fail "rails: $(cat "$tmp/rails")"
+
+"$X" config --config "$tmp/c.lua" >"$tmp/eff.lua" || fail "config"
+grep -q 'policy = ".*weighted.lua"' "$tmp/eff.lua" && ok "config shows the policy" || fail "config: $(cat "$tmp/eff.lua")"
+# The effective settings are themselves a config script that opens the same rails.
+"$X" rails --config "$tmp/eff.lua" >"$tmp/rails2" || fail "config output as a config"
+[ "$(grep -c ' shm ' "$tmp/rails2")" -eq 4 ] && ok "config output reloads as a config" || fail "round trip: $(cat "$tmp/rails2")"
+
+"$X" policy explain --size 1M --config "$tmp/c.lua" >"$tmp/explain" || fail "explain"
+grep -q 'rail 0: weight share 40.0%' "$tmp/explain" && grep -q 'rail 3: weight share 10.0%' "$tmp/explain" \
+  && ok "explain shows the weighted split" || fail "explain: $(cat "$tmp/explain")"
+"$X" policy explain --size 64k --policy round_robin.lua --peer-rails 8 --config "$tmp/c.lua" >"$tmp/explain2" \
+  && grep -q 'one rail' "$tmp/explain2" && ok "explain with --policy and --peer-rails" || fail "explain2: $(cat "$tmp/explain2")"
+
+for p in "$2"/policy/*.lua; do
+  "$X" policy check "$p" --config "$tmp/c.lua" >/dev/null 2>&1 && ok "policy check $(basename "$p")" \
+    || fail "policy check $p"
+done
+echo 'return { plan = function() return { rails = { 42 } } end }' >"$tmp/bad.lua"
+expect_fail "policy check of a bad policy" "$X" policy check "$tmp/bad.lua" --config "$tmp/c.lua"
+
+"$X" md get --config "$tmp/c.lua" >"$tmp/blob" || fail "md get"
+"$X" md check "$tmp/blob" | grep -q '4 rail(s)' && ok "md check" || fail "md check"
+"$X" md dump "$tmp/blob" | grep -q '^rails: 4' && ok "md dump" || fail "md dump"
+"$X" md dump "$tmp/blob" --json | grep -q '^{"name": "xrail-cli", .*"rails": \[{"index": 0' \
+  && ok "md dump --json" || fail "md dump --json"
+head -c 100 "$tmp/blob" >"$tmp/cut"
+expect_fail "md check of a truncated blob" "$X" md check "$tmp/cut"
+printf 'garbage' >"$tmp/junk"
+expect_fail "md dump of a non-blob" "$X" md dump "$tmp/junk"
+
+for c in "rails" "config" "policy check" "policy explain" "md get" "md dump" "md check"; do
+  # shellcheck disable=SC2086
+  "$X" $c --help | grep -q '^usage: xrail' && ok "$c --help" || fail "$c --help"
+done
+expect_fail "unknown command" "$X" frobnicate
+expect_fail "explain without --size" "$X" policy explain --config "$tmp/c.lua"
+expect_fail "a bad --op" "$X" policy explain --size 1M --op swap --config "$tmp/c.lua"
+expect_fail "a missing config" "$X" rails --config /nonexistent.lua
+echo 'return { railz = 1 }' >"$tmp/badcfg.lua"
+expect_fail "a config with an unknown key" "$X" config --config "$tmp/badcfg.lua"
+
+[ "$fails" -eq 0 ] && echo "cli: passed" || echo "cli: $fails failure(s)"
+[ "$fails" -eq 0 ]
