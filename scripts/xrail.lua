@@ -16,6 +16,7 @@ return {
   -- rails = {
   --   { provider = "tcp;ofi_rxm", domain = "lo", count = 4 },
   --   { provider = "shm", count = 2, speed = 100000 },   -- speed in Mbit/s, for weighted.lua
+  --   { provider = "efa", domain = "rdmap79s0", numa = 0, gpu = 0 },   -- topology, for numa_local.lua
   --   max = 8,
   -- },
 

@@ -19,7 +19,7 @@ static const char *usage_text =
     "  config [--config F]           print the effective settings (a valid config script)\n"
     "  policy check FILE [--config F]\n"
     "                                load and validate a rail policy\n"
-    "  policy explain --size N [--op write|read] [--mem host|cuda:D] [--peer-rails N]\n"
+    "  policy explain --size N [--op write|read] [--mem host|host:NUMA|cuda:D] [--peer-rails N]\n"
     "                 [--policy F] [--config F]\n"
     "                                print the plan and per-rail byte split of one transfer\n"
     "  md get [--config F]           write this engine's metadata blob to stdout\n"
@@ -165,12 +165,14 @@ static int cmd_policy_explain(const args *a)
     else
         return die("--op must be write or read, not '%s'", a->op);
     xr_mem_kind kind = XR_MEM_HOST;
-    int device = 0;
+    int device = -1; /* host memory: the NUMA node, unknown unless host:N */
     if (!strncmp(a->mem, "cuda:", 5)) {
         kind = XR_MEM_CUDA;
         device = atoi(a->mem + 5);
+    } else if (!strncmp(a->mem, "host:", 5)) {
+        device = atoi(a->mem + 5);
     } else if (strcmp(a->mem, "host")) {
-        return die("--mem must be host or cuda:D, not '%s'", a->mem);
+        return die("--mem must be host, host:NUMA or cuda:D, not '%s'", a->mem);
     }
     xr_engine *e, *p;
     if (engine(a, "xrail-cli", &e))

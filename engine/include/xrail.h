@@ -98,7 +98,16 @@ typedef struct xr_rail_spec {
     const char *src_addr;  /* source address (IPv4 text for sockets providers); NULL: any */
     unsigned count;        /* rails to open from this entry; 0 means 1 */
     uint64_t speed_mbps;   /* declared link speed; 0: what the provider reports */
+    /* Declared topology, for planning (and for tests on one host). Only the
+     * attributes named in `declared` (XR_DECL_*) are taken; the others come
+     * from the provider and sysfs. */
+    unsigned declared;
+    int numa_node;
+    int gpu;               /* the GPU this NIC is closest to */
+    const char *pci;       /* e.g. "0000:4f:00.0" */
 } xr_rail_spec;
+
+enum { XR_DECL_NUMA = 1, XR_DECL_GPU = 2, XR_DECL_PCI = 4 };
 
 typedef struct xr_engine_opts {
     const char *name;              /* unique among peers; required */
@@ -175,6 +184,8 @@ typedef struct xr_rail_info {
     char address[128];      /* printable endpoint address */
     uint64_t speed_mbps;    /* declared, or reported by the provider; 0 unknown */
     int numa_node;          /* -1 unknown */
+    int gpu;                /* declared GPU affinity; -1 unknown */
+    char pci[32];           /* PCI address of the NIC; "" unknown */
     int up;                 /* 1 when the rail carries traffic */
     uint64_t max_msg_size;
     uint64_t mr_mode;       /* FI_MR_* bits the provider asked for */
@@ -273,8 +284,9 @@ XR_API int xr_policy_reload(xr_engine *e, const char *path);
 
 /*
  * Describe the plan for one descriptor of `size` bytes to `peer`: the policy,
- * the rails, their weight shares and the byte split. XR_ETOOSMALL if `cap`
- * is too small.
+ * the rails, their weight shares and the byte split. For XR_MEM_HOST,
+ * `device` is the buffer's NUMA node (-1 unknown), as transfers use it.
+ * XR_ETOOSMALL if `cap` is too small.
  */
 XR_API int xr_policy_explain(xr_engine *e, xr_peer *peer, xr_op op, xr_mem_kind kind,
                              int device, size_t size, char *buf, size_t cap);

@@ -72,6 +72,7 @@ void xr__config_free(xr_config *c)
         free((char *)c->rails[i].provider);
         free((char *)c->rails[i].domain);
         free((char *)c->rails[i].src_addr);
+        free((char *)c->rails[i].pci);
     }
     free(c->provider);
     free(c->domain);
@@ -121,6 +122,15 @@ static int read_rail(lua_State *L, int t, const char *path, const char *where, x
     s->src_addr = opt_string(L, t, "src_addr", ctx, &rc);
     s->count = (unsigned)opt_int(L, t, "count", 1, 1, ctx, &rc);
     s->speed_mbps = (uint64_t)opt_int(L, t, "speed", 0, 0, ctx, &rc);
+    lua_Integer numa = opt_int(L, t, "numa", -1, -2, ctx, &rc);
+    lua_Integer gpu = opt_int(L, t, "gpu", -1, -2, ctx, &rc);
+    s->pci = opt_string(L, t, "pci", ctx, &rc);
+    if (numa != -2)
+        s->declared |= XR_DECL_NUMA, s->numa_node = (int)numa;
+    if (gpu != -2)
+        s->declared |= XR_DECL_GPU, s->gpu = (int)gpu;
+    if (s->pci)
+        s->declared |= XR_DECL_PCI;
     if (!rc && s->count > XR_MAX_RAILS)
         rc = xr__fail(XR_ESCRIPT, "config %s: count %u exceeds %d", ctx, s->count, XR_MAX_RAILS);
     return rc;
@@ -268,8 +278,10 @@ int xr_engine_config_get(xr_engine *e, char *buf, size_t cap)
     for (unsigned i = 0; i < e->nrails; i++) {
         const xr_rail *r = &e->rails[i];
         put(buf, cap, &w,
-            "    { provider = \"%s\", domain = \"%s\", count = 1, speed = %llu }, -- rail %u%s\n",
-            r->provider, r->domain_name, (unsigned long long)r->speed_mbps, i,
+            "    { provider = \"%s\", domain = \"%s\", count = 1, speed = %llu, numa = %d, "
+            "gpu = %d%s%s%s }, -- rail %u%s\n",
+            r->provider, r->domain_name, (unsigned long long)r->speed_mbps, r->numa_node, r->gpu,
+            *r->pci ? ", pci = \"" : "", r->pci, *r->pci ? "\"" : "", i,
             atomic_load(&r->up) ? "" : " (down)");
     }
     put(buf, cap, &w, "  },\n  stripe_min = %zu,\n  chunk = %zu,\n  progress = \"%s\",\n",

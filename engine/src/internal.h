@@ -64,6 +64,8 @@ typedef struct xr_rail {
     char provider[64], domain_name[64], fabric_name[64];
     uint64_t speed_mbps;
     int numa_node;
+    int gpu;
+    char pci[32];
     atomic_int up;
 
     /* Everything below is guarded by `lock`: the endpoint and CQ are driven
@@ -88,6 +90,7 @@ struct xr_region {
     unsigned access;
     unsigned refs;            /* transfers that use it; guarded by the engine lock */
     uint64_t rail_mask;       /* rails it is registered on (the policy's register hook) */
+    int numa;                 /* host memory: NUMA node of its first page; -1 unknown */
     struct fid_mr *mr[XR_MAX_RAILS];
     void *desc[XR_MAX_RAILS];
     uint64_t key[XR_MAX_RAILS];

@@ -6,6 +6,8 @@
 #include "policy.h"
 
 #include <stdlib.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <string.h>
 
 static void region_release_mrs(xr_region *g)
@@ -72,6 +74,20 @@ static int register_rail(xr_region *g, xr_rail *r, uint64_t key)
     return 0;
 }
 
+/* The NUMA node of the page at addr, from the kernel; -1 if it cannot say. */
+static int numa_of_page(void *addr)
+{
+#ifdef SYS_move_pages
+    void *page = (void *)((uintptr_t)addr & ~(uintptr_t)(sysconf(_SC_PAGESIZE) - 1));
+    int status = -1;
+    if (syscall(SYS_move_pages, 0, 1UL, &page, NULL, &status, 0) == 0 && status >= 0)
+        return status;
+#else
+    (void)addr;
+#endif
+    return -1;
+}
+
 int xr_mem_register(xr_engine *e, void *addr, size_t len, xr_mem_kind kind, int device,
                     unsigned access, xr_region **out)
 {
@@ -95,6 +111,7 @@ int xr_mem_register(xr_engine *e, void *addr, size_t len, xr_mem_kind kind, int 
     g->kind = kind;
     g->device = device;
     g->access = access;
+    g->numa = kind == XR_MEM_HOST ? numa_of_page(addr) : -1;
 
     pthread_mutex_lock(&e->lock);
     size_t at = lower_bound(e, g->addr);

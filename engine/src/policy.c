@@ -81,6 +81,10 @@ static void push_rail(lua_State *L, xr_engine *e, unsigned i, uint64_t reach)
     lua_setfield(L, -2, "speed");
     lua_pushinteger(L, r->numa_node);
     lua_setfield(L, -2, "numa");
+    lua_pushinteger(L, r->gpu);
+    lua_setfield(L, -2, "gpu");
+    lua_pushstring(L, r->pci);
+    lua_setfield(L, -2, "pci");
     lua_pushstring(L, !atomic_load(&r->up) ? "down" : (reach >> i) & 1 ? "up" : "unreachable");
     lua_setfield(L, -2, "state");
 }
@@ -235,13 +239,15 @@ static int ask_script(xr_engine *e, const char *peer_name, uint64_t reach, xr_op
     xr_policy *pol = e->policy;
     lua_State *L = xr_lua_state(pol->lua);
     lua_rawgeti(L, LUA_REGISTRYINDEX, pol->plan_ref);
-    lua_createtable(L, 0, 5);
+    lua_createtable(L, 0, 6);
     lua_pushstring(L, op == XR_OP_WRITE ? "write" : "read");
     lua_setfield(L, -2, "op");
     lua_pushstring(L, kind == XR_MEM_CUDA ? "cuda" : "host");
     lua_setfield(L, -2, "mem");
     lua_pushinteger(L, device);
     lua_setfield(L, -2, "device");
+    lua_pushinteger(L, kind == XR_MEM_HOST ? device : -1);
+    lua_setfield(L, -2, "numa");
     /* A class covers [2^(c-1), 2^c); the hook sees its lower bound. */
     lua_pushinteger(L, cls ? (lua_Integer)1 << (cls - 1) : 0);
     lua_setfield(L, -2, "size");

@@ -28,6 +28,7 @@ typedef struct rail_req {
     const char *domain;
     const char *src_addr;
     uint64_t speed_mbps;
+    const xr_rail_spec *spec;   /* declared attributes, or NULL */
 } rail_req;
 
 static struct fi_info *hints_new(const rail_req *q, bool delivery_complete)
@@ -133,7 +134,18 @@ void xr__addr_format(const xr_rail *r, const void *addr, size_t len, char *out, 
                             r->provider, r->domain_name, what, fi_strerror(-fi_rc_));  \
     } while (0)
 
-static int rail_open(xr_engine *e, xr_rail *r, struct fi_info *info, bool dc, uint64_t speed)
+static void pci_of(const struct fi_info *i, char *out, size_t cap)
+{
+    out[0] = 0;
+    if (i->nic && i->nic->bus_attr && i->nic->bus_attr->bus_type == FI_BUS_PCI) {
+        const struct fi_pci_attr *p = &i->nic->bus_attr->attr.pci;
+        snprintf(out, cap, "%04x:%02x:%02x.%x", p->domain_id, p->bus_id, p->device_id,
+                 p->function_id);
+    }
+}
+
+static int rail_open(xr_engine *e, xr_rail *r, struct fi_info *info, bool dc, uint64_t speed,
+                     const xr_rail_spec *decl)
 {
     r->e = e;
     r->info = fi_dupinfo(info);
@@ -148,6 +160,14 @@ static int rail_open(xr_engine *e, xr_rail *r, struct fi_info *info, bool dc, ui
     r->max_msg = info->ep_attr->max_msg_size ? info->ep_attr->max_msg_size : SIZE_MAX;
     r->delivery_complete = dc;
     r->numa_node = numa_of(info);
+    r->gpu = -1;
+    pci_of(info, r->pci, sizeof r->pci);
+    if (decl && (decl->declared & XR_DECL_NUMA))
+        r->numa_node = decl->numa_node;
+    if (decl && (decl->declared & XR_DECL_GPU))
+        r->gpu = decl->gpu;
+    if (decl && (decl->declared & XR_DECL_PCI) && decl->pci)
+        snprintf(r->pci, sizeof r->pci, "%s", decl->pci);
     r->speed_mbps = speed;
     if (!speed && info->nic && info->nic->link_attr)
         r->speed_mbps = info->nic->link_attr->speed / 1000000;
@@ -206,7 +226,7 @@ static int open_one(xr_engine *e, const rail_req *q, struct fi_info *info, bool 
         return xr__fail(XR_EINVAL, "rails: more than %d requested", XR_MAX_RAILS);
     xr_rail *r = &e->rails[e->nrails];
     r->index = e->nrails;
-    int rc = rail_open(e, r, info, dc, q->speed_mbps);
+    int rc = rail_open(e, r, info, dc, q->speed_mbps, q->spec);
     if (rc) {
         rail_close(r);
         return rc;
@@ -264,11 +284,11 @@ int xr__rails_open(xr_engine *e)
         for (unsigned i = 0; i < o->n_rail_specs && !rc; i++) {
             const xr_rail_spec *s = &o->rails[i];
             rail_req q = {s->provider ? s->provider : o->provider, s->domain, s->src_addr,
-                          s->speed_mbps};
+                          s->speed_mbps, s};
             rc = open_spec(e, &q, s->count ? s->count : 1, cap);
         }
     } else {
-        rail_req q = {o->provider, o->domain, NULL, 0};
+        rail_req q = {o->provider, o->domain, NULL, 0, NULL};
         rc = open_spec(e, &q, 0, cap);
     }
     if (!rc && e->nrails == 0)
@@ -492,6 +512,8 @@ int xr_rail_info_get(xr_engine *e, unsigned index, xr_rail_info *info)
     xr__addr_format(r, r->addr, r->addrlen, info->address, sizeof info->address);
     info->speed_mbps = r->speed_mbps;
     info->numa_node = r->numa_node;
+    info->gpu = r->gpu;
+    snprintf(info->pci, sizeof info->pci, "%s", r->pci);
     info->up = atomic_load(&r->up);
     info->max_msg_size = r->max_msg;
     info->mr_mode = r->mr_mode;

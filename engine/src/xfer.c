@@ -98,9 +98,11 @@ static int validate(xr_engine *e, xr_peer *peer, xr_op op, const xr_iov *local,
                             (unsigned long long)ref[d].rg->len,
                             op == XR_OP_WRITE ? "write" : "read");
         /* Descriptors of one size usually come in runs: one lookup per run. */
-        if (!last || local[d].len != last_len) {
-            int rc = xr__plan_get(e, peer, op, ref[d].lg->kind, ref[d].lg->device, local[d].len,
-                                  &last);
+        if (!last || local[d].len != last_len || ref[d].lg != (d ? ref[d - 1].lg : NULL)) {
+            /* For host memory the class's device is the buffer's NUMA node. */
+            const xr_region *lg = ref[d].lg;
+            int dev = lg->kind == XR_MEM_HOST ? lg->numa : lg->device;
+            int rc = xr__plan_get(e, peer, op, lg->kind, dev, local[d].len, &last);
             if (rc)
                 return rc;
             mask = plan_mask(last);

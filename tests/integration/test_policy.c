@@ -9,6 +9,7 @@
 #include "harness.h"
 
 #include <sys/stat.h>
+#include <sys/syscall.h>
 
 #define SIZE (4u << 20)
 
@@ -259,6 +260,90 @@ static void expect_rejected(const char *body, const char *needle)
             (unsigned long long)per[0]);
 }
 
+/* The rails listed in an explain text, as a mask. */
+static unsigned explained_rails(const char *text)
+{
+    unsigned m = 0;
+    for (unsigned i = 0; i < 4; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "  rail %u:", i);
+        if (strstr(text, key))
+            m |= 1u << i;
+    }
+    return m;
+}
+
+/* numa_local.lua over a declared topology: rails 0-1 sit by GPU 0 on NUMA
+ * node 0, rails 2-3 by GPU 1 on node 1. */
+static void numa_local(void)
+{
+    xr_rail_spec specs[4];
+    for (int i = 0; i < 4; i++)
+        specs[i] = (xr_rail_spec){.provider = "shm", .count = 1,
+                                  .declared = XR_DECL_NUMA | XR_DECL_GPU | XR_DECL_PCI,
+                                  .numa_node = i / 2, .gpu = i / 2, .pci = "0000:4f:00.0"};
+    xr_engine_opts o;
+    xr_engine_opts_init(&o);
+    o.name = "prefill4";
+    o.ignore_env = 1;
+    o.rails = specs;
+    o.n_rail_specs = 4;
+    o.policy = policy("numa_local.lua");
+    xr_engine *a4, *b4;
+    H_OK(xr_engine_create(&o, &a4));
+    H_OK(h_engine("decode4", "shm", 4, 0, &b4));
+    xr_rail_info ri;
+    H_OK(xr_rail_info_get(a4, 3, &ri));
+    H_CHECK(ri.numa_node == 1 && ri.gpu == 1 && !strcmp(ri.pci, "0000:4f:00.0"),
+            "declared topology not kept: numa %d gpu %d pci %s", ri.numa_node, ri.gpu, ri.pci);
+    xr_region *rs, *rd;
+    H_OK(xr_mem_register(a4, src, SIZE, XR_MEM_HOST, 0, XR_ACCESS_NONE, &rs));
+    H_OK(xr_mem_register(b4, dst, SIZE, XR_MEM_HOST, 0, XR_ACCESS_WRITE, &rd));
+    xr_peer *p = connect_pair(a4, b4);
+    static const struct { xr_mem_kind kind; int device; unsigned want; const char *what; } c[] = {
+        {XR_MEM_CUDA, 1, 0xc, "cuda:1"}, {XR_MEM_CUDA, 0, 0x3, "cuda:0"},
+        {XR_MEM_HOST, 1, 0xc, "host on NUMA node 1"}, {XR_MEM_HOST, -1, 0xf, "host, node unknown"},
+        {XR_MEM_CUDA, 5, 0xf, "cuda:5, no rail near it"},
+    };
+    char text[2048];
+    for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
+        H_OK(xr_policy_explain(a4, p, XR_OP_WRITE, c[i].kind, c[i].device, SIZE, text, sizeof text));
+        H_CHECK(explained_rails(text) == c[i].want, "numa_local, %s: rails 0x%x, want 0x%x:\n%s",
+                c[i].what, explained_rails(text), c[i].want, text);
+        h_log("ok: numa_local.lua, %s: rails mask 0x%x", c[i].what, c[i].want);
+    }
+    /* A real host transfer follows the node the kernel reports for the buffer. */
+    void *page = src;
+    int node = -1;
+    if (syscall(SYS_move_pages, 0, 1UL, &page, NULL, &node, 0) != 0 || node < 0)
+        node = -1;
+    unsigned want = node == 0 ? 0x3 : node == 1 ? 0xc : 0xf;
+    uint64_t before[4], per;
+    for (unsigned i = 0; i < 4; i++)
+        before[i] = rail_bytes(a4, i);
+    h_fill(src, SIZE, 13, 0);
+    xr_iov l = {(uintptr_t)src, SIZE}, r = {(uintptr_t)dst, SIZE};
+    xr_xfer *x;
+    H_OK(xr_xfer_create(a4, p, XR_OP_WRITE, &l, &r, 1, NULL, 0, &x));
+    H_OK(xr_xfer_post(x));
+    H_CHECK(wait_pair(x, a4, b4) == 0, "WRITE: %s", xr_xfer_error(x));
+    xr_xfer_release(x);
+    H_CHECK(h_verify(dst, SIZE, 13, 0) < 0, "bytes under numa_local");
+    unsigned used = 0;
+    for (unsigned i = 0; i < 4; i++) {
+        per = rail_bytes(a4, i) - before[i];
+        used |= (per != 0) << i;
+    }
+    H_CHECK(used == want, "buffer on NUMA node %d: rails 0x%x carried it, want 0x%x", node, used,
+            want);
+    h_log("ok: a host buffer on NUMA node %d went over rails 0x%x", node, used);
+    H_OK(xr_peer_unload(p));
+    H_OK(xr_mem_deregister(rs));
+    H_OK(xr_mem_deregister(rd));
+    xr_engine_destroy(a4);
+    xr_engine_destroy(b4);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2)
@@ -396,6 +481,7 @@ int main(int argc, char **argv)
     xr_engine_destroy(b);
     register_hook();
     rail_error_hook();
+    numa_local();
     free(src);
     free(dst);
     printf("policies: passed\n");
