@@ -295,6 +295,12 @@ static int cmd_md_dump(const args *a, int check_only)
             }
             printf("]}");
         }
+        printf("], \"fields\": [");
+        for (uint32_t i = 0; i < m.nfields; i++) {
+            printf("%s{\"name\": \"%s\", \"value_hex\": \"", i ? ", " : "", m.fields[i].name);
+            hex(m.fields[i].value, m.fields[i].len);
+            printf("\"}");
+        }
         printf("]}\n");
     } else {
         printf("engine '%s' (instance %016llx), %zu bytes\n", m.name,
@@ -314,6 +320,21 @@ static int cmd_md_dump(const args *a, int check_only)
             printf("  [%u] 0x%llx +%llu %s device %u access %s, keys on %u rail(s)\n", i,
                    (unsigned long long)g->addr, (unsigned long long)g->len,
                    g->kind ? "cuda" : "host", g->device, access[g->access & 3], g->nkeys);
+        }
+        printf("fields: %u\n", m.nfields);
+        for (uint32_t i = 0; i < m.nfields; i++) {
+            const xr_md_field *f = &m.fields[i];
+            bool text = true;
+            for (uint32_t k = 0; k < f->len && text; k++)
+                text = f->value[k] >= 0x20 && f->value[k] < 0x7f;
+            printf("  %s = ", f->name);
+            if (text)
+                printf("\"%.*s\"\n", (int)f->len, (const char *)f->value);
+            else {
+                printf("0x");
+                hex(f->value, f->len);
+                printf(" (%u bytes)\n", f->len);
+            }
         }
     }
     xr_layout_free(&xr_md_schema, &m);

@@ -217,6 +217,21 @@ XR_API int xr_mem_deregister(xr_region *r);
 XR_API int xr_metadata_get(xr_engine *e, void *buf, size_t *len);
 
 /*
+ * Publish an application field in this engine's metadata (a model name, a
+ * tp rank, a KV block size, a dtype...): any bytes, up to 64 KiB, under a
+ * name of 1 to 255 bytes. Setting a name again replaces its value. Peers
+ * loaded before the change do not see it: publish fields before
+ * xr_metadata_get. Engines that do not know custom fields skip them.
+ */
+XR_API int xr_metadata_set_field(xr_engine *e, const char *name, const void *value, size_t len);
+/*
+ * Read a field the peer published. *len in: capacity; out: size.
+ * XR_ENOENT if the peer has no such field (the message names it);
+ * XR_ETOOSMALL (with the size) if buf is NULL or too small.
+ */
+XR_API int xr_peer_field(xr_peer *p, const char *name, void *buf, size_t *len);
+
+/*
  * Validate a metadata blob and connect to the peer it describes. Any rail
  * count works against any other: each local rail is paired with a peer rail
  * of the same provider. XR_EEXIST if a peer of that name is loaded.

@@ -191,6 +191,7 @@ static void engine_free(xr_engine *e)
     xr__xfer_free_all(e);
     xr__peer_free_all(e);
     xr__region_free_all(e);
+    xr__fields_free(e);
     xr__plan_fini(e);
     xr__rails_close(e);
     xr__notif_fini(e);

@@ -121,6 +121,8 @@ struct xr_peer {
     xr_peer_region *regions;        /* sorted by addr */
     unsigned refs;                  /* 1 for the user + 1 per live transfer; engine lock */
     bool unloaded;
+    struct xr_md_field *fields;     /* the peer's custom fields, from its metadata */
+    uint32_t nfields;
 };
 
 typedef struct xr_chunk {
@@ -170,6 +172,8 @@ struct xr_engine {
     pthread_mutex_t lock;           /* regions, peers, transfers lists */
     xr_region **regions;            /* sorted by address */
     size_t nregions, cap_regions;
+    struct xr_md_field *fields;     /* custom metadata fields, published by xr_metadata_get */
+    size_t nfields;
     xr_peer *peers;
     xr_xfer *xfers;
     uint64_t next_key;
@@ -211,6 +215,7 @@ void xr__region_free_all(xr_engine *e);
 const xr_peer_region *xr__peer_region_find(const xr_peer *p, uint64_t addr, uint64_t len);
 void xr__peer_put(xr_peer *p);      /* engine lock held */
 void xr__peer_free_all(xr_engine *e);
+void xr__fields_free(xr_engine *e);
 
 /* ---- xfer.c ---- */
 /* Count a chunk's completion; true when it was the transfer's last chunk.

@@ -440,10 +440,19 @@ static const xr_field region_fields[] = {
 };
 static const xr_schema region_schema = SCHEMA("region", 0, xr_md_region, region_fields);
 
+static const xr_field custom_fields[] = {
+    F_STR(xr_md_field, 1, name, true),
+    F_BYTES(xr_md_field, 2, value, len, true),
+};
+static const xr_schema custom_schema = SCHEMA("field", 0, xr_md_field, custom_fields);
+
+/* `fields` is optional and new records are skipped by readers that do not
+ * know them, so engines with and without custom fields interoperate. */
 static const xr_field md_fields[] = {
     F_STR(xr_md, 1, name, true),
     F_INT(xr_md, 2, instance, XR_FT_U64, true),
     F_LIST(xr_md, 3, rails, nrails, rail_schema, true),
     F_LIST(xr_md, 4, regions, nregions, region_schema, false),
+    F_LIST(xr_md, 5, fields, nfields, custom_schema, false),
 };
 const xr_schema xr_md_schema = SCHEMA("xrail.v1", 1, xr_md, md_fields);

@@ -73,6 +73,13 @@ typedef struct xr_md_region {
     uint32_t nkeys;
 } xr_md_region;
 
+/* An application's own field (model, tp rank, block size, dtype...). */
+typedef struct xr_md_field {
+    char *name;
+    uint8_t *value;
+    uint32_t len;
+} xr_md_field;
+
 typedef struct xr_md {
     char *name;
     uint64_t instance;
@@ -80,6 +87,8 @@ typedef struct xr_md {
     uint32_t nrails;
     xr_md_region *regions;
     uint32_t nregions;
+    xr_md_field *fields;
+    uint32_t nfields;
 } xr_md;
 
 extern const xr_schema xr_md_schema;

@@ -69,6 +69,8 @@ int xr_metadata_get(xr_engine *e, void *buf, size_t *len)
             }
         }
     }
+    m.fields = e->fields;
+    m.nfields = (uint32_t)e->nfields;
     if (!rc)
         rc = xr_layout_encode(&xr_md_schema, &m, buf, len);
     pthread_mutex_unlock(&e->lock);
@@ -91,6 +93,11 @@ static void peer_free(xr_peer *p)
             fi_av_remove(r->av, &p->fi_addr[i], 1, 0);
         pthread_mutex_unlock(&r->lock);
     }
+    for (uint32_t i = 0; i < p->nfields; i++) {
+        free(p->fields[i].name);
+        free(p->fields[i].value);
+    }
+    free(p->fields);
     free(p->regions);
     free(p->name);
     free(p);
@@ -279,6 +286,10 @@ int xr_peer_load(xr_engine *e, const void *md, size_t len, xr_peer **out)
     if (rc) {
         peer_free(p);
     } else {
+        p->fields = m.fields; /* taken over from the decoded blob */
+        p->nfields = m.nfields;
+        m.fields = NULL;
+        m.nfields = 0;
         p->next = e->peers;
         e->peers = p;
         *out = p;
@@ -319,4 +330,91 @@ int xr_peer_rail_count(xr_peer *p)
 uint64_t xr_peer_rail_mask(xr_peer *p)
 {
     return p ? p->mask : 0;
+}
+
+#define XR_FIELD_NAME_MAX 255
+#define XR_FIELD_VALUE_MAX (64u << 10)
+#define XR_FIELDS_MAX 1024
+
+int xr_metadata_set_field(xr_engine *e, const char *name, const void *value, size_t len)
+{
+    if (!e || !name || (!value && len))
+        return xr__fail(XR_EINVAL, "xr_metadata_set_field: NULL argument");
+    size_t nlen = strlen(name);
+    if (!nlen || nlen > XR_FIELD_NAME_MAX)
+        return xr__fail(XR_EINVAL, "xr_metadata_set_field: a name of 1 to %d bytes is required",
+                        XR_FIELD_NAME_MAX);
+    if (len > XR_FIELD_VALUE_MAX)
+        return xr__fail(XR_EINVAL, "xr_metadata_set_field: '%s' is %zu bytes, at most %u", name,
+                        len, XR_FIELD_VALUE_MAX);
+    uint8_t *v = malloc(len ? len : 1);
+    if (!v)
+        return xr__fail(XR_ENOMEM, "xr_metadata_set_field: out of memory");
+    if (len)
+        memcpy(v, value, len);
+    pthread_mutex_lock(&e->lock);
+    int rc = 0;
+    size_t i;
+    for (i = 0; i < e->nfields && strcmp(e->fields[i].name, name); i++)
+        ;
+    if (i < e->nfields) {
+        free(e->fields[i].value);
+    } else if (e->nfields == XR_FIELDS_MAX) {
+        rc = xr__fail(XR_EINVAL, "xr_metadata_set_field: already %d fields", XR_FIELDS_MAX);
+    } else {
+        xr_md_field *n = realloc(e->fields, (e->nfields + 1) * sizeof *n);
+        char *nm = strdup(name);
+        if (!n || !nm) {
+            free(nm);
+            if (n)
+                e->fields = n;
+            rc = xr__fail(XR_ENOMEM, "xr_metadata_set_field: out of memory");
+        } else {
+            e->fields = n;
+            e->fields[i].name = nm;
+            e->nfields++;
+        }
+    }
+    if (!rc) {
+        e->fields[i].value = v;
+        e->fields[i].len = (uint32_t)len;
+    }
+    pthread_mutex_unlock(&e->lock);
+    if (rc)
+        free(v);
+    return rc;
+}
+
+void xr__fields_free(xr_engine *e)
+{
+    for (size_t i = 0; i < e->nfields; i++) {
+        free(e->fields[i].name);
+        free(e->fields[i].value);
+    }
+    free(e->fields);
+    e->fields = NULL;
+    e->nfields = 0;
+}
+
+int xr_peer_field(xr_peer *p, const char *name, void *buf, size_t *len)
+{
+    if (!p || !name || !len)
+        return xr__fail(XR_EINVAL, "xr_peer_field: NULL argument");
+    for (uint32_t i = 0; i < p->nfields; i++) {
+        const xr_md_field *f = &p->fields[i];
+        if (strcmp(f->name, name))
+            continue;
+        if (!buf || *len < f->len) {
+            size_t had = buf ? *len : 0;
+            *len = f->len;
+            return xr__fail(XR_ETOOSMALL, "xr_peer_field: '%s' of peer '%s' is %u bytes, buffer "
+                                          "holds %zu", name, p->name, f->len, had);
+        }
+        if (f->len)
+            memcpy(buf, f->value, f->len);
+        *len = f->len;
+        return 0;
+    }
+    return xr__fail(XR_ENOENT, "xr_peer_field: peer '%s' published no field '%s' (it has %u)",
+                    p->name, name, p->nfields);
 }

@@ -13,9 +13,11 @@
  *
  * The KV cache is layer-major: layer l, block b starts at
  * base + (l * blocks + b) * block_bytes. The decode side has a pool twice
- * as large and its own block ids. Metadata, the decode side's pool address
- * and, afterwards, the prefill side's timing travel over a small TCP side
- * channel on 127.0.0.1; the KV bytes travel over xrail.
+ * as large and its own block ids. It publishes the pool's geometry as
+ * custom metadata fields (kv.base, kv.layers, kv.blocks, kv.block_bytes,
+ * kv.dtype), which the prefill side checks before it moves a byte. The
+ * metadata blob and, afterwards, the prefill side's timing travel over a
+ * small TCP side channel on 127.0.0.1; the KV bytes travel over xrail.
  */
 #include "xrail.h"
 
@@ -36,7 +38,7 @@ typedef struct opts {
     unsigned rails, port, layers, blocks, block_kib, request;
 } opts;
 
-/* What the decode side tells the prefill side, besides its metadata. */
+/* The decode side's pool, as published in its metadata fields. */
 typedef struct pool_info {
     uint64_t base;
     uint32_t layers, blocks, block_bytes;
@@ -145,6 +147,12 @@ static int decode(const opts *o, int lfd)
     xr_region *reg;
     TRY(xr_mem_register(e, kv, bytes, XR_MEM_HOST, 0, XR_ACCESS_WRITE, &reg));
     pool.base = (uintptr_t)kv;
+    /* What a prefill worker must know, and check, about this pool. */
+    TRY(xr_metadata_set_field(e, "kv.base", &pool.base, sizeof pool.base));
+    TRY(xr_metadata_set_field(e, "kv.layers", &pool.layers, sizeof pool.layers));
+    TRY(xr_metadata_set_field(e, "kv.blocks", &pool.blocks, sizeof pool.blocks));
+    TRY(xr_metadata_set_field(e, "kv.block_bytes", &pool.block_bytes, sizeof pool.block_bytes));
+    TRY(xr_metadata_set_field(e, "kv.dtype", "uint8", 5));
 
     int fd = accept(lfd, NULL, NULL);
     close(lfd);
@@ -155,7 +163,6 @@ static int decode(const opts *o, int lfd)
     uint64_t l64 = len;
     xwrite(fd, &l64, sizeof l64);
     xwrite(fd, md, len);
-    xwrite(fd, &pool, sizeof pool);
     free(md);
     printf("decode:  %u rails, KV pool %u layers x %u blocks x %u KiB registered; waiting\n",
            xr_rail_count(e), pool.layers, pool.blocks, o->block_kib);
@@ -237,14 +244,21 @@ static int prefill(const opts *o)
     xread(fd, &len, sizeof len);
     void *md = malloc(len);
     xread(fd, md, len);
-    pool_info pool;
-    xread(fd, &pool, sizeof pool);
     xr_peer *peer;
     TRY(xr_peer_load(e, md, len, &peer));
     free(md);
-    if (pool.layers != o->layers || pool.block_bytes != bb)
-        DIE("prefill: decode's pool is %u layers x %u bytes, ours %u x %zu", pool.layers,
-            pool.block_bytes, o->layers, bb);
+    /* Check the decode side's published layout before moving a byte. */
+    pool_info pool;
+    char dtype[16] = "";
+    size_t n8 = sizeof pool.base, n4 = sizeof pool.layers, ndt = sizeof dtype - 1;
+    TRY(xr_peer_field(peer, "kv.base", &pool.base, &n8));
+    TRY(xr_peer_field(peer, "kv.layers", &pool.layers, &n4));
+    TRY(xr_peer_field(peer, "kv.blocks", &pool.blocks, &n4));
+    TRY(xr_peer_field(peer, "kv.block_bytes", &pool.block_bytes, &n4));
+    TRY(xr_peer_field(peer, "kv.dtype", dtype, &ndt));
+    if (pool.layers != o->layers || pool.block_bytes != bb || strcmp(dtype, "uint8"))
+        DIE("prefill: decode's pool is %u layers x %u bytes of %s, ours %u x %zu of uint8",
+            pool.layers, pool.block_bytes, dtype, o->layers, bb);
 
     /* The request: some prefill blocks, each to a free decode block. */
     unsigned n = o->request < o->blocks ? o->request : o->blocks;

@@ -112,6 +112,13 @@ static void xfer_target(int fd, void *arg)
     H_OK(h_engine("decode", c->provider, c->trails, c->pthread_target, &e));
     uint8_t *buf = aligned_alloc(4096, REGION);
     H_OK(xr_mem_register(e, buf, REGION, XR_MEM_HOST, 0, XR_ACCESS_RW, &reg));
+    /* Application fields travel in the metadata. */
+    uint32_t block = 65536;
+    H_OK(xr_metadata_set_field(e, "model", "llama-70b", 9));
+    H_OK(xr_metadata_set_field(e, "model", "llama-3-70b", 11)); /* replaced, not added */
+    H_OK(xr_metadata_set_field(e, "kv.block_bytes", &block, sizeof block));
+    H_OK(xr_metadata_set_field(e, "empty", NULL, 0));
+    H_CHECK(xr_metadata_set_field(e, "", "x", 1) == XR_EINVAL, "an empty field name");
     h_send_metadata(fd, e);
     h_send_u64(fd, (uintptr_t)buf); /* where the application's blocks live */
     static dlist l;
@@ -181,6 +188,22 @@ static void xfer_initiator(int fd, void *arg)
     H_OK(xr_mem_register(e, buf, REGION, XR_MEM_HOST, 0, XR_ACCESS_NONE, &reg));
     p = h_load_peer(fd, e);
     H_CHECK(xr_peer_rail_count(p) == (int)c->trails, "peer rail count %d", xr_peer_rail_count(p));
+    char model[32];
+    size_t flen = 0;
+    H_CHECK(xr_peer_field(p, "model", NULL, &flen) == XR_ETOOSMALL && flen == 11, "field size");
+    flen = sizeof model;
+    H_OK(xr_peer_field(p, "model", model, &flen));
+    H_CHECK(flen == 11 && !memcmp(model, "llama-3-70b", 11), "field 'model'");
+    uint32_t block = 0;
+    flen = sizeof block;
+    H_OK(xr_peer_field(p, "kv.block_bytes", &block, &flen));
+    H_CHECK(block == 65536, "field 'kv.block_bytes' is %u", block);
+    flen = sizeof model;
+    H_OK(xr_peer_field(p, "empty", model, &flen));
+    H_CHECK(flen == 0, "field 'empty' is %zu bytes", flen);
+    H_CHECK(xr_peer_field(p, "dtype", model, &flen) == XR_ENOENT &&
+                strstr(xr_engine_last_error(NULL), "no field 'dtype'"),
+            "a missing field: %s", xr_engine_last_error(NULL));
     H_CHECK(xr_peer_rail_mask(p) == (c->irails == 64 ? ~0ull : (1ull << c->irails) - 1),
             "not every local rail reaches the peer: mask 0x%llx",
             (unsigned long long)xr_peer_rail_mask(p));

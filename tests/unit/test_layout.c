@@ -41,6 +41,17 @@ static void md_make(xr_md *m, unsigned nrails, unsigned nregions, unsigned keys_
         r->speed_mbps = 100000;
         r->numa = (int32_t)(i / 16) - (i == 3); /* -1 included */
     }
+    m->nfields = nregions % 5; /* custom fields: 0 to 4, one of them empty */
+    m->fields = m->nfields ? calloc(m->nfields, sizeof *m->fields) : NULL;
+    for (unsigned i = 0; i < m->nfields; i++) {
+        char nm[32];
+        snprintf(nm, sizeof nm, "app.field%u", i);
+        m->fields[i].name = strdup(nm);
+        m->fields[i].len = i == 0 ? 0 : 1 + (uint32_t)(rng() % 300);
+        m->fields[i].value = malloc(m->fields[i].len ? m->fields[i].len : 1);
+        for (uint32_t k = 0; k < m->fields[i].len; k++)
+            m->fields[i].value[k] = (uint8_t)rng();
+    }
     m->nregions = nregions;
     m->regions = calloc(nregions ? nregions : 1, sizeof *m->regions);
     for (unsigned i = 0; i < nregions; i++) {
@@ -79,6 +90,12 @@ static void md_check_equal(const xr_md *a, const xr_md *b)
         ck_assert_uint_eq(x->mr_mode, y->mr_mode);
         ck_assert_uint_eq(x->speed_mbps, y->speed_mbps);
         ck_assert_int_eq(x->numa, y->numa);
+    }
+    ck_assert_uint_eq(a->nfields, b->nfields);
+    for (unsigned i = 0; i < a->nfields; i++) {
+        ck_assert_str_eq(a->fields[i].name, b->fields[i].name);
+        ck_assert_uint_eq(a->fields[i].len, b->fields[i].len);
+        ck_assert_mem_eq(a->fields[i].value, b->fields[i].value, a->fields[i].len);
     }
     ck_assert_uint_eq(a->nregions, b->nregions);
     for (unsigned i = 0; i < a->nregions; i++) {
@@ -186,7 +203,7 @@ START_TEST(every_truncation)
         int rc = xr_layout_decode_body(&xr_md_schema, copy, cut, &d);
         if (rc == 0) {
             /* A cut between top-level records can parse; it must then be missing data. */
-            ck_assert(d.nrails < m.nrails || d.nregions < m.nregions);
+            ck_assert(d.nrails < m.nrails || d.nregions < m.nregions || d.nfields < m.nfields);
             xr_layout_free(&xr_md_schema, &d);
         } else {
             ck_assert_int_eq(rc, XR_EBADMD);
