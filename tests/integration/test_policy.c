@@ -56,11 +56,40 @@ static xr_peer *connect_pair(xr_engine *from, xr_engine *to)
     return p;
 }
 
-static uint64_t rail_bytes(xr_engine *e, unsigned i)
+/* Post x (src -> dst, SIZE bytes, made with `tag`) from e1 to e2, verify
+ * every byte, and give the bytes each of e1's rails moved. */
+static void post_measured(xr_engine *e1, xr_engine *e2, xr_xfer *x, uint64_t tag,
+                          uint64_t *per_rail)
 {
-    xr_rail_info ri;
-    H_OK(xr_rail_info_get(e, i, &ri));
-    return ri.counters.tx_bytes;
+    xr_rail_info before[4], after;
+    for (unsigned i = 0; i < 4; i++)
+        H_OK(xr_rail_info_get(e1, i, &before[i]));
+    H_OK(xr_xfer_post(x));
+    int rc = wait_pair(x, e1, e2);
+    H_CHECK(rc == 0, "transfer: %s: %s", xr_err_name(rc), xr_xfer_error(x));
+    long long bad = h_verify(dst, SIZE, tag, 0);
+    H_CHECK(bad < 0, "byte %lld wrong", bad);
+    for (unsigned i = 0; i < 4; i++) {
+        H_OK(xr_rail_info_get(e1, i, &after));
+        per_rail[i] = after.counters.tx_bytes - before[i].counters.tx_bytes;
+    }
+}
+
+/* A SIZE-byte WRITE from e1 to peer p on e2, measured and released. */
+static void write_measured(xr_engine *e1, xr_engine *e2, xr_peer *p, uint64_t tag,
+                           uint64_t *per_rail)
+{
+    h_fill(src, SIZE, tag, 0);
+    xr_iov l = {(uintptr_t)src, SIZE}, r = {(uintptr_t)dst, SIZE};
+    xr_xfer *x;
+    H_OK(xr_xfer_create(e1, p, XR_OP_WRITE, &l, &r, 1, NULL, 0, &x));
+    post_measured(e1, e2, x, tag, per_rail);
+    xr_xfer_release(x);
+}
+
+static void run_and_verify(xr_xfer *x, uint64_t tag, uint64_t *per_rail)
+{
+    post_measured(a, b, x, tag, per_rail);
 }
 
 static const char *write_tmp(const char *body);
@@ -95,20 +124,8 @@ static void register_hook(void)
             xr_engine_last_error(NULL));
     h_log("ok: register answering a rail that does not exist: %s", xr_engine_last_error(NULL));
     xr_peer *p = connect_pair(a2, b2);
-    h_fill(src, SIZE, 11, 0);
-    uint64_t before[4];
-    for (unsigned i = 0; i < 4; i++)
-        before[i] = rail_bytes(a2, i);
-    xr_iov l = {(uintptr_t)src, SIZE}, r = {(uintptr_t)dst, SIZE};
-    xr_xfer *x;
-    H_OK(xr_xfer_create(a2, p, XR_OP_WRITE, &l, &r, 1, NULL, 0, &x));
-    H_OK(xr_xfer_post(x));
-    H_CHECK(wait_pair(x, a2, b2) == 0, "WRITE: %s", xr_xfer_error(x));
-    xr_xfer_release(x);
-    H_CHECK(h_verify(dst, SIZE, 11, 0) < 0, "bytes");
     uint64_t per[4];
-    for (unsigned i = 0; i < 4; i++)
-        per[i] = rail_bytes(a2, i) - before[i];
+    write_measured(a2, b2, p, 11, per);
     H_CHECK(per[0] == 0 && per[1] == 0 && per[2] + per[3] == SIZE && per[2] && per[3],
             "register kept the region on rails 2 and 3, but bytes went %llu/%llu/%llu/%llu",
             (unsigned long long)per[0], (unsigned long long)per[1], (unsigned long long)per[2],
@@ -195,21 +212,6 @@ static xr_xfer *make(uint64_t tag)
     xr_xfer *x;
     H_OK(xr_xfer_create(a, peer, XR_OP_WRITE, &l, &r, 1, NULL, 0, &x));
     return x;
-}
-
-static void run_and_verify(xr_xfer *x, uint64_t tag, uint64_t *per_rail)
-{
-    xr_rail_info before[4], after;
-    for (unsigned i = 0; i < 4; i++)
-        H_OK(xr_rail_info_get(a, i, &before[i]));
-    H_OK(xr_xfer_post(x));
-    wait_both(x);
-    long long bad = h_verify(dst, SIZE, tag, 0);
-    H_CHECK(bad < 0, "byte %lld wrong", bad);
-    for (unsigned i = 0; i < 4; i++) {
-        H_OK(xr_rail_info_get(a, i, &after));
-        per_rail[i] = after.counters.tx_bytes - before[i].counters.tx_bytes;
-    }
 }
 
 static void expect_share(const uint64_t *per, const double *share, const char *what)
@@ -318,22 +320,11 @@ static void numa_local(void)
     if (syscall(SYS_move_pages, 0, 1UL, &page, NULL, &node, 0) != 0 || node < 0)
         node = -1;
     unsigned want = node == 0 ? 0x3 : node == 1 ? 0xc : 0xf;
-    uint64_t before[4], per;
-    for (unsigned i = 0; i < 4; i++)
-        before[i] = rail_bytes(a4, i);
-    h_fill(src, SIZE, 13, 0);
-    xr_iov l = {(uintptr_t)src, SIZE}, r = {(uintptr_t)dst, SIZE};
-    xr_xfer *x;
-    H_OK(xr_xfer_create(a4, p, XR_OP_WRITE, &l, &r, 1, NULL, 0, &x));
-    H_OK(xr_xfer_post(x));
-    H_CHECK(wait_pair(x, a4, b4) == 0, "WRITE: %s", xr_xfer_error(x));
-    xr_xfer_release(x);
-    H_CHECK(h_verify(dst, SIZE, 13, 0) < 0, "bytes under numa_local");
+    uint64_t per[4];
+    write_measured(a4, b4, p, 13, per);
     unsigned used = 0;
-    for (unsigned i = 0; i < 4; i++) {
-        per = rail_bytes(a4, i) - before[i];
-        used |= (per != 0) << i;
-    }
+    for (unsigned i = 0; i < 4; i++)
+        used |= (per[i] != 0) << i;
     H_CHECK(used == want, "buffer on NUMA node %d: rails 0x%x carried it, want 0x%x", node, used,
             want);
     h_log("ok: a host buffer on NUMA node %d went over rails 0x%x", node, used);
@@ -370,12 +361,7 @@ int main(int argc, char **argv)
     xr_region *rs, *rd;
     H_OK(xr_mem_register(a, src, SIZE, XR_MEM_HOST, 0, XR_ACCESS_NONE, &rs));
     H_OK(xr_mem_register(b, dst, SIZE, XR_MEM_HOST, 0, XR_ACCESS_WRITE, &rd));
-    size_t len = 0;
-    xr_metadata_get(b, NULL, &len);
-    void *md = malloc(len);
-    H_OK(xr_metadata_get(b, md, &len));
-    H_OK(xr_peer_load(a, md, len, &peer));
-    free(md);
+    peer = connect_pair(a, b);
 
     /* weighted.lua: 40/40/10/10, byte for byte. */
     xr_policy_stats st0, st;
