@@ -22,11 +22,6 @@
 #define XR_SHARE_DIR "/usr/local/share/xrail"
 #endif
 
-const char *xr__share_dir(void)
-{
-    return XR_SHARE_DIR;
-}
-
 static bool try_path(const char *dir, size_t dlen, const char *sub, const char *name, char *out,
                      size_t cap)
 {

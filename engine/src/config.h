@@ -26,6 +26,5 @@ int xr__script_find(const xr_engine_opts *o, const char *name, const char *sub, 
                     size_t cap);
 int xr__config_load(const xr_engine_opts *o, const char *path, xr_config *c);
 void xr__config_free(xr_config *c);
-const char *xr__share_dir(void);
 
 #endif

@@ -43,7 +43,6 @@ typedef struct xr_rail_slot {
     struct xr_rail_slot *next;
     struct xr_xfer *x;
     uint32_t begin, cursor, end; /* chunk indexes of this rail in x->chunks */
-    bool queued;
 } xr_rail_slot;
 
 typedef struct xr_rail {
@@ -111,7 +110,6 @@ struct xr_peer {
     xr_engine *e;
     struct xr_peer *next;
     char *name;
-    uint64_t instance;
     unsigned nrails;                /* the peer's own rail count */
     int peer_rail[XR_MAX_RAILS];    /* per local rail: the peer rail it talks to, -1 none */
     fi_addr_t fi_addr[XR_MAX_RAILS];

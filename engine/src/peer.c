@@ -268,7 +268,6 @@ int xr_peer_load(xr_engine *e, const void *md, size_t len, xr_peer **out)
         return rc;
     }
     p->e = e;
-    p->instance = m.instance;
     p->nrails = m.nrails;
     p->refs = 1;
     for (unsigned i = 0; i < XR_MAX_RAILS; i++)

@@ -350,7 +350,6 @@ static void slot_dequeue(xr_rail *r)
     if (!r->pend_head)
         r->pend_tail = NULL;
     s->next = NULL;
-    s->queued = false;
 }
 
 /* Post queued chunks while the rail has room. Rail lock held. */
@@ -479,7 +478,6 @@ void xr__rail_enqueue(xr_rail *r, xr_rail_slot *s)
     done_list dl = {.n = 0};
     pthread_mutex_lock(&r->lock);
     s->next = NULL;
-    s->queued = true;
     if (r->pend_tail)
         r->pend_tail->next = s;
     else
