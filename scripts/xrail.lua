@@ -24,4 +24,6 @@ return {
   chunk = 1024 * 1024,          -- largest chunk, before each provider's own cap
   progress = "manual",          -- or "thread": a thread drives completions
   policy = "even_stripe.lua",   -- found along the script path, under policy/
+  layout = "xrail_v1.lua",      -- the metadata layout, under layout/; kv_cache.lua adds
+                                -- typed KV-pool fields (docs/layout.md)
 }

@@ -3,6 +3,7 @@
  * settings, policy checks and explanations, and metadata blobs.
  * Errors are one line on stderr and a non-zero exit.
  */
+#include "config.h"
 #include "layout.h"
 #include "xrail.h"
 
@@ -12,22 +13,50 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *usage_text =
-    "usage: xrail <command> [options]\n"
-    "\n"
-    "  rails [--config F]            list the rails the config opens\n"
-    "  config [--config F]           print the effective settings (a valid config script)\n"
-    "  policy check FILE [--config F]\n"
-    "                                load and validate a rail policy\n"
-    "  policy explain --size N [--op write|read] [--mem host|host:NUMA|cuda:D] [--peer-rails N]\n"
-    "                 [--policy F] [--config F]\n"
-    "                                print the plan and per-rail byte split of one transfer\n"
-    "  md get [--config F]           write this engine's metadata blob to stdout\n"
-    "  md dump FILE [--json]         decode a metadata blob\n"
-    "  md check FILE                 validate a metadata blob\n"
-    "\n"
-    "Every command takes --help. Settings come from the config script (--config,\n"
-    "XRAIL_CONFIG, or xrail.lua on XRAIL_SCRIPT_PATH), then XRAIL_* variables.\n";
+/* One entry per command: its usage line(s) and what it does. `xrail --help`
+ * prints them all; `xrail CMD [SUB] --help` prints its own. */
+static const struct {
+    const char *cmd, *sub, *usage, *what;
+} commands[] = {
+    {"rails", NULL, "rails [--config F]", "list the rails the config opens"},
+    {"config", NULL, "config [--config F]",
+     "print the effective settings (itself a valid config script)"},
+    {"policy", "check", "policy check FILE [--config F]",
+     "load and validate a rail policy against the config's rails"},
+    {"policy", "explain",
+     "policy explain --size N [--op write|read] [--mem host|host:NUMA|cuda:D]\n"
+     "               [--peer-rails N] [--policy F] [--config F]",
+     "print the plan and per-rail byte split of one transfer"},
+    {"md", "get", "md get [--config F] [--layout F]", "write this engine's metadata blob to stdout"},
+    {"md", "dump", "md dump FILE [--json] [--layout F]",
+     "decode a metadata blob (custom fields typed by the layout)"},
+    {"md", "check", "md check FILE [--layout F]", "validate a metadata blob against a layout"},
+    {"layout", "show", "layout show FILE", "print a layout script's fields, ids and types"},
+    {"layout", "check", "layout check FILE", "load and validate a layout script"},
+};
+#define NCOMMANDS (sizeof commands / sizeof commands[0])
+
+static const char *usage_tail =
+    "\nSettings come from the config script (--config, XRAIL_CONFIG, or xrail.lua\n"
+    "on XRAIL_SCRIPT_PATH), then XRAIL_* variables. Scripts named without a '/'\n"
+    "are looked up on the script path (policies under policy/, layouts under layout/).\n";
+
+static void usage(FILE *out, const char *cmd, const char *sub)
+{
+    bool one = false;
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        one |= cmd && !strcmp(commands[i].cmd, cmd) && (!commands[i].sub || (sub && !strcmp(commands[i].sub, sub)));
+    fputs(one ? "usage:\n" : "usage: xrail <command> [options]\n\n", out);
+    for (size_t i = 0; i < NCOMMANDS; i++) {
+        bool mine = cmd && !strcmp(commands[i].cmd, cmd) &&
+                    (!commands[i].sub || (sub && !strcmp(commands[i].sub, sub)));
+        if (!one || mine)
+            fprintf(out, "  xrail %s\n      %s\n", commands[i].usage, commands[i].what);
+    }
+    if (!one)
+        fputs("\nEvery command takes --help.\n", out);
+    fputs(usage_tail, out);
+}
 
 static int die(const char *fmt, ...)
 {
@@ -41,7 +70,7 @@ static int die(const char *fmt, ...)
 }
 
 typedef struct args {
-    const char *config, *policy, *file, *op, *mem;
+    const char *config, *policy, *layout, *file, *op, *mem;
     size_t size;
     int peer_rails, json, help;
 } args;
@@ -61,6 +90,8 @@ static int parse(int argc, char **argv, int first, args *a)
             a->config = v, i++;
         else if (!strcmp(s, "--policy") && v)
             a->policy = v, i++;
+        else if (!strcmp(s, "--layout") && v)
+            a->layout = v, i++;
         else if (!strcmp(s, "--op") && v)
             a->op = v, i++;
         else if (!strcmp(s, "--mem") && v)
@@ -96,6 +127,7 @@ static int engine(const args *a, const char *name, xr_engine **e)
     o.name = name;
     o.config = a->config;
     o.policy = a->policy;
+    o.layout = a->layout;
     if (xr_engine_create(&o, e))
         return die("%s", xr_engine_last_error(NULL));
     return 0;
@@ -229,7 +261,22 @@ static int cmd_md_get(const args *a)
     return rc ? die("%s", xr_engine_last_error(NULL)) : 0;
 }
 
-static int load_blob(const char *file, xr_md *m, size_t *len)
+/* A layout script by path or by name on the script path; NULL: built-in. */
+static int open_layout(const char *name, xr_layout **l)
+{
+    *l = NULL;
+    if (!name)
+        return 0;
+    xr_engine_opts o;
+    xr_engine_opts_init(&o);
+    char path[4096];
+    if (xr__script_find(&o, name, "layout", path, sizeof path) || xr_layout_load(path, 0, l))
+        return die("%s", xr_engine_last_error(NULL));
+    return 0;
+}
+
+static int load_blob(const char *file, const xr_layout *l, xr_md *m, size_t *len,
+                     unsigned *version)
 {
     if (!file)
         return die("which FILE?");
@@ -247,7 +294,8 @@ static int load_blob(const char *file, xr_md *m, size_t *len)
     fclose(f);
     if (!buf)
         return die("out of memory reading '%s'", file);
-    int rc = xr_layout_decode(&xr_md_schema, buf, n, 0, m);
+    int rc = xr_layout_md_decode(l, buf, n, 0, m);
+    *version = n >= 8 ? (unsigned)(buf[6] | buf[7] << 8) : 0;
     free(buf);
     *len = n;
     return rc ? die("%s: %s", file, xr_engine_last_error(NULL)) : 0;
@@ -259,19 +307,54 @@ static void hex(const uint8_t *p, size_t n)
         printf("%02x", p[i]);
 }
 
+/* A field's value as text: a declared integer as a number, printable
+ * bytes as a quoted string, anything else as hex. */
+static void print_value(const xr_layout *l, const xr_md_field *f, bool json)
+{
+    int type = xr_layout_field_type(l, f->name);
+    if (type && type <= XR_FT_I32) {
+        uint64_t u = 0;
+        memcpy(&u, f->value, f->len < 8 ? f->len : 8);
+        if (type == XR_FT_I32)
+            printf("%d", (int32_t)(uint32_t)u);
+        else
+            printf("%llu", (unsigned long long)u);
+        return;
+    }
+    bool text = true;
+    for (uint32_t k = 0; k < f->len && text; k++)
+        text = f->value[k] >= 0x20 && f->value[k] < 0x7f && f->value[k] != '"' &&
+               f->value[k] != '\\';
+    if (text) {
+        printf("\"%.*s\"", (int)f->len, (const char *)f->value);
+    } else {
+        printf(json ? "\"0x" : "0x");
+        hex(f->value, f->len);
+        printf(json ? "\"" : " (%u bytes)", f->len);
+    }
+}
+
 static int cmd_md_dump(const args *a, int check_only)
 {
     xr_md m;
     size_t len = 0;
-    if (load_blob(a->file, &m, &len))
+    unsigned version = 0;
+    xr_layout *l;
+    if (open_layout(a->layout, &l))
         return 1;
+    if (load_blob(a->file, l, &m, &len, &version)) {
+        xr_layout_destroy(l);
+        return 1;
+    }
+    const char *lname = xr_layout_schema(l)->name;
     static const char *const access[] = {"none", "read", "write", "rw"};
     if (check_only) {
-        printf("%s: ok: %zu bytes, engine '%s', %u rail(s), %u region(s)\n", a->file, len, m.name,
-               m.nrails, m.nregions);
+        printf("%s: ok: %zu bytes, engine '%s', %u rail(s), %u region(s), %u field(s); "
+               "readable by layout '%s'\n", a->file, len, m.name, m.nrails, m.nregions, m.nfields,
+               lname);
     } else if (a->json) {
-        printf("{\"name\": \"%s\", \"instance\": %llu, \"bytes\": %zu, \"rails\": [", m.name,
-               (unsigned long long)m.instance, len);
+        printf("{\"name\": \"%s\", \"instance\": %llu, \"bytes\": %zu, \"layout_version\": %u, "
+               "\"rails\": [", m.name, (unsigned long long)m.instance, len, version);
         for (uint32_t i = 0; i < m.nrails; i++) {
             const xr_md_rail *r = &m.rails[i];
             printf("%s{\"index\": %u, \"provider\": \"%s\", \"domain\": \"%s\", \"addr_format\": "
@@ -297,14 +380,16 @@ static int cmd_md_dump(const args *a, int check_only)
         }
         printf("], \"fields\": [");
         for (uint32_t i = 0; i < m.nfields; i++) {
-            printf("%s{\"name\": \"%s\", \"value_hex\": \"", i ? ", " : "", m.fields[i].name);
+            printf("%s{\"name\": \"%s\", \"value\": ", i ? ", " : "", m.fields[i].name);
+            print_value(l, &m.fields[i], true);
+            printf(", \"value_hex\": \"");
             hex(m.fields[i].value, m.fields[i].len);
             printf("\"}");
         }
         printf("]}\n");
     } else {
-        printf("engine '%s' (instance %016llx), %zu bytes\n", m.name,
-               (unsigned long long)m.instance, len);
+        printf("engine '%s' (instance %016llx), %zu bytes, layout version %u, read as '%s'\n",
+               m.name, (unsigned long long)m.instance, len, version, lname);
         printf("rails: %u\n", m.nrails);
         for (uint32_t i = 0; i < m.nrails; i++) {
             const xr_md_rail *r = &m.rails[i];
@@ -323,38 +408,50 @@ static int cmd_md_dump(const args *a, int check_only)
         }
         printf("fields: %u\n", m.nfields);
         for (uint32_t i = 0; i < m.nfields; i++) {
-            const xr_md_field *f = &m.fields[i];
-            bool text = true;
-            for (uint32_t k = 0; k < f->len && text; k++)
-                text = f->value[k] >= 0x20 && f->value[k] < 0x7f;
-            printf("  %s = ", f->name);
-            if (text)
-                printf("\"%.*s\"\n", (int)f->len, (const char *)f->value);
-            else {
-                printf("0x");
-                hex(f->value, f->len);
-                printf(" (%u bytes)\n", f->len);
-            }
+            printf("  %s = ", m.fields[i].name);
+            print_value(l, &m.fields[i], false);
+            printf("\n");
         }
     }
-    xr_layout_free(&xr_md_schema, &m);
+    xr_layout_free(xr_layout_schema(l), &m);
+    xr_layout_destroy(l);
     return 0;
+}
+
+static int cmd_layout(const args *a, bool show)
+{
+    if (!a->file)
+        return die("layout %s: which FILE?", show ? "show" : "check");
+    xr_layout *l;
+    if (open_layout(a->file, &l))
+        return 1;
+    static char buf[64 << 10];
+    int rc = xr_layout_describe(l, buf, sizeof buf);
+    if (rc)
+        die("%s", xr_engine_last_error(NULL));
+    else if (show)
+        fputs(buf, stdout);
+    else
+        printf("%s: ok: layout '%s' version %u\n", a->file, xr_layout_schema(l)->name,
+               xr_layout_schema(l)->layout_id);
+    xr_layout_destroy(l);
+    return rc ? 1 : 0;
 }
 
 int main(int argc, char **argv)
 {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
         !strcmp(argv[1], "help")) {
-        fputs(usage_text, argc < 2 ? stderr : stdout);
+        usage(argc < 2 ? stderr : stdout, NULL, NULL);
         return argc < 2 ? 2 : 0;
     }
     const char *cmd = argv[1], *sub = argc > 2 ? argv[2] : "";
-    bool two = !strcmp(cmd, "policy") || !strcmp(cmd, "md");
+    bool two = !strcmp(cmd, "policy") || !strcmp(cmd, "md") || !strcmp(cmd, "layout");
     args a;
     if (parse(argc, argv, two ? 3 : 2, &a))
         return 1;
     if (a.help || (two && (!*sub || sub[0] == '-'))) {
-        fputs(usage_text, stdout);
+        usage(stdout, cmd, sub);
         return a.help ? 0 : 2;
     }
     if (!strcmp(cmd, "rails"))
@@ -371,5 +468,7 @@ int main(int argc, char **argv)
         return cmd_md_dump(&a, 0);
     if (!strcmp(cmd, "md") && !strcmp(sub, "check"))
         return cmd_md_dump(&a, 1);
+    if (!strcmp(cmd, "layout") && (!strcmp(sub, "show") || !strcmp(sub, "check")))
+        return cmd_layout(&a, !strcmp(sub, "show"));
     return die("unknown command '%s%s%s' (see xrail --help)", cmd, two ? " " : "", two ? sub : "");
 }

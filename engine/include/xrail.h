@@ -130,6 +130,9 @@ typedef struct xr_engine_opts {
     const char *config;            /* config script, a path or a name; NULL: XRAIL_CONFIG, else
                                       "xrail.lua" on the script path if there is one */
     const char *script_path;       /* ':'-separated directories searched first for scripts */
+    const char *layout;            /* metadata layout script (Lua), a path or a name found on the
+                                      script path under layout/; NULL: the config's, else the
+                                      built-in xrail.v1 layout */
 } xr_engine_opts;
 
 /* Fill `opts` with defaults. Call before setting fields. */
@@ -141,7 +144,7 @@ XR_API void xr_engine_opts_init(xr_engine_opts *opts);
  * environment (unless opts->ignore_env): XRAIL_PROVIDER, XRAIL_DOMAIN,
  * XRAIL_RAILS (a count of rails on the discovered/first domain, or
  * "prov:domain:count,..."), XRAIL_MAX_RAILS, XRAIL_STRIPE_MIN,
- * XRAIL_CHUNK_SIZE, XRAIL_LOG, XRAIL_POLICY. With ignore_env, only a config
+ * XRAIL_CHUNK_SIZE, XRAIL_LOG, XRAIL_POLICY, XRAIL_LAYOUT. With ignore_env, only a config
  * named in opts->config is read.
  * On failure nothing is left behind, *out is NULL, and
  * xr_engine_last_error(NULL) tells why.
@@ -222,6 +225,11 @@ XR_API int xr_metadata_get(xr_engine *e, void *buf, size_t *len);
  * name of 1 to 255 bytes. Setting a name again replaces its value. Peers
  * loaded before the change do not see it: publish fields before
  * xr_metadata_get. Engines that do not know custom fields skip them.
+ * A field declared in the engine's layout script is typed: an integer
+ * takes exactly its width in host byte order, a string no NUL byte;
+ * anything else is XR_EINVAL naming the field and the layout. An
+ * undeclared name needs a layout with an "extra" section (the built-in
+ * one has it).
  */
 XR_API int xr_metadata_set_field(xr_engine *e, const char *name, const void *value, size_t len);
 /*

@@ -8,6 +8,7 @@
  */
 #include "config.h"
 
+#include "layout.h"
 #include "lua_sandbox.h"
 #include "policy.h"
 
@@ -61,6 +62,23 @@ int xr__script_find(const xr_engine_opts *o, const char *name, const char *sub, 
                     name, o->script_path ? o->script_path : "", env ? env : "", XR_SHARE_DIR);
 }
 
+char *xr__file_read(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    char *buf = NULL;
+    if (fseek(f, 0, SEEK_END) == 0) {
+        long n = ftell(f);
+        if (n >= 0 && fseek(f, 0, SEEK_SET) == 0 && (buf = malloc((size_t)n + 1))) {
+            *len = fread(buf, 1, (size_t)n, f);
+            buf[*len] = 0;
+        }
+    }
+    fclose(f);
+    return buf;
+}
+
 void xr__config_free(xr_config *c)
 {
     for (unsigned i = 0; i < c->nrails; i++) {
@@ -72,6 +90,7 @@ void xr__config_free(xr_config *c)
     free(c->provider);
     free(c->domain);
     free(c->policy);
+    free(c->layout);
     memset(c, 0, sizeof *c);
 }
 
@@ -181,24 +200,15 @@ static int read_rails(lua_State *L, int t, const char *path, xr_config *c)
 }
 
 static const char *const known_keys[] = {"provider", "domain", "rails", "stripe_min",
-                                         "chunk", "progress", "policy", "log", NULL};
+                                         "chunk", "progress", "policy", "layout", "log", NULL};
 
 int xr__config_load(const xr_engine_opts *o, const char *path, xr_config *c)
 {
     memset(c, 0, sizeof *c);
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return xr__fail(XR_EINVAL, "config: cannot read '%s'", path);
-    char *src = NULL;
     size_t len = 0;
-    if (fseek(f, 0, SEEK_END) == 0) {
-        long n = ftell(f);
-        if (n >= 0 && fseek(f, 0, SEEK_SET) == 0 && (src = malloc((size_t)n + 1)))
-            len = fread(src, 1, (size_t)n, f);
-    }
-    fclose(f);
+    char *src = xr__file_read(path, &len);
     if (!src)
-        return xr__fail(XR_ENOMEM, "config: '%s'", path);
+        return xr__fail(XR_EINVAL, "config: cannot read '%s'", path);
     xr_lua *lua;
     xr_lua_limits lim = {.mem_bytes = o->script_mem, .instructions = 0};
     int rc = xr_lua_new(NULL, &lim, &lua);
@@ -232,6 +242,7 @@ int xr__config_load(const xr_engine_opts *o, const char *path, xr_config *c)
         c->provider = opt_string(L, t, "provider", path, &rc);
         c->domain = opt_string(L, t, "domain", path, &rc);
         c->policy = opt_string(L, t, "policy", path, &rc);
+        c->layout = opt_string(L, t, "layout", path, &rc);
         c->stripe_min = opt_int(L, t, "stripe_min", 0, -1, path, &rc);
         c->chunk_size = opt_int(L, t, "chunk", 1, -1, path, &rc);
         c->log_level = (int)opt_int(L, t, "log", 0, -1, path, &rc);
@@ -250,43 +261,39 @@ int xr__config_load(const xr_engine_opts *o, const char *path, xr_config *c)
     return rc;
 }
 
-/* Append to buf at *w, counting what would not fit. */
-static void put(char *buf, size_t cap, size_t *w, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static void put(char *buf, size_t cap, size_t *w, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(buf + (*w < cap ? *w : cap), *w < cap ? cap - *w : 0, fmt, ap);
-    va_end(ap);
-    if (n > 0)
-        *w += (size_t)n;
-}
-
 int xr_engine_config_get(xr_engine *e, char *buf, size_t cap)
 {
     if (!e || (!buf && cap))
         return xr__fail(XR_EINVAL, "xr_engine_config_get: NULL argument");
     size_t w = 0;
     const xr_engine_opts *o = &e->opts;
-    put(buf, cap, &w, "-- effective settings of engine '%s'\nreturn {\n  rails = {\n", e->name);
+    xr__put(buf, cap, &w, "-- effective settings of engine '%s'\nreturn {\n  rails = {\n", e->name);
     for (unsigned i = 0; i < e->nrails; i++) {
         const xr_rail *r = &e->rails[i];
-        put(buf, cap, &w,
+        xr__put(buf, cap, &w,
             "    { provider = \"%s\", domain = \"%s\", count = 1, speed = %llu, numa = %d, "
             "gpu = %d%s%s%s }, -- rail %u%s\n",
             r->provider, r->domain_name, (unsigned long long)r->speed_mbps, r->numa_node, r->gpu,
             *r->pci ? ", pci = \"" : "", r->pci, *r->pci ? "\"" : "", i,
             atomic_load(&r->up) ? "" : " (down)");
     }
-    put(buf, cap, &w, "  },\n  stripe_min = %zu,\n  chunk = %zu,\n  progress = \"%s\",\n",
+    xr__put(buf, cap, &w, "  },\n  stripe_min = %zu,\n  chunk = %zu,\n  progress = \"%s\",\n",
         o->stripe_min, o->chunk_size, e->progress_running ? "thread" : "manual");
     pthread_mutex_lock(&e->lock);
     const char *pol = xr__policy_path(e);
-    put(buf, cap, &w, "  policy = %s%s%s,\n", pol ? "\"" : "", pol ? pol : "nil -- built-in equal stripe",
-        pol ? "\"" : "");
+    /* A nil is followed by its comma before the comment, so that the output
+     * stays a valid config script. */
+    if (pol)
+        xr__put(buf, cap, &w, "  policy = \"%s\",\n", pol);
+    else
+        xr__put(buf, cap, &w, "  policy = nil, -- built-in equal stripe\n");
     pthread_mutex_unlock(&e->lock);
-    put(buf, cap, &w, "  log = %d,\n}\n-- rail_depth %u, max_metadata %zu, max_notif %zu, "
+    const char *lay = xr_layout_path(e->layout);
+    if (lay)
+        xr__put(buf, cap, &w, "  layout = \"%s\",\n", lay);
+    else
+        xr__put(buf, cap, &w, "  layout = nil, -- built-in xrail.v1\n");
+    xr__put(buf, cap, &w, "  log = %d,\n}\n-- rail_depth %u, max_metadata %zu, max_notif %zu, "
                       "script_mem %zu, script_path %s\n",
         e->log_level, o->rail_depth, o->max_metadata, o->max_notif, o->script_mem,
         e->script_path ? e->script_path : "(none)");

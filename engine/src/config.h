@@ -8,7 +8,7 @@
 
 /* What a config script returned; strings are owned here. */
 typedef struct xr_config {
-    char *provider, *domain, *policy;
+    char *provider, *domain, *policy, *layout;
     xr_rail_spec rails[XR_MAX_RAILS];
     unsigned nrails;
     unsigned max_rails;
@@ -24,6 +24,8 @@ typedef struct xr_config {
  */
 int xr__script_find(const xr_engine_opts *o, const char *name, const char *sub, char *out,
                     size_t cap);
+/* A whole script file, NUL-terminated; NULL if it cannot be read. */
+char *xr__file_read(const char *path, size_t *len);
 int xr__config_load(const xr_engine_opts *o, const char *path, xr_config *c);
 void xr__config_free(xr_config *c);
 

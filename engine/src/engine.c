@@ -3,6 +3,7 @@
  */
 #include "internal.h"
 #include "config.h"
+#include "layout.h"
 #include "policy.h"
 
 #include <errno.h>
@@ -109,6 +110,8 @@ static int apply_env(xr_engine_opts *o, env_rails *er)
         o->log_level = atoi(v);
     if ((v = getenv("XRAIL_POLICY")) && *v)
         o->policy = v;
+    if ((v = getenv("XRAIL_LAYOUT")) && *v)
+        o->layout = v;
     if (!rc && (v = getenv("XRAIL_STRIPE_MIN")) && *v)
         rc = parse_size("XRAIL_STRIPE_MIN", v, &o->stripe_min);
     if (!rc && (v = getenv("XRAIL_CHUNK_SIZE")) && *v)
@@ -160,6 +163,8 @@ static int config_apply(xr_engine_opts *o, xr_config *cfg)
         o->progress_thread = cfg->progress_thread;
     if (!o->policy)
         o->policy = cfg->policy;
+    if (!o->layout)
+        o->layout = cfg->layout;
     if (o->log_level == d.log_level && cfg->log_level >= 0)
         o->log_level = cfg->log_level;
     return 0;
@@ -192,6 +197,7 @@ static void engine_free(xr_engine *e)
     xr__peer_free_all(e);
     xr__region_free_all(e);
     xr__fields_free(e);
+    xr_layout_destroy(e->layout);
     xr__plan_fini(e);
     xr__rails_close(e);
     xr__notif_fini(e);
@@ -241,6 +247,13 @@ int xr_engine_create(const xr_engine_opts *opts, xr_engine **out)
         rc = xr__fail(XR_ENOMEM, "xr_engine_create: out of memory");
     if (!rc && getrandom(&e->instance, sizeof e->instance, 0) != sizeof e->instance)
         e->instance = ((uint64_t)getpid() << 32) ^ (uint64_t)time(NULL) ^ (uintptr_t)e;
+    /* The layout first: a malformed one fails creation before any rail opens. */
+    if (!rc && o->layout) {
+        char path[4096];
+        rc = xr__script_find(o, o->layout, "layout", path, sizeof path);
+        if (!rc)
+            rc = xr_layout_load(path, o->script_mem, &e->layout);
+    }
     if (!rc)
         rc = xr__notif_init(e);
     if (!rc)
@@ -249,7 +262,7 @@ int xr_engine_create(const xr_engine_opts *opts, xr_engine **out)
         rc = xr_policy_reload(e, o->policy);
     /* Strings from the caller, the config or the environment were only
      * needed while opening. */
-    o->policy = NULL;
+    o->policy = o->layout = NULL;
     o->rails = NULL;
     o->n_rail_specs = 0;
     o->provider = o->domain = NULL;

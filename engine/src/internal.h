@@ -23,6 +23,9 @@
 
 /* ---- log.c: last-error text and the engine log ---- */
 int xr__fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Append to buf at *w; *w counts what would not fit, so *w >= cap means too small. */
+void xr__put(char *buf, size_t cap, size_t *w, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 void xr__log(const xr_engine *e, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 enum { XR_LOG_ERROR = 0, XR_LOG_WARN = 1, XR_LOG_INFO = 2, XR_LOG_DEBUG = 3 };
@@ -182,6 +185,7 @@ struct xr_engine {
 
     /* policy.c; guarded by the engine lock, the counters are atomics */
     xr_policy *policy;              /* NULL: built-in equal stripe */
+    struct xr_layout *layout;       /* metadata layout script; NULL: built-in; fixed at creation */
     plan_entry **plans;
     size_t nplans, cap_plans;
     atomic_uint_fast64_t policy_calls, policy_hits, policy_reloads;

@@ -115,6 +115,9 @@ static size_t enc_field(const xr_field *f, const void *obj, uint8_t *out)
         }
         break;
     }
+    case XR_FT_STRUCT:
+        vlen = enc_struct(f->elem, FIELD_PTR(obj, f), v);
+        break;
     default:
         vlen = int_width(f->type);
         if (v)
@@ -128,8 +131,13 @@ static size_t enc_field(const xr_field *f, const void *obj, uint8_t *out)
 static size_t enc_struct(const xr_schema *s, const void *obj, uint8_t *out)
 {
     size_t n = 0;
-    for (size_t i = 0; i < s->nfields; i++)
-        n += enc_field(&s->fields[i], obj, out ? out + n : NULL);
+    uint64_t present = s->track_seen ? *(const uint64_t *)((const char *)obj + s->seen_off) : ~0ull;
+    for (size_t i = 0; i < s->nfields; i++) {
+        const xr_field *f = &s->fields[i];
+        if (!(present & (1ull << i)) || (f->type == XR_FT_STRUCT && !FIELD_PTR(obj, f)))
+            continue;
+        n += enc_field(f, obj, out ? out + n : NULL);
+    }
     return n;
 }
 
@@ -258,6 +266,14 @@ static int dec_field(const xr_field *f, const uint8_t *v, size_t vlen, void *obj
     }
     case XR_FT_LIST:
         return dec_list(f, v, vlen, obj, fpath, cut);
+    case XR_FT_STRUCT: {
+        void *sub = calloc(1, f->elem->size);
+        if (!sub)
+            return xr__fail(XR_ENOMEM, "metadata: %s: cannot allocate %zu bytes", fpath,
+                            f->elem->size);
+        FIELD_PTR(obj, f) = sub;
+        return dec_struct(f->elem, v, vlen, sub, fpath, cut);
+    }
     default:
         if (vlen != int_width(f->type))
             return xr__fail(XR_EBADMD, "metadata: %s: %s of %zu bytes, expected %zu", fpath,
@@ -304,11 +320,13 @@ static int dec_struct(const xr_schema *s, const uint8_t *p, size_t len, void *ob
         if (f) {
             if (type != f->type)
                 return xr__fail(XR_EBADMD, "metadata: %s: %s on the wire, %s in layout '%s'",
-                                fpath, type >= XR_FT_U8 && type <= XR_FT_STRUCT ? type_name[type] : "unknown type",
+                                fpath, xr_layout_type_name(type),
                                 type_name[f->type], s->name);
             if (seen & (1ull << fi))
                 return xr__fail(XR_EBADMD, "metadata: %s appears twice", fpath);
             seen |= 1ull << fi;
+            if (s->track_seen)
+                *(uint64_t *)((char *)obj + s->seen_off) = seen;
             int rc = dec_field(f, p, vlen, obj, fpath, false);
             if (rc)
                 return rc;
@@ -320,6 +338,15 @@ static int dec_struct(const xr_schema *s, const uint8_t *p, size_t len, void *ob
         if (s->fields[fi].required && !(seen & (1ull << fi))) {
             char fpath[PATH_MAX_LEN];
             join(fpath, path, s->fields[fi].name);
+            /* A missing section is reported by the first field in it that
+             * the reader needs, which is what a user has to go and set. */
+            const xr_field *f = &s->fields[fi];
+            for (size_t k = 0; f->type == XR_FT_STRUCT && k < f->elem->nfields; k++)
+                if (f->elem->fields[k].required) {
+                    size_t n = strlen(fpath);
+                    snprintf(fpath + n, sizeof fpath - n, ".%s", f->elem->fields[k].name);
+                    break;
+                }
             return xr__fail(XR_EBADMD, "metadata: %s missing (required by layout '%s')", fpath,
                             s->name);
         }
@@ -335,13 +362,20 @@ static void free_struct(const xr_schema *s, void *obj)
             for (uint32_t k = 0; elems && k < FIELD_U32(obj, f); k++)
                 free_struct(f->elem, elems + (size_t)k * f->elem->size);
         }
-        if (f->type == XR_FT_STR || f->type == XR_FT_BYTES || f->type == XR_FT_LIST) {
+        if (f->type == XR_FT_STRUCT && FIELD_PTR(obj, f))
+            free_struct(f->elem, FIELD_PTR(obj, f));
+        if (f->type >= XR_FT_STR) {
             free(FIELD_PTR(obj, f));
             FIELD_PTR(obj, f) = NULL;
-            if (f->type != XR_FT_STR)
+            if (f->type == XR_FT_BYTES || f->type == XR_FT_LIST)
                 FIELD_U32(obj, f) = 0;
         }
     }
+}
+
+const char *xr_layout_type_name(uint8_t type)
+{
+    return type >= XR_FT_U8 && type <= XR_FT_STRUCT ? type_name[type] : "unknown type";
 }
 
 void xr_layout_free(const xr_schema *s, void *obj)
@@ -392,9 +426,9 @@ int xr_layout_decode(const xr_schema *s, const void *buf, size_t len, size_t max
     if (format != XR_MD_FORMAT)
         return xr__fail(XR_EVERSION, "metadata: format version %u, this build reads %u", format,
                         XR_MD_FORMAT);
-    if (layout != s->layout_id)
-        return xr__fail(XR_EVERSION, "metadata: layout id %u, expected %u ('%s')", layout,
-                        s->layout_id, s->name);
+    /* The layout version is informational: layouts are compatible field by
+     * field (unknown records skipped, required ones checked), not by number. */
+    (void)layout;
     return xr_layout_decode_body(s, p + XR_MD_HEADER, total - XR_MD_HEADER, obj);
 }
 
@@ -416,7 +450,7 @@ static const xr_field key_fields[] = {
     F_INT(xr_md_key, 2, raw, XR_FT_U8, false),
     F_BYTES(xr_md_key, 3, bytes, nbytes, true),
 };
-static const xr_schema key_schema = SCHEMA("key", 0, xr_md_key, key_fields);
+static const xr_schema key_schema = SCHEMA("xrail.v1", 0, xr_md_key, key_fields);
 
 static const xr_field rail_fields[] = {
     F_INT(xr_md_rail, 1, index, XR_FT_U32, true),
@@ -424,11 +458,11 @@ static const xr_field rail_fields[] = {
     F_STR(xr_md_rail, 3, domain, false),
     F_INT(xr_md_rail, 4, addr_format, XR_FT_U32, true),
     F_BYTES(xr_md_rail, 5, addr, addrlen, true),
-    F_INT(xr_md_rail, 6, mr_mode, XR_FT_U64, false),
+    F_INT(xr_md_rail, 6, mr_mode, XR_FT_U64, true), /* how the peer addresses RMA */
     F_INT(xr_md_rail, 7, speed_mbps, XR_FT_U64, false),
     F_INT(xr_md_rail, 8, numa, XR_FT_I32, false),
 };
-static const xr_schema rail_schema = SCHEMA("rail", 0, xr_md_rail, rail_fields);
+static const xr_schema rail_schema = SCHEMA("xrail.v1", 0, xr_md_rail, rail_fields);
 
 static const xr_field region_fields[] = {
     F_INT(xr_md_region, 1, addr, XR_FT_U64, true),
@@ -438,13 +472,13 @@ static const xr_field region_fields[] = {
     F_INT(xr_md_region, 5, access, XR_FT_U8, true),
     F_LIST(xr_md_region, 6, keys, nkeys, key_schema, true),
 };
-static const xr_schema region_schema = SCHEMA("region", 0, xr_md_region, region_fields);
+static const xr_schema region_schema = SCHEMA("xrail.v1", 0, xr_md_region, region_fields);
 
 static const xr_field custom_fields[] = {
     F_STR(xr_md_field, 1, name, true),
     F_BYTES(xr_md_field, 2, value, len, true),
 };
-static const xr_schema custom_schema = SCHEMA("field", 0, xr_md_field, custom_fields);
+static const xr_schema custom_schema = SCHEMA("xrail.v1", 0, xr_md_field, custom_fields);
 
 /* `fields` is optional and new records are skipped by readers that do not
  * know them, so engines with and without custom fields interoperate. */
@@ -453,6 +487,7 @@ static const xr_field md_fields[] = {
     F_INT(xr_md, 2, instance, XR_FT_U64, true),
     F_LIST(xr_md, 3, rails, nrails, rail_schema, true),
     F_LIST(xr_md, 4, regions, nregions, region_schema, false),
-    F_LIST(xr_md, 5, fields, nfields, custom_schema, false),
+    { .id = 5, .name = "extra", .type = XR_FT_LIST, .off = offsetof(xr_md, fields),
+      .len_off = offsetof(xr_md, nfields), .elem = &custom_schema },
 };
 const xr_schema xr_md_schema = SCHEMA("xrail.v1", 1, xr_md, md_fields);

@@ -20,7 +20,8 @@ typedef enum xr_ftype {
     XR_FT_STR,    /* char *, NUL-terminated in memory, not on the wire */
     XR_FT_BYTES,  /* uint8_t *, uint32_t length at len_off */
     XR_FT_LIST,   /* array of elem->size structs, uint32_t count at len_off */
-    XR_FT_STRUCT, /* wire type of a list element */
+    XR_FT_STRUCT, /* a list element on the wire; as a field, a pointer to one elem->size
+                     struct (a NULL pointer is not encoded) */
 } xr_ftype;
 
 typedef struct xr_schema xr_schema;
@@ -36,11 +37,16 @@ typedef struct xr_field {
 } xr_field;
 
 struct xr_schema {
-    const char *name;
-    uint16_t layout_id;     /* in the header of a top-level schema */
+    const char *name;       /* the layout's, for messages */
+    uint16_t layout_id;     /* in the header of a top-level schema: the layout's version */
     size_t size;
     const xr_field *fields;
     size_t nfields;         /* at most 64 */
+    /* A struct whose fields may each be absent keeps a uint64_t bit mask at
+     * seen_off: the decoder sets a bit per field it read, and the encoder
+     * writes only the fields whose bit is set. */
+    bool track_seen;
+    size_t seen_off;
 };
 
 /* The built-in layout (id 1): what xr_metadata_get publishes. */
@@ -87,8 +93,9 @@ typedef struct xr_md {
     uint32_t nrails;
     xr_md_region *regions;
     uint32_t nregions;
-    xr_md_field *fields;
+    xr_md_field *fields;    /* "extra": untyped application fields */
     uint32_t nfields;
+    void *custom;           /* typed application fields of a layout script (layout_script.c) */
 } xr_md;
 
 extern const xr_schema xr_md_schema;
@@ -107,5 +114,37 @@ int xr_layout_decode(const xr_schema *s, const void *buf, size_t len, size_t max
 /* The body parser alone, without header or CRC checks (for the fuzz tests). */
 int xr_layout_decode_body(const xr_schema *s, const void *body, size_t len, void *obj);
 void xr_layout_free(const xr_schema *s, void *obj);
+const char *xr_layout_type_name(uint8_t type);
+
+/*
+ * Layout scripts (layout_script.c): a Lua table declaring sections, field
+ * ids, types, required flags and a version, built into schema tables over
+ * the same structs as the built-in layout, plus typed custom fields. A NULL
+ * layout everywhere below means the built-in one (xr_md_schema).
+ */
+typedef struct xr_layout xr_layout;
+
+/* Run a layout script and check it: a malformed one is XR_ESCRIPT naming
+ * the field. `script_mem` caps the Lua state (0: the default). */
+int xr_layout_load(const char *path, size_t script_mem, xr_layout **out);
+void xr_layout_destroy(xr_layout *l);
+const xr_schema *xr_layout_schema(const xr_layout *l);
+const char *xr_layout_path(const xr_layout *l);
+
+/* Type of a declared custom field (XR_FT_*), or 0 if `name` is not declared. */
+int xr_layout_field_type(const xr_layout *l, const char *name);
+/* Whether a value may be published under `name`: a declared integer needs
+ * exactly its width (native byte order), a string no NUL byte, and an
+ * undeclared name a layout with an "extra" section. */
+int xr_layout_field_check(const xr_layout *l, const char *name, const void *value, size_t len);
+/* Encode `m`, whose `fields` hold every application field by name: the
+ * declared ones go out typed in "custom" (a required one falls back to its
+ * default, else is an error), the rest in "extra". */
+int xr_layout_md_encode(const xr_layout *l, const xr_md *m, void *buf, size_t *len);
+/* Decode, then fold the typed custom fields into m->fields, a missing
+ * optional one as its default, so that readers see one name -> bytes list. */
+int xr_layout_md_decode(const xr_layout *l, const void *buf, size_t len, size_t max, xr_md *m);
+/* A readable listing of the layout (for `xrail layout show`). */
+int xr_layout_describe(const xr_layout *l, char *buf, size_t cap);
 
 #endif

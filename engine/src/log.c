@@ -1,5 +1,6 @@
 /*
- * log.c - the last-error text and the engine log.
+ * log.c - the last-error text, the engine log, and the text builder that
+ * the describe-style calls (config, layout) share.
  *
  * The last error is per thread, like errno: an engine is shared by threads,
  * and one thread's failure must not overwrite the text another is reading.
@@ -37,4 +38,15 @@ void xr__log(const xr_engine *e, int level, const char *fmt, ...)
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
     fprintf(stderr, "xrail[%s] %s: %s\n", e && e->name ? e->name : "-", tag[level], line);
+}
+
+void xr__put(char *buf, size_t cap, size_t *w, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    /* Past the end, keep counting so that the caller can report the size. */
+    int n = vsnprintf(buf + (*w < cap ? *w : cap), *w < cap ? cap - *w : 0, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        *w += (size_t)n;
 }

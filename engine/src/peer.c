@@ -72,7 +72,7 @@ int xr_metadata_get(xr_engine *e, void *buf, size_t *len)
     m.fields = e->fields;
     m.nfields = (uint32_t)e->nfields;
     if (!rc)
-        rc = xr_layout_encode(&xr_md_schema, &m, buf, len);
+        rc = xr_layout_md_encode(e->layout, &m, buf, len);
     pthread_mutex_unlock(&e->lock);
     free(m.regions);
     free(keys);
@@ -251,7 +251,7 @@ int xr_peer_load(xr_engine *e, const void *md, size_t len, xr_peer **out)
     if (!e || !md || !out)
         return xr__fail(XR_EINVAL, "xr_peer_load: NULL argument");
     xr_md m;
-    int rc = xr_layout_decode(&xr_md_schema, md, len, e->opts.max_metadata, &m);
+    int rc = xr_layout_md_decode(e->layout, md, len, e->opts.max_metadata, &m);
     if (rc)
         return rc;
     if (!*m.name)
@@ -264,7 +264,7 @@ int xr_peer_load(xr_engine *e, const void *md, size_t len, xr_peer **out)
         rc = xr__fail(XR_ENOMEM, "xr_peer_load: out of memory");
     if (rc) {
         free(p);
-        xr_layout_free(&xr_md_schema, &m);
+        xr_layout_free(xr_layout_schema(e->layout), &m);
         return rc;
     }
     p->e = e;
@@ -294,7 +294,7 @@ int xr_peer_load(xr_engine *e, const void *md, size_t len, xr_peer **out)
         *out = p;
     }
     pthread_mutex_unlock(&e->lock);
-    xr_layout_free(&xr_md_schema, &m);
+    xr_layout_free(xr_layout_schema(e->layout), &m);
     return rc;
 }
 
@@ -346,13 +346,15 @@ int xr_metadata_set_field(xr_engine *e, const char *name, const void *value, siz
     if (len > XR_FIELD_VALUE_MAX)
         return xr__fail(XR_EINVAL, "xr_metadata_set_field: '%s' is %zu bytes, at most %u", name,
                         len, XR_FIELD_VALUE_MAX);
+    int rc = xr_layout_field_check(e->layout, name, value, len);
+    if (rc)
+        return rc;
     uint8_t *v = malloc(len ? len : 1);
     if (!v)
         return xr__fail(XR_ENOMEM, "xr_metadata_set_field: out of memory");
     if (len)
         memcpy(v, value, len);
     pthread_mutex_lock(&e->lock);
-    int rc = 0;
     size_t i;
     for (i = 0; i < e->nfields && strcmp(e->fields[i].name, name); i++)
         ;

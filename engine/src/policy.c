@@ -36,23 +36,6 @@ typedef struct plan_entry {
     xr_plan plan;
 } plan_entry;
 
-static char *read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    char *buf = NULL;
-    if (fseek(f, 0, SEEK_END) == 0) {
-        long n = ftell(f);
-        if (n >= 0 && fseek(f, 0, SEEK_SET) == 0 && (buf = malloc((size_t)n + 1))) {
-            *len = fread(buf, 1, (size_t)n, f);
-            buf[*len] = 0;
-        }
-    }
-    fclose(f);
-    return buf;
-}
-
 void xr__policy_free(xr_policy *p)
 {
     if (!p)
@@ -332,7 +315,7 @@ int xr__policy_load(xr_engine *e, const char *path, xr_policy **out)
 {
     *out = NULL;
     size_t len = 0;
-    char *src = read_file(path, &len);
+    char *src = xr__file_read(path, &len);
     if (!src)
         return xr__fail(XR_EINVAL, "policy: cannot read '%s'", path);
     xr_policy *p = calloc(1, sizeof *p);

@@ -9,13 +9,16 @@
  *
  * options: --provider P (default "tcp;ofi_rxm"), --rails N (4), --port N
  *          (18515), --layers N (16), --blocks N (64), --block-kib N (64),
- *          --request N (blocks to move, 24)
+ *          --request N (blocks to move, 24), --layout F (kv_cache.lua)
  *
  * The KV cache is layer-major: layer l, block b starts at
  * base + (l * blocks + b) * block_bytes. The decode side has a pool twice
  * as large and its own block ids. It publishes the pool's geometry as
- * custom metadata fields (kv.base, kv.layers, kv.blocks, kv.block_bytes,
- * kv.dtype), which the prefill side checks before it moves a byte. The
+ * custom metadata fields (model, kv.base, kv.layers, kv.blocks,
+ * kv.block_bytes, kv.dtype), typed by the layout script
+ * scripts/layout/kv_cache.lua, which the prefill side checks before it
+ * moves a byte; a decode worker whose layout lacks them is refused at
+ * xr_peer_load, naming the first missing field. The
  * metadata blob and, afterwards, the prefill side's timing travel over a
  * small TCP side channel on 127.0.0.1; the KV bytes travel over xrail.
  */
@@ -34,7 +37,7 @@
 #include <unistd.h>
 
 typedef struct opts {
-    const char *provider;
+    const char *provider, *layout;
     unsigned rails, port, layers, blocks, block_kib, request;
 } opts;
 
@@ -129,6 +132,10 @@ static xr_engine *engine(const char *name, const opts *o)
         spec.domain = "lo";
     eo.rails = &spec;
     eo.n_rail_specs = 1;
+    eo.layout = o->layout;
+    /* The repository's scripts first; XRAIL_SCRIPT_PATH and the installed
+     * ones after. */
+    eo.script_path = XR_EXAMPLE_SCRIPTS;
     xr_engine *e;
     TRY(xr_engine_create(&eo, &e));
     return e;
@@ -153,6 +160,7 @@ static int decode(const opts *o, int lfd)
     TRY(xr_metadata_set_field(e, "kv.blocks", &pool.blocks, sizeof pool.blocks));
     TRY(xr_metadata_set_field(e, "kv.block_bytes", &pool.block_bytes, sizeof pool.block_bytes));
     TRY(xr_metadata_set_field(e, "kv.dtype", "uint8", 5));
+    TRY(xr_metadata_set_field(e, "model", "demo-uint8", 10));
 
     int fd = accept(lfd, NULL, NULL);
     close(lfd);
@@ -256,6 +264,11 @@ static int prefill(const opts *o)
     TRY(xr_peer_field(peer, "kv.blocks", &pool.blocks, &n4));
     TRY(xr_peer_field(peer, "kv.block_bytes", &pool.block_bytes, &n4));
     TRY(xr_peer_field(peer, "kv.dtype", dtype, &ndt));
+    char model[64] = "";
+    size_t nm = sizeof model - 1;
+    TRY(xr_peer_field(peer, "model", model, &nm));
+    printf("prefill: decode serves '%s': pool of %u layers x %u blocks x %u KiB of %s\n", model,
+           pool.layers, pool.blocks, pool.block_bytes >> 10, dtype);
     if (pool.layers != o->layers || pool.block_bytes != bb || strcmp(dtype, "uint8"))
         DIE("prefill: decode's pool is %u layers x %u bytes of %s, ours %u x %zu of uint8",
             pool.layers, pool.block_bytes, dtype, o->layers, bb);
@@ -322,7 +335,7 @@ static int prefill(const opts *o)
 
 int main(int argc, char **argv)
 {
-    opts o = {"tcp;ofi_rxm", 4, 18515, 16, 64, 64, 24};
+    opts o = {"tcp;ofi_rxm", "kv_cache.lua", 4, 18515, 16, 64, 64, 24};
     const char *role = "both";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -342,9 +355,11 @@ int main(int argc, char **argv)
             o.block_kib = (unsigned)atoi(v), i++;
         else if (v && !strcmp(a, "--request"))
             o.request = (unsigned)atoi(v), i++;
+        else if (v && !strcmp(a, "--layout"))
+            o.layout = v, i++;
         else
             DIE("usage: %s [decode|prefill] [--provider P] [--rails N] [--port N] [--layers N] "
-                "[--blocks N] [--block-kib N] [--request N]", argv[0]);
+                "[--blocks N] [--block-kib N] [--request N] [--layout F]", argv[0]);
     }
     if (!o.rails || !o.layers || !o.blocks || !o.block_kib || !o.request)
         DIE("rails, layers, blocks, block-kib and request must be positive");

@@ -38,6 +38,12 @@ grep -q 'policy = ".*weighted.lua"' "$tmp/eff.lua" && ok "config shows the polic
 "$X" rails --config "$tmp/eff.lua" >"$tmp/rails2" || fail "config output as a config"
 [ "$(grep -c ' shm ' "$tmp/rails2")" -eq 4 ] && ok "config output reloads as a config" || fail "round trip: $(cat "$tmp/rails2")"
 
+# With neither policy nor layout named, the nils must still read back as a script.
+echo 'return { rails = { { provider = "shm", count = 1 } } }' >"$tmp/bare.lua"
+"$X" config --config "$tmp/bare.lua" >"$tmp/bare-eff.lua" && "$X" rails --config "$tmp/bare-eff.lua" >/dev/null \
+  && grep -q 'layout = nil, --' "$tmp/bare-eff.lua" && ok "config output with built-in policy and layout reloads" \
+  || fail "bare config round trip: $(cat "$tmp/bare-eff.lua")"
+
 "$X" policy explain --size 1M --config "$tmp/c.lua" >"$tmp/explain" || fail "explain"
 grep -q 'rail 0: weight share 40.0%' "$tmp/explain" && grep -q 'rail 3: weight share 10.0%' "$tmp/explain" \
   && ok "explain shows the weighted split" || fail "explain: $(cat "$tmp/explain")"
@@ -61,9 +67,30 @@ expect_fail "md check of a truncated blob" "$X" md check "$tmp/cut"
 printf 'garbage' >"$tmp/junk"
 expect_fail "md dump of a non-blob" "$X" md dump "$tmp/junk"
 
-for c in "rails" "config" "policy check" "policy explain" "md get" "md dump" "md check"; do
+# Layout scripts: every shipped one checks; a malformed one is one line.
+for l in "$2"/layout/*.lua; do
+  "$X" layout check "$l" >/dev/null && ok "layout check $(basename "$l")" || fail "layout check $l"
+done
+"$X" layout show kv_cache.lua | grep -Eq '^  3 +kv.base +u64 +required' \
+  && ok "layout show lists typed custom fields" || fail "layout show: $("$X" layout show kv_cache.lua)"
+echo 'return { name = "x", version = 1, fields = { { id = 1, name = "name", type = "text" } } }' >"$tmp/badl.lua"
+expect_fail "layout check of a malformed layout" "$X" layout check "$tmp/badl.lua"
+"$X" md check "$tmp/blob" --layout xrail_v1.lua | grep -q "readable by layout 'xrail.v1'" \
+  && ok "md check --layout" || fail "md check --layout"
+expect_fail "md check of a v1 blob against kv_cache" "$X" md check "$tmp/blob" --layout kv_cache.lua
+grep -q 'custom.model missing' "$tmp/err" && ok "... names custom.model" || fail "message: $(cat "$tmp/err")"
+
+# --help: the whole list, and each command's own usage.
+"$X" --help | grep -q 'layout show FILE' && ok "--help lists every command" || fail "--help"
+for c in "rails" "config" "policy check" "policy explain" "md get" "md dump" "md check" \
+         "layout show" "layout check"; do
   # shellcheck disable=SC2086
-  "$X" $c --help | grep -q '^usage: xrail' && ok "$c --help" || fail "$c --help"
+  "$X" $c --help >"$tmp/help"
+  if grep -q "^  xrail $c" "$tmp/help" && [ "$(grep -c '^  xrail ' "$tmp/help")" -eq 1 ]; then
+    ok "$c --help"
+  else
+    fail "$c --help: $(cat "$tmp/help")"
+  fi
 done
 expect_fail "unknown command" "$X" frobnicate
 expect_fail "explain without --size" "$X" policy explain --config "$tmp/c.lua"

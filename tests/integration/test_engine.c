@@ -1,7 +1,7 @@
 /*
  * test_engine.c - engine set-up on a real provider, in one process:
- * options and XRAIL_* overrides, rail info, creation errors, and metadata
- * size queries.
+ * options and XRAIL_* overrides, rail info, creation errors, metadata
+ * size queries, and metadata layout scripts between engines.
  *
  * usage: test_engine PROVIDER SCRIPTS_DIR
  */
@@ -122,6 +122,130 @@ static void config_tests(void)
     unlink(c2);
 }
 
+/* An engine with the layout `layout` (NULL: built-in), two rails. */
+static int with_layout(const char *name, const char *layout, xr_engine **e)
+{
+    const char *dom = strstr(provider, "tcp") ? "lo" : NULL;
+    xr_rail_spec rs = {.provider = provider, .domain = dom, .count = 2};
+    xr_engine_opts o;
+    xr_engine_opts_init(&o);
+    o.name = name;
+    o.ignore_env = 1;
+    o.script_path = scripts;
+    o.rails = &rs;
+    o.n_rail_specs = 1;
+    o.layout = layout;
+    return xr_engine_create(&o, e);
+}
+
+static void *md_of(xr_engine *e, size_t *len)
+{
+    *len = 0;
+    H_CHECK(xr_metadata_get(e, NULL, len) == XR_ETOOSMALL, "size query");
+    void *md = malloc(*len);
+    H_OK(xr_metadata_get(e, md, len));
+    return md;
+}
+
+static void layout_tests(void)
+{
+    /* A layout named in the config, found under layout/ on the script path. */
+    const char *c = write_config("return { layout = 'kv_cache.lua' }\n");
+    xr_engine *kv, *kv2, *v1;
+    const char *dom = strstr(provider, "tcp") ? "lo" : NULL;
+    xr_rail_spec rs = {.provider = provider, .domain = dom, .count = 2};
+    H_OK(from_config(c, &rs, 1, &kv));
+    unlink(c);
+    H_OK(with_layout("kv-2", "kv_cache.lua", &kv2));
+    H_OK(with_layout("v1", NULL, &v1));
+
+    /* Declared fields are typed; required ones must be set before publishing. */
+    uint64_t base = 0x7f0000000000;
+    uint32_t layers = 80, blocks = 512, bbytes = 1 << 16;
+    H_CHECK(xr_metadata_set_field(kv, "kv.layers", &base, 8) == XR_EINVAL &&
+                strstr(xr_engine_last_error(NULL), "'kv.layers' is a u32 in layout 'kv_cache'"),
+            "a u64 value for a u32 field: %s", xr_engine_last_error(NULL));
+    size_t len = 0;
+    H_CHECK(xr_metadata_get(kv, NULL, &len) == XR_EINVAL &&
+                strstr(xr_engine_last_error(NULL), "custom.kv.base is required"),
+            "publishing without required fields: %s", xr_engine_last_error(NULL));
+    xr_engine *both[] = {kv, kv2};
+    for (int i = 0; i < 2; i++) {
+        H_OK(xr_metadata_set_field(both[i], "kv.base", &base, 8));
+        H_OK(xr_metadata_set_field(both[i], "kv.layers", &layers, 4));
+        H_OK(xr_metadata_set_field(both[i], "kv.blocks", &blocks, 4));
+        H_OK(xr_metadata_set_field(both[i], "kv.block_bytes", &bbytes, 4));
+        H_OK(xr_metadata_set_field(both[i], "kv.dtype", "float16", 7));
+        H_OK(xr_metadata_set_field(both[i], "app.note", "untyped", 7));
+    }
+    H_OK(xr_metadata_set_field(kv, "model", "llama-3-70b", 11));
+    H_OK(xr_metadata_set_field(v1, "app.note", "from v1", 7));
+
+    /* kv_cache reading kv_cache: typed values, and the defaults of what was
+     * not published (tp_rank). */
+    void *md = md_of(kv, &len);
+    xr_peer *p;
+    H_OK(xr_peer_load(kv2, md, len, &p));
+    uint32_t u32 = 99;
+    uint64_t u64 = 0;
+    char str[32];
+    size_t n = 8;
+    H_OK(xr_peer_field(p, "kv.base", &u64, &n));
+    H_CHECK(n == 8 && u64 == base, "kv.base %llx", (unsigned long long)u64);
+    n = 4;
+    H_OK(xr_peer_field(p, "tp_rank", &u32, &n));
+    H_CHECK(n == 4 && u32 == 0, "tp_rank default: %u", u32);
+    n = sizeof str;
+    H_OK(xr_peer_field(p, "model", str, &n));
+    H_CHECK(n == 11 && !memcmp(str, "llama-3-70b", 11), "model");
+    n = sizeof str;
+    H_OK(xr_peer_field(p, "app.note", str, &n));
+    H_CHECK(n == 7 && !memcmp(str, "untyped", 7), "extra field");
+    H_OK(xr_peer_unload(p));
+
+    /* The built-in layout reads it too: the typed section is skipped. */
+    H_OK(xr_peer_load(v1, md, len, &p));
+    n = 8;
+    H_CHECK(xr_peer_field(p, "kv.base", &u64, &n) == XR_ENOENT, "v1 sees a typed field");
+    n = sizeof str;
+    H_OK(xr_peer_field(p, "app.note", str, &n));
+    H_OK(xr_peer_unload(p));
+    free(md);
+
+    /* kv_cache cannot read xrail.v1: the first field it needs is named, and
+     * the engine goes on working. */
+    md = md_of(v1, &len);
+    H_CHECK(xr_peer_load(kv2, md, len, &p) == XR_EBADMD &&
+                strstr(xr_engine_last_error(NULL), "custom.model missing (required by layout "
+                                                   "'kv_cache')"),
+            "v1 -> kv_cache: %s", xr_engine_last_error(NULL));
+    free(md);
+    md = md_of(kv, &len);
+    H_OK(xr_peer_load(kv2, md, len, &p));
+    H_OK(xr_peer_unload(p));
+    free(md);
+    h_log("ok: kv_cache <-> kv_cache typed, kv_cache -> v1 skipped, v1 -> kv_cache refused");
+    xr_engine_destroy(kv);
+    xr_engine_destroy(kv2);
+    xr_engine_destroy(v1);
+
+    /* Malformed layouts stop creation, naming the field; nothing is left. */
+    const char *bad = write_config(
+        "return { name = 'b', version = 1, fields = {\n"
+        "  { id = 1, name = 'name', type = 'string', required = true },\n"
+        "  { id = 2, name = 'instance', type = 'u64', required = true },\n"
+        "  { id = 3, name = 'rails', type = 'list', required = true },\n"
+        "  { id = 3, name = 'regions', type = 'list' } } }\n");
+    xr_engine *x = NULL;
+    H_CHECK(with_layout("bad", bad, &x) == XR_ESCRIPT && !x &&
+                strstr(xr_engine_last_error(NULL), "regions: duplicate id 3"),
+            "duplicate id: %s", xr_engine_last_error(NULL));
+    unlink(bad);
+    H_CHECK(with_layout("bad", "no_such_layout.lua", &x) == XR_ENOENT && !x,
+            "missing layout: %s", xr_engine_last_error(NULL));
+    h_log("ok: %s", xr_engine_last_error(NULL));
+}
+
 static xr_engine *create_env(const char *rails_env, const char *max_env, int *rc)
 {
     setenv("XRAIL_PROVIDER", provider, 1);
@@ -236,6 +360,7 @@ int main(int argc, char **argv)
                 strcmp(xr_err_name(-999), "XR_E?") == 0,
             "error table");
     config_tests();
+    layout_tests();
     printf("engine set-up on %s: passed\n", provider);
     return 0;
 }
