@@ -109,6 +109,13 @@ typedef struct xr_rail_spec {
 
 enum { XR_DECL_NUMA = 1, XR_DECL_GPU = 2, XR_DECL_PCI = 4 };
 
+/* The MR cache's settings (see xr_mr_cache_configure). */
+typedef struct xr_mr_cache_opts {
+    int enabled;            /* 0: register and deregister every time */
+    size_t max_entries;     /* registrations kept, in use or not; 0: no limit (default 16384) */
+    size_t max_bytes;       /* bytes they cover; 0: no limit (the default) */
+} xr_mr_cache_opts;
+
 typedef struct xr_engine_opts {
     const char *name;              /* unique among peers; required */
     const char *provider;          /* provider for discovery; NULL: any RDM provider with RMA */
@@ -133,6 +140,8 @@ typedef struct xr_engine_opts {
     const char *layout;            /* metadata layout script (Lua), a path or a name found on the
                                       script path under layout/; NULL: the config's, else the
                                       built-in xrail.v1 layout */
+    xr_mr_cache_opts mr_cache;     /* default: on, 16384 entries, no byte limit; the config's
+                                      mr_cache table and XRAIL_MR_CACHE* override */
 } xr_engine_opts;
 
 /* Fill `opts` with defaults. Call before setting fields. */
@@ -205,12 +214,49 @@ XR_API int xr_rail_set_state(xr_engine *e, unsigned index, int up);
  * Register [addr, addr+len) on every rail. `access` is the remote access
  * peers get (XR_ACCESS_*); a region with XR_ACCESS_NONE is usable only as the
  * local side of transfers and is not published. The caller keeps the memory
- * alive until xr_mem_deregister. Regions may not overlap.
+ * alive until xr_mem_deregister. Regions may nest or overlap (a tensor
+ * inside its pool): registrations go through the MR cache, so a region
+ * inside another is served by the outer one's registration. A region peers
+ * reach is registered on its rails at once; a local-only one on a rail the
+ * first time a transfer's plan uses that rail.
  */
 XR_API int xr_mem_register(xr_engine *e, void *addr, size_t len, xr_mem_kind kind,
                            int device, unsigned access, xr_region **out);
 /* Deregister. XR_EBUSY while a transfer that uses the region is in flight. */
 XR_API int xr_mem_deregister(xr_region *r);
+
+/*
+ * The memory registration cache. Every registration (regions, and local
+ * buffers of transfers that were never registered) goes through it: a
+ * range an existing registration of the same rail, memory kind and device
+ * encloses, with enough access, is served by that registration. Unused
+ * registrations stay until evicted (least recently used first, past
+ * max_entries or max_bytes), flushed, or invalidated by xr_mem_deregister
+ * of an overlapping range. CUDA hits are checked against the allocation's
+ * buffer id. Host memory: deregister it, or flush the cache, before freeing
+ * it, or turn the cache off (docs/mr_cache.md).
+ */
+
+typedef struct xr_mr_cache_stats {
+    int enabled;
+    size_t max_entries, max_bytes;
+    uint64_t entries, bytes;        /* registrations alive now, per rail counted apart */
+    uint64_t in_use;                /* of which held by a region or a transfer */
+    uint64_t hits, misses;
+    uint64_t evictions;             /* dropped for the limits */
+    uint64_t invalidations;         /* dropped by xr_mem_deregister of their range */
+    uint64_t stale;                 /* CUDA entries whose buffer id no longer matched */
+    uint64_t registrations, deregistrations;
+    uint64_t rail_registrations[XR_MAX_RAILS];
+    uint64_t register_ns;           /* time spent in the providers' registration calls */
+} xr_mr_cache_stats;
+
+/* Change the settings at run time; turning the cache off drops unused
+ * entries at once, and held ones at their last release. */
+XR_API int xr_mr_cache_configure(xr_engine *e, const xr_mr_cache_opts *opts);
+/* Deregister every unused entry. */
+XR_API int xr_mr_cache_flush(xr_engine *e);
+XR_API int xr_mr_cache_stats_get(xr_engine *e, xr_mr_cache_stats *stats);
 
 /*
  * Serialize this engine's metadata (name, rails, published regions).

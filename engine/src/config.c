@@ -125,6 +125,44 @@ static lua_Integer opt_int(lua_State *L, int t, const char *key, lua_Integer min
     return v;
 }
 
+/* mr_cache = { enabled = true, max_entries = N, max_bytes = N } */
+static int read_mr_cache(lua_State *L, int t, const char *path, xr_config *c)
+{
+    c->mrc_enabled = -1;
+    c->mrc_max_entries = c->mrc_max_bytes = -1;
+    int rc = 0;
+    lua_getfield(L, t, "mr_cache");
+    if (lua_istable(L, -1)) {
+        int m = lua_gettop(L);
+        char ctx[256];
+        snprintf(ctx, sizeof ctx, "%s mr_cache", path);
+        lua_pushnil(L);
+        while (!rc && lua_next(L, m)) {
+            lua_pop(L, 1);
+            const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
+            if (strcmp(k, "enabled") && strcmp(k, "max_entries") && strcmp(k, "max_bytes")) {
+                rc = xr__fail(XR_ESCRIPT, "config %s: unknown key '%s' (enabled, max_entries, "
+                                          "max_bytes)", ctx, *k ? k : luaL_typename(L, -1));
+                lua_pop(L, 1);
+            }
+        }
+        lua_getfield(L, m, "enabled");
+        if (lua_isboolean(L, -1))
+            c->mrc_enabled = lua_toboolean(L, -1);
+        else if (!rc && !lua_isnil(L, -1))
+            rc = xr__fail(XR_ESCRIPT, "config %s: enabled must be true or false", ctx);
+        lua_pop(L, 1);
+        if (!rc) {
+            c->mrc_max_entries = opt_int(L, m, "max_entries", 0, -1, ctx, &rc);
+            c->mrc_max_bytes = opt_int(L, m, "max_bytes", 0, -1, ctx, &rc);
+        }
+    } else if (!lua_isnil(L, -1)) {
+        rc = xr__fail(XR_ESCRIPT, "config %s: mr_cache must be a table", path);
+    }
+    lua_pop(L, 1);
+    return rc;
+}
+
 /* One rail entry: { provider=, domain=, src_addr=, count=, speed= }. */
 static int read_rail(lua_State *L, int t, const char *path, const char *where, xr_rail_spec *s)
 {
@@ -200,7 +238,8 @@ static int read_rails(lua_State *L, int t, const char *path, xr_config *c)
 }
 
 static const char *const known_keys[] = {"provider", "domain", "rails", "stripe_min",
-                                         "chunk", "progress", "policy", "layout", "log", NULL};
+                                         "chunk", "progress", "policy", "layout", "log",
+                                         "mr_cache", NULL};
 
 int xr__config_load(const xr_engine_opts *o, const char *path, xr_config *c)
 {
@@ -255,6 +294,8 @@ int xr__config_load(const xr_engine_opts *o, const char *path, xr_config *c)
     }
     if (!rc)
         rc = read_rails(L, t, path, c);
+    if (!rc)
+        rc = read_mr_cache(L, t, path, c);
     xr_lua_free(lua);
     if (rc)
         xr__config_free(c);

@@ -30,6 +30,7 @@ void xr_engine_opts_init(xr_engine_opts *o)
     o->max_notif = 256u << 20;
     o->log_level = XR_LOG_WARN;
     o->script_mem = 4u << 20;
+    o->mr_cache = (xr_mr_cache_opts){.enabled = 1, .max_entries = 16384, .max_bytes = 0};
 }
 
 /* Parsed XRAIL_RAILS entries live with the engine, as opts points at them. */
@@ -112,6 +113,18 @@ static int apply_env(xr_engine_opts *o, env_rails *er)
         o->policy = v;
     if ((v = getenv("XRAIL_LAYOUT")) && *v)
         o->layout = v;
+    if ((v = getenv("XRAIL_MR_CACHE")) && *v) {
+        if (!strcmp(v, "off") || !strcmp(v, "0"))
+            o->mr_cache.enabled = 0;
+        else if (!strcmp(v, "on") || !strcmp(v, "1"))
+            o->mr_cache.enabled = 1;
+        else
+            rc = xr__fail(XR_EINVAL, "XRAIL_MR_CACHE='%s': on or off", v);
+    }
+    if (!rc && (v = getenv("XRAIL_MR_CACHE_MAX_COUNT")) && *v)
+        rc = parse_size("XRAIL_MR_CACHE_MAX_COUNT", v, &o->mr_cache.max_entries);
+    if (!rc && (v = getenv("XRAIL_MR_CACHE_MAX_BYTES")) && *v)
+        rc = parse_size("XRAIL_MR_CACHE_MAX_BYTES", v, &o->mr_cache.max_bytes);
     if (!rc && (v = getenv("XRAIL_STRIPE_MIN")) && *v)
         rc = parse_size("XRAIL_STRIPE_MIN", v, &o->stripe_min);
     if (!rc && (v = getenv("XRAIL_CHUNK_SIZE")) && *v)
@@ -165,6 +178,14 @@ static int config_apply(xr_engine_opts *o, xr_config *cfg)
         o->policy = cfg->policy;
     if (!o->layout)
         o->layout = cfg->layout;
+    if (!memcmp(&o->mr_cache, &d.mr_cache, sizeof d.mr_cache)) {
+        if (cfg->mrc_enabled >= 0)
+            o->mr_cache.enabled = cfg->mrc_enabled;
+        if (cfg->mrc_max_entries >= 0)
+            o->mr_cache.max_entries = (size_t)cfg->mrc_max_entries;
+        if (cfg->mrc_max_bytes >= 0)
+            o->mr_cache.max_bytes = (size_t)cfg->mrc_max_bytes;
+    }
     if (o->log_level == d.log_level && cfg->log_level >= 0)
         o->log_level = cfg->log_level;
     return 0;
@@ -196,6 +217,7 @@ static void engine_free(xr_engine *e)
     xr__xfer_free_all(e);
     xr__peer_free_all(e);
     xr__region_free_all(e);
+    xr_mr_cache_fini(&e->mrc);
     xr__fields_free(e);
     xr_layout_destroy(e->layout);
     xr__plan_fini(e);
@@ -258,6 +280,7 @@ int xr_engine_create(const xr_engine_opts *opts, xr_engine **out)
         rc = xr__notif_init(e);
     if (!rc)
         rc = xr__rails_open(e);
+    xr__mr_cache_start(e); /* after the rails: its backend registers on them */
     if (!rc && o->policy)
         rc = xr_policy_reload(e, o->policy);
     /* Strings from the caller, the config or the environment were only

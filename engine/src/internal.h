@@ -5,6 +5,7 @@
 #ifndef XR_INTERNAL_H
 #define XR_INTERNAL_H
 
+#include "mr_cache.h"
 #include "xrail.h"
 
 #include <pthread.h>
@@ -91,13 +92,15 @@ struct xr_region {
     int device;
     unsigned access;
     unsigned refs;            /* transfers that use it; guarded by the engine lock */
-    uint64_t rail_mask;       /* rails it is registered on (the policy's register hook) */
+    uint64_t rail_mask;       /* rails it may use (the policy's register hook) */
     int numa;                 /* host memory: NUMA node of its first page; -1 unknown */
-    struct fid_mr *mr[XR_MAX_RAILS];
+    /* Per rail, the cache entry that registers it: all of rail_mask at once
+     * for a region peers reach (its keys are published), and for a local-only
+     * one the first time a plan uses the rail. desc and key are copied out
+     * for the post path. Engine lock held to fill them. */
+    struct xr_mr_entry *ent[XR_MAX_RAILS];
     void *desc[XR_MAX_RAILS];
     uint64_t key[XR_MAX_RAILS];
-    uint8_t *raw_key[XR_MAX_RAILS]; /* FI_MR_RAW providers publish these bytes */
-    size_t raw_len[XR_MAX_RAILS];
 };
 
 /* A region a peer published, with its key already mapped for each local rail. */
@@ -106,6 +109,7 @@ typedef struct xr_peer_region {
     unsigned access;
     uint64_t path_mask;             /* local rails with a usable key */
     uint64_t key[XR_MAX_RAILS];     /* indexed by local rail */
+    uint64_t base[XR_MAX_RAILS];    /* where the key's registration starts: offsets count from it */
     bool mapped[XR_MAX_RAILS];      /* key came from fi_mr_map_raw and must be unmapped */
 } xr_peer_region;
 
@@ -119,7 +123,8 @@ struct xr_peer {
     bool virt_addr[XR_MAX_RAILS];   /* peer rail addresses by VA (else by offset) */
     uint64_t mask;
     size_t nregions;
-    xr_peer_region *regions;        /* sorted by addr */
+    xr_peer_region *regions;
+    xr_spans index;                 /* the regions by address; they may nest */
     unsigned refs;                  /* 1 for the user + 1 per live transfer; engine lock */
     bool unloaded;
     struct xr_md_field *fields;     /* the peer's custom fields, from its metadata */
@@ -171,13 +176,13 @@ struct xr_engine {
     xr_rail *rails;
 
     pthread_mutex_t lock;           /* regions, peers, transfers lists */
-    xr_region **regions;            /* sorted by address */
-    size_t nregions, cap_regions;
+    xr_spans regions;               /* registered regions by address; they may nest */
+    xr_mr_cache mrc;                /* every registration goes through it (mr_cache.c) */
     struct xr_md_field *fields;     /* custom metadata fields, published by xr_metadata_get */
     size_t nfields;
     xr_peer *peers;
     xr_xfer *xfers;
-    uint64_t next_key;
+    atomic_uint_fast64_t next_key;  /* requested MR keys, for providers without PROV_KEY */
     atomic_uint rr;                 /* round-robin start for small descriptors */
     atomic_uint orphans;            /* transfers released in flight, not yet freed */
 
@@ -211,10 +216,17 @@ int xr__rail_mr_reg(xr_rail *r, void *buf, size_t len, uint64_t access, uint64_t
 
 /* ---- mr.c ---- */
 xr_region *xr__region_find(xr_engine *e, uint64_t addr, size_t len); /* engine lock held */
+/* Make sure g is registered on rail i (a local-only region is registered
+ * lazily, on the rails its plans use). Engine lock held. */
+int xr__region_rail(xr_region *g, unsigned i);
+void xr__mr_cache_start(xr_engine *e);
 void xr__region_free_all(xr_engine *e);
 
 /* ---- peer.c ---- */
-const xr_peer_region *xr__peer_region_find(const xr_peer *p, uint64_t addr, uint64_t len);
+/* A published region enclosing the range, one granting `need` (XR_ACCESS_*)
+ * if any does; NULL if none encloses it. */
+const xr_peer_region *xr__peer_region_find(const xr_peer *p, uint64_t addr, uint64_t len,
+                                           unsigned need);
 void xr__peer_put(xr_peer *p);      /* engine lock held */
 void xr__peer_free_all(xr_engine *e);
 void xr__fields_free(xr_engine *e);

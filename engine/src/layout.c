@@ -449,6 +449,7 @@ static const xr_field key_fields[] = {
     F_INT(xr_md_key, 1, rail, XR_FT_U32, true),
     F_INT(xr_md_key, 2, raw, XR_FT_U8, false),
     F_BYTES(xr_md_key, 3, bytes, nbytes, true),
+    F_INT(xr_md_key, 4, base, XR_FT_U64, true), /* offsets count from it */
 };
 static const xr_schema key_schema = SCHEMA("xrail.v1", 0, xr_md_key, key_fields);
 

@@ -55,6 +55,8 @@ typedef struct xr_md_key {
     uint8_t raw;            /* 1: bytes are an FI_MR_RAW key; 0: a u64 key, little-endian */
     uint8_t *bytes;
     uint32_t nbytes;
+    uint64_t base;          /* where the registration behind the key starts, if below the
+                               region (a shared one); 0: at the region */
 } xr_md_key;
 
 typedef struct xr_md_rail {

@@ -1,6 +1,7 @@
 /*
- * mr.c - memory regions: registration on every rail, the remote keys that
- * metadata publishes, and the sorted index used to check local buffers.
+ * mr.c - memory regions: registration through the MR cache (mr_cache.c) on
+ * the rails a region uses, the index used to check local buffers, the
+ * cache's backend on real rails, and the cache's public calls.
  */
 #include "internal.h"
 #include "policy.h"
@@ -10,67 +11,123 @@
 #include <unistd.h>
 #include <string.h>
 
-static void region_release_mrs(xr_region *g)
+#define LOCAL_ACCESS (FI_READ | FI_WRITE | FI_SEND | FI_RECV)
+
+/* ---- the cache's backend: registration on a real rail ---- */
+
+static int backend_reg(void *ctx, xr_mr_entry *m)
 {
-    for (unsigned i = 0; i < XR_MAX_RAILS; i++) {
-        if (g->mr[i])
-            fi_close(&g->mr[i]->fid);
-        free(g->raw_key[i]);
+    xr_engine *e = ctx;
+    xr_rail *r = &e->rails[m->rail];
+    uint64_t key = atomic_fetch_add(&e->next_key, 1) + 1;
+    struct fid_mr *mr;
+    int rc = xr__rail_mr_reg(r, (void *)(uintptr_t)m->addr, m->len, m->access, key, &mr);
+    if (rc)
+        return rc;
+    m->mr = mr;
+    m->desc = fi_mr_desc(mr);
+    m->key = fi_mr_key(mr);
+    if (m->key == FI_KEY_NOTAVAIL || (r->mr_mode & FI_MR_RAW)) {
+        /* Raw keys are larger than 64 bits; the peer maps them with fi_mr_map_raw. */
+        uint64_t base = m->addr;
+        size_t n = 0;
+        fi_mr_raw_attr(mr, &base, NULL, &n, 0);
+        m->raw_key = malloc(n ? n : 1);
+        m->raw_len = n;
+        rc = !m->raw_key ? xr__fail(XR_ENOMEM, "region: raw key of %zu bytes", n)
+                         : fi_mr_raw_attr(mr, &base, m->raw_key, &n, 0);
+        if (rc) {
+            fi_close(&mr->fid);
+            free(m->raw_key);
+            m->raw_key = NULL;
+            return rc < 0 && rc != XR_ENOMEM
+                       ? xr__fail(XR_EFABRIC, "rail %u (%s): fi_mr_raw_attr failed: %s",
+                                  m->rail, r->provider, fi_strerror(-rc))
+                       : rc;
+        }
     }
+    return 0;
 }
 
-/* Engine lock held. The index is sorted by address, and regions never overlap. */
-static size_t lower_bound(xr_engine *e, uint64_t addr)
+static void backend_dereg(void *ctx, xr_mr_entry *m)
 {
-    size_t lo = 0, hi = e->nregions;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        if (e->regions[mid]->addr < addr)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo;
+    (void)ctx;
+    fi_close(&((struct fid_mr *)m->mr)->fid);
+}
+
+void xr__mr_cache_start(xr_engine *e)
+{
+    xr_mr_backend be = {backend_reg, backend_dereg, e};
+    xr_mr_cache_init(&e->mrc, &be, &e->opts.mr_cache);
+}
+
+int xr_mr_cache_configure(xr_engine *e, const xr_mr_cache_opts *o)
+{
+    if (!e || !o)
+        return xr__fail(XR_EINVAL, "xr_mr_cache_configure: NULL argument");
+    e->opts.mr_cache = *o;
+    return xr_mr_cache_set(&e->mrc, o);
+}
+
+int xr_mr_cache_flush(xr_engine *e)
+{
+    if (!e)
+        return xr__fail(XR_EINVAL, "xr_mr_cache_flush: NULL engine");
+    size_t n = xr_mr_cache_drop_unused(&e->mrc);
+    xr__log(e, XR_LOG_INFO, "mr cache: flushed %zu unused registration(s)", n);
+    return 0;
+}
+
+int xr_mr_cache_stats_get(xr_engine *e, xr_mr_cache_stats *st)
+{
+    if (!e || !st)
+        return xr__fail(XR_EINVAL, "xr_mr_cache_stats_get: NULL argument");
+    xr_mr_cache_stats_read(&e->mrc, st);
+    return 0;
+}
+
+/* ---- regions ---- */
+
+static void region_release(xr_region *g)
+{
+    for (unsigned i = 0; i < XR_MAX_RAILS; i++)
+        if (g->ent[i]) {
+            xr_mr_cache_put(&g->e->mrc, g->ent[i]);
+            g->ent[i] = NULL;
+        }
 }
 
 xr_region *xr__region_find(xr_engine *e, uint64_t addr, size_t len)
 {
-    size_t i = lower_bound(e, addr + 1); /* first region starting after addr */
-    if (i == 0)
-        return NULL;
-    xr_region *g = e->regions[i - 1];
-    if (addr >= g->addr && len <= g->len && addr - g->addr <= g->len - len)
-        return g;
-    return NULL;
+    ptrdiff_t i = xr_spans_enclosing(&e->regions, addr, addr + len, 0);
+    return i < 0 ? NULL : e->regions.v[i].item;
 }
 
-static int register_rail(xr_region *g, xr_rail *r, uint64_t key)
+int xr__region_rail(xr_region *g, unsigned i)
 {
-    uint64_t access = FI_READ | FI_WRITE | FI_SEND | FI_RECV;
+    if (g->ent[i])
+        return 0;
+    uint64_t access = LOCAL_ACCESS, ra = g->addr, rl = g->len;
     if (g->access & XR_ACCESS_READ)
         access |= FI_REMOTE_READ;
     if (g->access & XR_ACCESS_WRITE)
         access |= FI_REMOTE_WRITE;
-    unsigned i = r->index;
-    int rc = xr__rail_mr_reg(r, (void *)(uintptr_t)g->addr, g->len, access, key, &g->mr[i]);
+    if (!g->access) {
+        /* Local only: widen to whole pages, so that neighbouring buffers
+         * share one registration. A region peers reach is registered
+         * exactly: its key must not open a byte more. */
+        uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+        ra = g->addr & ~(page - 1);
+        rl = ((g->addr + g->len + page - 1) & ~(page - 1)) - ra;
+    }
+    xr_mr_entry *m;
+    int rc = xr_mr_cache_get(&g->e->mrc, i, g->addr, g->len, ra, rl, access, g->kind, g->device,
+                             0, &m);
     if (rc)
         return rc;
-    g->desc[i] = fi_mr_desc(g->mr[i]);
-    g->key[i] = fi_mr_key(g->mr[i]);
-    if (g->key[i] == FI_KEY_NOTAVAIL || (r->mr_mode & FI_MR_RAW)) {
-        /* Raw keys are larger than 64 bits; the peer maps them with fi_mr_map_raw. */
-        uint64_t base = g->addr;
-        size_t n = 0;
-        fi_mr_raw_attr(g->mr[i], &base, NULL, &n, 0);
-        g->raw_key[i] = malloc(n ? n : 1);
-        g->raw_len[i] = n;
-        if (!g->raw_key[i])
-            return xr__fail(XR_ENOMEM, "region: raw key of %zu bytes", n);
-        rc = fi_mr_raw_attr(g->mr[i], &base, g->raw_key[i], &n, 0);
-        if (rc)
-            return xr__fail(XR_EFABRIC, "rail %u (%s): fi_mr_raw_attr failed: %s", i,
-                            r->provider, fi_strerror(-rc));
-    }
+    g->ent[i] = m;
+    g->desc[i] = m->desc;
+    g->key[i] = m->key;
     return 0;
 }
 
@@ -114,38 +171,20 @@ int xr_mem_register(xr_engine *e, void *addr, size_t len, xr_mem_kind kind, int 
     g->numa = kind == XR_MEM_HOST ? numa_of_page(addr) : -1;
 
     pthread_mutex_lock(&e->lock);
-    size_t at = lower_bound(e, g->addr);
-    bool overlaps = (at < e->nregions && e->regions[at]->addr < g->addr + len) ||
-                    (at > 0 && e->regions[at - 1]->addr + e->regions[at - 1]->len > g->addr);
-    int rc = 0;
-    if (overlaps)
-        rc = xr__fail(XR_EEXIST, "xr_mem_register: [%p, +%zu) overlaps a registered region",
-                      addr, len);
-    uint64_t key = ++e->next_key;
-    if (!rc)
-        rc = xr__policy_region_rails(e, g, &g->rail_mask);
-    for (unsigned i = 0; !rc && i < e->nrails; i++)
+    int rc = xr__policy_region_rails(e, g, &g->rail_mask);
+    /* Peers get keys for every rail of the mask in the metadata, so a
+     * region they reach is registered on all of them now. */
+    for (unsigned i = 0; !rc && g->access && i < e->nrails; i++)
         if ((g->rail_mask >> i) & 1)
-            rc = register_rail(g, &e->rails[i], key);
-    if (!rc && e->nregions == e->cap_regions) {
-        size_t cap = e->cap_regions ? 2 * e->cap_regions : 16;
-        xr_region **n = realloc(e->regions, cap * sizeof *n);
-        if (!n)
-            rc = xr__fail(XR_ENOMEM, "xr_mem_register: region index");
-        else {
-            e->regions = n;
-            e->cap_regions = cap;
-        }
-    }
+            rc = xr__region_rail(g, i);
+    if (!rc && xr_spans_insert(&e->regions, g->addr, g->addr + len, g))
+        rc = xr__fail(XR_ENOMEM, "xr_mem_register: region index");
     if (rc) {
+        region_release(g);
         pthread_mutex_unlock(&e->lock);
-        region_release_mrs(g);
         free(g);
         return rc;
     }
-    memmove(&e->regions[at + 1], &e->regions[at], (e->nregions - at) * sizeof *e->regions);
-    e->regions[at] = g;
-    e->nregions++;
     pthread_mutex_unlock(&e->lock);
     *out = g;
     return 0;
@@ -164,24 +203,22 @@ int xr_mem_deregister(xr_region *g)
                                   "transfer(s); release them first",
                         (unsigned long long)g->addr, g->len, n);
     }
-    size_t at = lower_bound(e, g->addr);
-    if (at < e->nregions && e->regions[at] == g) {
-        memmove(&e->regions[at], &e->regions[at + 1], (e->nregions - at - 1) * sizeof *e->regions);
-        e->nregions--;
-    }
+    xr_spans_remove(&e->regions, g->addr, g);
+    region_release(g);
     pthread_mutex_unlock(&e->lock);
-    region_release_mrs(g);
+    /* The memory may be freed after this: registrations of it that nobody
+     * else holds must never be served again. */
+    xr_mr_cache_invalidate(&e->mrc, g->addr, g->len);
     free(g);
     return 0;
 }
 
 void xr__region_free_all(xr_engine *e)
 {
-    for (size_t i = 0; i < e->nregions; i++) {
-        region_release_mrs(e->regions[i]);
-        free(e->regions[i]);
+    for (size_t i = 0; i < e->regions.n; i++) {
+        xr_region *g = e->regions.v[i].item;
+        region_release(g);
+        free(g);
     }
-    free(e->regions);
-    e->regions = NULL;
-    e->nregions = e->cap_regions = 0;
+    xr_spans_free(&e->regions);
 }

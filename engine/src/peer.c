@@ -37,15 +37,15 @@ int xr_metadata_get(xr_engine *e, void *buf, size_t *len)
         };
     }
     pthread_mutex_lock(&e->lock);
-    size_t nkeys = e->nregions * e->nrails;
-    m.regions = calloc(e->nregions ? e->nregions : 1, sizeof *m.regions);
+    size_t nregions = e->regions.n, nkeys = nregions * e->nrails;
+    m.regions = calloc(nregions ? nregions : 1, sizeof *m.regions);
     xr_md_key *keys = calloc(nkeys ? nkeys : 1, sizeof *keys);
     uint8_t *le = malloc(nkeys ? 8 * nkeys : 1);
     int rc = 0;
     if (!m.regions || !keys || !le)
         rc = xr__fail(XR_ENOMEM, "xr_metadata_get: out of memory");
-    for (size_t k = 0; !rc && k < e->nregions; k++) {
-        xr_region *g = e->regions[k];
+    for (size_t k = 0; !rc && k < nregions; k++) {
+        xr_region *g = e->regions.v[k].item;
         if (!g->access)
             continue; /* local-only regions are not published */
         xr_md_region *mg = &m.regions[m.nregions++];
@@ -56,11 +56,15 @@ int xr_metadata_get(xr_engine *e, void *buf, size_t *len)
             if (!((g->rail_mask >> i) & 1))
                 continue; /* not on this rail: peers will not use it for this region */
             xr_md_key *mk = &mg->keys[mg->nkeys++];
+            const xr_mr_entry *ent = g->ent[i];
             mk->rail = i;
-            if (g->raw_key[i]) {
+            /* Served by a registration that starts lower (an enclosing one
+             * from the cache): peers count offsets from its start. */
+            mk->base = ent->addr != g->addr ? ent->addr : 0;
+            if (ent->raw_key) {
                 mk->raw = 1;
-                mk->bytes = g->raw_key[i];
-                mk->nbytes = (uint32_t)g->raw_len[i];
+                mk->bytes = ent->raw_key;
+                mk->nbytes = (uint32_t)ent->raw_len;
             } else {
                 mk->bytes = &le[8 * (k * e->nrails + i)];
                 mk->nbytes = 8;
@@ -99,6 +103,7 @@ static void peer_free(xr_peer *p)
     }
     free(p->fields);
     free(p->regions);
+    xr_spans_free(&p->index);
     free(p->name);
     free(p);
 }
@@ -118,28 +123,19 @@ void xr__peer_free_all(xr_engine *e)
     }
 }
 
-const xr_peer_region *xr__peer_region_find(const xr_peer *p, uint64_t addr, uint64_t len)
+const xr_peer_region *xr__peer_region_find(const xr_peer *p, uint64_t addr, uint64_t len,
+                                           unsigned need)
 {
-    size_t lo = 0, hi = p->nregions;
-    while (lo < hi) { /* first region starting after addr */
-        size_t mid = (lo + hi) / 2;
-        if (p->regions[mid].addr <= addr)
-            lo = mid + 1;
-        else
-            hi = mid;
+    const xr_peer_region *first = NULL;
+    for (ptrdiff_t i = xr_spans_enclosing(&p->index, addr, addr + len, 0); i >= 0;
+         i = xr_spans_enclosing(&p->index, addr, addr + len, (size_t)i + 1)) {
+        const xr_peer_region *g = p->index.v[i].item;
+        if (g->access & need)
+            return g;
+        if (!first)
+            first = g;
     }
-    if (lo == 0)
-        return NULL;
-    const xr_peer_region *g = &p->regions[lo - 1];
-    if (len <= g->len && addr - g->addr <= g->len - len)
-        return g;
-    return NULL;
-}
-
-static int cmp_region(const void *a, const void *b)
-{
-    const xr_peer_region *x = a, *y = b;
-    return x->addr < y->addr ? -1 : x->addr > y->addr;
+    return first;
 }
 
 /* Connect each local rail to a peer rail of the same provider and address format. */
@@ -183,8 +179,11 @@ static int map_key(xr_engine *e, xr_peer *p, const xr_md *m, size_t k, unsigned 
         const xr_md_key *mk = &mg->keys[n];
         if (mk->rail != j)
             continue;
+        /* A key whose registration starts below the region (a shared,
+         * enclosing one) says where; offsets count from there. */
+        g->base[i] = mk->base ? mk->base : mg->addr;
         if (mk->raw) {
-            int rc = fi_mr_map_raw(e->rails[i].domain, mg->addr, mk->bytes, mk->nbytes,
+            int rc = fi_mr_map_raw(e->rails[i].domain, g->base[i], mk->bytes, mk->nbytes,
                                    &g->key[i], 0);
             if (rc)
                 return xr__fail(XR_EBADMD, "peer '%s': regions[%zu].keys[%u]: raw key of %u "
@@ -235,12 +234,12 @@ static int load_regions(xr_engine *e, xr_peer *p, const xr_md *m)
                     return rc;
             }
     }
-    qsort(p->regions, p->nregions, sizeof *p->regions, cmp_region);
-    for (size_t k = 1; k < p->nregions; k++)
-        if (p->regions[k - 1].addr + p->regions[k - 1].len > p->regions[k].addr)
-            return xr__fail(XR_EBADMD, "peer '%s': regions at 0x%llx and 0x%llx overlap", m->name,
-                            (unsigned long long)p->regions[k - 1].addr,
-                            (unsigned long long)p->regions[k].addr);
+    /* Regions may nest (a tensor published inside its pool): the index
+     * finds an enclosing one for any range. */
+    for (size_t k = 0; k < p->nregions; k++)
+        if (xr_spans_insert(&p->index, p->regions[k].addr, p->regions[k].addr + p->regions[k].len,
+                            &p->regions[k]))
+            return xr__fail(XR_ENOMEM, "peer '%s': region index", m->name);
     return 0;
 }
 

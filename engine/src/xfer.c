@@ -52,7 +52,7 @@ static void fill_piece(void *arg, unsigned rail, size_t off, size_t len)
     c->buf = (void *)(uintptr_t)(f->local[f->d].addr + off);
     c->desc = ref->lg->desc[rail];
     /* Without FI_MR_VIRT_ADDR the peer's provider addresses a region by offset. */
-    c->raddr = x->peer->virt_addr[rail] ? raddr : raddr - ref->rg->addr;
+    c->raddr = x->peer->virt_addr[rail] ? raddr : raddr - ref->rg->base[rail];
     c->key = ref->rg->key[rail];
     c->len = len;
     c->desc_index = (uint32_t)f->d;
@@ -86,7 +86,7 @@ static int validate(xr_engine *e, xr_peer *peer, xr_op op, const xr_iov *local,
             return xr__fail(XR_ENOTREG, "xfer: descriptor %zu: local buffer [0x%llx, +%zu) is not "
                                         "inside a registered region",
                             d, (unsigned long long)local[d].addr, local[d].len);
-        ref[d].rg = xr__peer_region_find(peer, remote[d].addr, remote[d].len);
+        ref[d].rg = xr__peer_region_find(peer, remote[d].addr, remote[d].len, need);
         if (!ref[d].rg)
             return xr__fail(XR_ERANGE, "xfer: descriptor %zu: remote range [0x%llx, +%zu) is "
                                        "outside every region peer '%s' published",
@@ -114,6 +114,14 @@ static int validate(xr_engine *e, xr_peer *peer, xr_op op, const xr_iov *local,
             return xr__fail(XR_ENORAIL, "xfer: descriptor %zu: no rail of its plan carries both "
                                         "the local region and peer '%s' region at 0x%llx",
                             d, peer->name, (unsigned long long)ref[d].rg->addr);
+        /* A local-only region is registered on a rail (through the cache)
+         * the first time a plan uses the rail for it. */
+        if (d == 0 || ref[d].lg != ref[d - 1].lg || ref[d].mask != ref[d - 1].mask)
+            for (uint64_t m = ref[d].mask; m; m &= m - 1) {
+                int rc = xr__region_rail(ref[d].lg, (unsigned)__builtin_ctzll(m));
+                if (rc)
+                    return rc;
+            }
     }
     return 0;
 }

@@ -35,6 +35,7 @@ return {
         { id = 1, name = "rail",  type = "u32",   required = true },     -- needed
         { id = 2, name = "raw",   type = "u8" },
         { id = 3, name = "bytes", type = "bytes", required = true },     -- needed
+        { id = 4, name = "base",  type = "u64",   required = true },     -- needed: offsets count from it
       } },
     } },
     -- Untyped application fields (xr_metadata_set_field of a name this

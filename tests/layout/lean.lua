@@ -17,7 +17,11 @@ return {
       { id = 1, name = "addr",   type = "u64", required = true },
       { id = 2, name = "len",    type = "u64", required = true },
       { id = 5, name = "access", type = "u8",  required = true },
-      { id = 6, name = "keys",   type = "list", required = true },
+      { id = 6, name = "keys",   type = "list", required = true, fields = {
+        { id = 1, name = "rail",  type = "u32",   required = true },
+        { id = 3, name = "bytes", type = "bytes", required = true },
+        { id = 4, name = "base",  type = "u64",   required = true },
+      } },
     } },
   },
 }
