@@ -222,6 +222,38 @@ static int check_keys(const build *b, const char *path)
 static int build_struct(build *b, const char *path, const xr_schema *cat, bool top,
                         xr_schema **out);
 
+/* What every field entry (at the top of the stack) has: an id unique among
+ * the `n` siblings before it, a type, a required flag, a name not seen yet. */
+static int read_entry(const build *b, const char *fpath, const char *path, const xr_field *prev,
+                      lua_Integer n, const char *name, lua_Integer *id, const char **ty,
+                      int *type, bool *req)
+{
+    lua_State *L = b->L;
+    lua_getfield(L, -1, "id");
+    *id = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : 0;
+    lua_pop(L, 1);
+    if (*id < 1 || *id > UINT16_MAX)
+        return bad(b, fpath, "id must be an integer from 1 to 65535");
+    lua_getfield(L, -1, "type");
+    *ty = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : ""; /* the entry keeps it alive */
+    *type = type_by_name(*ty);
+    lua_pop(L, 1);
+    lua_getfield(L, -1, "required");
+    bool ok = lua_isnil(L, -1) || lua_isboolean(L, -1);
+    *req = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    if (!ok)
+        return bad(b, fpath, "required must be true or false");
+    for (lua_Integer k = 0; k < n; k++) {
+        if (prev[k].id == *id)
+            return bad(b, fpath, "duplicate id %lld (also %s%s%s)", (long long)*id, path,
+                       *path ? "." : "", prev[k].name);
+        if (!strcmp(prev[k].name, name))
+            return bad(b, fpath, "declared twice");
+    }
+    return 0;
+}
+
 /* The custom section: free fields, each in its own slot. */
 static int build_custom(build *b, const char *path, xr_schema **out)
 {
@@ -255,34 +287,20 @@ static int build_custom(build *b, const char *path, xr_schema **out)
         if (!name)
             return xr__fail(XR_ENOMEM, "layout %s: out of memory", b->script);
         snprintf(fpath, sizeof fpath, "%.80s.%.63s", path, name);
-        lua_getfield(L, -1, "id");
-        lua_Integer id = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : 0;
-        lua_pop(L, 1);
-        if (id < 1 || id > UINT16_MAX)
-            return bad(b, fpath, "id must be an integer from 1 to 65535");
-        lua_getfield(L, -1, "type");
-        const char *ty = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
-        int type = type_by_name(ty);
-        lua_pop(L, 1);
+        lua_Integer id;
+        const char *ty;
+        int type;
+        bool req;
+        rc = read_entry(b, fpath, path, fs, i, name, &id, &ty, &type, &req);
+        if (rc)
+            return rc;
         if (!type || type >= XR_FT_LIST)
             return bad(b, fpath, "unknown type '%s' (custom fields are u8, u16, u32, u64, i32, "
                                  "string or bytes)", ty);
-        lua_getfield(L, -1, "required");
-        if (!lua_isnil(L, -1) && !lua_isboolean(L, -1))
-            return bad(b, fpath, "required must be true or false");
-        bool req = lua_toboolean(L, -1);
-        lua_pop(L, 1);
         lua_getfield(L, -1, "fields");
         if (!lua_isnil(L, -1))
             return bad(b, fpath, "a custom field has no sub-fields");
         lua_pop(L, 1);
-        for (lua_Integer k = 0; k < i; k++) {
-            if (fs[k].id == id)
-                return bad(b, fpath, "duplicate id %lld (also %s.%s)", (long long)id, path,
-                           fs[k].name);
-            if (!strcmp(fs[k].name, name))
-                return bad(b, fpath, "declared twice");
-        }
         size_t base = offsetof(custom_obj, s) + (size_t)i * sizeof(slot);
         fs[i] = (xr_field){.id = (uint16_t)id, .name = name, .type = (uint8_t)type,
                            .required = req,
@@ -353,36 +371,23 @@ static int build_struct(build *b, const char *path, const xr_schema *cat, bool t
         }
         snprintf(fpath, sizeof fpath, "%.80s%s%.63s", path, *path ? "." : "", nm);
         lua_pop(L, 1);
-        lua_getfield(L, -1, "id");
-        lua_Integer id = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : 0;
-        lua_pop(L, 1);
-        if (id < 1 || id > UINT16_MAX)
-            return bad(b, fpath, "id must be an integer from 1 to 65535");
-        lua_getfield(L, -1, "type");
-        const char *ty = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
-        int type = type_by_name(ty);
-        lua_pop(L, 1);
+        lua_Integer id;
+        const char *ty;
+        int type;
+        bool req;
+        rc = read_entry(b, fpath, path, fs, i, nm, &id, &ty, &type, &req);
+        if (rc)
+            return rc;
         int want = custom ? XR_FT_STRUCT : cf->type;
         if (!type)
             return bad(b, fpath, "unknown type '%s'", ty);
         if (type != want)
-            return bad(b, fpath, "type %s, but the engine's field is a %s", ty, xr_layout_type_name(want));
-        lua_getfield(L, -1, "required");
-        if (!lua_isnil(L, -1) && !lua_isboolean(L, -1))
-            return bad(b, fpath, "required must be true or false");
-        bool req = lua_toboolean(L, -1);
-        lua_pop(L, 1);
+            return bad(b, fpath, "type %s, but the engine's field is a %s", ty,
+                       xr_layout_type_name(want));
         lua_getfield(L, -1, "default");
         if (!lua_isnil(L, -1))
             return bad(b, fpath, "defaults are for custom fields; the engine fills its own");
         lua_pop(L, 1);
-        for (lua_Integer k = 0; k < i; k++) {
-            if (fs[k].id == id)
-                return bad(b, fpath, "duplicate id %lld (also %s%s%s)", (long long)id, path,
-                           *path ? "." : "", fs[k].name);
-            if (!strcmp(fs[k].name, nm ? nm : ""))
-                return bad(b, fpath, "declared twice");
-        }
         lua_getfield(L, -1, "fields");
         xr_schema *sub = NULL;
         if (custom) {
