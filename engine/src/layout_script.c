@@ -196,11 +196,14 @@ static int read_default(const build *b, const char *path, int idx, decl *d)
 
 static const char *const entry_keys[] = {"id", "name", "type", "required", "default", "fields", NULL};
 
-/* Check the keys of one field entry (at the top of the stack): a misspelt
- * "requried" would otherwise be silently optional. */
-static int check_keys(const build *b, const char *path)
+/* Push entry i + 1 of the array at t, which must be a table of known keys:
+ * a misspelt "requried" would otherwise be silently optional. */
+static int open_entry(const build *b, int arr, lua_Integer i, const char *path)
 {
     lua_State *L = b->L;
+    lua_geti(L, arr, i + 1);
+    if (!lua_istable(L, -1))
+        return bad(b, path, "must be a table, not a %s", luaL_typename(L, -1));
     int t = lua_gettop(L);
     lua_pushnil(L);
     while (lua_next(L, t)) {
@@ -271,10 +274,7 @@ static int build_custom(build *b, const char *path, xr_schema **out)
     for (lua_Integer i = 0; i < n; i++) {
         char fpath[160];
         snprintf(fpath, sizeof fpath, "%.120s[%lld]", path, (long long)i + 1);
-        lua_geti(L, t, i + 1);
-        if (!lua_istable(L, -1))
-            return bad(b, fpath, "must be a table, not a %s", luaL_typename(L, -1));
-        int rc = check_keys(b, fpath);
+        int rc = open_entry(b, t, i, fpath);
         if (rc)
             return rc;
         lua_getfield(L, -1, "name");
@@ -346,10 +346,7 @@ static int build_struct(build *b, const char *path, const xr_schema *cat, bool t
     for (lua_Integer i = 0; i < n; i++) {
         char fpath[160];
         snprintf(fpath, sizeof fpath, "%.120s[%lld]", *path ? path : "fields", (long long)i + 1);
-        lua_geti(L, t, i + 1);
-        if (!lua_istable(L, -1))
-            return bad(b, fpath, "must be a table, not a %s", luaL_typename(L, -1));
-        int rc = check_keys(b, fpath);
+        int rc = open_entry(b, t, i, fpath);
         if (rc)
             return rc;
         lua_getfield(L, -1, "name");

@@ -34,16 +34,17 @@ static int backend_reg(void *ctx, xr_mr_entry *m)
         fi_mr_raw_attr(mr, &base, NULL, &n, 0);
         m->raw_key = malloc(n ? n : 1);
         m->raw_len = n;
-        rc = !m->raw_key ? xr__fail(XR_ENOMEM, "region: raw key of %zu bytes", n)
-                         : fi_mr_raw_attr(mr, &base, m->raw_key, &n, 0);
+        if (!m->raw_key) {
+            fi_close(&mr->fid);
+            return xr__fail(XR_ENOMEM, "region: raw key of %zu bytes", n);
+        }
+        rc = fi_mr_raw_attr(mr, &base, m->raw_key, &n, 0);
         if (rc) {
             fi_close(&mr->fid);
             free(m->raw_key);
             m->raw_key = NULL;
-            return rc < 0 && rc != XR_ENOMEM
-                       ? xr__fail(XR_EFABRIC, "rail %u (%s): fi_mr_raw_attr failed: %s",
-                                  m->rail, r->provider, fi_strerror(-rc))
-                       : rc;
+            return xr__fail(XR_EFABRIC, "rail %u (%s): fi_mr_raw_attr failed: %s", m->rail,
+                            r->provider, fi_strerror(-rc));
         }
     }
     return 0;
