@@ -224,6 +224,15 @@ XR_API int xr_mem_register(xr_engine *e, void *addr, size_t len, xr_mem_kind kin
                            int device, unsigned access, xr_region **out);
 /* Deregister. XR_EBUSY while a transfer that uses the region is in flight. */
 XR_API int xr_mem_deregister(xr_region *r);
+/*
+ * A transfer may also name local buffers that were never registered: each
+ * is registered on demand, through the cache, and the registration stays
+ * cached after the transfer for the next one. Before freeing host memory
+ * used that way, call xr_mem_invalidate on it (or flush, or run with the
+ * cache off): a new allocation at the same address must not be served by
+ * the old registration. Registrations a live transfer holds are kept.
+ */
+XR_API int xr_mem_invalidate(xr_engine *e, const void *addr, size_t len);
 
 /*
  * The memory registration cache. Every registration (regions, and local

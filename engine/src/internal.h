@@ -152,6 +152,8 @@ struct xr_xfer {
     xr_rail_slot slot[XR_MAX_RAILS];
     xr_region **regions;            /* distinct local regions, each holding a ref */
     size_t nregions;
+    xr_region **owned;              /* on-demand regions of unregistered buffers */
+    size_t nowned;
     xr_notif_msg *notif;            /* framed notification, sent after the chunks */
 
     atomic_size_t pending;          /* chunks not yet completed */
@@ -219,6 +221,10 @@ xr_region *xr__region_find(xr_engine *e, uint64_t addr, size_t len); /* engine l
 /* Make sure g is registered on rail i (a local-only region is registered
  * lazily, on the rails its plans use). Engine lock held. */
 int xr__region_rail(xr_region *g, unsigned i);
+/* A local-only region for a mapped buffer nobody registered; the transfer
+ * that needs it owns it and drops it. Engine lock held. */
+int xr__region_implicit(xr_engine *e, uint64_t addr, size_t len, xr_region **out);
+void xr__region_drop(xr_region *g);
 void xr__mr_cache_start(xr_engine *e);
 void xr__region_free_all(xr_engine *e);
 

@@ -7,6 +7,7 @@
 #include "policy.h"
 
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <string.h>
@@ -146,6 +147,22 @@ static int numa_of_page(void *addr)
     return -1;
 }
 
+static xr_region *region_new(xr_engine *e, uint64_t addr, size_t len, xr_mem_kind kind,
+                             int device, unsigned access)
+{
+    xr_region *g = calloc(1, sizeof *g);
+    if (!g)
+        return NULL;
+    g->e = e;
+    g->addr = addr;
+    g->len = len;
+    g->kind = kind;
+    g->device = device;
+    g->access = access;
+    g->numa = kind == XR_MEM_HOST ? numa_of_page((void *)(uintptr_t)addr) : -1;
+    return g;
+}
+
 int xr_mem_register(xr_engine *e, void *addr, size_t len, xr_mem_kind kind, int device,
                     unsigned access, xr_region **out)
 {
@@ -160,16 +177,9 @@ int xr_mem_register(xr_engine *e, void *addr, size_t len, xr_mem_kind kind, int 
     if (kind != XR_MEM_HOST)
         return xr__fail(XR_ENOTSUP, "xr_mem_register: memory kind %d: this build registers "
                                     "host memory only", (int)kind);
-    xr_region *g = calloc(1, sizeof *g);
+    xr_region *g = region_new(e, (uintptr_t)addr, len, kind, device, access);
     if (!g)
         return xr__fail(XR_ENOMEM, "xr_mem_register: out of memory");
-    g->e = e;
-    g->addr = (uintptr_t)addr;
-    g->len = len;
-    g->kind = kind;
-    g->device = device;
-    g->access = access;
-    g->numa = kind == XR_MEM_HOST ? numa_of_page(addr) : -1;
 
     pthread_mutex_lock(&e->lock);
     int rc = xr__policy_region_rails(e, g, &g->rail_mask);
@@ -188,6 +198,55 @@ int xr_mem_register(xr_engine *e, void *addr, size_t len, xr_mem_kind kind, int 
     }
     pthread_mutex_unlock(&e->lock);
     *out = g;
+    return 0;
+}
+
+/* Whether every page of [addr, addr + len) is mapped: registration on
+ * tcp or shm would not notice a wild pointer, and the provider would
+ * fault on it later, in the middle of a transfer. */
+static bool mapped(uint64_t addr, size_t len)
+{
+    uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+    uint64_t a = addr & ~(page - 1), end = addr + len;
+    unsigned char vec[256];
+    while (a < end) {
+        uint64_t n = (end - a + page - 1) / page;
+        if (n > sizeof vec)
+            n = sizeof vec;
+        if (mincore((void *)(uintptr_t)a, n * page, vec))
+            return false;
+        a += n * page;
+    }
+    return true;
+}
+
+int xr__region_implicit(xr_engine *e, uint64_t addr, size_t len, xr_region **out)
+{
+    if (!mapped(addr, len))
+        return xr__fail(XR_ENOTREG, "local buffer [0x%llx, +%zu) is not registered, and is not "
+                                    "mapped memory that could be registered on demand",
+                        (unsigned long long)addr, len);
+    xr_region *g = region_new(e, addr, len, XR_MEM_HOST, -1, XR_ACCESS_NONE);
+    if (!g)
+        return xr__fail(XR_ENOMEM, "on-demand region: out of memory");
+    /* The plan picks the rails; registration follows it lazily, through
+     * the cache, so a buffer sent again hits the entry this one leaves. */
+    g->rail_mask = e->nrails >= 64 ? ~0ull : (1ull << e->nrails) - 1;
+    *out = g;
+    return 0;
+}
+
+void xr__region_drop(xr_region *g)
+{
+    region_release(g);
+    free(g);
+}
+
+int xr_mem_invalidate(xr_engine *e, const void *addr, size_t len)
+{
+    if (!e || !addr || !len)
+        return xr__fail(XR_EINVAL, "xr_mem_invalidate: needs an engine, an address and a length");
+    xr_mr_cache_invalidate(&e->mrc, (uintptr_t)addr, len);
     return 0;
 }
 

@@ -66,11 +66,35 @@ static uint64_t plan_mask(const xr_plan *p)
     return m;
 }
 
+/* A buffer nobody registered gets an on-demand region that the transfer
+ * owns; descriptors inside the previous one share it. Engine lock held. */
+static int own_region(xr_engine *e, xr_xfer *x, uint64_t addr, size_t len, xr_region **out)
+{
+    xr_region *last = x->nowned ? x->owned[x->nowned - 1] : NULL;
+    if (last && addr >= last->addr && addr + len <= last->addr + last->len) {
+        *out = last;
+        return 0;
+    }
+    if ((x->nowned & (x->nowned - 1)) == 0) {
+        /* grows by doubling: at 0, 1, 2, 4, ... */
+        xr_region **v = realloc(x->owned, (x->nowned ? 2 * x->nowned : 1) * sizeof *v);
+        if (!v)
+            return xr__fail(XR_ENOMEM, "out of memory for on-demand regions");
+        x->owned = v;
+    }
+    int rc = xr__region_implicit(e, addr, len, out);
+    if (!rc)
+        x->owned[x->nowned++] = *out;
+    return rc;
+}
+
 /* Check every descriptor against local and peer regions, and find its
  * plan. Engine lock held. */
-static int validate(xr_engine *e, xr_peer *peer, xr_op op, const xr_iov *local,
-                    const xr_iov *remote, size_t count, desc_ref *ref)
+static int validate(xr_engine *e, xr_xfer *x, const xr_iov *local, const xr_iov *remote,
+                    size_t count, desc_ref *ref)
 {
+    xr_peer *peer = x->peer;
+    xr_op op = x->op;
     unsigned need = op == XR_OP_WRITE ? XR_ACCESS_WRITE : XR_ACCESS_READ;
     const xr_plan *last = NULL;
     uint64_t mask = 0;
@@ -82,10 +106,14 @@ static int validate(xr_engine *e, xr_peer *peer, xr_op op, const xr_iov *local,
         if (!local[d].len)
             continue;
         ref[d].lg = xr__region_find(e, local[d].addr, local[d].len);
-        if (!ref[d].lg)
-            return xr__fail(XR_ENOTREG, "xfer: descriptor %zu: local buffer [0x%llx, +%zu) is not "
-                                        "inside a registered region",
-                            d, (unsigned long long)local[d].addr, local[d].len);
+        if (!ref[d].lg) {
+            int rc = own_region(e, x, local[d].addr, local[d].len, &ref[d].lg);
+            if (rc) {
+                char why[XR_ERRMSG_MAX];
+                snprintf(why, sizeof why, "%s", xr_engine_last_error(e));
+                return xr__fail(rc, "xfer: descriptor %zu: %s", d, why);
+            }
+        }
         ref[d].rg = xr__peer_region_find(peer, remote[d].addr, remote[d].len, need);
         if (!ref[d].rg)
             return xr__fail(XR_ERANGE, "xfer: descriptor %zu: remote range [0x%llx, +%zu) is "
@@ -150,6 +178,9 @@ static int take_refs(xr_xfer *x, const desc_ref *ref, size_t count)
 
 static void xfer_free(xr_xfer *x)
 {
+    for (size_t k = 0; k < x->nowned; k++)
+        xr__region_drop(x->owned[k]);
+    free(x->owned);
     free(x->chunks);
     free(x->regions);
     if (x->notif)
@@ -183,7 +214,7 @@ int xr_xfer_create(xr_engine *e, xr_peer *peer, xr_op op, const xr_iov *local,
     atomic_store(&x->status, XR_STATUS_NOT_POSTED);
 
     pthread_mutex_lock(&e->lock);
-    int rc = validate(e, peer, op, local, remote, count, ref);
+    int rc = validate(e, x, local, remote, count, ref);
     /* Counting pass, then filling pass from the same round-robin start, so
      * each rail's chunks land contiguously without a per-chunk allocation. */
     unsigned rr0 = atomic_fetch_add(&e->rr, 1), rr = rr0;

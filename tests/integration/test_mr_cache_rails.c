@@ -18,6 +18,7 @@
 #define RAILS 4
 #define POOL (8u << 20)
 #define NT 64
+#define PASSES 4
 #define TENSOR (64u << 10)
 #define TSTRIDE (96u << 10) /* tensors with gaps between them */
 #define EXTRA_OFF (7u << 20) /* a 1 MiB range of the pool outside every tensor */
@@ -85,7 +86,7 @@ static void target(int fd, void *arg)
     xr_peer *p = h_load_peer(fd, e);
     (void)p;
     h_send_u64(fd, (uintptr_t)pool);
-    for (uint64_t tag = 1; tag <= 2; tag++) {
+    for (uint64_t tag = 1; tag <= PASSES; tag++) {
         char who[64];
         size_t wl = sizeof who, ml;
         void *msg = NULL;
@@ -138,35 +139,72 @@ static void initiator(int fd, void *arg)
     uint8_t *src = aligned_alloc(4096, POOL);
     xr_iov local[NT + 1], remote[NT + 1];
     uint64_t regs_before_pass2 = 0;
-    for (uint64_t tag = 1; tag <= 2; tag++) {
-        xr_region *g;
-        H_OK(xr_mem_register(e, src, POOL, XR_MEM_HOST, 0, XR_ACCESS_NONE, &g));
-        H_CHECK(stats(e).in_use == 0, "a local-only region was registered before any plan used it");
+    for (uint64_t tag = 1; tag <= PASSES; tag++) {
+        /* Passes 1 and 2 register the buffer; 3 and 4 leave it to the
+         * transfer, which registers it on demand through the cache. */
+        bool on_demand = tag > 2;
+        xr_region *g = NULL;
+        if (!on_demand) {
+            H_OK(xr_mem_register(e, src, POOL, XR_MEM_HOST, 0, XR_ACCESS_NONE, &g));
+            H_CHECK(stats(e).in_use == 0,
+                    "a local-only region was registered before any plan used it");
+        }
         for (unsigned i = 0; i <= NT; i++) {
             size_t len, off = piece(i, &len);
             h_fill(src + off, len, tag, off);
             local[i] = (xr_iov){(uintptr_t)src + off, len};
             remote[i] = (xr_iov){rpool + off, len};
         }
+        xr_mr_cache_stats s0 = stats(e);
         xr_xfer *x;
         H_OK(xr_xfer_create(e, p, XR_OP_WRITE, local, remote, NT + 1, &tag, 8, &x));
         xr_mr_cache_stats s = stats(e);
-        H_CHECK(s.in_use >= 1 && s.in_use <= RAILS, "pass %llu: %llu registrations in use",
-                (unsigned long long)tag, (unsigned long long)s.in_use);
+        if (!on_demand)
+            H_CHECK(s.in_use >= 1 && s.in_use <= RAILS, "pass %llu: %llu registrations in use",
+                    (unsigned long long)tag, (unsigned long long)s.in_use);
         if (tag == 2)
             H_CHECK(s.registrations > regs_before_pass2,
                     "pass 2 reused a registration of the deregistered buffer");
+        if (tag == 3)
+            H_CHECK(s.registrations > s0.registrations,
+                    "pass 3: the unregistered buffer was not registered on demand");
+        if (tag == 4 && cache_on)
+            H_CHECK(s.registrations == s0.registrations && s.hits > s0.hits,
+                    "pass 4: the on-demand registrations of pass 3 were not reused "
+                    "(%llu new registrations, %llu hits)",
+                    (unsigned long long)(s.registrations - s0.registrations),
+                    (unsigned long long)(s.hits - s0.hits));
+        if (tag == 4 && !cache_on)
+            H_CHECK(s.registrations > s0.registrations && s.hits == s0.hits,
+                    "pass 4, cache off: the buffer was not registered again");
+        if (on_demand)
+            h_log("pass %llu (on demand): %llu registrations, %llu hits", (unsigned long long)tag,
+                  (unsigned long long)(s.registrations - s0.registrations),
+                  (unsigned long long)(s.hits - s0.hits));
         H_OK(xr_xfer_post(x));
         H_OK(xr_xfer_wait(x, 30000));
         xr_xfer_release(x);
         H_CHECK(h_recv_u64(fd, e) == tag, "target did not confirm pass %llu",
                 (unsigned long long)tag);
-        H_OK(xr_mem_deregister(g));
+        if (g)
+            H_OK(xr_mem_deregister(g));
+        s = stats(e);
+        if (tag == 3) {
+            /* Released with the transfer, the on-demand registrations stay
+             * cached for the next transfer of the buffer. */
+            H_CHECK(cache_on ? s.entries > 0 : s.entries == 0,
+                    "cache %s: %llu entries after an on-demand transfer", cache_on ? "on" : "off",
+                    (unsigned long long)s.entries);
+            continue;
+        }
+        if (tag == PASSES)
+            H_OK(xr_mem_invalidate(e, src, POOL));
         s = stats(e);
         if (cache_on)
             H_CHECK(s.invalidations > 0 && s.entries == 0,
-                    "deregistering the buffer left %llu entries (%llu invalidated)",
-                    (unsigned long long)s.entries, (unsigned long long)s.invalidations);
+                    "pass %llu: invalidating the buffer left %llu entries (%llu invalidated)",
+                    (unsigned long long)tag, (unsigned long long)s.entries,
+                    (unsigned long long)s.invalidations);
         else
             H_CHECK(s.entries == 0 && s.hits == 0, "cache off: %llu entries, %llu hits",
                     (unsigned long long)s.entries, (unsigned long long)s.hits);
