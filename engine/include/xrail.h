@@ -116,6 +116,20 @@ typedef struct xr_mr_cache_opts {
     size_t max_bytes;       /* bytes they cover; 0: no limit (the default) */
 } xr_mr_cache_opts;
 
+/*
+ * Staging: memory no rail can reach (CUDA memory where the provider has no
+ * FI_HMEM) moves through pinned bounce slots, `slots` of `chunk` bytes for
+ * this engine's transfers, plus `rx_slots` per rail for peers' requests
+ * once this engine publishes such memory (docs/gpu.md).
+ */
+typedef struct xr_stage_opts {
+    size_t chunk;           /* bytes per slot; default 1 MiB */
+    unsigned slots;         /* slots for this engine's transfers; default 16 */
+    unsigned rx_slots;      /* per rail, slots for peers' requests; default 2 */
+    int host;               /* 1: stage host regions too, as if no rail reached them: runs
+                               the staging protocol on machines without a GPU (tests) */
+} xr_stage_opts;
+
 typedef struct xr_engine_opts {
     const char *name;              /* unique among peers; required */
     const char *provider;          /* provider for discovery; NULL: any RDM provider with RMA */
@@ -142,6 +156,7 @@ typedef struct xr_engine_opts {
                                       built-in xrail.v1 layout */
     xr_mr_cache_opts mr_cache;     /* default: on, 16384 entries, no byte limit; the config's
                                       mr_cache table and XRAIL_MR_CACHE* override */
+    xr_stage_opts stage;           /* the config's stage table and XRAIL_STAGE_HOST override */
 } xr_engine_opts;
 
 /* Fill `opts` with defaults. Call before setting fields. */
@@ -186,6 +201,8 @@ typedef struct xr_rail_counters {
     uint64_t eagain;        /* times the provider pushed back */
     uint64_t notif_tx;      /* notification frames sent */
     uint64_t notif_rx;      /* notification frames received */
+    uint64_t staged;        /* of the chunks, those that went through bounce slots */
+    uint64_t staged_served; /* peers' staged requests this engine answered */
 } xr_rail_counters;
 
 typedef struct xr_rail_info {

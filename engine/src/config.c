@@ -163,6 +163,46 @@ static int read_mr_cache(lua_State *L, int t, const char *path, xr_config *c)
     return rc;
 }
 
+/* stage = { chunk = N, slots = N, rx_slots = N, host = false } */
+static int read_stage(lua_State *L, int t, const char *path, xr_config *c)
+{
+    c->stage_chunk = c->stage_slots = c->stage_rx_slots = -1;
+    c->stage_host = -1;
+    int rc = 0;
+    lua_getfield(L, t, "stage");
+    if (lua_istable(L, -1)) {
+        int m = lua_gettop(L);
+        char ctx[256];
+        snprintf(ctx, sizeof ctx, "%s stage", path);
+        lua_pushnil(L);
+        while (!rc && lua_next(L, m)) {
+            lua_pop(L, 1);
+            const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
+            if (strcmp(k, "chunk") && strcmp(k, "slots") && strcmp(k, "rx_slots") &&
+                strcmp(k, "host")) {
+                rc = xr__fail(XR_ESCRIPT, "config %s: unknown key '%s' (chunk, slots, rx_slots, "
+                                          "host)", ctx, *k ? k : luaL_typename(L, -1));
+                lua_pop(L, 1);
+            }
+        }
+        lua_getfield(L, m, "host");
+        if (lua_isboolean(L, -1))
+            c->stage_host = lua_toboolean(L, -1);
+        else if (!rc && !lua_isnil(L, -1))
+            rc = xr__fail(XR_ESCRIPT, "config %s: host must be true or false", ctx);
+        lua_pop(L, 1);
+        if (!rc) {
+            c->stage_chunk = opt_int(L, m, "chunk", 4096, -1, ctx, &rc);
+            c->stage_slots = opt_int(L, m, "slots", 1, -1, ctx, &rc);
+            c->stage_rx_slots = opt_int(L, m, "rx_slots", 1, -1, ctx, &rc);
+        }
+    } else if (!lua_isnil(L, -1)) {
+        rc = xr__fail(XR_ESCRIPT, "config %s: stage must be a table", path);
+    }
+    lua_pop(L, 1);
+    return rc;
+}
+
 /* One rail entry: { provider=, domain=, src_addr=, count=, speed= }. */
 static int read_rail(lua_State *L, int t, const char *path, const char *where, xr_rail_spec *s)
 {
@@ -239,7 +279,7 @@ static int read_rails(lua_State *L, int t, const char *path, xr_config *c)
 
 static const char *const known_keys[] = {"provider", "domain", "rails", "stripe_min",
                                          "chunk", "progress", "policy", "layout", "log",
-                                         "mr_cache", NULL};
+                                         "mr_cache", "stage", NULL};
 
 int xr__config_load(const xr_engine_opts *o, const char *path, xr_config *c)
 {
@@ -296,6 +336,8 @@ int xr__config_load(const xr_engine_opts *o, const char *path, xr_config *c)
         rc = read_rails(L, t, path, c);
     if (!rc)
         rc = read_mr_cache(L, t, path, c);
+    if (!rc)
+        rc = read_stage(L, t, path, c);
     xr_lua_free(lua);
     if (rc)
         xr__config_free(c);

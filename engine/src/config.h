@@ -17,6 +17,8 @@ typedef struct xr_config {
     int log_level;                  /* -1: not set */
     int mrc_enabled;                /* mr_cache = { enabled, max_entries, max_bytes }; -1: not set */
     long long mrc_max_entries, mrc_max_bytes;
+    long long stage_chunk, stage_slots, stage_rx_slots; /* stage = {...}; -1: not set */
+    int stage_host;                 /* -1: not set */
 } xr_config;
 
 /*

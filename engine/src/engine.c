@@ -31,6 +31,7 @@ void xr_engine_opts_init(xr_engine_opts *o)
     o->log_level = XR_LOG_WARN;
     o->script_mem = 4u << 20;
     o->mr_cache = (xr_mr_cache_opts){.enabled = 1, .max_entries = 16384, .max_bytes = 0};
+    o->stage = (xr_stage_opts){.chunk = 1 << 20, .slots = 16, .rx_slots = 2, .host = 0};
 }
 
 /* Parsed XRAIL_RAILS entries live with the engine, as opts points at them. */
@@ -125,6 +126,15 @@ static int apply_env(xr_engine_opts *o, env_rails *er)
         rc = parse_size("XRAIL_MR_CACHE_MAX_COUNT", v, &o->mr_cache.max_entries);
     if (!rc && (v = getenv("XRAIL_MR_CACHE_MAX_BYTES")) && *v)
         rc = parse_size("XRAIL_MR_CACHE_MAX_BYTES", v, &o->mr_cache.max_bytes);
+    if (!rc && (v = getenv("XRAIL_STAGE_HOST")) && *v)
+        o->stage.host = strcmp(v, "0") != 0;
+    if (!rc && (v = getenv("XRAIL_STAGE_CHUNK")) && *v)
+        rc = parse_size("XRAIL_STAGE_CHUNK", v, &o->stage.chunk);
+    if (!rc && (v = getenv("XRAIL_STAGE_SLOTS")) && *v) {
+        size_t n;
+        rc = parse_size("XRAIL_STAGE_SLOTS", v, &n);
+        o->stage.slots = (unsigned)n;
+    }
     if (!rc && (v = getenv("XRAIL_STRIPE_MIN")) && *v)
         rc = parse_size("XRAIL_STRIPE_MIN", v, &o->stripe_min);
     if (!rc && (v = getenv("XRAIL_CHUNK_SIZE")) && *v)
@@ -178,6 +188,16 @@ static int config_apply(xr_engine_opts *o, xr_config *cfg)
         o->policy = cfg->policy;
     if (!o->layout)
         o->layout = cfg->layout;
+    if (!memcmp(&o->stage, &d.stage, sizeof d.stage)) {
+        if (cfg->stage_chunk > 0)
+            o->stage.chunk = (size_t)cfg->stage_chunk;
+        if (cfg->stage_slots > 0)
+            o->stage.slots = (unsigned)cfg->stage_slots;
+        if (cfg->stage_rx_slots > 0)
+            o->stage.rx_slots = (unsigned)cfg->stage_rx_slots;
+        if (cfg->stage_host >= 0)
+            o->stage.host = cfg->stage_host;
+    }
     if (!memcmp(&o->mr_cache, &d.mr_cache, sizeof d.mr_cache)) {
         if (cfg->mrc_enabled >= 0)
             o->mr_cache.enabled = cfg->mrc_enabled;
@@ -222,6 +242,7 @@ static void engine_free(xr_engine *e)
     xr_layout_destroy(e->layout);
     xr__plan_fini(e);
     xr__rails_close(e);
+    xr__stage_fini(e);
     xr__notif_fini(e);
     pthread_mutex_destroy(&e->lock);
     free(e->name);
@@ -258,6 +279,12 @@ int xr_engine_create(const xr_engine_opts *opts, xr_engine **out)
         o->chunk_size = 1 << 20;
     if (!o->rail_depth)
         o->rail_depth = 64;
+    if (!o->stage.chunk)
+        o->stage.chunk = 1 << 20;
+    if (!o->stage.slots)
+        o->stage.slots = 16;
+    if (!o->stage.rx_slots)
+        o->stage.rx_slots = 2;
     e->log_level = o->log_level;
     e->name = strdup(opts->name);
     o->name = e->name;
@@ -278,6 +305,8 @@ int xr_engine_create(const xr_engine_opts *opts, xr_engine **out)
     }
     if (!rc)
         rc = xr__notif_init(e);
+    if (!rc)
+        rc = xr__stage_init(e);
     if (!rc)
         rc = xr__rails_open(e);
     xr__mr_cache_start(e); /* after the rails: its backend registers on them */
@@ -353,7 +382,8 @@ int xr_progress(xr_engine *e)
 {
     if (!e)
         return xr__fail(XR_EINVAL, "xr_progress: NULL engine");
-    int n = 0;
+    /* Staging first: the slots it frees let the rails post what waits. */
+    int n = xr__stage_progress(e);
     for (unsigned i = 0; i < e->nrails; i++)
         n += xr__rail_progress(&e->rails[i]);
     if (atomic_load(&e->orphans))

@@ -32,7 +32,10 @@ void xr__log(const xr_engine *e, int level, const char *fmt, ...)
 enum { XR_LOG_ERROR = 0, XR_LOG_WARN = 1, XR_LOG_INFO = 2, XR_LOG_DEBUG = 3 };
 
 /* ---- every libfabric operation carries one of these as its context ---- */
-enum xr_ctx_kind { XR_CTX_CHUNK = 1, XR_CTX_NOTIF_TX = 2, XR_CTX_NOTIF_RX = 3 };
+enum xr_ctx_kind {
+    XR_CTX_CHUNK = 1, XR_CTX_NOTIF_TX = 2, XR_CTX_NOTIF_RX = 3,
+    XR_CTX_STAGE_TX = 4, XR_CTX_STAGE_RX = 5 /* stage.c: a slot's send or RMA, its receive */
+};
 typedef struct xr_opctx {
     struct fi_context2 fctx; /* first: libfabric hands this pointer back */
     uint8_t kind;
@@ -62,6 +65,7 @@ typedef struct xr_rail {
     uint64_t mr_mode;
     size_t max_msg;
     bool delivery_complete;
+    bool hmem;                /* the provider registers CUDA memory (FI_HMEM) */
     char addr[XR_ADDR_MAX];
     size_t addrlen;
     char provider[64], domain_name[64], fabric_name[64];
@@ -94,6 +98,7 @@ struct xr_region {
     unsigned refs;            /* transfers that use it; guarded by the engine lock */
     uint64_t rail_mask;       /* rails it may use (the policy's register hook) */
     int numa;                 /* host memory: NUMA node of its first page; -1 unknown */
+    bool staged;              /* no rail reaches it: its bytes go through stage.c */
     /* Per rail, the cache entry that registers it: all of rail_mask at once
      * for a region peers reach (its keys are published), and for a local-only
      * one the first time a plan uses the rail. desc and key are copied out
@@ -107,6 +112,7 @@ struct xr_region {
 typedef struct xr_peer_region {
     uint64_t addr, len;
     unsigned access;
+    bool staged;                    /* keyless: the peer's staging serves it (stage.c) */
     uint64_t path_mask;             /* local rails with a usable key */
     uint64_t key[XR_MAX_RAILS];     /* indexed by local rail */
     uint64_t base[XR_MAX_RAILS];    /* where the key's registration starts: offsets count from it */
@@ -140,7 +146,15 @@ typedef struct xr_chunk {
     uint64_t key;
     size_t len;
     uint32_t desc_index;            /* which descriptor, for error messages */
+    uint8_t stage;                  /* XR_STAGE_*: how the bytes reach the rail */
+    bool gpu;                       /* the local buffer is device memory */
+    int device;                     /* its CUDA device */
 } xr_chunk;
+
+/* A chunk's path: RMA straight from and to its buffers, RMA through a
+ * local bounce slot, or the request/response protocol with a peer whose
+ * region no rail reaches (stage.c). */
+enum { XR_STAGE_NONE = 0, XR_STAGE_LOCAL = 1, XR_STAGE_REMOTE = 2 };
 
 struct xr_xfer {
     xr_engine *e;
@@ -165,6 +179,7 @@ struct xr_xfer {
 };
 
 typedef struct xr_notif_engine xr_notif_engine;
+typedef struct xr_stage xr_stage;
 typedef struct xr_policy xr_policy;
 typedef struct plan_entry plan_entry;
 
@@ -189,6 +204,7 @@ struct xr_engine {
     atomic_uint orphans;            /* transfers released in flight, not yet freed */
 
     xr_notif_engine *notif;
+    xr_stage *stage;                /* bounce slots for memory no rail reaches (stage.c) */
 
     /* policy.c; guarded by the engine lock, the counters are atomics */
     xr_policy *policy;              /* NULL: built-in equal stripe */
@@ -214,7 +230,7 @@ void xr__addr_format(const xr_rail *r, const void *addr, size_t len, char *out, 
 /* Register memory on one rail, honouring FI_MR_ENDPOINT; `key` is used
  * unless the provider picks keys itself (FI_MR_PROV_KEY). */
 int xr__rail_mr_reg(xr_rail *r, void *buf, size_t len, uint64_t access, uint64_t key,
-                    struct fid_mr **out);
+                    xr_mem_kind kind, int device, struct fid_mr **out);
 
 /* ---- mr.c ---- */
 xr_region *xr__region_find(xr_engine *e, uint64_t addr, size_t len); /* engine lock held */
@@ -260,5 +276,18 @@ void xr__notif_pump(xr_rail *r);    /* rail lock held */
 void xr__notif_tx_done(xr_rail *r, xr_opctx *ctx, int err);   /* rail lock held */
 void xr__notif_rx_done(xr_rail *r, xr_opctx *ctx, size_t len, int err); /* rail lock held */
 bool xr__notif_idle(xr_engine *e);
+
+/* ---- stage.c ---- */
+int xr__stage_init(xr_engine *e);
+void xr__stage_fini(xr_engine *e);          /* after the rails closed */
+void xr__stage_rail_fini(xr_rail *r);       /* endpoint closed, domain still open */
+/* Make the bounce pool (and, for a target, its receive slots) if they do
+ * not exist yet. Engine lock held. */
+int xr__stage_need(xr_engine *e, bool target);
+/* Take a slot for a staged chunk; XR_EAGAIN when all are busy. Rail lock held. */
+int xr__stage_start(xr_rail *r, xr_chunk *c);
+void xr__stage_tx_done(xr_rail *r, xr_opctx *ctx, int err, const char *why); /* rail lock */
+void xr__stage_rx_done(xr_rail *r, xr_opctx *ctx, size_t len, int err, const char *why);
+int xr__stage_progress(xr_engine *e);      /* no lock held */
 
 #endif

@@ -472,6 +472,7 @@ static const xr_field region_fields[] = {
     F_INT(xr_md_region, 4, device, XR_FT_U32, false),
     F_INT(xr_md_region, 5, access, XR_FT_U8, true),
     F_LIST(xr_md_region, 6, keys, nkeys, key_schema, true),
+    F_INT(xr_md_region, 7, staged, XR_FT_U8, false), /* readers without it see no keys */
 };
 static const xr_schema region_schema = SCHEMA("xrail.v1", 0, xr_md_region, region_fields);
 

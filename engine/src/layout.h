@@ -79,6 +79,7 @@ typedef struct xr_md_region {
     uint8_t access;
     xr_md_key *keys;
     uint32_t nkeys;
+    uint8_t staged;         /* 1: no keys; the owner's staging serves it (stage.c) */
 } xr_md_region;
 
 /* An application's own field (model, tp rank, block size, dtype...). */

@@ -3,6 +3,7 @@
  * the rails a region uses, the index used to check local buffers, the
  * cache's backend on real rails, and the cache's public calls.
  */
+#include "cuda_mem.h"
 #include "internal.h"
 #include "policy.h"
 
@@ -20,9 +21,12 @@ static int backend_reg(void *ctx, xr_mr_entry *m)
 {
     xr_engine *e = ctx;
     xr_rail *r = &e->rails[m->rail];
+    if (!m->access)
+        return 0; /* a staged region's record: no rail reaches the memory */
     uint64_t key = atomic_fetch_add(&e->next_key, 1) + 1;
     struct fid_mr *mr;
-    int rc = xr__rail_mr_reg(r, (void *)(uintptr_t)m->addr, m->len, m->access, key, &mr);
+    int rc = xr__rail_mr_reg(r, (void *)(uintptr_t)m->addr, m->len, m->access, key, m->kind,
+                             m->device, &mr);
     if (rc)
         return rc;
     m->mr = mr;
@@ -54,7 +58,8 @@ static int backend_reg(void *ctx, xr_mr_entry *m)
 static void backend_dereg(void *ctx, xr_mr_entry *m)
 {
     (void)ctx;
-    fi_close(&((struct fid_mr *)m->mr)->fid);
+    if (m->mr)
+        fi_close(&((struct fid_mr *)m->mr)->fid);
 }
 
 void xr__mr_cache_start(xr_engine *e)
@@ -114,7 +119,20 @@ int xr__region_rail(xr_region *g, unsigned i)
         access |= FI_REMOTE_READ;
     if (g->access & XR_ACCESS_WRITE)
         access |= FI_REMOTE_WRITE;
-    if (!g->access) {
+    if (g->staged) {
+        /* No rail reaches it: the cache keeps a record (range, device,
+         * buffer id) without a registration, so a reallocated CUDA address
+         * is still told apart from the old one. */
+        access = 0;
+    }
+    uint64_t base, blen;
+    if (!g->access && g->kind == XR_MEM_CUDA && !xr__cuda_alloc_range((void *)(uintptr_t)g->addr,
+                                                                      &base, &blen)) {
+        /* Local-only device memory: the whole allocation, so every buffer
+         * carved from it shares one registration. */
+        ra = base;
+        rl = blen;
+    } else if (!g->access) {
         /* Local only: widen to whole pages, so that neighbouring buffers
          * share one registration. A region peers reach is registered
          * exactly: its key must not open a byte more. */
@@ -122,9 +140,10 @@ int xr__region_rail(xr_region *g, unsigned i)
         ra = g->addr & ~(page - 1);
         rl = ((g->addr + g->len + page - 1) & ~(page - 1)) - ra;
     }
+    uint64_t id = g->kind == XR_MEM_CUDA ? xr__cuda_buffer_id((void *)(uintptr_t)g->addr) : 0;
     xr_mr_entry *m;
     int rc = xr_mr_cache_get(&g->e->mrc, i, g->addr, g->len, ra, rl, access, g->kind, g->device,
-                             0, &m);
+                             id, &m);
     if (rc)
         return rc;
     g->ent[i] = m;
@@ -147,6 +166,19 @@ static int numa_of_page(void *addr)
     return -1;
 }
 
+/* Whether no rail can reach memory of this kind: CUDA memory on rails
+ * without FI_HMEM (mixed rails stage too, to keep one path per region), or
+ * host memory when the engine was told to stage it for tests. */
+static bool staged(const xr_engine *e, xr_mem_kind kind)
+{
+    if (kind == XR_MEM_HOST)
+        return e->opts.stage.host != 0;
+    for (unsigned i = 0; i < e->nrails; i++)
+        if (!e->rails[i].hmem)
+            return true;
+    return false;
+}
+
 static xr_region *region_new(xr_engine *e, uint64_t addr, size_t len, xr_mem_kind kind,
                              int device, unsigned access)
 {
@@ -160,6 +192,7 @@ static xr_region *region_new(xr_engine *e, uint64_t addr, size_t len, xr_mem_kin
     g->device = device;
     g->access = access;
     g->numa = kind == XR_MEM_HOST ? numa_of_page((void *)(uintptr_t)addr) : -1;
+    g->staged = staged(e, kind);
     return g;
 }
 
@@ -174,15 +207,34 @@ int xr_mem_register(xr_engine *e, void *addr, size_t len, xr_mem_kind kind, int 
     if (access > XR_ACCESS_RW)
         return xr__fail(XR_EINVAL, "xr_mem_register: access 0x%x is not a XR_ACCESS_* value",
                         access);
-    if (kind != XR_MEM_HOST)
-        return xr__fail(XR_ENOTSUP, "xr_mem_register: memory kind %d: this build registers "
-                                    "host memory only", (int)kind);
+    if (kind != XR_MEM_HOST && kind != XR_MEM_CUDA)
+        return xr__fail(XR_EINVAL, "xr_mem_register: memory kind %d is not a XR_MEM_* value",
+                        (int)kind);
+    if (kind == XR_MEM_CUDA) {
+        int dev;
+        if (!xr__cuda_devices())
+            return xr__fail(XR_ENOTSUP, "xr_mem_register: CUDA memory, but %s",
+#ifdef XR_HAVE_CUDA
+                            "the CUDA runtime sees no GPU here"
+#else
+                            "this build has no CUDA support"
+#endif
+            );
+        if (xr__cuda_classify(addr, &dev) != XR_MEM_CUDA || dev != device)
+            return xr__fail(XR_EINVAL, "xr_mem_register: %p is not memory of CUDA device %d "
+                                       "(the runtime says %s %d)",
+                            addr, device, dev < 0 ? "host memory, device" : "device", dev);
+    }
     xr_region *g = region_new(e, (uintptr_t)addr, len, kind, device, access);
     if (!g)
         return xr__fail(XR_ENOMEM, "xr_mem_register: out of memory");
 
     pthread_mutex_lock(&e->lock);
     int rc = xr__policy_region_rails(e, g, &g->rail_mask);
+    /* A peer's request for staged memory lands in receive slots, which
+     * exist from the first such region on. */
+    if (!rc && g->staged && g->access)
+        rc = xr__stage_need(e, true);
     /* Peers get keys for every rail of the mask in the metadata, so a
      * region they reach is registered on all of them now. */
     for (unsigned i = 0; !rc && g->access && i < e->nrails; i++)
@@ -222,11 +274,13 @@ static bool mapped(uint64_t addr, size_t len)
 
 int xr__region_implicit(xr_engine *e, uint64_t addr, size_t len, xr_region **out)
 {
-    if (!mapped(addr, len))
+    int dev;
+    xr_mem_kind kind = xr__cuda_classify((void *)(uintptr_t)addr, &dev);
+    if (kind == XR_MEM_HOST && !mapped(addr, len))
         return xr__fail(XR_ENOTREG, "local buffer [0x%llx, +%zu) is not registered, and is not "
                                     "mapped memory that could be registered on demand",
                         (unsigned long long)addr, len);
-    xr_region *g = region_new(e, addr, len, XR_MEM_HOST, -1, XR_ACCESS_NONE);
+    xr_region *g = region_new(e, addr, len, kind, dev, XR_ACCESS_NONE);
     if (!g)
         return xr__fail(XR_ENOMEM, "on-demand region: out of memory");
     /* The plan picks the rails; registration follows it lazily, through

@@ -145,7 +145,7 @@ int xr__notif_rail_init(xr_rail *r)
     if (!nr->arena)
         return xr__fail(XR_ENOMEM, "rail %u: %zu bytes of notification frames", r->index, bytes);
     int rc = xr__rail_mr_reg(r, nr->arena, bytes, FI_SEND | FI_RECV | FI_READ | FI_WRITE,
-                             ++r->e->next_key, &nr->mr);
+                             ++r->e->next_key, XR_MEM_HOST, -1, &nr->mr);
     if (rc)
         return rc;
     nr->desc = fi_mr_desc(nr->mr);

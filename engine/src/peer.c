@@ -51,8 +51,9 @@ int xr_metadata_get(xr_engine *e, void *buf, size_t *len)
         xr_md_region *mg = &m.regions[m.nregions++];
         *mg = (xr_md_region){.addr = g->addr, .len = g->len, .kind = (uint8_t)g->kind,
                              .device = (uint32_t)g->device, .access = (uint8_t)g->access,
-                             .keys = &keys[k * e->nrails], .nkeys = 0};
-        for (unsigned i = 0; i < e->nrails; i++) {
+                             .keys = &keys[k * e->nrails], .nkeys = 0, .staged = g->staged};
+        /* Staged memory has no key: peers send requests for it instead. */
+        for (unsigned i = 0; !g->staged && i < e->nrails; i++) {
             if (!((g->rail_mask >> i) & 1))
                 continue; /* not on this rail: peers will not use it for this region */
             xr_md_key *mk = &mg->keys[mg->nkeys++];
@@ -222,6 +223,12 @@ static int load_regions(xr_engine *e, xr_peer *p, const xr_md *m)
         p->regions[k].addr = mg->addr;
         p->regions[k].len = mg->len;
         p->regions[k].access = mg->access;
+        p->regions[k].staged = mg->staged != 0;
+        if (mg->staged) {
+            /* Reached through the peer's staging on every rail we share. */
+            p->regions[k].path_mask = p->mask;
+            continue;
+        }
         for (uint32_t n = 0; n < mg->nkeys; n++)
             if (mg->keys[n].rail >= m->nrails)
                 return xr__fail(XR_EBADMD, "peer '%s': regions[%zu].keys[%u].rail is %u, but the "

@@ -7,6 +7,7 @@
  * inferred from the provider's name: efa and verbs go through the same code
  * as tcp and shm.
  */
+#include "cuda_mem.h"
 #include "internal.h"
 #include "policy.h"
 
@@ -16,12 +17,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <rdma/fi_tagged.h>
+
 #define XR_FI_VERSION FI_VERSION(1, 14)
 #define CQ_BATCH 32
 
 /* MR mode bits xrail can honour; the provider picks the ones it needs. */
 #define XR_MR_MODES (FI_MR_LOCAL | FI_MR_VIRT_ADDR | FI_MR_PROV_KEY | FI_MR_ALLOCATED | \
-                     FI_MR_RAW | FI_MR_ENDPOINT)
+                     FI_MR_RAW | FI_MR_ENDPOINT | FI_MR_HMEM)
 
 typedef struct rail_req {
     const char *provider;
@@ -31,14 +34,16 @@ typedef struct rail_req {
     const xr_rail_spec *spec;   /* declared attributes, or NULL */
 } rail_req;
 
-static struct fi_info *hints_new(const rail_req *q, bool delivery_complete)
+static struct fi_info *hints_new(const rail_req *q, bool delivery_complete, bool hmem)
 {
     struct fi_info *h = fi_allocinfo();
     if (!h)
         return NULL;
     h->ep_attr->type = FI_EP_RDM;
     h->caps = FI_RMA | FI_READ | FI_WRITE | FI_REMOTE_READ | FI_REMOTE_WRITE | FI_MSG |
-              FI_SEND | FI_RECV;
+              FI_SEND | FI_RECV | FI_TAGGED; /* tagged: staging's requests (stage.c) */
+    if (hmem)
+        h->caps |= FI_HMEM;
     h->mode = FI_CONTEXT | FI_CONTEXT2;
     h->domain_attr->mr_mode = XR_MR_MODES;
     h->domain_attr->threading = FI_THREAD_DOMAIN;
@@ -71,17 +76,20 @@ static bool info_matches(const struct fi_info *i, const char *domain)
     return i->domain_attr->name && strcmp(i->domain_attr->name, domain) == 0;
 }
 
-static int getinfo(const rail_req *q, struct fi_info **out, bool *dc)
+/* Passes from the most wanted: FI_HMEM (only asked for when there is a
+ * GPU to use it), then delivery-complete. */
+static int getinfo(const rail_req *q, struct fi_info **out, bool *dc, bool *hmem)
 {
     int rc = -FI_ENODATA;
-    for (int pass = 0; pass < 2; pass++) {
-        struct fi_info *h = hints_new(q, pass == 0);
+    for (int pass = xr__cuda_devices() ? 0 : 2; pass < 4; pass++) {
+        struct fi_info *h = hints_new(q, pass % 2 == 0, pass < 2);
         if (!h)
             return -FI_ENOMEM;
         rc = fi_getinfo(XR_FI_VERSION, NULL, NULL, 0, h, out);
         fi_freeinfo(h);
         if (rc == 0) {
-            *dc = pass == 0;
+            *dc = pass % 2 == 0;
+            *hmem = pass < 2;
             return 0;
         }
     }
@@ -144,8 +152,8 @@ static void pci_of(const struct fi_info *i, char *out, size_t cap)
     }
 }
 
-static int rail_open(xr_engine *e, xr_rail *r, struct fi_info *info, bool dc, uint64_t speed,
-                     const xr_rail_spec *decl)
+static int rail_open(xr_engine *e, xr_rail *r, struct fi_info *info, bool dc, bool hmem,
+                     uint64_t speed, const xr_rail_spec *decl)
 {
     r->e = e;
     r->info = fi_dupinfo(info);
@@ -159,6 +167,7 @@ static int rail_open(xr_engine *e, xr_rail *r, struct fi_info *info, bool dc, ui
     r->mr_mode = info->domain_attr->mr_mode;
     r->max_msg = info->ep_attr->max_msg_size ? info->ep_attr->max_msg_size : SIZE_MAX;
     r->delivery_complete = dc;
+    r->hmem = hmem;
     r->numa_node = numa_of(info);
     r->gpu = -1;
     pci_of(info, r->pci, sizeof r->pci);
@@ -205,6 +214,7 @@ static void rail_close(xr_rail *r)
         fi_close(&r->ep->fid);
     r->ep = NULL;
     xr__notif_rail_fini(r);
+    xr__stage_rail_fini(r);
     if (r->av)
         fi_close(&r->av->fid);
     if (r->cq)
@@ -220,13 +230,13 @@ static void rail_close(xr_rail *r)
     memset(r, 0, sizeof *r);
 }
 
-static int open_one(xr_engine *e, const rail_req *q, struct fi_info *info, bool dc)
+static int open_one(xr_engine *e, const rail_req *q, struct fi_info *info, bool dc, bool hmem)
 {
     if (e->nrails >= XR_MAX_RAILS)
         return xr__fail(XR_EINVAL, "rails: more than %d requested", XR_MAX_RAILS);
     xr_rail *r = &e->rails[e->nrails];
     r->index = e->nrails;
-    int rc = rail_open(e, r, info, dc, q->speed_mbps, q->spec);
+    int rc = rail_open(e, r, info, dc, hmem, q->speed_mbps, q->spec);
     if (rc) {
         rail_close(r);
         return rc;
@@ -238,8 +248,8 @@ static int open_one(xr_engine *e, const rail_req *q, struct fi_info *info, bool 
 static int open_spec(xr_engine *e, const rail_req *q, unsigned count, unsigned cap)
 {
     struct fi_info *list = NULL;
-    bool dc = false;
-    int rc = getinfo(q, &list, &dc);
+    bool dc = false, hmem = false;
+    int rc = getinfo(q, &list, &dc, &hmem);
     if (rc)
         return xr__fail(XR_ENORAIL, "rails: no RDM provider with RMA for provider '%s' domain '%s': %s",
                         q->provider ? q->provider : "(any)", q->domain ? q->domain : "(any)",
@@ -262,11 +272,11 @@ static int open_spec(xr_engine *e, const rail_req *q, unsigned count, unsigned c
                 dup = strcmp(e->rails[k].domain_name, i->domain_attr->name) == 0 &&
                       strcmp(e->rails[k].provider, i->fabric_attr->prov_name) == 0;
             if (!dup)
-                rc = open_one(e, q, i, dc);
+                rc = open_one(e, q, i, dc, hmem);
         }
     } else {
         for (unsigned k = 0; k < count && e->nrails < cap && !rc; k++)
-            rc = open_one(e, q, pick, dc);
+            rc = open_one(e, q, pick, dc, hmem);
     }
     fi_freeinfo(list);
     return rc;
@@ -307,7 +317,7 @@ void xr__rails_close(xr_engine *e)
 }
 
 int xr__rail_mr_reg(xr_rail *r, void *buf, size_t len, uint64_t access, uint64_t key,
-                    struct fid_mr **out)
+                    xr_mem_kind kind, int device, struct fid_mr **out)
 {
     struct iovec iov = {.iov_base = buf, .iov_len = len};
     struct fi_mr_attr attr = {
@@ -315,8 +325,10 @@ int xr__rail_mr_reg(xr_rail *r, void *buf, size_t len, uint64_t access, uint64_t
         .iov_count = 1,
         .access = access,
         .requested_key = key, /* ignored under FI_MR_PROV_KEY */
-        .iface = FI_HMEM_SYSTEM,
+        .iface = kind == XR_MEM_CUDA ? FI_HMEM_CUDA : FI_HMEM_SYSTEM,
     };
+    if (kind == XR_MEM_CUDA)
+        attr.device.cuda = device;
     struct fid_mr *mr = NULL;
     int rc = fi_mr_regattr(r->domain, &attr, 0, &mr);
     if (rc)
@@ -359,6 +371,15 @@ static void rail_pump(xr_rail *r, done_list *dl)
         xr_rail_slot *s = r->pend_head;
         struct xr_xfer *x = s->x;
         xr_chunk *c = &x->chunks[s->cursor];
+        if (c->stage && !atomic_load(&x->err)) {
+            /* Staged chunks are bounded by the bounce slots, not the rail's
+             * depth; stage.c posts them from progress. */
+            if (xr__stage_start(r, c) == XR_EAGAIN)
+                return;
+            if (++s->cursor == s->end)
+                slot_dequeue(r);
+            continue;
+        }
         if (atomic_load(&x->err)) {
             /* The transfer already failed elsewhere: what it has not posted
              * is counted off instead of sent. */
@@ -422,6 +443,14 @@ static void dispatch(xr_rail *r, xr_opctx *ctx, size_t len, int err, const char 
     case XR_CTX_NOTIF_RX:
         xr__notif_rx_done(r, ctx, len, err);
         break;
+    case XR_CTX_STAGE_TX:
+        if (err)
+            r->ctr.errors++;
+        xr__stage_tx_done(r, ctx, err, why);
+        break;
+    case XR_CTX_STAGE_RX:
+        xr__stage_rx_done(r, ctx, len, err, why);
+        break;
     }
 }
 
@@ -450,14 +479,15 @@ int xr__rail_progress(xr_rail *r)
             const char *pe = fi_cq_strerror(r->cq, ee.prov_errno, ee.err_data, prov, sizeof prov);
             snprintf(why, sizeof why, "rail %u (%s %s): completion error: %s (%s)", r->index,
                      r->provider, r->domain_name, fi_strerror(ee.err), pe ? pe : "");
-            if (ee.err != FI_ECANCELED || !ee.op_context ||
-                ((xr_opctx *)ee.op_context)->kind != XR_CTX_NOTIF_RX)
-                xr__log(r->e, XR_LOG_WARN, "%s", why);
-            /* Only a receive frame canceled by a closing endpoint is benign; a
-             * chunk that completes in error failed, whatever the code (tcp
-             * reports a remote access violation as FI_ECANCELED). */
             xr_opctx *ctx = ee.op_context;
-            bool closing = ee.err == FI_ECANCELED && ctx && ctx->kind == XR_CTX_NOTIF_RX;
+            /* Only a receive canceled by a closing endpoint (or taken back
+             * by fi_cancel) is benign; a chunk that completes in error
+             * failed, whatever the code (tcp reports a remote access
+             * violation as FI_ECANCELED). */
+            bool closing = ee.err == FI_ECANCELED && ctx &&
+                           (ctx->kind == XR_CTX_NOTIF_RX || ctx->kind == XR_CTX_STAGE_RX);
+            if (!closing)
+                xr__log(r->e, XR_LOG_WARN, "%s", why);
             if (ctx)
                 dispatch(r, ctx, ee.len, closing ? XR_ECANCELED : XR_EIO, why, &dl);
             handled = 1;

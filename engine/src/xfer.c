@@ -22,6 +22,7 @@ typedef struct desc_ref {
     const xr_peer_region *rg;
     const xr_plan *plan;      /* the cached plan of this descriptor's class */
     uint64_t mask;            /* rails that hold both regions and are in the plan */
+    uint8_t stage;            /* XR_STAGE_*: staged pieces are cut to the slot size */
 } desc_ref;
 
 typedef struct fill_ctx {
@@ -33,11 +34,18 @@ typedef struct fill_ctx {
     size_t d;             /* descriptor being split */
 } fill_ctx;
 
+/* A staged piece goes through bounce slots, so it is cut to the slot size. */
+static size_t piece_unit(const fill_ctx *f)
+{
+    return f->ref[f->d].stage ? f->x->e->opts.stage.chunk : SIZE_MAX;
+}
+
 static void count_piece(void *arg, unsigned rail, size_t off, size_t len)
 {
+    fill_ctx *f = arg;
+    size_t unit = piece_unit(f);
     (void)off;
-    (void)len;
-    ((fill_ctx *)arg)->count[rail]++;
+    f->count[rail] += unit == SIZE_MAX ? 1 : (len + unit - 1) / unit;
 }
 
 static void fill_piece(void *arg, unsigned rail, size_t off, size_t len)
@@ -45,17 +53,27 @@ static void fill_piece(void *arg, unsigned rail, size_t off, size_t len)
     fill_ctx *f = arg;
     xr_xfer *x = f->x;
     const desc_ref *ref = &f->ref[f->d];
-    xr_chunk *c = &x->chunks[f->next[rail]++];
-    uint64_t raddr = f->remote[f->d].addr + off;
-    c->ctx.kind = XR_CTX_CHUNK;
-    c->x = x;
-    c->buf = (void *)(uintptr_t)(f->local[f->d].addr + off);
-    c->desc = ref->lg->desc[rail];
-    /* Without FI_MR_VIRT_ADDR the peer's provider addresses a region by offset. */
-    c->raddr = x->peer->virt_addr[rail] ? raddr : raddr - ref->rg->base[rail];
-    c->key = ref->rg->key[rail];
-    c->len = len;
-    c->desc_index = (uint32_t)f->d;
+    size_t unit = piece_unit(f);
+    for (size_t done = 0; done < len;) {
+        size_t n = len - done < unit ? len - done : unit;
+        xr_chunk *c = &x->chunks[f->next[rail]++];
+        uint64_t raddr = f->remote[f->d].addr + off + done;
+        c->ctx.kind = XR_CTX_CHUNK;
+        c->x = x;
+        c->buf = (void *)(uintptr_t)(f->local[f->d].addr + off + done);
+        c->desc = ref->lg->desc[rail];
+        /* Without FI_MR_VIRT_ADDR the peer's provider addresses a region by
+         * offset; a staged peer region is addressed by the peer itself. */
+        c->raddr = x->peer->virt_addr[rail] || ref->rg->staged ? raddr
+                                                               : raddr - ref->rg->base[rail];
+        c->key = ref->rg->key[rail];
+        c->len = n;
+        c->desc_index = (uint32_t)f->d;
+        c->stage = ref->stage;
+        c->gpu = ref->lg->kind == XR_MEM_CUDA;
+        c->device = ref->lg->device;
+        done += n;
+    }
 }
 
 static uint64_t plan_mask(const xr_plan *p)
@@ -137,6 +155,14 @@ static int validate(xr_engine *e, xr_xfer *x, const xr_iov *local, const xr_iov 
             last_len = local[d].len;
         }
         ref[d].plan = last;
+        ref[d].stage = ref[d].rg->staged ? XR_STAGE_REMOTE
+                       : ref[d].lg->staged ? XR_STAGE_LOCAL
+                                           : XR_STAGE_NONE;
+        if (ref[d].stage) {
+            int rc = xr__stage_need(e, false);
+            if (rc)
+                return rc;
+        }
         ref[d].mask = ref[d].rg->path_mask & ref[d].lg->rail_mask & mask;
         if (!ref[d].mask)
             return xr__fail(XR_ENORAIL, "xfer: descriptor %zu: no rail of its plan carries both "

@@ -37,6 +37,7 @@ return {
         { id = 3, name = "bytes", type = "bytes", required = true },     -- needed
         { id = 4, name = "base",  type = "u64",   required = true },     -- needed: offsets count from it
       } },
+      { id = 7, name = "staged", type = "u8" },  -- 1: no keys, the owner stages it (CUDA without FI_HMEM)
     } },
     -- Untyped application fields (xr_metadata_set_field of a name this
     -- layout does not declare). Leave it out to allow only declared ones.

@@ -1,0 +1,738 @@
+/*
+ * stage.c - transfers of memory a rail cannot reach: CUDA memory where the
+ * provider has no FI_HMEM (and, to test the protocol without a GPU, host
+ * regions marked staged with opts.stage.host).
+ *
+ * Bytes go through bounce slots of pinned host memory, a bounded pool:
+ *
+ *   local staged, remote reachable: the initiator copies device -> slot and
+ *     fi_writes the slot (WRITE), or fi_reads into the slot and copies it
+ *     into the device (READ).
+ *   remote staged: the target's region has no key. The initiator sends a
+ *     tagged request (a header, and the bytes of a WRITE) that lands in one
+ *     of the target's receive slots; the target copies it into the device
+ *     (WRITE) or the device into the slot (READ) and answers with a tagged
+ *     response (a status, and the bytes of a READ). The chunk completes with
+ *     the response, so a transfer's notification follows bytes that are
+ *     already in device memory.
+ *
+ * A slot is [request header | response header | payload], so a request's
+ * header and bytes, and a response's, arrive in one contiguous buffer.
+ * Copies run on CUDA streams and are polled by progress rather than waited
+ * on: as many chunks move at once as there are slots, copies overlapping
+ * the network. Fabric completions only record what happened and queue the
+ * slot for progress, which copies, posts and completes chunks outside every
+ * rail lock. Nothing is allocated per chunk: the pools are made the first
+ * time an engine needs them.
+ */
+#include "cuda_mem.h"
+#include "internal.h"
+
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <rdma/fi_tagged.h>
+
+#define HDR 512
+#define TAG_REQ 0x8000000000000000ull
+#define TAG_RSP 0xC000000000000000ull
+#define COOKIE_MASK 0x3FFFFFFFFFFFFFFFull
+#define STAGE_MAGIC 0x47545358u /* "XSTG" */
+#define LOCAL_ACCESS (FI_READ | FI_WRITE | FI_SEND | FI_RECV)
+
+/* Request and response header; little-endian hosts only, like the rest of
+ * the wire. */
+typedef struct wire_hdr {
+    uint32_t magic;
+    uint8_t op;               /* XR_OP_WRITE or XR_OP_READ */
+    uint8_t pad[3];
+    int32_t status;           /* response: 0 or a negative XR_E* code */
+    uint32_t srclen;
+    uint64_t cookie;          /* the initiator's tag for the response */
+    uint64_t addr, len;       /* target memory */
+    char why[160];            /* response: what was wrong */
+    uint8_t src[XR_ADDR_MAX]; /* request: the initiator's rail address, for the response */
+} wire_hdr;
+_Static_assert(sizeof(wire_hdr) <= HDR, "a stage header fits its slot area");
+
+enum op_state {
+    /* initiator */
+    S_IDLE, S_COPY_IN, S_SEND, S_WAIT, S_AFTER, S_COPY_OUT, S_DONE,
+    /* target */
+    S_POSTED, S_RECEIVED, S_COPY, S_RESPOND, S_RESPONDING, S_REPOST,
+};
+
+typedef struct sop {
+    xr_opctx tx, rx;
+    struct sop *next;
+    xr_stage *st;
+    uint8_t *slot;
+    unsigned index;
+    bool target;
+    int state;
+    xr_rail *r;
+    unsigned pend;            /* fabric operations not yet completed */
+    bool rx_posted, tx_posted;
+    uint64_t cookie;
+    xr_chunk *c;              /* initiator: the chunk it carries */
+    xr_copy copy;
+    int err;
+    char why[256];
+    fi_addr_t reply;          /* target: the initiator on r */
+    size_t rxlen;
+} sop;
+
+typedef struct known_addr {
+    struct known_addr *next;
+    unsigned rail;
+    size_t len;
+    uint8_t addr[XR_ADDR_MAX];
+    fi_addr_t fa;
+} known_addr;
+
+typedef struct pool {
+    uint8_t *arena;
+    bool pinned;
+    struct fid_mr *mr[XR_MAX_RAILS];
+    void *desc[XR_MAX_RAILS];
+    sop *ops;
+    unsigned n;
+} pool;
+
+struct xr_stage {
+    xr_engine *e;
+    size_t chunk, stride;
+    pthread_mutex_t lock;     /* free list, active list, known addresses */
+    pool out;                 /* this engine's transfers */
+    pool in;                  /* peers' requests: rx_slots per rail */
+    sop *free;
+    sop *active, *active_tail;
+    known_addr *known;
+    uint64_t gen;
+};
+
+#define SOP_OF(p, member) ((sop *)((char *)(p) - offsetof(sop, member)))
+
+static uint8_t *hdr_a(sop *s) { return s->slot; }
+static uint8_t *hdr_b(sop *s) { return s->slot + HDR; }
+static uint8_t *payload(sop *s) { return s->slot + 2 * HDR; }
+
+static void activate(sop *s)
+{
+    xr_stage *st = s->st;
+    pthread_mutex_lock(&st->lock);
+    s->next = NULL;
+    if (st->active_tail)
+        st->active_tail->next = s;
+    else
+        st->active = s;
+    st->active_tail = s;
+    pthread_mutex_unlock(&st->lock);
+}
+
+static void fail(sop *s, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void fail(sop *s, int err, const char *fmt, ...)
+{
+    if (s->err)
+        return; /* the first cause is the one worth reporting */
+    s->err = err;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(s->why, sizeof s->why, fmt, ap);
+    va_end(ap);
+}
+
+/* ---- pools ---- */
+
+static int pool_make(xr_stage *st, pool *p, unsigned n, bool target)
+{
+    xr_engine *e = st->e;
+    p->arena = xr__cuda_host_alloc(st->stride * n, &p->pinned);
+    p->ops = calloc(n, sizeof *p->ops);
+    if (!p->arena || !p->ops)
+        return xr__fail(XR_ENOMEM, "staging: %u slots of %zu bytes", n, st->stride);
+    p->n = n;
+    for (unsigned i = 0; i < e->nrails; i++) {
+        xr_rail *r = &e->rails[i];
+        pthread_mutex_lock(&r->lock);
+        int rc = xr__rail_mr_reg(r, p->arena, st->stride * n, LOCAL_ACCESS,
+                                 atomic_fetch_add(&e->next_key, 1) + 1, XR_MEM_HOST, -1,
+                                 &p->mr[i]);
+        pthread_mutex_unlock(&r->lock);
+        if (rc)
+            return rc;
+        p->desc[i] = fi_mr_desc(p->mr[i]);
+    }
+    for (unsigned k = 0; k < n; k++) {
+        sop *s = &p->ops[k];
+        s->st = st;
+        s->index = k;
+        s->target = target;
+        s->slot = p->arena + (size_t)k * st->stride;
+        s->tx.kind = XR_CTX_STAGE_TX;
+        s->rx.kind = XR_CTX_STAGE_RX;
+        if (xr__copy_init(&s->copy))
+            return xr__fail(XR_EIO, "staging: CUDA event: %s", xr__cuda_last_error());
+    }
+    return 0;
+}
+
+static void pool_free(pool *p)
+{
+    for (unsigned k = 0; p->ops && k < p->n; k++)
+        xr__copy_fini(&p->ops[k].copy);
+    free(p->ops);
+    if (p->arena)
+        xr__cuda_host_free(p->arena, p->pinned);
+    memset(p, 0, sizeof *p);
+}
+
+int xr__stage_init(xr_engine *e)
+{
+    xr_stage *st = calloc(1, sizeof *st);
+    if (!st)
+        return xr__fail(XR_ENOMEM, "staging: out of memory");
+    st->e = e;
+    st->chunk = e->opts.stage.chunk;
+    st->stride = (2 * HDR + st->chunk + 4095) & ~(size_t)4095;
+    pthread_mutex_init(&st->lock, NULL);
+    e->stage = st;
+    return 0;
+}
+
+void xr__stage_rail_fini(xr_rail *r)
+{
+    xr_stage *st = r->e->stage;
+    if (!st)
+        return;
+    pool *ps[2] = {&st->out, &st->in};
+    for (int k = 0; k < 2; k++)
+        if (ps[k]->mr[r->index]) {
+            fi_close(&ps[k]->mr[r->index]->fid);
+            ps[k]->mr[r->index] = NULL;
+        }
+}
+
+void xr__stage_fini(xr_engine *e)
+{
+    xr_stage *st = e->stage;
+    if (!st)
+        return;
+    pool_free(&st->out);
+    pool_free(&st->in);
+    while (st->known) {
+        known_addr *k = st->known;
+        st->known = k->next;
+        free(k);
+    }
+    pthread_mutex_destroy(&st->lock);
+    free(st);
+    e->stage = NULL;
+}
+
+/* Rail lock held. */
+static int post_rx(sop *s)
+{
+    xr_stage *st = s->st;
+    unsigned i = s->r->index;
+    ssize_t rc = fi_trecv(s->r->ep, hdr_b(s), HDR + st->chunk, st->in.desc[i], FI_ADDR_UNSPEC,
+                          TAG_REQ, 0, &s->rx.fctx);
+    if (!rc)
+        s->state = S_POSTED;
+    return (int)rc;
+}
+
+int xr__stage_need(xr_engine *e, bool target)
+{
+    xr_stage *st = e->stage;
+    if (!st->out.ops) {
+        int rc = pool_make(st, &st->out, e->opts.stage.slots, false);
+        if (rc) {
+            for (unsigned i = 0; i < e->nrails; i++)
+                xr__stage_rail_fini(&e->rails[i]);
+            pool_free(&st->out);
+            return rc;
+        }
+        for (unsigned k = st->out.n; k-- > 0;) {
+            st->out.ops[k].next = st->free;
+            st->free = &st->out.ops[k];
+        }
+        xr__log(e, XR_LOG_INFO, "staging: %u slots of %zu bytes for this engine's transfers",
+                st->out.n, st->chunk);
+    }
+    if (!target || st->in.ops)
+        return 0;
+    /* Receive slots exist once this engine publishes a staged region: only
+     * then can a peer's request arrive. */
+    unsigned per = e->opts.stage.rx_slots;
+    int rc = pool_make(st, &st->in, per * e->nrails, true);
+    for (unsigned k = 0; !rc && k < st->in.n; k++) {
+        sop *s = &st->in.ops[k];
+        s->r = &e->rails[k / per];
+        pthread_mutex_lock(&s->r->lock);
+        int prc = post_rx(s);
+        pthread_mutex_unlock(&s->r->lock);
+        if (prc == -FI_EAGAIN) {
+            s->state = S_REPOST;
+            activate(s);
+        } else if (prc) {
+            rc = xr__fail(XR_EFABRIC, "staging: rail %u: posting a receive slot failed: %s",
+                          s->r->index, fi_strerror(-prc));
+        }
+    }
+    if (rc) {
+        /* Posted receives go with the endpoint; without the pool nothing
+         * more is posted, and the engine keeps working for host memory. */
+        xr__log(e, XR_LOG_WARN, "%s", xr_engine_last_error(e));
+        return rc;
+    }
+    xr__log(e, XR_LOG_INFO, "staging: %u receive slots on each of %u rails", per, e->nrails);
+    return 0;
+}
+
+/* ---- the initiator ---- */
+
+/* Post what a chunk needs on its rail: the RMA from or to the slot, or the
+ * response receive and the request. Rail lock held; -FI_EAGAIN: again later. */
+static int post_initiator(sop *s)
+{
+    xr_stage *st = s->st;
+    xr_chunk *c = s->c;
+    xr_rail *r = s->r;
+    unsigned i = r->index;
+    fi_addr_t dst = c->x->peer->fi_addr[i];
+    void *desc = st->out.desc[i];
+    bool write = c->x->op == XR_OP_WRITE;
+    if (c->stage == XR_STAGE_LOCAL) {
+        ssize_t rc = write ? fi_write(r->ep, payload(s), c->len, desc, dst, c->raddr, c->key,
+                                      &s->tx.fctx)
+                           : fi_read(r->ep, payload(s), c->len, desc, dst, c->raddr, c->key,
+                                     &s->tx.fctx);
+        if (!rc) {
+            s->tx_posted = true;
+            s->pend = 1;
+        }
+        return (int)rc;
+    }
+    if (!s->rx_posted) {
+        ssize_t rc = fi_trecv(r->ep, hdr_b(s), HDR + (write ? 0 : c->len), desc, dst,
+                              TAG_RSP | s->cookie, 0, &s->rx.fctx);
+        if (rc)
+            return (int)rc;
+        s->rx_posted = true;
+        s->pend++;
+    }
+    wire_hdr *h = (wire_hdr *)hdr_a(s);
+    memset(h, 0, offsetof(wire_hdr, src));
+    h->magic = STAGE_MAGIC;
+    h->op = (uint8_t)c->x->op;
+    h->cookie = s->cookie;
+    h->addr = c->raddr;
+    h->len = c->len;
+    h->srclen = (uint32_t)r->addrlen;
+    memcpy(h->src, r->addr, r->addrlen);
+    ssize_t rc;
+    if (write) {
+        struct iovec iov[2] = {{hdr_a(s), HDR}, {payload(s), c->len}};
+        void *d[2] = {desc, desc};
+        rc = fi_tsendv(r->ep, iov, d, 2, dst, TAG_REQ, &s->tx.fctx);
+    } else {
+        rc = fi_tsend(r->ep, hdr_a(s), HDR, desc, dst, TAG_REQ, &s->tx.fctx);
+    }
+    if (!rc) {
+        s->tx_posted = true;
+        s->pend++;
+    }
+    return (int)rc;
+}
+
+/* Rail lock held: a posted receive that will never match is taken back. */
+static void cancel_rx(sop *s)
+{
+    if (s->rx_posted && s->pend)
+        fi_cancel(&s->r->ep->fid, &s->rx.fctx);
+}
+
+static void send_step(sop *s)
+{
+    xr_rail *r = s->r;
+    pthread_mutex_lock(&r->lock);
+    /* The state changes under the rail lock: a completion on another
+     * thread's progress may follow the post at once. */
+    int rc = post_initiator(s);
+    if (!rc) {
+        s->state = S_WAIT;
+    } else if (rc == -FI_EAGAIN) {
+        r->ctr.eagain++;
+        activate(s);
+    } else {
+        fail(s, XR_EIO, "rail %u (%s): posting a staged %s of %zu bytes failed: %s", r->index,
+             r->provider, s->c->x->op == XR_OP_WRITE ? "write" : "read", s->c->len,
+             fi_strerror(-rc));
+        if (s->pend) {
+            cancel_rx(s); /* the chunk ends when the receive comes back canceled */
+            s->state = S_WAIT;
+        } else {
+            s->state = S_AFTER;
+            activate(s);
+        }
+    }
+    pthread_mutex_unlock(&r->lock);
+}
+
+int xr__stage_start(xr_rail *r, xr_chunk *c)
+{
+    xr_stage *st = r->e->stage;
+    pthread_mutex_lock(&st->lock);
+    sop *s = st->free;
+    if (s) {
+        st->free = s->next;
+        s->cookie = ((++st->gen << 16) | s->index) & COOKIE_MASK;
+    }
+    pthread_mutex_unlock(&st->lock);
+    if (!s)
+        return XR_EAGAIN; /* every slot is busy: the rail posts it when one frees */
+    s->c = c;
+    s->r = r;
+    s->err = 0;
+    s->why[0] = 0;
+    s->pend = 0;
+    s->rx_posted = s->tx_posted = false;
+    s->state = S_SEND;
+    if (c->x->op == XR_OP_WRITE) {
+        if (xr__copy_start(&s->copy, payload(s), c->buf, c->len, c->device, c->gpu)) {
+            fail(s, XR_EIO, "staging: copy of %zu bytes from device %d failed: %s", c->len,
+                 c->device, xr__cuda_last_error());
+            s->state = S_DONE;
+        } else if (s->copy.busy) {
+            s->state = S_COPY_IN;
+        }
+    }
+    /* Progress posts it: the rail lock is held here, and progress is the
+     * one place that posts for staged chunks. */
+    activate(s);
+    return 0;
+}
+
+/* A fabric operation of an initiator slot finished. Rail lock held. */
+static void initiator_done(sop *s, bool is_rx, size_t len, int err, const char *why)
+{
+    xr_chunk *c = s->c;
+    s->pend--;
+    if (err) {
+        fail(s, err, "%s", why ? why : xr_strerror(err));
+        if (!is_rx)
+            cancel_rx(s);
+    } else if (is_rx) {
+        const wire_hdr *h = (const wire_hdr *)hdr_b(s);
+        bool write = c->x->op == XR_OP_WRITE;
+        if (len < offsetof(wire_hdr, src) || h->magic != STAGE_MAGIC || h->cookie != s->cookie)
+            fail(s, XR_EIO, "peer '%s': malformed staging response (%zu bytes)",
+                 c->x->peer->name, len);
+        else if (h->status)
+            fail(s, h->status, "peer '%s': %.160s", c->x->peer->name, h->why);
+        else if (len != HDR + (write ? 0 : c->len))
+            fail(s, XR_EIO, "peer '%s': staging response of %zu bytes, expected %zu",
+                 c->x->peer->name, len, HDR + (write ? 0 : c->len));
+    }
+    if (!s->pend) {
+        s->state = S_AFTER;
+        activate(s);
+    }
+}
+
+/* Progress: one step of an initiator slot; true if it needs more. */
+static bool initiator_step(sop *s)
+{
+    xr_chunk *c = s->c;
+    int p;
+    switch (s->state) {
+    case S_COPY_IN:
+        p = xr__copy_poll(&s->copy);
+        if (!p)
+            return true;
+        if (p < 0) {
+            fail(s, XR_EIO, "staging: copy from device %d failed: %s", c->device,
+                 xr__cuda_last_error());
+            s->state = S_DONE;
+            return initiator_step(s);
+        }
+        s->state = S_SEND;
+        /* fall through */
+    case S_SEND:
+        send_step(s);
+        return false;
+    case S_AFTER:
+        if (!s->err && c->x->op == XR_OP_READ) {
+            if (xr__copy_start(&s->copy, c->buf, payload(s), c->len, c->device, c->gpu))
+                fail(s, XR_EIO, "staging: copy of %zu bytes to device %d failed: %s", c->len,
+                     c->device, xr__cuda_last_error());
+            else if (s->copy.busy)
+                return s->state = S_COPY_OUT, true;
+        }
+        s->state = S_DONE;
+        return initiator_step(s);
+    case S_COPY_OUT:
+        p = xr__copy_poll(&s->copy);
+        if (!p)
+            return true;
+        if (p < 0)
+            fail(s, XR_EIO, "staging: copy to device %d failed: %s", c->device,
+                 xr__cuda_last_error());
+        s->state = S_DONE;
+        /* fall through */
+    case S_DONE: {
+        xr_stage *st = s->st;
+        xr_xfer *x = c->x;
+        if (!s->err) {
+            pthread_mutex_lock(&s->r->lock);
+            s->r->ctr.chunks++;
+            s->r->ctr.tx_bytes += c->len;
+            s->r->ctr.staged++;
+            pthread_mutex_unlock(&s->r->lock);
+        }
+        bool last = xr__chunk_done(s->r, c, s->err, s->err ? s->why : NULL);
+        s->c = NULL;
+        s->state = S_IDLE;
+        pthread_mutex_lock(&st->lock);
+        s->next = st->free;
+        st->free = s;
+        pthread_mutex_unlock(&st->lock);
+        if (last)
+            xr__xfer_chunks_done(x);
+        return false;
+    }
+    default:
+        return false;
+    }
+}
+
+/* ---- the target ---- */
+
+/* The initiator's address on rail r, inserted once. Rail lock held. */
+static int reply_addr(sop *s, const wire_hdr *h, fi_addr_t *out)
+{
+    xr_stage *st = s->st;
+    unsigned i = s->r->index;
+    pthread_mutex_lock(&st->lock);
+    for (known_addr *k = st->known; k; k = k->next)
+        if (k->rail == i && k->len == h->srclen && !memcmp(k->addr, h->src, k->len)) {
+            *out = k->fa;
+            pthread_mutex_unlock(&st->lock);
+            return 0;
+        }
+    pthread_mutex_unlock(&st->lock);
+    known_addr *k = calloc(1, sizeof *k);
+    if (!k)
+        return XR_ENOMEM;
+    k->rail = i;
+    k->len = h->srclen;
+    memcpy(k->addr, h->src, k->len);
+    if (fi_av_insert(s->r->av, k->addr, 1, &k->fa, 0, NULL) != 1) {
+        free(k);
+        return XR_EFABRIC;
+    }
+    pthread_mutex_lock(&st->lock);
+    k->next = st->known;
+    st->known = k;
+    pthread_mutex_unlock(&st->lock);
+    *out = k->fa;
+    return 0;
+}
+
+static void respond(sop *s, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void respond(sop *s, int status, const char *fmt, ...)
+{
+    wire_hdr *h = (wire_hdr *)hdr_b(s);
+    h->status = status;
+    h->why[0] = 0;
+    if (fmt) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(h->why, sizeof h->why, fmt, ap);
+        va_end(ap);
+        xr__log(s->st->e, XR_LOG_WARN, "staging: refused a request: %s", h->why);
+    }
+    s->state = S_RESPOND;
+}
+
+/* A request arrived in slot s: check it against this engine's staged
+ * regions and start its copy. */
+static void target_received(sop *s)
+{
+    xr_stage *st = s->st;
+    xr_engine *e = st->e;
+    wire_hdr *h = (wire_hdr *)hdr_b(s);
+    if (s->rxlen < HDR || h->magic != STAGE_MAGIC || h->srclen == 0 ||
+        h->srclen > XR_ADDR_MAX) {
+        /* Nobody to answer: drop it and take the next. */
+        xr__log(e, XR_LOG_WARN, "staging: rail %u: dropped a malformed request of %zu bytes",
+                s->r->index, s->rxlen);
+        s->state = S_REPOST;
+        return;
+    }
+    pthread_mutex_lock(&s->r->lock);
+    int rc = reply_addr(s, h, &s->reply);
+    pthread_mutex_unlock(&s->r->lock);
+    if (rc) {
+        xr__log(e, XR_LOG_WARN, "staging: rail %u: the requester's address was refused",
+                s->r->index);
+        s->state = S_REPOST;
+        return;
+    }
+    bool write = h->op == XR_OP_WRITE;
+    if ((h->op != XR_OP_WRITE && h->op != XR_OP_READ) || h->len > st->chunk ||
+        s->rxlen != HDR + (write ? h->len : 0)) {
+        respond(s, XR_EINVAL, "malformed request: op %u, %llu bytes in %zu", h->op,
+                       (unsigned long long)h->len, s->rxlen);
+        return;
+    }
+    unsigned need = write ? XR_ACCESS_WRITE : XR_ACCESS_READ;
+    pthread_mutex_lock(&e->lock);
+    xr_region *g = NULL;
+    for (ptrdiff_t k = xr_spans_enclosing(&e->regions, h->addr, h->addr + h->len, 0); k >= 0;
+         k = xr_spans_enclosing(&e->regions, h->addr, h->addr + h->len, (size_t)k + 1)) {
+        xr_region *c = e->regions.v[k].item;
+        if (c->staged && (c->access & need)) {
+            g = c;
+            break;
+        }
+    }
+    int dev = g ? g->device : -1;
+    bool gpu = g && g->kind == XR_MEM_CUDA;
+    pthread_mutex_unlock(&e->lock);
+    if (!g) {
+        respond(s, XR_ERANGE, "engine '%s': [0x%llx, +%llu) is in no staged region "
+                                     "that grants remote %s",
+                       e->name, (unsigned long long)h->addr, (unsigned long long)h->len,
+                       write ? "write" : "read");
+        return;
+    }
+    void *mem = (void *)(uintptr_t)h->addr;
+    rc = write ? xr__copy_start(&s->copy, mem, payload(s), h->len, dev, gpu)
+               : xr__copy_start(&s->copy, payload(s), mem, h->len, dev, gpu);
+    if (rc) {
+        respond(s, XR_EIO, "engine '%s': copy of %llu bytes %s device %d failed: %s",
+                       e->name, (unsigned long long)h->len, write ? "to" : "from", dev,
+                       xr__cuda_last_error());
+        return;
+    }
+    s->state = S_COPY;
+}
+
+static bool target_step(sop *s)
+{
+    int p, rc;
+    switch (s->state) {
+    case S_RECEIVED:
+        target_received(s);
+        return target_step(s);
+    case S_COPY:
+        p = xr__copy_poll(&s->copy);
+        if (!p)
+            return true;
+        if (p < 0)
+            respond(s, XR_EIO, "engine '%s': device copy failed: %s", s->st->e->name,
+                    xr__cuda_last_error());
+        else
+            respond(s, 0, NULL);
+        return target_step(s);
+    case S_RESPOND: {
+        wire_hdr *h = (wire_hdr *)hdr_b(s);
+        size_t n = HDR + (h->op == XR_OP_READ && !h->status ? h->len : 0);
+        pthread_mutex_lock(&s->r->lock);
+        rc = (int)fi_tsend(s->r->ep, hdr_b(s), n, s->st->in.desc[s->r->index], s->reply,
+                           TAG_RSP | (h->cookie & COOKIE_MASK), &s->tx.fctx);
+        if (!rc) {
+            /* Under the rail lock: its completion may come at once. */
+            s->state = S_RESPONDING;
+            if (!h->status)
+                s->r->ctr.staged_served++;
+        }
+        pthread_mutex_unlock(&s->r->lock);
+        if (rc == -FI_EAGAIN)
+            return true;
+        if (rc) {
+            xr__log(s->st->e, XR_LOG_WARN, "staging: rail %u: response failed: %s",
+                    s->r->index, fi_strerror(-rc));
+            s->state = S_REPOST;
+            return target_step(s);
+        }
+        return false;
+    }
+    case S_REPOST:
+        pthread_mutex_lock(&s->r->lock);
+        rc = post_rx(s);
+        pthread_mutex_unlock(&s->r->lock);
+        if (rc && rc != -FI_EAGAIN)
+            xr__log(s->st->e, XR_LOG_WARN, "staging: rail %u: re-posting a receive slot "
+                                           "failed: %s", s->r->index, fi_strerror(-rc));
+        return rc == -FI_EAGAIN;
+    default:
+        return false;
+    }
+}
+
+/* ---- completions (rail lock held) and progress ---- */
+
+void xr__stage_tx_done(xr_rail *r, xr_opctx *ctx, int err, const char *why)
+{
+    sop *s = SOP_OF(ctx, tx);
+    if (!s->target) {
+        initiator_done(s, false, 0, err, why);
+        return;
+    }
+    if (err)
+        xr__log(r->e, XR_LOG_WARN, "staging: rail %u: a response was lost: %s", r->index,
+                why ? why : xr_strerror(err));
+    /* The slot takes the next request; rail lock held, so post it here. */
+    int rc = post_rx(s);
+    if (rc) {
+        s->state = S_REPOST;
+        activate(s);
+    }
+}
+
+void xr__stage_rx_done(xr_rail *r, xr_opctx *ctx, size_t len, int err, const char *why)
+{
+    sop *s = SOP_OF(ctx, rx);
+    if (!s->target) {
+        initiator_done(s, true, len, err, why);
+        return;
+    }
+    if (err == XR_ECANCELED)
+        return; /* the endpoint is closing */
+    if (err) {
+        xr__log(r->e, XR_LOG_WARN, "staging: rail %u: a request failed to arrive: %s", r->index,
+                why ? why : xr_strerror(err));
+        s->state = S_REPOST;
+    } else {
+        s->rxlen = len;
+        s->state = S_RECEIVED;
+    }
+    activate(s);
+}
+
+int xr__stage_progress(xr_engine *e)
+{
+    xr_stage *st = e->stage;
+    if (!st || !st->active)
+        return 0;
+    pthread_mutex_lock(&st->lock);
+    sop *list = st->active;
+    st->active = st->active_tail = NULL;
+    pthread_mutex_unlock(&st->lock);
+    int n = 0;
+    while (list) {
+        sop *s = list;
+        list = s->next;
+        bool again = s->target ? target_step(s) : initiator_step(s);
+        if (again)
+            activate(s);
+        else
+            n++;
+    }
+    return n;
+}
