@@ -22,6 +22,7 @@
 #include <cuda_runtime_api.h>
 #include <dlfcn.h>
 #include <pthread.h>
+#include <unistd.h>
 
 #define STREAMS_PER_DEVICE 4
 #define MAX_DEVICES 64
@@ -29,6 +30,7 @@
 static struct {
     pthread_once_t once;
     int ndevices;
+    pid_t pid;                /* the process that initialized CUDA */
     CUresult (*get_attr)(void *, CUpointer_attribute, CUdeviceptr);
     CUresult (*addr_range)(CUdeviceptr *, size_t *, CUdeviceptr);
     pthread_mutex_t lock;
@@ -39,6 +41,7 @@ static struct {
 static void probe(void)
 {
     int n = 0;
+    G.pid = getpid();
     if (cudaGetDeviceCount(&n) != cudaSuccess)
         n = 0;
     G.ndevices = n > MAX_DEVICES ? MAX_DEVICES : n;
@@ -54,6 +57,10 @@ static void probe(void)
 int xr__cuda_devices(void)
 {
     pthread_once(&G.once, probe);
+    /* CUDA does not survive fork: in a child of a process that initialized
+     * it, every pointer is host memory and copies are memcpy. */
+    if (G.ndevices && getpid() != G.pid)
+        return 0;
     return G.ndevices;
 }
 
@@ -134,13 +141,9 @@ static cudaStream_t stream_of(int dev)
 
 int xr__copy_init(xr_copy *c)
 {
+    /* The event is made by the slot's first device copy: host-only staging
+     * never touches CUDA. */
     memset(c, 0, sizeof *c);
-    if (!xr__cuda_devices())
-        return 0;
-    cudaEvent_t ev;
-    if (cudaEventCreateWithFlags(&ev, cudaEventDisableTiming) != cudaSuccess)
-        return -1;
-    c->event = ev;
     return 0;
 }
 
@@ -158,8 +161,14 @@ int xr__copy_start(xr_copy *c, void *dst, const void *src, size_t len, int devic
         memcpy(dst, src, len);
         return 0;
     }
-    if (!c->event)
+    if (!xr__cuda_devices())
         return -1;
+    if (!c->event) {
+        cudaEvent_t ev;
+        if (cudaEventCreateWithFlags(&ev, cudaEventDisableTiming) != cudaSuccess)
+            return -1;
+        c->event = ev;
+    }
     cudaStream_t s = stream_of(device);
     cudaSetDevice(device < 0 ? 0 : device);
     if (cudaMemcpyAsync(dst, src, len, cudaMemcpyDefault, s) != cudaSuccess ||

@@ -66,6 +66,7 @@ typedef struct xr_rail {
     size_t max_msg;
     bool delivery_complete;
     bool hmem;                /* the provider registers CUDA memory (FI_HMEM) */
+    bool hmem_probed;         /* hmem was tried on real device memory (mr.c) */
     char addr[XR_ADDR_MAX];
     size_t addrlen;
     char provider[64], domain_name[64], fabric_name[64];

@@ -166,6 +166,35 @@ static int numa_of_page(void *addr)
     return -1;
 }
 
+/* Some providers list FI_HMEM without being built with CUDA (Debian's shm
+ * answers a CUDA registration with FI_ENOSYS). The first device buffer a
+ * rail meets settles it: a trial registration of its first bytes, and a
+ * rail that refuses stages CUDA memory from then on. */
+static void hmem_probe(xr_engine *e, uint64_t addr, size_t len, int device)
+{
+    for (unsigned i = 0; i < e->nrails; i++) {
+        xr_rail *r = &e->rails[i];
+        pthread_mutex_lock(&r->lock);
+        if (r->hmem && !r->hmem_probed) {
+            struct fid_mr *mr;
+            uint64_t key = atomic_fetch_add(&e->next_key, 1) + 1;
+            int rc = xr__rail_mr_reg(r, (void *)(uintptr_t)addr, len < 65536 ? len : 65536,
+                                     LOCAL_ACCESS | FI_REMOTE_READ | FI_REMOTE_WRITE, key,
+                                     XR_MEM_CUDA, device, &mr);
+            if (rc) {
+                r->hmem = false;
+                xr__log(e, XR_LOG_INFO, "rail %u (%s) lists FI_HMEM but cannot register CUDA "
+                                        "memory; it stages CUDA memory: %s",
+                        i, r->provider, xr_engine_last_error(e));
+            } else {
+                fi_close(&mr->fid);
+            }
+            r->hmem_probed = true;
+        }
+        pthread_mutex_unlock(&r->lock);
+    }
+}
+
 /* Whether no rail can reach memory of this kind: CUDA memory on rails
  * without FI_HMEM (mixed rails stage too, to keep one path per region), or
  * host memory when the engine was told to stage it for tests. */
@@ -192,6 +221,8 @@ static xr_region *region_new(xr_engine *e, uint64_t addr, size_t len, xr_mem_kin
     g->device = device;
     g->access = access;
     g->numa = kind == XR_MEM_HOST ? numa_of_page((void *)(uintptr_t)addr) : -1;
+    if (kind == XR_MEM_CUDA)
+        hmem_probe(e, addr, len, device);
     g->staged = staged(e, kind);
     return g;
 }

@@ -425,7 +425,7 @@ static void dispatch(xr_rail *r, xr_opctx *ctx, size_t len, int err, const char 
         if (err) {
             r->ctr.errors++;
             r->err_pending = true;
-            snprintf(r->err_why, sizeof r->err_why, "%s", why ? why : xr_strerror(err));
+            snprintf(r->err_why, sizeof r->err_why, "%.255s", why ? why : xr_strerror(err));
             atomic_store(&r->e->rail_err, true);
         } else {
             r->ctr.chunks++;

@@ -150,7 +150,9 @@ static void target(int fd, void *arg)
     /* The WRITE: its notification comes after every byte is in place. */
     char who[64], msg[16];
     size_t n;
+    double deadline = now_s() + 120;
     for (;;) {
+        H_CHECK(now_s() < deadline, "no notification after 120 s");
         n = sizeof msg;
         int rc = xr_notif_get(e, who, sizeof who, msg, &n);
         if (!rc)
