@@ -376,6 +376,12 @@ int xr_engine_config_get(xr_engine *e, char *buf, size_t cap)
         xr__put(buf, cap, &w, "  layout = \"%s\",\n", lay);
     else
         xr__put(buf, cap, &w, "  layout = nil, -- built-in xrail.v1\n");
+    const xr_mr_cache_opts *mc = &e->opts.mr_cache;
+    const xr_stage_opts *so = &e->opts.stage;
+    xr__put(buf, cap, &w, "  mr_cache = { enabled = %s, max_entries = %zu, max_bytes = %zu },\n",
+            mc->enabled ? "true" : "false", mc->max_entries, mc->max_bytes);
+    xr__put(buf, cap, &w, "  stage = { chunk = %zu, slots = %u, rx_slots = %u, host = %s },\n",
+            so->chunk, so->slots, so->rx_slots, so->host ? "true" : "false");
     xr__put(buf, cap, &w, "  log = %d,\n}\n-- rail_depth %u, max_metadata %zu, max_notif %zu, "
                       "script_mem %zu, script_path %s\n",
         e->log_level, o->rail_depth, o->max_metadata, o->max_notif, o->script_mem,

@@ -95,6 +95,19 @@ static void config_tests(void)
     unsetenv("XRAIL_SCRIPT_PATH");
     h_log("ok: XRAIL_RAILS wins; the default xrail.lua was found on XRAIL_SCRIPT_PATH");
 
+    /* The stage and mr_cache tables reach the engine, and read back. */
+    const char *c3 = write_config("return { stage = { chunk = 65536, slots = 4, host = true }, "
+                                  "mr_cache = { max_entries = 99 } }\n");
+    H_OK(from_config(c3, &two, 1, &e));
+    char cfg[4096];
+    H_OK(xr_engine_config_get(e, cfg, sizeof cfg));
+    H_CHECK(strstr(cfg, "stage = { chunk = 65536, slots = 4, rx_slots = 2, host = true }") &&
+                strstr(cfg, "max_entries = 99,"),
+            "the config's stage and mr_cache tables were not applied:\n%s", cfg);
+    xr_engine_destroy(e);
+    unlink(c3);
+    h_log("ok: the config's stage and mr_cache tables are applied and printed");
+
     /* Broken configs are named and nothing is created. */
     static const struct { const char *body, *needle; } bad[] = {
         {"return { railz = {} }", "unknown key 'railz'"},
@@ -106,6 +119,10 @@ static void config_tests(void)
         {"return {", "load:"},
         {"while true do end", "instruction budget"},
         {"return { rails = { max = os.getenv('N') } }", "global 'os'"},
+        {"return { stage = { slotz = 4 } }", "unknown key 'slotz' (chunk, slots, rx_slots, host)"},
+        {"return { stage = { chunk = 100 } }", "'chunk' must be an integer >= 4096"},
+        {"return { stage = { host = 1 } }", "host must be true or false"},
+        {"return { mr_cache = { enabled = 'yes' } }", "enabled must be true or false"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         const char *c = write_config("%s", bad[i].body);
