@@ -168,7 +168,8 @@ XR_API void xr_engine_opts_init(xr_engine_opts *opts);
  * environment (unless opts->ignore_env): XRAIL_PROVIDER, XRAIL_DOMAIN,
  * XRAIL_RAILS (a count of rails on the discovered/first domain, or
  * "prov:domain:count,..."), XRAIL_MAX_RAILS, XRAIL_STRIPE_MIN,
- * XRAIL_CHUNK_SIZE, XRAIL_LOG, XRAIL_POLICY, XRAIL_LAYOUT. With ignore_env, only a config
+ * XRAIL_CHUNK_SIZE, XRAIL_LOG, XRAIL_POLICY, XRAIL_LAYOUT, XRAIL_MR_CACHE*,
+ * XRAIL_STAGE_CHUNK, XRAIL_STAGE_SLOTS, XRAIL_STAGE_HOST. With ignore_env, only a config
  * named in opts->config is read.
  * On failure nothing is left behind, *out is NULL, and
  * xr_engine_last_error(NULL) tells why.
