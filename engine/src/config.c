@@ -125,39 +125,66 @@ static lua_Integer opt_int(lua_State *L, int t, const char *key, lua_Integer min
     return v;
 }
 
+/* Push the config's sub-table `name` and check its keys against `keys`:
+ * its stack index, or 0 when it is absent or wrong (then *rc says which).
+ * The caller pops one value either way. */
+static int sub_table(lua_State *L, int t, const char *name, const char *const keys[],
+                     const char *path, char *ctx, size_t cap, int *rc)
+{
+    lua_getfield(L, t, name);
+    if (!lua_istable(L, -1)) {
+        if (!lua_isnil(L, -1))
+            *rc = xr__fail(XR_ESCRIPT, "config %s: %s must be a table", path, name);
+        return 0;
+    }
+    int m = lua_gettop(L);
+    snprintf(ctx, cap, "%s %s", path, name);
+    lua_pushnil(L);
+    while (!*rc && lua_next(L, m)) {
+        lua_pop(L, 1);
+        const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
+        bool known = false;
+        for (size_t i = 0; keys[i] && !known; i++)
+            known = !strcmp(k, keys[i]);
+        if (!known) {
+            char list[128];
+            size_t w = 0;
+            for (size_t i = 0; keys[i]; i++)
+                xr__put(list, sizeof list, &w, "%s%s", i ? ", " : "", keys[i]);
+            *rc = xr__fail(XR_ESCRIPT, "config %s: unknown key '%s' (%s)", ctx,
+                           *k ? k : luaL_typename(L, -1), list);
+            lua_pop(L, 1);
+        }
+    }
+    return *rc ? 0 : m;
+}
+
+/* true/false as 1/0; -1 when absent. */
+static int opt_bool(lua_State *L, int t, const char *key, const char *ctx, int *rc)
+{
+    lua_getfield(L, t, key);
+    int v = -1;
+    if (lua_isboolean(L, -1))
+        v = lua_toboolean(L, -1);
+    else if (!*rc && !lua_isnil(L, -1))
+        *rc = xr__fail(XR_ESCRIPT, "config %s: %s must be true or false", ctx, key);
+    lua_pop(L, 1);
+    return v;
+}
+
 /* mr_cache = { enabled = true, max_entries = N, max_bytes = N } */
 static int read_mr_cache(lua_State *L, int t, const char *path, xr_config *c)
 {
+    static const char *const keys[] = {"enabled", "max_entries", "max_bytes", NULL};
     c->mrc_enabled = -1;
     c->mrc_max_entries = c->mrc_max_bytes = -1;
     int rc = 0;
-    lua_getfield(L, t, "mr_cache");
-    if (lua_istable(L, -1)) {
-        int m = lua_gettop(L);
-        char ctx[256];
-        snprintf(ctx, sizeof ctx, "%s mr_cache", path);
-        lua_pushnil(L);
-        while (!rc && lua_next(L, m)) {
-            lua_pop(L, 1);
-            const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
-            if (strcmp(k, "enabled") && strcmp(k, "max_entries") && strcmp(k, "max_bytes")) {
-                rc = xr__fail(XR_ESCRIPT, "config %s: unknown key '%s' (enabled, max_entries, "
-                                          "max_bytes)", ctx, *k ? k : luaL_typename(L, -1));
-                lua_pop(L, 1);
-            }
-        }
-        lua_getfield(L, m, "enabled");
-        if (lua_isboolean(L, -1))
-            c->mrc_enabled = lua_toboolean(L, -1);
-        else if (!rc && !lua_isnil(L, -1))
-            rc = xr__fail(XR_ESCRIPT, "config %s: enabled must be true or false", ctx);
-        lua_pop(L, 1);
-        if (!rc) {
-            c->mrc_max_entries = opt_int(L, m, "max_entries", 0, -1, ctx, &rc);
-            c->mrc_max_bytes = opt_int(L, m, "max_bytes", 0, -1, ctx, &rc);
-        }
-    } else if (!lua_isnil(L, -1)) {
-        rc = xr__fail(XR_ESCRIPT, "config %s: mr_cache must be a table", path);
+    char ctx[256];
+    int m = sub_table(L, t, "mr_cache", keys, path, ctx, sizeof ctx, &rc);
+    if (m) {
+        c->mrc_enabled = opt_bool(L, m, "enabled", ctx, &rc);
+        c->mrc_max_entries = opt_int(L, m, "max_entries", 0, -1, ctx, &rc);
+        c->mrc_max_bytes = opt_int(L, m, "max_bytes", 0, -1, ctx, &rc);
     }
     lua_pop(L, 1);
     return rc;
@@ -166,38 +193,17 @@ static int read_mr_cache(lua_State *L, int t, const char *path, xr_config *c)
 /* stage = { chunk = N, slots = N, rx_slots = N, host = false } */
 static int read_stage(lua_State *L, int t, const char *path, xr_config *c)
 {
+    static const char *const keys[] = {"chunk", "slots", "rx_slots", "host", NULL};
     c->stage_chunk = c->stage_slots = c->stage_rx_slots = -1;
     c->stage_host = -1;
     int rc = 0;
-    lua_getfield(L, t, "stage");
-    if (lua_istable(L, -1)) {
-        int m = lua_gettop(L);
-        char ctx[256];
-        snprintf(ctx, sizeof ctx, "%s stage", path);
-        lua_pushnil(L);
-        while (!rc && lua_next(L, m)) {
-            lua_pop(L, 1);
-            const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
-            if (strcmp(k, "chunk") && strcmp(k, "slots") && strcmp(k, "rx_slots") &&
-                strcmp(k, "host")) {
-                rc = xr__fail(XR_ESCRIPT, "config %s: unknown key '%s' (chunk, slots, rx_slots, "
-                                          "host)", ctx, *k ? k : luaL_typename(L, -1));
-                lua_pop(L, 1);
-            }
-        }
-        lua_getfield(L, m, "host");
-        if (lua_isboolean(L, -1))
-            c->stage_host = lua_toboolean(L, -1);
-        else if (!rc && !lua_isnil(L, -1))
-            rc = xr__fail(XR_ESCRIPT, "config %s: host must be true or false", ctx);
-        lua_pop(L, 1);
-        if (!rc) {
-            c->stage_chunk = opt_int(L, m, "chunk", 4096, -1, ctx, &rc);
-            c->stage_slots = opt_int(L, m, "slots", 1, -1, ctx, &rc);
-            c->stage_rx_slots = opt_int(L, m, "rx_slots", 1, -1, ctx, &rc);
-        }
-    } else if (!lua_isnil(L, -1)) {
-        rc = xr__fail(XR_ESCRIPT, "config %s: stage must be a table", path);
+    char ctx[256];
+    int m = sub_table(L, t, "stage", keys, path, ctx, sizeof ctx, &rc);
+    if (m) {
+        c->stage_host = opt_bool(L, m, "host", ctx, &rc);
+        c->stage_chunk = opt_int(L, m, "chunk", 4096, -1, ctx, &rc);
+        c->stage_slots = opt_int(L, m, "slots", 1, -1, ctx, &rc);
+        c->stage_rx_slots = opt_int(L, m, "rx_slots", 1, -1, ctx, &rc);
     }
     lua_pop(L, 1);
     return rc;
