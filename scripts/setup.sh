@@ -4,7 +4,7 @@
 set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config libfabric-dev libfabric-bin liblua5.4-dev
-      check libsubunit-dev iproute2)
+      check libsubunit-dev iproute2 python3-dev python3-setuptools python3-pytest python3-numpy)
 
 missing=()
 for p in "${pkgs[@]}"; do

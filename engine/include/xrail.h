@@ -282,6 +282,8 @@ typedef struct xr_mr_cache_stats {
  * entries at once, and held ones at their last release. */
 XR_API int xr_mr_cache_configure(xr_engine *e, const xr_mr_cache_opts *opts);
 /* Deregister every unused entry. */
+/* The settings in force (after the config, options and environment). */
+XR_API int xr_mr_cache_opts_get(xr_engine *e, xr_mr_cache_opts *opts);
 XR_API int xr_mr_cache_flush(xr_engine *e);
 XR_API int xr_mr_cache_stats_get(xr_engine *e, xr_mr_cache_stats *stats);
 

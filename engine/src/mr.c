@@ -76,6 +76,14 @@ int xr_mr_cache_configure(xr_engine *e, const xr_mr_cache_opts *o)
     return xr_mr_cache_set(&e->mrc, o);
 }
 
+int xr_mr_cache_opts_get(xr_engine *e, xr_mr_cache_opts *o)
+{
+    if (!e || !o)
+        return xr__fail(XR_EINVAL, "xr_mr_cache_opts_get: NULL argument");
+    *o = e->opts.mr_cache;
+    return 0;
+}
+
 int xr_mr_cache_flush(xr_engine *e)
 {
     if (!e)

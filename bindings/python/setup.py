@@ -1,0 +1,44 @@
+"""Build the xrail extension against an installed libxrail.
+
+    cmake --install build --prefix /usr/local      # the library first
+    pip install --no-build-isolation bindings/python
+
+The library is found with pkg-config (xrail.pc), or under XRAIL_PREFIX.
+CMake builds the same package into <build>/python without pip.
+"""
+import os
+import shlex
+import subprocess
+
+from setuptools import Extension, setup
+
+
+def xrail_flags():
+    prefix = os.environ.get("XRAIL_PREFIX")
+    if prefix:
+        lib = os.path.join(prefix, "lib")
+        if not os.path.isdir(lib):
+            lib = os.path.join(prefix, "lib", "x86_64-linux-gnu")
+        return [os.path.join(prefix, "include")], [lib]
+    try:
+        out = subprocess.run(["pkg-config", "--cflags", "--libs", "xrail"], check=True,
+                             capture_output=True, text=True).stdout
+    except (OSError, subprocess.CalledProcessError) as e:
+        raise SystemExit("xrail: libxrail not found by pkg-config; install it "
+                         "(cmake --install) or set XRAIL_PREFIX") from e
+    words = shlex.split(out)
+    return ([w[2:] for w in words if w.startswith("-I")],
+            [w[2:] for w in words if w.startswith("-L")])
+
+
+inc, libdirs = xrail_flags()
+setup(
+    name="xrail",
+    version="0.1.0",
+    description="Multi-rail zero-copy KV-cache transfers (Python binding of libxrail)",
+    packages=["xrail"],
+    package_data={"xrail": ["__init__.pyi", "py.typed"]},
+    ext_modules=[Extension("xrail._xrail", ["src/_xrail.c"], include_dirs=inc,
+                           library_dirs=libdirs, libraries=["xrail"],
+                           runtime_library_dirs=libdirs)],
+)

@@ -1,0 +1,174 @@
+"""xrail: multi-rail, zero-copy KV-cache transfers between processes.
+
+The engine does the work in C: a transfer is planned, posted and completed
+by it, and Python only waits, with the GIL released. See docs/python.md.
+
+    with xrail.Engine("decode", rails=4, provider="tcp;ofi_rxm", domain="lo") as e:
+        region = e.register(kv_pool, access="rw")
+        send_to_prefill(e.metadata())
+        for peer_name, message in e.notifications():
+            ...
+"""
+from __future__ import annotations
+
+import sys
+import time
+from typing import Iterator, List, NamedTuple, Optional, Sequence, Tuple
+
+from . import _xrail
+from ._xrail import (  # noqa: F401  (re-exported)
+    AccessDenied,
+    Again,
+    AlreadyExists,
+    BadMetadata,
+    Busy,
+    Canceled,
+    Error,
+    FabricError,
+    InProgress,
+    InvalidArgument,
+    NoRail,
+    NotFound,
+    NotRegistered,
+    NotSupported,
+    OutOfMemory,
+    OutOfRange,
+    Peer,
+    Region,
+    ScriptError,
+    Timeout,
+    TooSmall,
+    Transfer,
+    TransferFailed,
+    VersionMismatch,
+)
+
+__all__ = [
+    "Engine", "Peer", "Region", "Transfer", "RailInfo", "Error", "kv_descriptors",
+    "AccessDenied", "Again", "AlreadyExists", "BadMetadata", "Busy", "Canceled",
+    "FabricError", "InProgress", "InvalidArgument", "NoRail", "NotFound", "NotRegistered",
+    "NotSupported", "OutOfMemory", "OutOfRange", "ScriptError", "Timeout", "TooSmall",
+    "TransferFailed", "VersionMismatch",
+]
+
+
+class RailInfo(NamedTuple):
+    """One rail: a libfabric endpoint on one NIC (or one of many on loopback)."""
+    index: int
+    provider: str
+    domain: str
+    fabric: str
+    address: str
+    speed_mbps: int
+    numa_node: int
+    gpu: int
+    pci: str
+    up: bool
+    max_msg_size: int
+    mr_mode: int
+    delivery_complete: bool
+    counters: dict
+
+
+class Engine(_xrail.Engine):
+    """Engine(name, config=None, **settings): one per process.
+
+    ``config`` names a config script (path, or a name on the script path).
+    Settings override it: provider, domain, rails (a count, or a list of
+    dicts with provider, domain, src_addr, count, speed), max_rails,
+    stripe_min, chunk_size, rail_depth, progress_thread, log_level,
+    ignore_env, policy, layout, script_path, script_mem, mr_cache (dict of
+    enabled, max_entries, max_bytes) and stage (dict of chunk, slots,
+    rx_slots, host). A context manager: leaving the block closes it.
+
+    Unlike the C default, progress_thread is on unless set False: a Python
+    program then never has to call progress() for queued notifications to
+    leave, or for a peer's WRITEs to land.
+    """
+
+    def __init__(self, name: str, config: Optional[str] = None, **settings):
+        settings.setdefault("progress_thread", True)
+        super().__init__(name, config, **settings)
+
+    @property
+    def rails(self) -> List[RailInfo]:
+        """The rails, with their counters now."""
+        return [RailInfo(**d) for d in self._rail_info()]
+
+    def set_field(self, name: str, value, width: Optional[int] = None) -> None:
+        """Publish a custom metadata field (checked against the layout).
+
+        bytes go as they are, str as UTF-8, and an int as ``width`` bytes
+        (1, 2, 4 or 8: the layout's type) in host byte order.
+        """
+        if isinstance(value, str):
+            value = value.encode()
+        elif isinstance(value, int) and not isinstance(value, bool):
+            if width not in (1, 2, 4, 8):
+                raise InvalidArgument(
+                    f"set_field({name!r}): an int needs width=1, 2, 4 or 8 (the layout's type)")
+            value = value.to_bytes(width, sys.byteorder, signed=value < 0)
+        self._set_field(name, bytes(value))
+
+    def notifications(self, timeout: Optional[float] = 0) -> Iterator[Tuple[str, bytes]]:
+        """Yield (peer name, message) for each notification received.
+
+        With timeout=0 it yields what has arrived and stops; with a number
+        of seconds it waits up to that long for the first; None waits for
+        ever, one message at a time.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            got = self._notif_get()
+            if got is not None:
+                yield got
+                deadline = None if timeout is None else time.monotonic()
+                continue
+            if deadline is not None and time.monotonic() >= deadline:
+                return
+            time.sleep(0)  # let other threads run; _notif_get drives progress
+
+    def wait_notification(self, timeout: Optional[float] = None) -> Tuple[str, bytes]:
+        """The next notification; Timeout if none arrives in time."""
+        for got in self.notifications(timeout=timeout):
+            return got
+        raise Timeout(f"no notification within {timeout} s")
+
+
+def kv_descriptors(local_base: int, remote_base: int, block_bytes: int,
+                   local_blocks: Sequence[int], remote_blocks: Sequence[int],
+                   layers: int = 1, local_layer_stride: Optional[int] = None,
+                   remote_layer_stride: Optional[int] = None
+                   ) -> Tuple[List[Tuple[int, int]], List[Tuple[int, int]]]:
+    """(local, remote) descriptor lists for moving blocks of a paged KV cache.
+
+    Block ``local_blocks[i]`` of each layer goes to ``remote_blocks[i]`` of
+    the same layer. A block is ``block_bytes``; a layer holds its blocks
+    contiguously, and layers are ``*_layer_stride`` bytes apart (by default
+    ``block_bytes`` times the largest block index + 1 of that side). Runs of
+    consecutive blocks on both sides become one descriptor, so a request's
+    contiguous blocks cost one descriptor per layer.
+    """
+    if len(local_blocks) != len(remote_blocks):
+        raise InvalidArgument(
+            f"{len(local_blocks)} local blocks, {len(remote_blocks)} remote blocks")
+    if not local_blocks:
+        return [], []
+    ls = local_layer_stride or block_bytes * (max(local_blocks) + 1)
+    rs = remote_layer_stride or block_bytes * (max(remote_blocks) + 1)
+    local: List[Tuple[int, int]] = []
+    remote: List[Tuple[int, int]] = []
+    for layer in range(layers):
+        run_l = run_r = None
+        n = 0
+        for lb, rb in zip(local_blocks, remote_blocks):
+            if run_l is not None and lb == run_l + n and rb == run_r + n:
+                n += 1
+                continue
+            if run_l is not None:
+                local.append((local_base + layer * ls + run_l * block_bytes, n * block_bytes))
+                remote.append((remote_base + layer * rs + run_r * block_bytes, n * block_bytes))
+            run_l, run_r, n = lb, rb, 1
+        local.append((local_base + layer * ls + run_l * block_bytes, n * block_bytes))
+        remote.append((remote_base + layer * rs + run_r * block_bytes, n * block_bytes))
+    return local, remote

@@ -1,0 +1,197 @@
+"""Round trips of every call of the binding, and an exception for every bad input."""
+import gc
+
+import numpy as np
+import pytest
+
+import xrail
+from conftest import settings
+
+
+def test_engine_basics(prov):
+    with xrail.Engine("e1", **settings(prov, rails=3)) as e:
+        assert e.name == "e1" and not e.closed
+        rails = e.rails
+        assert len(rails) == 3 and all(isinstance(r, xrail.RailInfo) for r in rails)
+        assert rails[0].provider.startswith(prov) or prov in rails[0].provider
+        assert all(r.up for r in rails) and "tx_bytes" in rails[0].counters
+        e.set_rail_state(1, False)
+        assert not e.rails[1].up
+        e.set_rail_state(1, True)
+        assert "return {" in e.config()
+        assert e.progress() >= 0
+    assert e.closed
+    with pytest.raises(xrail.Error, match="closed"):
+        e.metadata()
+
+
+def test_register_every_kind_of_memory(prov):
+    with xrail.Engine("e2", **settings(prov)) as e:
+        ba = bytearray(8192)
+        arr = np.zeros((4, 1024), dtype=np.float16)
+        regions = [e.register(ba), e.register(memoryview(ba)[4096:]), e.register(arr),
+                   e.register(bytes(100), access="r"), e.register(arr, access="none")]
+        assert regions[0].nbytes == 8192 and regions[0].kind == "host"
+        assert regions[1].nbytes == 4096
+        assert regions[2].nbytes == arr.nbytes and regions[2].addr == arr.ctypes.data
+        t = e.register((arr.ctypes.data, arr.nbytes, "host", -1), access="rw")
+        assert t.addr == arr.ctypes.data
+        stats = e.mr_cache_stats()
+        assert stats["registrations"] > 0 and len(stats["rail_registrations"]) == 2
+        for g in regions:
+            g.deregister()
+        t.deregister()
+
+
+def test_bad_inputs_raise(prov, scripts, tmp_path):
+    with xrail.Engine("e3", **settings(prov)) as e:
+        with pytest.raises(ValueError, match="read-only"):
+            e.register(bytes(10), access="rw")        # writable access to read-only memory
+        with pytest.raises(ValueError, match="access 'x'"):
+            e.register(bytearray(10), access="x")
+        with pytest.raises(ValueError, match="C-contiguous"):
+            e.register(np.zeros((8, 8))[:, 1])
+        with pytest.raises(ValueError, match="memory kind"):
+            e.register((1, 2, "tpu", 0))
+
+        class FakeTensor:  # what torch and cupy expose, on a machine without a GPU
+            __cuda_array_interface__ = {"data": (0x7f0000000000, False), "shape": (16,),
+                                        "typestr": "<f2", "version": 3}
+        with pytest.raises((xrail.NotSupported, xrail.InvalidArgument)):
+            e.register(FakeTensor())
+        with pytest.raises(xrail.BadMetadata, match="truncated"):
+            e.load_peer(e.metadata()[:-3])
+        with pytest.raises(xrail.BadMetadata):
+            e.load_peer(b"hello")
+        with pytest.raises(xrail.InvalidArgument, match="cannot be read"):
+            e.policy_reload("/nonexistent/policy.lua")
+        broken = tmp_path / "broken.lua"
+        broken.write_text("return { plan = function( }")
+        with pytest.raises(xrail.ScriptError, match="broken.lua"):
+            e.policy_reload(str(broken))
+        with pytest.raises(xrail.InvalidArgument, match="width"):
+            e.set_field("x", 5)
+        with pytest.raises(xrail.InvalidArgument, match="1 to 255 bytes"):
+            e.set_field("a" * 300, b"v")
+    with pytest.raises(TypeError, match="unknown setting"):
+        xrail.Engine("e4", bogus=1)
+    with pytest.raises(xrail.InvalidArgument, match="cannot be read"):
+        xrail.Engine("e5", layout="/nonexistent.lua", **settings(prov))
+    bad_layout = tmp_path / "bad_layout.lua"
+    bad_layout.write_text("return { name = 'x', version = 1, fields = { { id = 1 } } }")
+    with pytest.raises(xrail.ScriptError, match="bad_layout.lua"):
+        xrail.Engine("e5", layout=str(bad_layout), **settings(prov))
+    with pytest.raises(xrail.NoRail):
+        xrail.Engine("e6", provider="no-such-provider", rails=1, ignore_env=True)
+
+
+def test_transfers_round_trip(pair):
+    a, b = pair
+    n = 1 << 20
+    dst = np.zeros(n, dtype=np.uint8)
+    ro = np.arange(n, dtype=np.uint8)
+    g_dst = b.register(dst, access="w")
+    g_ro = b.register(ro, access="r")
+    p = a.load_peer(b.metadata())
+    assert p.name == "decode" and p.rail_count == 2
+    src = (np.arange(n, dtype=np.uint64) * 3 % 255).astype(np.uint8)
+    # A buffer nobody registered: registered on demand.
+    t = a.write(p, [(src, n // 2), (src[n // 2:], n // 2)],
+                [(g_dst.addr, n // 2), (g_dst.addr + n // 2, n // 2)], notif=b"w1")
+    t.wait(timeout=30)
+    assert t.done() and t.status == "done" and t.chunk_count() >= 2
+    assert b.wait_notification(30) == ("prefill", b"w1")
+    assert (dst == src).all()
+    # READ back, into an address/length pair of a registered buffer.
+    back = np.zeros(n, dtype=np.uint8)
+    a.register(back, access="none")
+    a.read(p, [(back.ctypes.data, n)], [(g_ro.addr, n)]).wait(30)
+    assert (back == ro).all()
+    # Standalone notifications of any size, and the iterator.
+    big = bytes(range(256)) * 4096
+    a.send_notif(p, b"")
+    a.send_notif(p, big)
+    got = [b.wait_notification(30), b.wait_notification(30)]
+    assert got == [("prefill", b""), ("prefill", big)]
+    assert list(b.notifications(timeout=0)) == []
+    # The plan, and a reused transfer.
+    assert "rail" in a.explain(p, 4 << 20)
+    t.repost()
+    t.wait(30)
+    b.wait_notification(30)
+    # Remote ranges the peer did not publish, or did not grant.
+    with pytest.raises(xrail.OutOfRange, match="descriptor 0"):
+        a.write(p, [src], [(g_dst.addr + 8, n)])
+    with pytest.raises(xrail.AccessDenied):
+        a.write(p, [src], [(g_ro.addr, n)])
+    with pytest.raises(ValueError, match="exceeds"):
+        a.write(p, [(src, n + 1)], [(g_dst.addr, n + 1)])
+    with pytest.raises(ValueError, match="2 local descriptors, 1 remote"):
+        a.write(p, [src, src], [(g_dst.addr, n)])
+    with pytest.raises(xrail.NotRegistered):
+        a.write(p, [(1 << 40, 64)], [(g_dst.addr, 64)])
+    with pytest.raises(ValueError, match="read-only"):
+        a.read(p, [bytes(64)], [(g_ro.addr, 64)])
+    # The cache's controls.
+    a.mr_cache_configure(enabled=False)
+    st = a.mr_cache_stats()
+    assert st["entries"] == st["in_use"]  # off: only what regions still hold remains
+    a.mr_cache_configure(enabled=True, max_entries=100)
+    a.mr_cache_flush()
+    a.invalidate(src)
+    p.unload()
+    with pytest.raises(xrail.Error, match="unloaded"):
+        p.name
+
+
+def test_peer_fields(prov, scripts):
+    kw = settings(prov, layout="kv_cache.lua", script_path=scripts)
+    with xrail.Engine("decode", **kw) as b, xrail.Engine("prefill", **kw) as a:
+        b.set_field("model", "m")
+        for k, v in (("kv.base", 4096), ("kv.layers", 2), ("kv.blocks", 8), ("kv.block_bytes", 64)):
+            b.set_field(k, v, width=8 if k == "kv.base" else 4)
+        b.set_field("kv.dtype", "float16")
+        p = a.load_peer(b.metadata())
+        assert p.field("model") == b"m" and p.field("kv.dtype") == b"float16"
+        assert int.from_bytes(p.field("kv.layers"), "little") == 2
+        assert int.from_bytes(p.field("tp_rank"), "little") == 0  # the layout's default
+        with pytest.raises(xrail.NotFound):
+            p.field("nope")
+        with pytest.raises(xrail.InvalidArgument):
+            b.set_field("kv.layers", 2, width=8)  # u32 in the layout
+
+
+def test_kv_descriptors():
+    loc, rem = xrail.kv_descriptors(1000, 5000, 10, [0, 1, 2, 7], [4, 5, 6, 0], layers=2,
+                                    local_layer_stride=100, remote_layer_stride=200)
+    assert loc == [(1000, 30), (1070, 10), (1100, 30), (1170, 10)]
+    assert rem == [(5040, 30), (5000, 10), (5240, 30), (5200, 10)]
+    assert xrail.kv_descriptors(0, 0, 8, [], []) == ([], [])
+    with pytest.raises(xrail.InvalidArgument):
+        xrail.kv_descriptors(0, 0, 8, [1], [])
+
+
+def test_lifetimes(pair):
+    a, b = pair
+    n = 8 << 20
+    dst = np.zeros(n, dtype=np.uint8)
+    g = b.register(dst, access="w")
+    p = a.load_peer(b.metadata())
+    src = np.ones(n, dtype=np.uint8)
+    region = a.register(src, access="none")
+    # Drop every reference while a transfer is in flight: nothing breaks,
+    # the buffers stay alive, and the transfer lands whole.
+    t = a.write(p, [src], [(g.addr, n)], notif=b"x")
+    del t, region, src
+    gc.collect()
+    assert b.wait_notification(30) == ("prefill", b"x")
+    assert (dst == 1).all()
+    a.progress()
+    # A peer used after unload, and handles after their engine closed.
+    p.unload()
+    with pytest.raises(ValueError, match="unloaded"):
+        a.write(p, [bytearray(8)], [(g.addr, 8)])
+    a.close()
+    with pytest.raises(xrail.Error, match="closed"):
+        a.metadata()
+    g.deregister()
