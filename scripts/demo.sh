@@ -2,10 +2,18 @@
 # Set up, build, and run the prefill -> decode example: two processes moving
 # KV-cache blocks over 4 tcp rails on loopback. Extra arguments go to the
 # example (e.g. --provider shm --rails 8).
+#
+#   scripts/demo.sh [ARGS]          the C example
+#   scripts/demo.sh python [ARGS]   the Python example (numpy; --cuda for torch on a GPU)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 bash scripts/setup.sh
 cmake -S . -B build >/dev/null
+if [ "${1:-}" = python ]; then
+  shift
+  cmake --build build -j"$(nproc)" --target xrail_python
+  PYTHONPATH="$root/build/python" exec /usr/bin/python3 examples/python/prefill_decode.py "$@"
+fi
 cmake --build build -j"$(nproc)" --target prefill_decode
 exec ./build/examples/prefill_decode/prefill_decode "$@"

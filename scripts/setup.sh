@@ -4,7 +4,8 @@
 set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config libfabric-dev libfabric-bin liblua5.4-dev
-      check libsubunit-dev iproute2 python3-dev python3-setuptools python3-pytest python3-numpy)
+      check libsubunit-dev iproute2 python3-dev python3-setuptools python3-pytest python3-numpy
+      python3-pip)
 
 missing=()
 for p in "${pkgs[@]}"; do
