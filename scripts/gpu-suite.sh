@@ -42,5 +42,22 @@ timeout 200 ctest --test-dir build-gpu --output-on-failure -E '^stage\.' >"$out/
 all_rc=$?
 grep -E "tests passed|Failed|\*\*\*" "$out/all-tests.log"
 
-echo "gpu tests rc=$gpu_rc, whole suite rc=$all_rc"
-[ "$gpu_rc" -eq 0 ] && [ "$all_rc" -eq 0 ]
+echo "== Python example with torch CUDA tensors (the python3 that has torch)"
+py_rc=0
+py=$(command -v python3 || true)
+if [ -n "$py" ] && "$py" -c 'import torch, numpy; assert torch.cuda.is_available()' 2>/dev/null; then
+  if cmake -S . -B build-gpu -DPython3_EXECUTABLE="$py" >>"$out/build.log" 2>&1 &&
+     cmake --build build-gpu -j"$(nproc)" --target xrail_python >>"$out/build.log" 2>&1; then
+    for prov in tcp shm; do
+      PYTHONPATH=build-gpu/python timeout 120 "$py" examples/python/prefill_decode.py --cuda \
+        --provider "$prov" 2>&1 | tee -a "$out/python-cuda.log" || py_rc=1
+    done
+  else
+    echo "building the Python extension for $py failed (see build.log)"; py_rc=1
+  fi
+else
+  echo "SKIPPED: no python3 with torch and a GPU here"
+fi
+
+echo "gpu tests rc=$gpu_rc, whole suite rc=$all_rc, python example rc=$py_rc"
+[ "$gpu_rc" -eq 0 ] && [ "$all_rc" -eq 0 ] && [ "$py_rc" -eq 0 ]
