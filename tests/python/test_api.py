@@ -195,3 +195,47 @@ def test_lifetimes(pair):
     with pytest.raises(xrail.Error, match="closed"):
         a.metadata()
     g.deregister()
+
+
+def test_engine_closed_with_transfer_in_flight(prov):
+    b = xrail.Engine("decode", **settings(prov))
+    a = xrail.Engine("prefill", **settings(prov))
+    n = 32 << 20
+    dst = np.zeros(n, dtype=np.uint8)
+    g = b.register(dst, access="w")
+    p = a.load_peer(b.metadata())
+    src = np.ones(n, dtype=np.uint8)
+    t = a.write(p, [src], [(g.addr, n)])
+    a.close()                     # with the WRITE possibly still in flight
+    with pytest.raises(xrail.Error, match="closed"):
+        t.wait(5)
+    with pytest.raises(xrail.Error, match="closed"):
+        p.name
+    del t, p, src                 # handles of a closed engine go quietly, in any order
+    gc.collect()
+    # The other engine is unharmed and still serves new peers.
+    c = xrail.Engine("prefill2", **settings(prov))
+    p2 = c.load_peer(b.metadata())
+    c.write(p2, [np.full(64, 7, dtype=np.uint8)], [(g.addr, 64)]).wait(30)
+    assert (dst[:64] == 7).all()
+    c.close()
+    g.deregister()
+    b.close()
+
+
+def test_engine_dropped_before_its_transfer(prov):
+    """Dropping the last reference to an engine does not free it under a
+    live transfer: the transfer keeps it."""
+    b = xrail.Engine("decode", **settings(prov))
+    dst = np.zeros(1 << 20, dtype=np.uint8)
+    g = b.register(dst, access="w")
+    a = xrail.Engine("prefill", **settings(prov))
+    t = a.write(a.load_peer(b.metadata()), [np.ones(1 << 20, dtype=np.uint8)], [(g.addr, 1 << 20)])
+    del a
+    gc.collect()
+    t.wait(30)
+    assert (dst == 1).all()
+    del t
+    gc.collect()
+    g.deregister()
+    b.close()

@@ -118,15 +118,20 @@ class Engine(_xrail.Engine):
         ever, one message at a time.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
+        idle = 0
         while True:
-            got = self._notif_get()
+            got = self._notif_get()  # drives progress once when nothing is there
             if got is not None:
                 yield got
+                idle = 0
                 deadline = None if timeout is None else time.monotonic()
                 continue
             if deadline is not None and time.monotonic() >= deadline:
                 return
-            time.sleep(0)  # let other threads run; _notif_get drives progress
+            # Poll hard for latency, then back off so a waiting server does
+            # not hold a core.
+            idle += 1
+            time.sleep(0 if idle < 256 else 0.0002)
 
     def wait_notification(self, timeout: Optional[float] = None) -> Tuple[str, bytes]:
         """The next notification; Timeout if none arrives in time."""
