@@ -57,6 +57,16 @@ def pool_info(pool):
     return addr, layer, layer // pool.shape[1]
 
 
+def publish_pool(e, addr, block_bytes, args):
+    """The kv_cache.lua fields: what the other side checks before a transfer."""
+    e.set_field("model", MODEL)
+    e.set_field("kv.base", addr, width=8)
+    e.set_field("kv.layers", args.layers, width=4)
+    e.set_field("kv.blocks", args.blocks, width=4)
+    e.set_field("kv.block_bytes", block_bytes, width=4)
+    e.set_field("kv.dtype", "float16")
+
+
 def block_values(layer, block, shape):
     """What prefill computed for (layer, its block): any function both sides agree on."""
     n = int(np.prod(shape))
@@ -74,12 +84,7 @@ def decode(args):
         pool = make_pool(args)
         region = e.register(pool, access="w")
         addr, layer_stride, block_bytes = pool_info(pool)
-        e.set_field("model", MODEL)
-        e.set_field("kv.base", addr, width=8)
-        e.set_field("kv.layers", args.layers, width=4)
-        e.set_field("kv.blocks", args.blocks, width=4)
-        e.set_field("kv.block_bytes", block_bytes, width=4)
-        e.set_field("kv.dtype", "float16")
+        publish_pool(e, addr, block_bytes, args)
         # Decode's own block table: this request gets scattered free blocks.
         rng = np.random.default_rng(7)
         mine = sorted(rng.choice(args.blocks, size=args.request_blocks, replace=False).tolist())
@@ -108,12 +113,7 @@ def prefill(args):
         with xrail.Engine("prefill", **engine_settings(args)) as e:
             pool = make_pool(args)
             addr, layer_stride, block_bytes = pool_info(pool)
-            e.set_field("model", MODEL)
-            e.set_field("kv.base", addr, width=8)
-            e.set_field("kv.layers", args.layers, width=4)
-            e.set_field("kv.blocks", args.blocks, width=4)
-            e.set_field("kv.block_bytes", block_bytes, width=4)
-            e.set_field("kv.dtype", "float16")
+            publish_pool(e, addr, block_bytes, args)
             e.register(pool, access="none")
             peer = e.load_peer(bytes.fromhex(hello["md"]))
             # Check decode's KV layout against ours before moving a byte.
