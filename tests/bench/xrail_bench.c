@@ -21,7 +21,10 @@
  * Not a test: it checks nothing but that every transfer succeeds. The
  * numbers and how they were taken go in docs/performance.md.
  */
+#include "raw.h"
 #include "xrail.h"
+
+#include <poll.h>
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -41,7 +44,7 @@ typedef struct args {
     unsigned rails, iters, warmup, window;
     size_t sizes[MAX_POINTS], batches[MAX_POINTS];
     unsigned nsizes, nbatches;
-    int json, csv;
+    int json, csv, raw;
 } args;
 
 typedef struct point {
@@ -121,9 +124,33 @@ static void full_read(int fd, void *p, size_t n)
     }
 }
 
+/* --raw target: one endpoint on the pool; it drives its CQ until told to stop. */
+static int raw_target(const args *a, int to_parent, int from_parent)
+{
+    size_t n = pool_bytes(a);
+    void *pool = aligned_alloc(4096, n);
+    memset(pool, 0x5a, n);
+    raw_ep *r = raw_open(a->provider, pool, n);
+    uint8_t name[256];
+    raw_peer_info pi;
+    uint64_t len = raw_name(r, name, sizeof name, (uintptr_t)pool, &pi);
+    full_write(to_parent, &len, sizeof len);
+    full_write(to_parent, name, len);
+    full_write(to_parent, &pi, sizeof pi);
+    struct pollfd pf = {.fd = from_parent, .events = POLLIN};
+    void *ctx[64];
+    while (poll(&pf, 1, 0) == 0)
+        raw_poll(r, ctx, 64); /* software providers move bytes when the target polls */
+    raw_close(r);
+    free(pool);
+    return 0;
+}
+
 /* The target: a pool both ops can use, metadata out, then progress until told. */
 static int target(const args *a, int to_parent, int from_parent)
 {
+    if (a->raw)
+        return raw_target(a, to_parent, from_parent);
     xr_engine *e = engine(a, "bench-target", 1);
     size_t n = pool_bytes(a);
     void *pool = aligned_alloc(4096, n);
@@ -236,6 +263,92 @@ static point measure(const args *a, xr_engine *e, xr_peer *p, void *local, uint6
     return pt;
 }
 
+/* The window of --raw transfers: what is left of each, and the results. */
+typedef struct raw_run {
+    raw_ep *r;
+    size_t left[MAX_WINDOW];
+    uint64_t start[MAX_WINDOW], *lat, t0, t1;
+    unsigned done, warmup;
+} raw_run;
+
+static void raw_finish(raw_run *q, unsigned k)
+{
+    uint64_t now = clock_ns(CLOCK_MONOTONIC);
+    q->lat[q->done++] = now - q->start[k];
+    q->t1 = now;
+    if (q->done == q->warmup)
+        q->t0 = now;
+}
+
+/* Count completions; a transfer is done when its last operation is. */
+static void raw_reap(raw_run *q)
+{
+    void *ctx[64];
+    int n = raw_poll(q->r, ctx, 64);
+    for (int i = 0; i < n; i++) {
+        unsigned k = ((raw_op *)ctx[i])->slot;
+        if (!--q->left[k])
+            raw_finish(q, k);
+    }
+}
+
+/* The same window of transfers as measure(), as plain fi_write/fi_read. */
+static point measure_raw(const args *a, raw_ep *r, const raw_peer_info *pi, void *local,
+                         size_t size, size_t batch)
+{
+    point pt = {.size = size, .batch = batch};
+    if (size > raw_max_msg(r)) {
+        fprintf(stderr, "xrail-bench --raw: %zu bytes exceed the provider's %zu\n", size,
+                raw_max_msg(r));
+        exit(1);
+    }
+    unsigned w = a->window < MAX_WINDOW ? a->window : MAX_WINDOW;
+    unsigned total = a->warmup + a->iters, posted = 0;
+    raw_op *ops = calloc((size_t)w * batch, sizeof *ops);
+    raw_run q = {.r = r, .lat = calloc(total, sizeof(uint64_t)), .warmup = a->warmup};
+    uint64_t post_cpu = 0;
+    if (!a->warmup)
+        q.t0 = clock_ns(CLOCK_MONOTONIC);
+    while (q.done < total) {
+        for (unsigned k = 0; k < w && posted < total; k++) {
+            if (q.left[k])
+                continue;
+            q.start[k] = clock_ns(CLOCK_MONOTONIC);
+            /* Held at 1 while posting, so an early completion cannot end it. */
+            q.left[k] = 1;
+            for (size_t d = 0; d < batch;) {
+                raw_op *op = &ops[(size_t)k * batch + d];
+                op->slot = k;
+                uint64_t c = clock_ns(CLOCK_THREAD_CPUTIME_ID);
+                int again = raw_post(r, a->op == XR_OP_WRITE, (char *)local + d * size, size,
+                                     pi->base + d * size, pi->key, op);
+                post_cpu += clock_ns(CLOCK_THREAD_CPUTIME_ID) - c;
+                if (again) {
+                    raw_reap(&q); /* the provider is full: make room */
+                    continue;
+                }
+                q.left[k]++;
+                d++;
+            }
+            if (!--q.left[k])
+                raw_finish(&q, k);
+            posted++;
+        }
+        raw_reap(&q);
+    }
+    double secs = (double)(q.t1 - q.t0) / 1e9;
+    pt.gbps = secs > 0 ? (double)a->iters * batch * size / secs / 1e9 : 0;
+    qsort(q.lat + a->warmup, a->iters, sizeof *q.lat, cmp_u64);
+    pt.p50_us = (double)q.lat[a->warmup + a->iters / 2] / 1e3;
+    unsigned i99 = a->iters * 99 / 100;
+    pt.p99_us = (double)q.lat[a->warmup + (i99 < a->iters ? i99 : a->iters - 1)] / 1e3;
+    pt.post_ns_per_desc = (double)post_cpu / ((double)total * batch);
+    pt.rail_bytes[0] = (uint64_t)a->iters * batch * size;
+    free(q.lat);
+    free(ops);
+    return pt;
+}
+
 static void print_point(const args *a, const point *pt, int nrails, bool first)
 {
     const char *op = a->op == XR_OP_WRITE ? "write" : "read";
@@ -316,10 +429,52 @@ static void usage(void)
     fprintf(stderr,
             "usage: xrail-bench [--op write|read] [--provider P] [--rails N] [--policy FILE]\n"
             "                   [--sizes 4k,64k,1M,16M] [--batch 1,8] [--iters N] [--warmup N]\n"
-            "                   [--window N] [--json | --csv]\n"
+            "                   [--window N] [--json | --csv] [--raw]\n"
             "  defaults: write, tcp;ofi_rxm on lo, 1 rail, built-in policy, sizes 4k..16M,\n"
-            "  batch 1, 200 iterations after 20 warm-up, 4 transfers in flight\n");
+            "  batch 1, 200 iterations after 20 warm-up, 4 transfers in flight\n"
+            "  --raw: the same transfers as plain fi_write/fi_read on one endpoint, no engine\n");
     exit(2);
+}
+
+/* --raw initiator: one endpoint, the target's address and key, the sweep. */
+static int raw_initiator(const args *a, int from_target, int to_target, pid_t pid)
+{
+    uint64_t len;
+    uint8_t name[256];
+    raw_peer_info pi;
+    full_read(from_target, &len, sizeof len);
+    if (len > sizeof name)
+        return fprintf(stderr, "xrail-bench --raw: address of %llu bytes\n",
+                       (unsigned long long)len), 1;
+    full_read(from_target, name, len);
+    full_read(from_target, &pi, sizeof pi);
+    size_t n = pool_bytes(a);
+    void *local = aligned_alloc(4096, n);
+    memset(local, 0xa5, n);
+    raw_ep *r = raw_open(a->provider, local, n);
+    raw_connect(r, name);
+    if (!a->json && !a->csv)
+        printf("# xrail-bench --raw: %s, plain fi_%s on one %s endpoint, no engine, %u "
+               "iterations after %u warm-up, %u in flight\n", a->op == XR_OP_WRITE ? "WRITE" : "READ",
+               a->op == XR_OP_WRITE ? "write" : "read", a->provider, a->iters, a->warmup, a->window);
+    if (a->json)
+        printf("[\n");
+    bool first = true;
+    for (unsigned s = 0; s < a->nsizes; s++)
+        for (unsigned b = 0; b < a->nbatches; b++) {
+            point pt = measure_raw(a, r, &pi, local, a->sizes[s], a->batches[b]);
+            print_point(a, &pt, 1, first);
+            first = false;
+            fflush(stdout);
+        }
+    if (a->json)
+        printf("\n]\n");
+    full_write(to_target, "x", 1);
+    int st = 0;
+    waitpid(pid, &st, 0);
+    raw_close(r);
+    free(local);
+    return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : 1;
 }
 
 int main(int argc, char **argv)
@@ -334,6 +489,8 @@ int main(int argc, char **argv)
             a.json = 1;
         else if (!strcmp(o, "--csv"))
             a.csv = 1;
+        else if (!strcmp(o, "--raw"))
+            a.raw = 1;
         else if (!v)
             usage();
         else if (!strcmp(o, "--op") && (!strcmp(v, "write") || !strcmp(v, "read")))
@@ -373,6 +530,8 @@ int main(int argc, char **argv)
     }
     close(up[1]);
     close(down[0]);
+    if (a.raw)
+        return raw_initiator(&a, up[0], down[1], pid);
     uint64_t hdr[2];
     full_read(up[0], hdr, sizeof hdr);
     uint8_t *md = malloc(hdr[0]);
