@@ -74,7 +74,7 @@ typedef struct sop {
     int state;
     xr_rail *r;
     unsigned pend;            /* fabric operations not yet completed */
-    bool rx_posted, tx_posted;
+    bool rx_posted;           /* the response receive is posted (retries skip it) */
     uint64_t cookie;
     xr_chunk *c;              /* initiator: the chunk it carries */
     xr_copy copy;
@@ -310,10 +310,8 @@ static int post_initiator(sop *s)
                                       &s->tx.fctx)
                            : fi_read(r->ep, payload(s), c->len, desc, dst, c->raddr, c->key,
                                      &s->tx.fctx);
-        if (!rc) {
-            s->tx_posted = true;
+        if (!rc)
             s->pend = 1;
-        }
         return (int)rc;
     }
     if (!s->rx_posted) {
@@ -341,10 +339,8 @@ static int post_initiator(sop *s)
     } else {
         rc = fi_tsend(r->ep, hdr_a(s), HDR, desc, dst, TAG_REQ, &s->tx.fctx);
     }
-    if (!rc) {
-        s->tx_posted = true;
+    if (!rc)
         s->pend++;
-    }
     return (int)rc;
 }
 
@@ -399,7 +395,7 @@ int xr__stage_start(xr_rail *r, xr_chunk *c)
     s->err = 0;
     s->why[0] = 0;
     s->pend = 0;
-    s->rx_posted = s->tx_posted = false;
+    s->rx_posted = false;
     s->state = S_SEND;
     if (c->x->op == XR_OP_WRITE) {
         if (xr__copy_start(&s->copy, payload(s), c->buf, c->len, c->device, c->gpu)) {
@@ -718,7 +714,8 @@ void xr__stage_rx_done(xr_rail *r, xr_opctx *ctx, size_t len, int err, const cha
 int xr__stage_progress(xr_engine *e)
 {
     xr_stage *st = e->stage;
-    if (!st || !st->active)
+    /* A relaxed look first: progress runs all the time, staging rarely. */
+    if (!st || !__atomic_load_n(&st->active, __ATOMIC_RELAXED))
         return 0;
     pthread_mutex_lock(&st->lock);
     sop *list = st->active;

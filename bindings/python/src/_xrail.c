@@ -472,6 +472,12 @@ static int cuda_interface(PyObject *obj, mem *m)
             n *= PyLong_AsSize_t(PyTuple_GET_ITEM(shape, i));
         m->addr = PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(data, 0));
         m->len = n;
+        if (PyErr_Occurred() || !item) {
+            if (!PyErr_Occurred())
+                PyErr_Format(PyExc_ValueError, "__cuda_array_interface__: typestr %R", typestr);
+            Py_DECREF(cai);
+            return -1;
+        }
         m->kind = XR_MEM_CUDA;
         m->device = 0;
         PyObject *dev = PyObject_GetAttrString(obj, "device");
@@ -487,10 +493,10 @@ static int cuda_interface(PyObject *obj, mem *m)
             Py_XDECREF(idx);
             Py_DECREF(dev);
         }
-        PyErr_Clear();
+        PyErr_Clear(); /* no device attribute: device 0 */
         Py_INCREF(obj);
         m->keep = obj;
-        ok = PyErr_Occurred() ? -1 : 1;
+        ok = 1;
     }
     Py_DECREF(cai);
     return ok;
