@@ -45,7 +45,7 @@ static void check(int rc, const char *what)
     }
 }
 
-raw_ep *raw_open(const char *provider, void *buf, size_t len)
+raw_ep *raw_open(const char *provider, const char *domain, void *buf, size_t len)
 {
     raw_ep *r = calloc(1, sizeof *r);
     struct fi_info *h = fi_allocinfo(), *list = NULL;
@@ -63,9 +63,9 @@ raw_ep *raw_open(const char *provider, void *buf, size_t len)
     }
     check(rc, "fi_getinfo");
     struct fi_info *pick = list;
-    /* tcp: the loopback domain, as the bench's rails use. */
-    for (struct fi_info *i = list; strstr(provider, "tcp") && i; i = i->next)
-        if (i->domain_attr->name && !strcmp(i->domain_attr->name, "lo")) {
+    /* The domain the bench's first rail uses (lo, or a veth of --netns). */
+    for (struct fi_info *i = list; domain && i; i = i->next)
+        if (i->domain_attr->name && !strcmp(i->domain_attr->name, domain)) {
             pick = i;
             break;
         }

@@ -21,8 +21,9 @@ typedef struct raw_peer_info {
     uint64_t key, base;
 } raw_peer_info;
 
-/* An endpoint of `provider` with `buf` registered for local and remote RMA. */
-raw_ep *raw_open(const char *provider, void *buf, size_t len);
+/* An endpoint of `provider` (on `domain`, where not NULL) with `buf`
+ * registered for local and remote RMA. */
+raw_ep *raw_open(const char *provider, const char *domain, void *buf, size_t len);
 /* Its address into buf (its length returned), and its region's key and base. */
 size_t raw_name(raw_ep *r, void *buf, size_t cap, uint64_t base, raw_peer_info *pi);
 void raw_connect(raw_ep *r, const void *name);

@@ -4,7 +4,8 @@
  *
  *   xrail-bench [--op write|read] [--provider P] [--rails N] [--policy FILE]
  *               [--sizes 4k,64k,1M,16M] [--batch 1,8] [--iters N] [--warmup N]
- *               [--window N] [--json | --csv]
+ *               [--window N] [--mem host|cuda:D] [--target-mem host|cuda:D]
+ *               [--netns PREFIX] [--json | --csv] [--raw]
  *
  * One invocation forks: the child is the target (it registers a pool and
  * drives progress with a thread), the parent the initiator. For each block
@@ -18,13 +19,21 @@
  *   post ns/d   CPU time of xr_xfer_create + xr_xfer_post, per descriptor
  *   rail split  bytes each rail moved
  *
+ * --netns PREFIX runs the initiator in namespace PREFIX-a and the target in
+ * PREFIX-b, rail i over the veth pair PREFIX<i> (198.18.i.1 <-> 198.18.i.2),
+ * as scripts/netns-rails.sh makes them. On a terminal, a progress bar goes
+ * to stderr.
+ *
  * Not a test: it checks nothing but that every transfer succeeds. The
  * numbers and how they were taken go in docs/performance.md.
  */
+#define _GNU_SOURCE /* setns */
 #include "raw.h"
 #include "xrail.h"
 
+#include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -35,15 +44,25 @@
 #include <time.h>
 #include <unistd.h>
 
+#ifdef XR_BENCH_CUDA
+#include <cuda_runtime_api.h>
+#endif
+
 #define MAX_POINTS 32
 #define MAX_WINDOW 64
 
+/* Where a side's pool lives: host memory, or cudaMalloc on device `dev`. */
+typedef struct mem_kind {
+    int cuda, dev;
+} mem_kind;
+
 typedef struct args {
     xr_op op;
-    const char *provider, *policy;
+    const char *provider, *policy, *netns;
+    mem_kind mem, target_mem;
     unsigned rails, iters, warmup, window;
-    size_t sizes[MAX_POINTS], batches[MAX_POINTS];
-    unsigned nsizes, nbatches;
+    size_t sizes[MAX_POINTS], batches[MAX_POINTS], speeds[XR_MAX_RAILS];
+    unsigned nsizes, nbatches, nspeeds;
     int json, csv, raw;
 } args;
 
@@ -67,13 +86,65 @@ static uint64_t clock_ns(clockid_t c)
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+/* The progress bar on stderr, when stderr is a terminal: which point of the
+ * sweep, and how far into it. Redrawn at most every 100 ms. */
+static struct {
+    bool on;
+    unsigned point, npoints;
+    uint64_t drawn;
+} bar;
+
+static void bar_draw(unsigned done, unsigned total, size_t size, size_t batch)
+{
+    uint64_t now = clock_ns(CLOCK_MONOTONIC);
+    if (!bar.on || (done < total && now - bar.drawn < 100000000ull))
+        return;
+    bar.drawn = now;
+    double f = ((double)bar.point + (total ? (double)done / total : 1.0)) / bar.npoints;
+    char fill[41];
+    int k = (int)(f * 40);
+    for (int i = 0; i < 40; i++)
+        fill[i] = i < k ? '#' : '.';
+    fill[40] = 0;
+    fprintf(stderr, "\r[%s] %3.0f%%  point %u/%u: %zu B x %zu  ", fill, f * 100, bar.point + 1,
+            bar.npoints, size, batch);
+    if (bar.point + 1 == bar.npoints && done == total)
+        fprintf(stderr, "\r%*s\r", 80, "");
+}
+
 static int cmp_u64(const void *a, const void *b)
 {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
     return (x > y) - (x < y);
 }
 
-static xr_engine *engine(const args *a, const char *name, int progress_thread)
+/* Join this side's namespace of --netns before anything opens a socket:
+ * libfabric's tcp provider lists the interfaces of the namespace it runs in. */
+static void netns_enter(const args *a, char side)
+{
+    if (!a->netns)
+        return;
+    char path[160];
+    snprintf(path, sizeof path, "/run/netns/%s-%c", a->netns, side);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || setns(fd, CLONE_NEWNET)) {
+        fprintf(stderr, "xrail-bench: cannot enter %s (scripts/netns-rails.sh up N RATE): %m\n",
+                path);
+        exit(1);
+    }
+    close(fd);
+}
+
+/* The rail's domain: lo on loopback, the rail's own veth under --netns. */
+static void rail_domain(const args *a, unsigned i, char *out, size_t cap)
+{
+    if (a->netns)
+        snprintf(out, cap, "%s%u", a->netns, i);
+    else
+        snprintf(out, cap, "%s", strstr(a->provider, "tcp") ? "lo" : "");
+}
+
+static xr_engine *engine(const args *a, const char *name, int progress_thread, char side)
 {
     xr_engine_opts o;
     xr_engine_opts_init(&o);
@@ -81,15 +152,77 @@ static xr_engine *engine(const args *a, const char *name, int progress_thread)
     o.ignore_env = 1;
     o.policy = a->policy;
     o.progress_thread = progress_thread;
-    xr_rail_spec spec = {.provider = a->provider, .count = a->rails,
-                         .domain = strstr(a->provider, "tcp") ? "lo" : NULL};
-    o.rails = &spec;
-    o.n_rail_specs = 1;
+    xr_rail_spec spec[XR_MAX_RAILS];
+    char dom[XR_MAX_RAILS][32], src[XR_MAX_RAILS][32];
+    if (!a->netns) {
+        rail_domain(a, 0, dom[0], sizeof dom[0]);
+        spec[0] = (xr_rail_spec){.provider = a->provider, .count = a->rails,
+                                 .domain = *dom[0] ? dom[0] : NULL};
+        o.n_rail_specs = 1;
+    } else { /* one spec per veth pair, bound to its address */
+        for (unsigned i = 0; i < a->rails; i++) {
+            rail_domain(a, i, dom[i], sizeof dom[i]);
+            snprintf(src[i], sizeof src[i], "198.18.%u.%d", i, side == 'a' ? 1 : 2);
+            spec[i] = (xr_rail_spec){.provider = a->provider, .count = 1, .domain = dom[i],
+                                     .src_addr = src[i]};
+            /* A shaped veth reports the link's speed, not the shaper's, so
+             * the rates are declared, as an operator declares a NIC's. */
+            if (i < a->nspeeds)
+                spec[i].speed_mbps = a->speeds[i];
+        }
+        o.n_rail_specs = a->rails;
+    }
+    o.rails = spec;
     xr_engine *e;
     int rc = xr_engine_create(&o, &e);
     if (rc)
         die(name, rc);
     return e;
+}
+
+static void *pool_alloc(mem_kind m, size_t n, uint8_t fill)
+{
+    if (!m.cuda) {
+        void *p = aligned_alloc(4096, n);
+        if (!p)
+            exit(1);
+        memset(p, fill, n);
+        return p;
+    }
+#ifdef XR_BENCH_CUDA
+    void *p = NULL;
+    if (cudaSetDevice(m.dev) != cudaSuccess || cudaMalloc(&p, n) != cudaSuccess ||
+        cudaMemset(p, fill, n) != cudaSuccess || cudaDeviceSynchronize() != cudaSuccess) {
+        fprintf(stderr, "xrail-bench: cudaMalloc of %zu bytes on device %d failed\n", n, m.dev);
+        exit(1);
+    }
+    return p;
+#else
+    fprintf(stderr, "xrail-bench: built without CUDA; --mem cuda:D needs a CUDA build\n");
+    exit(1);
+#endif
+}
+
+static void pool_free(mem_kind m, void *p)
+{
+#ifdef XR_BENCH_CUDA
+    if (m.cuda) {
+        cudaFree(p);
+        return;
+    }
+#endif
+    (void)m;
+    free(p);
+}
+
+static xr_region *pool_register(xr_engine *e, mem_kind m, void *p, size_t n, unsigned access)
+{
+    xr_region *g;
+    int rc = xr_mem_register(e, p, n, m.cuda ? XR_MEM_CUDA : XR_MEM_HOST, m.cuda ? m.dev : 0,
+                             access, &g);
+    if (rc)
+        die("registering the pool", rc);
+    return g;
 }
 
 static size_t pool_bytes(const args *a)
@@ -127,10 +260,12 @@ static void full_read(int fd, void *p, size_t n)
 /* --raw target: one endpoint on the pool; it drives its CQ until told to stop. */
 static int raw_target(const args *a, int to_parent, int from_parent)
 {
+    netns_enter(a, 'b');
     size_t n = pool_bytes(a);
-    void *pool = aligned_alloc(4096, n);
-    memset(pool, 0x5a, n);
-    raw_ep *r = raw_open(a->provider, pool, n);
+    void *pool = pool_alloc((mem_kind){0}, n, 0x5a);
+    char dom[32];
+    rail_domain(a, 0, dom, sizeof dom);
+    raw_ep *r = raw_open(a->provider, *dom ? dom : NULL, pool, n);
     uint8_t name[256];
     raw_peer_info pi;
     uint64_t len = raw_name(r, name, sizeof name, (uintptr_t)pool, &pi);
@@ -151,14 +286,12 @@ static int target(const args *a, int to_parent, int from_parent)
 {
     if (a->raw)
         return raw_target(a, to_parent, from_parent);
-    xr_engine *e = engine(a, "bench-target", 1);
+    netns_enter(a, 'b');
+    xr_engine *e = engine(a, "bench-target", 1, 'b');
     size_t n = pool_bytes(a);
-    void *pool = aligned_alloc(4096, n);
-    memset(pool, 0x5a, n);
-    xr_region *g;
-    int rc = xr_mem_register(e, pool, n, XR_MEM_HOST, 0, XR_ACCESS_RW, &g);
-    if (rc)
-        die("target pool", rc);
+    void *pool = pool_alloc(a->target_mem, n, 0x5a);
+    xr_region *g = pool_register(e, a->target_mem, pool, n, XR_ACCESS_RW);
+    int rc;
     size_t len = 0;
     xr_metadata_get(e, NULL, &len);
     uint8_t *md = malloc(len);
@@ -172,7 +305,7 @@ static int target(const args *a, int to_parent, int from_parent)
     full_read(from_parent, &done, 1); /* the progress thread serves until then */
     xr_mem_deregister(g);
     xr_engine_destroy(e);
-    free(pool);
+    pool_free(a->target_mem, pool);
     return 0;
 }
 
@@ -239,6 +372,7 @@ static point measure(const args *a, xr_engine *e, xr_peer *p, void *local, uint6
         uint64_t now = clock_ns(CLOCK_MONOTONIC);
         busy[k] = false;
         lat[done++] = now - start[k];
+        bar_draw(done, total, size, batch);
         t1 = now;
         if (done == a->warmup) { /* the measured part starts here */
             t0 = now;
@@ -268,7 +402,8 @@ typedef struct raw_run {
     raw_ep *r;
     size_t left[MAX_WINDOW];
     uint64_t start[MAX_WINDOW], *lat, t0, t1;
-    unsigned done, warmup;
+    unsigned done, warmup, total;
+    size_t size, batch;
 } raw_run;
 
 static void raw_finish(raw_run *q, unsigned k)
@@ -276,6 +411,7 @@ static void raw_finish(raw_run *q, unsigned k)
     uint64_t now = clock_ns(CLOCK_MONOTONIC);
     q->lat[q->done++] = now - q->start[k];
     q->t1 = now;
+    bar_draw(q->done, q->total, q->size, q->batch);
     if (q->done == q->warmup)
         q->t0 = now;
 }
@@ -305,7 +441,8 @@ static point measure_raw(const args *a, raw_ep *r, const raw_peer_info *pi, void
     unsigned w = a->window < MAX_WINDOW ? a->window : MAX_WINDOW;
     unsigned total = a->warmup + a->iters, posted = 0;
     raw_op *ops = calloc((size_t)w * batch, sizeof *ops);
-    raw_run q = {.r = r, .lat = calloc(total, sizeof(uint64_t)), .warmup = a->warmup};
+    raw_run q = {.r = r, .lat = calloc(total, sizeof(uint64_t)), .warmup = a->warmup,
+                 .total = total, .size = size, .batch = batch};
     uint64_t post_cpu = 0;
     if (!a->warmup)
         q.t0 = clock_ns(CLOCK_MONOTONIC);
@@ -424,15 +561,35 @@ static unsigned parse_list(const char *s, size_t *out)
     return n;
 }
 
+/* host, or cuda:D */
+static int parse_mem(const char *s, mem_kind *m)
+{
+    if (!strcmp(s, "host")) {
+        *m = (mem_kind){0};
+        return 1;
+    }
+    char *end;
+    if (strncmp(s, "cuda:", 5) || !s[5])
+        return 0;
+    long d = strtol(s + 5, &end, 10);
+    if (*end || d < 0 || d > 255)
+        return 0;
+    *m = (mem_kind){.cuda = 1, .dev = (int)d};
+    return 1;
+}
+
 static void usage(void)
 {
     fprintf(stderr,
             "usage: xrail-bench [--op write|read] [--provider P] [--rails N] [--policy FILE]\n"
             "                   [--sizes 4k,64k,1M,16M] [--batch 1,8] [--iters N] [--warmup N]\n"
-            "                   [--window N] [--json | --csv] [--raw]\n"
+            "                   [--window N] [--mem host|cuda:D] [--target-mem host|cuda:D]\n"
+            "                   [--netns PREFIX [--speeds MBIT,...]] [--json | --csv] [--raw]\n"
             "  defaults: write, tcp;ofi_rxm on lo, 1 rail, built-in policy, sizes 4k..16M,\n"
-            "  batch 1, 200 iterations after 20 warm-up, 4 transfers in flight\n"
-            "  --raw: the same transfers as plain fi_write/fi_read on one endpoint, no engine\n");
+            "  batch 1, 200 iterations after 20 warm-up, 4 transfers in flight, host memory\n"
+            "  --raw: the same transfers as plain fi_write/fi_read on one endpoint, no engine\n"
+            "  --netns P: initiator in P-a, target in P-b, rail i over veth P<i>\n"
+            "             (scripts/netns-rails.sh); --speeds declares each rail's Mbit/s\n");
     exit(2);
 }
 
@@ -449,9 +606,10 @@ static int raw_initiator(const args *a, int from_target, int to_target, pid_t pi
     full_read(from_target, name, len);
     full_read(from_target, &pi, sizeof pi);
     size_t n = pool_bytes(a);
-    void *local = aligned_alloc(4096, n);
-    memset(local, 0xa5, n);
-    raw_ep *r = raw_open(a->provider, local, n);
+    void *local = pool_alloc((mem_kind){0}, n, 0xa5);
+    char dom[32];
+    rail_domain(a, 0, dom, sizeof dom);
+    raw_ep *r = raw_open(a->provider, *dom ? dom : NULL, local, n);
     raw_connect(r, name);
     if (!a->json && !a->csv)
         printf("# xrail-bench --raw: %s, plain fi_%s on one %s endpoint, no engine, %u "
@@ -464,6 +622,7 @@ static int raw_initiator(const args *a, int from_target, int to_target, pid_t pi
         for (unsigned b = 0; b < a->nbatches; b++) {
             point pt = measure_raw(a, r, &pi, local, a->sizes[s], a->batches[b]);
             print_point(a, &pt, 1, first);
+            bar.point++;
             first = false;
             fflush(stdout);
         }
@@ -511,12 +670,26 @@ int main(int argc, char **argv)
             a.nsizes = parse_list(v, a.sizes), i++;
         else if (!strcmp(o, "--batch"))
             a.nbatches = parse_list(v, a.batches), i++;
+        else if (!strcmp(o, "--speeds"))
+            a.nspeeds = parse_list(v, a.speeds), i++;
+        else if (!strcmp(o, "--netns"))
+            a.netns = v, i++;
+        else if (!strcmp(o, "--mem") && parse_mem(v, &a.mem))
+            i++;
+        else if (!strcmp(o, "--target-mem") && parse_mem(v, &a.target_mem))
+            i++;
         else
             usage();
     }
     if (!a.rails || !a.iters || !a.window || a.window > MAX_WINDOW || !a.nsizes || !a.nbatches ||
-        (a.json && a.csv))
+        (a.json && a.csv) || a.rails > XR_MAX_RAILS || (a.netns && strlen(a.netns) > 12))
         usage();
+    if (a.raw && (a.mem.cuda || a.target_mem.cuda)) {
+        fprintf(stderr, "xrail-bench: --raw moves host memory only\n");
+        return 2;
+    }
+    bar.on = isatty(2);
+    bar.npoints = a.nsizes * a.nbatches;
 
     int up[2], down[2];
     if (pipe(up) || pipe(down))
@@ -530,24 +703,22 @@ int main(int argc, char **argv)
     }
     close(up[1]);
     close(down[0]);
+    netns_enter(&a, 'a');
     if (a.raw)
         return raw_initiator(&a, up[0], down[1], pid);
     uint64_t hdr[2];
     full_read(up[0], hdr, sizeof hdr);
     uint8_t *md = malloc(hdr[0]);
     full_read(up[0], md, hdr[0]);
-    xr_engine *e = engine(&a, "bench-initiator", 0);
+    xr_engine *e = engine(&a, "bench-initiator", 0, 'a');
     xr_peer *p;
     int rc = xr_peer_load(e, md, hdr[0], &p);
     if (rc)
         die("xr_peer_load", rc);
     free(md);
     size_t n = pool_bytes(&a);
-    void *local = aligned_alloc(4096, n);
-    memset(local, 0xa5, n);
-    xr_region *g;
-    if ((rc = xr_mem_register(e, local, n, XR_MEM_HOST, 0, XR_ACCESS_NONE, &g)))
-        die("local pool", rc);
+    void *local = pool_alloc(a.mem, n, 0xa5);
+    xr_region *g = pool_register(e, a.mem, local, n, XR_ACCESS_NONE);
     if (!a.json && !a.csv)
         printf("# xrail-bench: %s, %u rail(s) of %s, policy %s, %u iterations after %u "
                "warm-up, %u in flight\n", a.op == XR_OP_WRITE ? "WRITE" : "READ", a.rails,
@@ -559,6 +730,7 @@ int main(int argc, char **argv)
         for (unsigned b = 0; b < a.nbatches; b++) {
             point pt = measure(&a, e, p, local, hdr[1], a.sizes[s], a.batches[b]);
             print_point(&a, &pt, xr_rail_count(e), first);
+            bar.point++;
             first = false;
             fflush(stdout);
         }
@@ -570,6 +742,6 @@ int main(int argc, char **argv)
     xr_mem_deregister(g);
     xr_peer_unload(p);
     xr_engine_destroy(e);
-    free(local);
+    pool_free(a.mem, local);
     return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : 1;
 }
