@@ -138,11 +138,15 @@ typedef struct xr_engine_opts {
     const xr_rail_spec *rails;     /* explicit rail list; NULL: discovery */
     unsigned n_rail_specs;
     size_t stripe_min;             /* descriptors at or above are striped; default 128 KiB */
-    size_t chunk_size;             /* largest chunk posted, before the provider cap; default 4 MiB */
+    size_t chunk_size;             /* largest chunk posted, before the provider cap; default 1 MiB */
     unsigned rail_depth;           /* chunks in flight per rail; default 64 */
     size_t max_metadata;           /* largest blob xr_peer_load accepts; default 256 MiB */
     size_t max_notif;              /* largest notification accepted; default 256 MiB */
     int progress_thread;           /* 1: a thread drives progress; 0: xr_progress/xr_xfer_wait do */
+    int progress_sleep_us;         /* the thread's nap after 256 polls found nothing; default
+                                      20. 0: it never sleeps, only yields: a core spent for the
+                                      lowest latency, as a target of RMA needs (its provider
+                                      moves bytes only when polled, and reports nothing) */
     int ignore_env;                /* 1: XRAIL_* environment overrides are not read */
     int log_level;                 /* 0 errors, 1 warnings (default), 2 info, 3 debug */
     const char *policy;            /* rail policy script (Lua), a path or a name found on the
@@ -169,7 +173,8 @@ XR_API void xr_engine_opts_init(xr_engine_opts *opts);
  * XRAIL_RAILS (a count of rails on the discovered/first domain, or
  * "prov:domain:count,..."), XRAIL_MAX_RAILS, XRAIL_STRIPE_MIN,
  * XRAIL_CHUNK_SIZE, XRAIL_LOG, XRAIL_POLICY, XRAIL_LAYOUT, XRAIL_MR_CACHE*,
- * XRAIL_STAGE_CHUNK, XRAIL_STAGE_SLOTS, XRAIL_STAGE_HOST. With ignore_env, only a config
+ * XRAIL_STAGE_CHUNK, XRAIL_STAGE_SLOTS, XRAIL_STAGE_HOST, XRAIL_PROGRESS_SLEEP_US. With
+ * ignore_env, only a config
  * named in opts->config is read.
  * On failure nothing is left behind, *out is NULL, and
  * xr_engine_last_error(NULL) tells why.

@@ -29,6 +29,7 @@ void xr_engine_opts_init(xr_engine_opts *o)
     o->max_metadata = 256u << 20;
     o->max_notif = 256u << 20;
     o->log_level = XR_LOG_WARN;
+    o->progress_sleep_us = 20;
     o->script_mem = 4u << 20;
     o->mr_cache = (xr_mr_cache_opts){.enabled = 1, .max_entries = 16384, .max_bytes = 0};
     o->stage = (xr_stage_opts){.chunk = 1 << 20, .slots = 16, .rx_slots = 2, .host = 0};
@@ -135,6 +136,11 @@ static int apply_env(xr_engine_opts *o, env_rails *er)
         rc = parse_size("XRAIL_STAGE_SLOTS", v, &n);
         o->stage.slots = (unsigned)n;
     }
+    if (!rc && (v = getenv("XRAIL_PROGRESS_SLEEP_US")) && *v) {
+        size_t n;
+        rc = parse_size("XRAIL_PROGRESS_SLEEP_US", v, &n);
+        o->progress_sleep_us = n > 999999 ? 999999 : (int)n;
+    }
     if (!rc && (v = getenv("XRAIL_STRIPE_MIN")) && *v)
         rc = parse_size("XRAIL_STRIPE_MIN", v, &o->stripe_min);
     if (!rc && (v = getenv("XRAIL_CHUNK_SIZE")) && *v)
@@ -184,6 +190,8 @@ static int config_apply(xr_engine_opts *o, xr_config *cfg)
         o->chunk_size = (size_t)cfg->chunk_size;
     if (!o->progress_thread)
         o->progress_thread = cfg->progress_thread;
+    if (o->progress_sleep_us == d.progress_sleep_us && cfg->progress_sleep_us >= 0)
+        o->progress_sleep_us = (int)(cfg->progress_sleep_us > 999999 ? 999999 : cfg->progress_sleep_us);
     if (!o->policy)
         o->policy = cfg->policy;
     if (!o->layout)
@@ -221,11 +229,15 @@ static void *progress_main(void *arg)
             continue;
         }
         /* Spin briefly for latency, then back off so an idle engine does not
-         * take a core from the application (measured hosts have 2). */
-        if (++idle < 256) {
+         * take a core from the application (measured hosts have 2). "Idle"
+         * is only a guess: a target of RMA sees no completions while its
+         * provider moves bytes, so under load it naps too, and each nap
+         * (timer slack included, about 70 us) lands on a transfer's path.
+         * progress_sleep_us = 0 spends the core instead (docs/performance.md). */
+        if (++idle < 256 || !e->opts.progress_sleep_us) {
             sched_yield();
         } else {
-            struct timespec ts = {0, 20000};
+            struct timespec ts = {0, (long)e->opts.progress_sleep_us * 1000};
             nanosleep(&ts, NULL);
         }
     }
@@ -286,6 +298,10 @@ int xr_engine_create(const xr_engine_opts *opts, xr_engine **out)
     if (!o->stage.rx_slots)
         o->stage.rx_slots = 2;
     e->log_level = o->log_level;
+    if (o->progress_sleep_us < 0)
+        o->progress_sleep_us = 0;
+    if (o->progress_sleep_us > 999999) /* a nanosleep takes less than a second */
+        o->progress_sleep_us = 999999;
     e->name = strdup(opts->name);
     o->name = e->name;
     if (opts->script_path)

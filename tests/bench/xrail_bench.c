@@ -12,7 +12,9 @@
  * size x batch point, the initiator creates `window` transfers of `batch`
  * descriptors of that size (distinct offsets), posts them, and re-posts each
  * as it completes until `iters` transfers are done, after `warmup` more.
- * Per point it prints:
+ * The target's progress thread polls without napping (--target-sleep-us 0),
+ * as the --raw target, fi_pingpong and ucx_perftest do; --target-sleep-us 20
+ * shows what the engine's default nap costs. Per point it prints:
  *
  *   GB/s        bytes moved / wall time of the measured transfers
  *   p50, p99    post-to-completion latency of one transfer, in us
@@ -61,6 +63,7 @@ typedef struct args {
     const char *provider, *policy, *netns;
     mem_kind mem, target_mem;
     unsigned rails, iters, warmup, window;
+    int target_sleep_us; /* the target's progress_sleep_us */
     size_t sizes[MAX_POINTS], batches[MAX_POINTS], speeds[XR_MAX_RAILS];
     unsigned nsizes, nbatches, nspeeds;
     int json, csv, raw;
@@ -152,6 +155,7 @@ static xr_engine *engine(const args *a, const char *name, int progress_thread, c
     o.ignore_env = 1;
     o.policy = a->policy;
     o.progress_thread = progress_thread;
+    o.progress_sleep_us = a->target_sleep_us;
     xr_rail_spec spec[XR_MAX_RAILS];
     char dom[XR_MAX_RAILS][32], src[XR_MAX_RAILS][32];
     if (!a->netns) {
@@ -584,12 +588,14 @@ static void usage(void)
             "usage: xrail-bench [--op write|read] [--provider P] [--rails N] [--policy FILE]\n"
             "                   [--sizes 4k,64k,1M,16M] [--batch 1,8] [--iters N] [--warmup N]\n"
             "                   [--window N] [--mem host|cuda:D] [--target-mem host|cuda:D]\n"
-            "                   [--netns PREFIX [--speeds MBIT,...]] [--json | --csv] [--raw]\n"
+            "                   [--netns PREFIX [--speeds MBIT,...]] [--target-sleep-us N]\n"
+            "                   [--json | --csv] [--raw]\n"
             "  defaults: write, tcp;ofi_rxm on lo, 1 rail, built-in policy, sizes 4k..16M,\n"
             "  batch 1, 200 iterations after 20 warm-up, 4 transfers in flight, host memory\n"
             "  --raw: the same transfers as plain fi_write/fi_read on one endpoint, no engine\n"
             "  --netns P: initiator in P-a, target in P-b, rail i over veth P<i>\n"
-            "             (scripts/netns-rails.sh); --speeds declares each rail's Mbit/s\n");
+            "             (scripts/netns-rails.sh); --speeds declares each rail's Mbit/s\n"
+            "  --target-sleep-us N: the target's progress_sleep_us (default 0: never naps)\n");
     exit(2);
 }
 
@@ -672,6 +678,8 @@ int main(int argc, char **argv)
             a.nbatches = parse_list(v, a.batches), i++;
         else if (!strcmp(o, "--speeds"))
             a.nspeeds = parse_list(v, a.speeds), i++;
+        else if (!strcmp(o, "--target-sleep-us"))
+            a.target_sleep_us = atoi(v), i++;
         else if (!strcmp(o, "--netns"))
             a.netns = v, i++;
         else if (!strcmp(o, "--mem") && parse_mem(v, &a.mem))
@@ -721,8 +729,9 @@ int main(int argc, char **argv)
     xr_region *g = pool_register(e, a.mem, local, n, XR_ACCESS_NONE);
     if (!a.json && !a.csv)
         printf("# xrail-bench: %s, %u rail(s) of %s, policy %s, %u iterations after %u "
-               "warm-up, %u in flight\n", a.op == XR_OP_WRITE ? "WRITE" : "READ", a.rails,
-               a.provider, a.policy ? a.policy : "built-in", a.iters, a.warmup, a.window);
+               "warm-up, %u in flight, target naps %d us\n", a.op == XR_OP_WRITE ? "WRITE" : "READ",
+               a.rails, a.provider, a.policy ? a.policy : "built-in", a.iters, a.warmup, a.window,
+               a.target_sleep_us);
     if (a.json)
         printf("[\n");
     bool first = true;
