@@ -3,9 +3,10 @@
  * between two real processes.
  *
  *   xrail-bench [--op write|read] [--provider P] [--rails N] [--policy FILE]
- *               [--sizes 4k,64k,1M,16M] [--batch 1,8] [--iters N] [--warmup N]
- *               [--window N] [--mem host|cuda:D] [--target-mem host|cuda:D]
- *               [--netns PREFIX] [--json | --csv] [--raw]
+ *               [--sizes 4k,64k,1M,16M] [--batch 1,8] [--iters N | --duration S]
+ *               [--warmup N] [--window N] [--mem host|cuda:D] [--target-mem host|cuda:D]
+ *               [--netns PREFIX [--first-rail K] [--speeds MBIT,...]]
+ *               [--target-sleep-us N] [--json | --csv] [--raw]
  *
  * One invocation forks: the child is the target (it registers a pool and
  * drives progress with a thread), the parent the initiator. For each block
@@ -22,8 +23,8 @@
  *   rail split  bytes each rail moved
  *
  * --netns PREFIX runs the initiator in namespace PREFIX-a and the target in
- * PREFIX-b, rail i over the veth pair PREFIX<i> (198.18.i.1 <-> 198.18.i.2),
- * as scripts/netns-rails.sh makes them. On a terminal, a progress bar goes
+ * PREFIX-b, rail i over the veth pair PREFIX<K+i> (198.18.i.1 <-> 198.18.i.2)
+ * from --first-rail K (default 0), as scripts/netns-rails.sh makes them. On a terminal, a progress bar goes
  * to stderr.
  *
  * Not a test: it checks nothing but that every transfer succeeds. The
@@ -62,7 +63,8 @@ typedef struct args {
     xr_op op;
     const char *provider, *policy, *netns;
     mem_kind mem, target_mem;
-    unsigned rails, iters, warmup, window;
+    unsigned rails, iters, warmup, window, first_rail;
+    uint64_t duration_ns; /* --duration: measure for this long (iters is then a cap) */
     int target_sleep_us; /* the target's progress_sleep_us */
     size_t sizes[MAX_POINTS], batches[MAX_POINTS], speeds[XR_MAX_RAILS];
     unsigned nsizes, nbatches, nspeeds;
@@ -71,6 +73,7 @@ typedef struct args {
 
 typedef struct point {
     size_t size, batch;
+    unsigned iters; /* measured transfers */
     double gbps, p50_us, p99_us, create_ns_per_desc, post_ns_per_desc;
     uint64_t rail_bytes[XR_MAX_RAILS];
 } point;
@@ -97,13 +100,17 @@ static struct {
     uint64_t drawn;
 } bar;
 
-static void bar_draw(unsigned done, unsigned total, size_t size, size_t batch)
+static void bar_draw(const args *a, unsigned done, unsigned total, uint64_t t0, size_t size,
+                     size_t batch)
 {
     uint64_t now = clock_ns(CLOCK_MONOTONIC);
-    if (!bar.on || (done < total && now - bar.drawn < 100000000ull))
+    if (!bar.on || now - bar.drawn < 100000000ull)
         return;
     bar.drawn = now;
-    double f = ((double)bar.point + (total ? (double)done / total : 1.0)) / bar.npoints;
+    double in = (double)done / total;
+    if (a->duration_ns && done >= a->warmup) /* a timed point: how much of its time is gone */
+        in = (double)(now - t0) / (double)a->duration_ns;
+    double f = ((double)bar.point + (in < 1 ? in : 1)) / bar.npoints;
     char fill[41];
     int k = (int)(f * 40);
     for (int i = 0; i < 40; i++)
@@ -111,8 +118,12 @@ static void bar_draw(unsigned done, unsigned total, size_t size, size_t batch)
     fill[40] = 0;
     fprintf(stderr, "\r[%s] %3.0f%%  point %u/%u: %zu B x %zu  ", fill, f * 100, bar.point + 1,
             bar.npoints, size, batch);
-    if (bar.point + 1 == bar.npoints && done == total)
-        fprintf(stderr, "\r%*s\r", 80, "");
+}
+
+static void bar_clear(void)
+{
+    if (bar.on)
+        fprintf(stderr, "\r%*s\r", 79, "");
 }
 
 static int cmp_u64(const void *a, const void *b)
@@ -142,7 +153,7 @@ static void netns_enter(const args *a, char side)
 static void rail_domain(const args *a, unsigned i, char *out, size_t cap)
 {
     if (a->netns)
-        snprintf(out, cap, "%s%u", a->netns, i);
+        snprintf(out, cap, "%s%u", a->netns, a->first_rail + i);
     else
         snprintf(out, cap, "%s", strstr(a->provider, "tcp") ? "lo" : "");
 }
@@ -166,7 +177,7 @@ static xr_engine *engine(const args *a, const char *name, int progress_thread, c
     } else { /* one spec per veth pair, bound to its address */
         for (unsigned i = 0; i < a->rails; i++) {
             rail_domain(a, i, dom[i], sizeof dom[i]);
-            snprintf(src[i], sizeof src[i], "198.18.%u.%d", i, side == 'a' ? 1 : 2);
+            snprintf(src[i], sizeof src[i], "198.18.%u.%d", a->first_rail + i, side == 'a' ? 1 : 2);
             spec[i] = (xr_rail_spec){.provider = a->provider, .count = 1, .domain = dom[i],
                                      .src_addr = src[i]};
             /* A shaped veth reports the link's speed, not the shaper's, so
@@ -322,6 +333,30 @@ static void rail_bytes(xr_engine *e, uint64_t *out)
     }
 }
 
+/* Posting stops at `total`, or once the measured part (which starts when
+ * the warm-up transfers are done, at t0) has run for --duration. */
+static bool may_post(const args *a, unsigned posted, unsigned total, unsigned done, uint64_t t0)
+{
+    if (posted >= total)
+        return false;
+    return !a->duration_ns || done < a->warmup || clock_ns(CLOCK_MONOTONIC) - t0 < a->duration_ns;
+}
+
+/* GB/s over the measured transfers (lat[warmup..done)), and their p50/p99. */
+static void summarize(const args *a, point *pt, uint64_t *lat, unsigned done, uint64_t t0,
+                      uint64_t t1, uint64_t post_cpu)
+{
+    unsigned n = done - a->warmup;
+    pt->iters = n;
+    double secs = (double)(t1 - t0) / 1e9;
+    pt->gbps = secs > 0 ? (double)n * pt->batch * pt->size / secs / 1e9 : 0;
+    qsort(lat + a->warmup, n, sizeof *lat, cmp_u64);
+    pt->p50_us = n ? (double)lat[a->warmup + n / 2] / 1e3 : 0;
+    unsigned i99 = n * 99 / 100;
+    pt->p99_us = n ? (double)lat[a->warmup + (i99 < n ? i99 : n - 1)] / 1e3 : 0;
+    pt->post_ns_per_desc = done ? (double)post_cpu / ((double)done * pt->batch) : 0;
+}
+
 static point measure(const args *a, xr_engine *e, xr_peer *p, void *local, uint64_t remote,
                      size_t size, size_t batch)
 {
@@ -352,7 +387,7 @@ static point measure(const args *a, xr_engine *e, xr_peer *p, void *local, uint6
         rail_bytes(e, before);
     }
     for (unsigned k = 0;; k = (k + 1) % w) {
-        if (!busy[k] && posted < total) {
+        if (!busy[k] && may_post(a, posted, total, done, t0)) {
             start[k] = clock_ns(CLOCK_MONOTONIC);
             uint64_t c = clock_ns(CLOCK_THREAD_CPUTIME_ID);
             int rc = xr_xfer_post(x[k]);
@@ -362,7 +397,7 @@ static point measure(const args *a, xr_engine *e, xr_peer *p, void *local, uint6
             busy[k] = true;
             posted++;
         }
-        if (done == total)
+        if (done == posted && !may_post(a, posted, total, done, t0))
             break;
         if (k == w - 1)
             xr_progress(e);
@@ -376,7 +411,7 @@ static point measure(const args *a, xr_engine *e, xr_peer *p, void *local, uint6
         uint64_t now = clock_ns(CLOCK_MONOTONIC);
         busy[k] = false;
         lat[done++] = now - start[k];
-        bar_draw(done, total, size, batch);
+        bar_draw(a, done, total, t0, size, batch);
         t1 = now;
         if (done == a->warmup) { /* the measured part starts here */
             t0 = now;
@@ -386,13 +421,7 @@ static point measure(const args *a, xr_engine *e, xr_peer *p, void *local, uint6
     rail_bytes(e, after);
     for (unsigned k = 0; k < w; k++)
         xr_xfer_release(x[k]);
-    double secs = (double)(t1 - t0) / 1e9;
-    pt.gbps = secs > 0 ? (double)a->iters * batch * size / secs / 1e9 : 0;
-    qsort(lat + a->warmup, a->iters, sizeof *lat, cmp_u64);
-    pt.p50_us = (double)lat[a->warmup + a->iters / 2] / 1e3;
-    unsigned i99 = a->iters * 99 / 100;
-    pt.p99_us = (double)lat[a->warmup + (i99 < a->iters ? i99 : a->iters - 1)] / 1e3;
-    pt.post_ns_per_desc = (double)post_cpu / ((double)total * batch);
+    summarize(a, &pt, lat, done, t0, t1, post_cpu);
     for (int i = 0; i < xr_rail_count(e); i++)
         pt.rail_bytes[i] = after[i] - before[i];
     free(lat);
@@ -403,6 +432,7 @@ static point measure(const args *a, xr_engine *e, xr_peer *p, void *local, uint6
 
 /* The window of --raw transfers: what is left of each, and the results. */
 typedef struct raw_run {
+    const args *a;
     raw_ep *r;
     size_t left[MAX_WINDOW];
     uint64_t start[MAX_WINDOW], *lat, t0, t1;
@@ -415,7 +445,7 @@ static void raw_finish(raw_run *q, unsigned k)
     uint64_t now = clock_ns(CLOCK_MONOTONIC);
     q->lat[q->done++] = now - q->start[k];
     q->t1 = now;
-    bar_draw(q->done, q->total, q->size, q->batch);
+    bar_draw(q->a, q->done, q->total, q->t0, q->size, q->batch);
     if (q->done == q->warmup)
         q->t0 = now;
 }
@@ -445,13 +475,15 @@ static point measure_raw(const args *a, raw_ep *r, const raw_peer_info *pi, void
     unsigned w = a->window < MAX_WINDOW ? a->window : MAX_WINDOW;
     unsigned total = a->warmup + a->iters, posted = 0;
     raw_op *ops = calloc((size_t)w * batch, sizeof *ops);
-    raw_run q = {.r = r, .lat = calloc(total, sizeof(uint64_t)), .warmup = a->warmup,
+    raw_run q = {.a = a, .r = r, .lat = calloc(total, sizeof(uint64_t)), .warmup = a->warmup,
                  .total = total, .size = size, .batch = batch};
     uint64_t post_cpu = 0;
     if (!a->warmup)
         q.t0 = clock_ns(CLOCK_MONOTONIC);
-    while (q.done < total) {
-        for (unsigned k = 0; k < w && posted < total; k++) {
+    for (;;) {
+        if (q.done == posted && !may_post(a, posted, total, q.done, q.t0))
+            break;
+        for (unsigned k = 0; k < w && may_post(a, posted, total, q.done, q.t0); k++) {
             if (q.left[k])
                 continue;
             q.start[k] = clock_ns(CLOCK_MONOTONIC);
@@ -477,14 +509,8 @@ static point measure_raw(const args *a, raw_ep *r, const raw_peer_info *pi, void
         }
         raw_reap(&q);
     }
-    double secs = (double)(q.t1 - q.t0) / 1e9;
-    pt.gbps = secs > 0 ? (double)a->iters * batch * size / secs / 1e9 : 0;
-    qsort(q.lat + a->warmup, a->iters, sizeof *q.lat, cmp_u64);
-    pt.p50_us = (double)q.lat[a->warmup + a->iters / 2] / 1e3;
-    unsigned i99 = a->iters * 99 / 100;
-    pt.p99_us = (double)q.lat[a->warmup + (i99 < a->iters ? i99 : a->iters - 1)] / 1e3;
-    pt.post_ns_per_desc = (double)post_cpu / ((double)total * batch);
-    pt.rail_bytes[0] = (uint64_t)a->iters * batch * size;
+    summarize(a, &pt, q.lat, q.done, q.t0, q.t1, post_cpu);
+    pt.rail_bytes[0] = (uint64_t)pt.iters * batch * size;
     free(q.lat);
     free(ops);
     return pt;
@@ -494,13 +520,13 @@ static void print_point(const args *a, const point *pt, int nrails, bool first)
 {
     const char *op = a->op == XR_OP_WRITE ? "write" : "read";
     if (a->json) {
-        printf("%s  {\"op\": \"%s\", \"provider\": \"%s\", \"rails\": %d, \"policy\": \"%s\", "
-               "\"size\": %zu, \"batch\": %zu, \"gbps\": %.4f, \"p50_us\": %.2f, "
+        printf("%s  {\"mode\": \"%s\", \"op\": \"%s\", \"provider\": \"%s\", \"rails\": %d, \"policy\": \"%s\", "
+               "\"size\": %zu, \"batch\": %zu, \"iters\": %u, \"gbps\": %.4f, \"p50_us\": %.2f, "
                "\"p99_us\": %.2f, \"create_ns_per_desc\": %.1f, \"post_ns_per_desc\": %.1f, "
                "\"rail_bytes\": [",
-               first ? "" : ",\n", op, a->provider, nrails, a->policy ? a->policy : "built-in",
-               pt->size, pt->batch, pt->gbps, pt->p50_us, pt->p99_us, pt->create_ns_per_desc,
-               pt->post_ns_per_desc);
+               first ? "" : ",\n", a->raw ? "raw" : "xrail", op, a->provider, nrails, a->policy ? a->policy : "built-in",
+               pt->size, pt->batch, pt->iters, pt->gbps, pt->p50_us, pt->p99_us,
+               pt->create_ns_per_desc, pt->post_ns_per_desc);
         for (int i = 0; i < nrails; i++)
             printf("%s%llu", i ? ", " : "", (unsigned long long)pt->rail_bytes[i]);
         printf("]}");
@@ -508,10 +534,11 @@ static void print_point(const args *a, const point *pt, int nrails, bool first)
     }
     if (a->csv) {
         if (first)
-            printf("op,provider,rails,policy,size,batch,gbps,p50_us,p99_us,create_ns_per_desc,"
+            printf("mode,op,provider,rails,policy,size,batch,iters,gbps,p50_us,p99_us,create_ns_per_desc,"
                    "post_ns_per_desc,rail_bytes\n");
-        printf("%s,%s,%d,%s,%zu,%zu,%.4f,%.2f,%.2f,%.1f,%.1f,", op, a->provider, nrails,
-               a->policy ? a->policy : "built-in", pt->size, pt->batch, pt->gbps, pt->p50_us,
+        printf("%s,%s,%s,%d,%s,%zu,%zu,%u,%.4f,%.2f,%.2f,%.1f,%.1f,", a->raw ? "raw" : "xrail", op,
+               a->provider, nrails,
+               a->policy ? a->policy : "built-in", pt->size, pt->batch, pt->iters, pt->gbps, pt->p50_us,
                pt->p99_us, pt->create_ns_per_desc, pt->post_ns_per_desc);
         for (int i = 0; i < nrails; i++)
             printf("%s%llu", i ? ";" : "", (unsigned long long)pt->rail_bytes[i]);
@@ -586,15 +613,18 @@ static void usage(void)
 {
     fprintf(stderr,
             "usage: xrail-bench [--op write|read] [--provider P] [--rails N] [--policy FILE]\n"
-            "                   [--sizes 4k,64k,1M,16M] [--batch 1,8] [--iters N] [--warmup N]\n"
-            "                   [--window N] [--mem host|cuda:D] [--target-mem host|cuda:D]\n"
-            "                   [--netns PREFIX [--speeds MBIT,...]] [--target-sleep-us N]\n"
+            "                   [--sizes 4k,64k,1M,16M] [--batch 1,8] [--iters N | --duration S]\n"
+            "                   [--warmup N] [--window N] [--mem host|cuda:D] [--target-mem host|cuda:D]\n"
+            "                   [--netns PREFIX [--first-rail K] [--speeds MBIT,...]]\n"
+            "                   [--target-sleep-us N]\n"
             "                   [--json | --csv] [--raw]\n"
             "  defaults: write, tcp;ofi_rxm on lo, 1 rail, built-in policy, sizes 4k..16M,\n"
             "  batch 1, 200 iterations after 20 warm-up, 4 transfers in flight, host memory\n"
+            "  --duration S: each point runs S seconds after its warm-up (--iters caps it)\n"
             "  --raw: the same transfers as plain fi_write/fi_read on one endpoint, no engine\n"
             "  --netns P: initiator in P-a, target in P-b, rail i over veth P<i>\n"
-            "             (scripts/netns-rails.sh); --speeds declares each rail's Mbit/s\n"
+            "             (scripts/netns-rails.sh); --first-rail K starts at veth P<K>;\n"
+            "             --speeds declares each rail's Mbit/s\n"
             "  --target-sleep-us N: the target's progress_sleep_us (default 0: never naps)\n");
     exit(2);
 }
@@ -632,6 +662,7 @@ static int raw_initiator(const args *a, int from_target, int to_target, pid_t pi
             first = false;
             fflush(stdout);
         }
+    bar_clear();
     if (a->json)
         printf("\n]\n");
     full_write(to_target, "x", 1);
@@ -648,6 +679,7 @@ int main(int argc, char **argv)
               .warmup = 20, .window = 4};
     a.nsizes = parse_list("4k,64k,1M,16M", a.sizes);
     a.nbatches = parse_list("1", a.batches);
+    int iters_given = 0;
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(o, "--json"))
@@ -667,7 +699,7 @@ int main(int argc, char **argv)
         else if (!strcmp(o, "--rails"))
             a.rails = (unsigned)atoi(v), i++;
         else if (!strcmp(o, "--iters"))
-            a.iters = (unsigned)atoi(v), i++;
+            a.iters = (unsigned)atoi(v), iters_given = 1, i++;
         else if (!strcmp(o, "--warmup"))
             a.warmup = (unsigned)atoi(v), i++;
         else if (!strcmp(o, "--window"))
@@ -678,8 +710,12 @@ int main(int argc, char **argv)
             a.nbatches = parse_list(v, a.batches), i++;
         else if (!strcmp(o, "--speeds"))
             a.nspeeds = parse_list(v, a.speeds), i++;
+        else if (!strcmp(o, "--duration"))
+            a.duration_ns = (uint64_t)(atof(v) * 1e9), i++;
         else if (!strcmp(o, "--target-sleep-us"))
             a.target_sleep_us = atoi(v), i++;
+        else if (!strcmp(o, "--first-rail"))
+            a.first_rail = (unsigned)atoi(v), i++;
         else if (!strcmp(o, "--netns"))
             a.netns = v, i++;
         else if (!strcmp(o, "--mem") && parse_mem(v, &a.mem))
@@ -696,6 +732,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "xrail-bench: --raw moves host memory only\n");
         return 2;
     }
+    if (a.duration_ns && !iters_given)
+        a.iters = 1000000; /* the clock decides */
     bar.on = isatty(2);
     bar.npoints = a.nsizes * a.nbatches;
 
@@ -743,6 +781,7 @@ int main(int argc, char **argv)
             first = false;
             fflush(stdout);
         }
+    bar_clear();
     if (a.json)
         printf("\n]\n");
     full_write(down[1], "x", 1);
