@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
 # Install what xrail needs to build and test, from Debian's apt repositories.
 # Idempotent: installs only what is missing, and runs apt-get update at most once.
+#   scripts/setup.sh           what scripts/test.sh needs
+#   scripts/setup.sh --bench   also the baselines and tools of scripts/bench-suite.sh
+#                              (ucx_perftest, gnuplot, valgrind)
 set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config libfabric-dev libfabric-bin liblua5.4-dev
       check libsubunit-dev iproute2 python3-dev python3-setuptools python3-pytest python3-numpy
       python3-pip)
+if [ "${1:-}" = --bench ]; then
+  pkgs+=(ucx-utils gnuplot-nox valgrind)
+fi
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -20,6 +20,7 @@
  *   GB/s        bytes moved / wall time of the measured transfers
  *   p50, p99    post-to-completion latency of one transfer, in us
  *   post ns/d   CPU time of xr_xfer_create + xr_xfer_post, per descriptor
+ *   cpu%        the machine's CPU use (all cores) while it was measured
  *   rail split  bytes each rail moved
  *
  * --netns PREFIX runs the initiator in namespace PREFIX-a and the target in
@@ -74,6 +75,7 @@ typedef struct args {
 typedef struct point {
     size_t size, batch;
     unsigned iters; /* measured transfers */
+    double busy_pct; /* the whole machine's CPU, all cores, during the measured part */
     double gbps, p50_us, p99_us, create_ns_per_desc, post_ns_per_desc;
     uint64_t rail_bytes[XR_MAX_RAILS];
 } point;
@@ -333,6 +335,35 @@ static void rail_bytes(xr_engine *e, uint64_t *out)
     }
 }
 
+/* The machine's busy and total CPU ticks so far, from /proc/stat (all
+ * cores, both processes and the kernel's softirq work): with software
+ * providers a point is often bound by CPU, and this says when. */
+typedef struct cpu_mark {
+    unsigned long long busy, all;
+} cpu_mark;
+
+static cpu_mark cpu_now(void)
+{
+    cpu_mark m = {0, 0};
+    unsigned long long v[8] = {0};
+    FILE *f = fopen("/proc/stat", "r");
+    if (f && fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
+                    &v[4], &v[5], &v[6], &v[7]) == 8) {
+        for (int i = 0; i < 8; i++)
+            m.all += v[i];
+        m.busy = m.all - v[3] - v[4]; /* less idle and iowait */
+    }
+    if (f)
+        fclose(f);
+    return m;
+}
+
+static double cpu_busy_since(cpu_mark m0)
+{
+    cpu_mark m1 = cpu_now();
+    return m1.all > m0.all ? 100.0 * (double)(m1.busy - m0.busy) / (double)(m1.all - m0.all) : 0;
+}
+
 /* Posting stops at `total`, or once the measured part (which starts when
  * the warm-up transfers are done, at t0) has run for --duration. */
 static bool may_post(const args *a, unsigned posted, unsigned total, unsigned done, uint64_t t0)
@@ -382,9 +413,11 @@ static point measure(const args *a, xr_engine *e, xr_peer *p, void *local, uint6
     uint64_t *lat = calloc(total, sizeof *lat), start[MAX_WINDOW], post_cpu = 0, t0 = 0, t1 = 0;
     uint64_t before[XR_MAX_RAILS] = {0}, after[XR_MAX_RAILS] = {0};
     bool busy[MAX_WINDOW] = {false};
+    cpu_mark cpu0 = {0, 0};
     if (!a->warmup) {
         t0 = clock_ns(CLOCK_MONOTONIC);
         rail_bytes(e, before);
+        cpu0 = cpu_now();
     }
     for (unsigned k = 0;; k = (k + 1) % w) {
         if (!busy[k] && may_post(a, posted, total, done, t0)) {
@@ -416,9 +449,11 @@ static point measure(const args *a, xr_engine *e, xr_peer *p, void *local, uint6
         if (done == a->warmup) { /* the measured part starts here */
             t0 = now;
             rail_bytes(e, before);
+            cpu0 = cpu_now();
         }
     }
     rail_bytes(e, after);
+    pt.busy_pct = cpu_busy_since(cpu0);
     for (unsigned k = 0; k < w; k++)
         xr_xfer_release(x[k]);
     summarize(a, &pt, lat, done, t0, t1, post_cpu);
@@ -438,6 +473,7 @@ typedef struct raw_run {
     uint64_t start[MAX_WINDOW], *lat, t0, t1;
     unsigned done, warmup, total;
     size_t size, batch;
+    cpu_mark cpu0;
 } raw_run;
 
 static void raw_finish(raw_run *q, unsigned k)
@@ -447,7 +483,7 @@ static void raw_finish(raw_run *q, unsigned k)
     q->t1 = now;
     bar_draw(q->a, q->done, q->total, q->t0, q->size, q->batch);
     if (q->done == q->warmup)
-        q->t0 = now;
+        q->t0 = now, q->cpu0 = cpu_now();
 }
 
 /* Count completions; a transfer is done when its last operation is. */
@@ -479,7 +515,7 @@ static point measure_raw(const args *a, raw_ep *r, const raw_peer_info *pi, void
                  .total = total, .size = size, .batch = batch};
     uint64_t post_cpu = 0;
     if (!a->warmup)
-        q.t0 = clock_ns(CLOCK_MONOTONIC);
+        q.t0 = clock_ns(CLOCK_MONOTONIC), q.cpu0 = cpu_now();
     for (;;) {
         if (q.done == posted && !may_post(a, posted, total, q.done, q.t0))
             break;
@@ -509,6 +545,7 @@ static point measure_raw(const args *a, raw_ep *r, const raw_peer_info *pi, void
         }
         raw_reap(&q);
     }
+    pt.busy_pct = cpu_busy_since(q.cpu0);
     summarize(a, &pt, q.lat, q.done, q.t0, q.t1, post_cpu);
     pt.rail_bytes[0] = (uint64_t)pt.iters * batch * size;
     free(q.lat);
@@ -523,10 +560,10 @@ static void print_point(const args *a, const point *pt, int nrails, bool first)
         printf("%s  {\"mode\": \"%s\", \"op\": \"%s\", \"provider\": \"%s\", \"rails\": %d, \"policy\": \"%s\", "
                "\"size\": %zu, \"batch\": %zu, \"iters\": %u, \"gbps\": %.4f, \"p50_us\": %.2f, "
                "\"p99_us\": %.2f, \"create_ns_per_desc\": %.1f, \"post_ns_per_desc\": %.1f, "
-               "\"rail_bytes\": [",
+               "\"cpu_busy_pct\": %.0f, \"rail_bytes\": [",
                first ? "" : ",\n", a->raw ? "raw" : "xrail", op, a->provider, nrails, a->policy ? a->policy : "built-in",
                pt->size, pt->batch, pt->iters, pt->gbps, pt->p50_us, pt->p99_us,
-               pt->create_ns_per_desc, pt->post_ns_per_desc);
+               pt->create_ns_per_desc, pt->post_ns_per_desc, pt->busy_pct);
         for (int i = 0; i < nrails; i++)
             printf("%s%llu", i ? ", " : "", (unsigned long long)pt->rail_bytes[i]);
         printf("]}");
@@ -535,19 +572,19 @@ static void print_point(const args *a, const point *pt, int nrails, bool first)
     if (a->csv) {
         if (first)
             printf("mode,op,provider,rails,policy,size,batch,iters,gbps,p50_us,p99_us,create_ns_per_desc,"
-                   "post_ns_per_desc,rail_bytes\n");
-        printf("%s,%s,%s,%d,%s,%zu,%zu,%u,%.4f,%.2f,%.2f,%.1f,%.1f,", a->raw ? "raw" : "xrail", op,
+                   "post_ns_per_desc,cpu_busy_pct,rail_bytes\n");
+        printf("%s,%s,%s,%d,%s,%zu,%zu,%u,%.4f,%.2f,%.2f,%.1f,%.1f,%.0f,", a->raw ? "raw" : "xrail", op,
                a->provider, nrails,
                a->policy ? a->policy : "built-in", pt->size, pt->batch, pt->iters, pt->gbps, pt->p50_us,
-               pt->p99_us, pt->create_ns_per_desc, pt->post_ns_per_desc);
+               pt->p99_us, pt->create_ns_per_desc, pt->post_ns_per_desc, pt->busy_pct);
         for (int i = 0; i < nrails; i++)
             printf("%s%llu", i ? ";" : "", (unsigned long long)pt->rail_bytes[i]);
         printf("\n");
         return;
     }
     if (first)
-        printf("%-10s %6s %9s %10s %10s %10s %10s  %s\n", "size", "batch", "GB/s", "p50 us",
-               "p99 us", "create/d", "post/d", "rail split (% of bytes)");
+        printf("%-10s %6s %9s %10s %10s %10s %10s %5s  %s\n", "size", "batch", "GB/s", "p50 us",
+               "p99 us", "create/d", "post/d", "cpu%", "rail split (% of bytes)");
     uint64_t sum = 0;
     for (int i = 0; i < nrails; i++)
         sum += pt->rail_bytes[i];
@@ -558,8 +595,8 @@ static void print_point(const args *a, const point *pt, int nrails, bool first)
         snprintf(sz, sizeof sz, "%zuk", pt->size >> 10);
     else
         snprintf(sz, sizeof sz, "%zu", pt->size);
-    printf("%-10s %6zu %9.3f %10.1f %10.1f %9.0fn %9.0fn ", sz, pt->batch, pt->gbps, pt->p50_us,
-           pt->p99_us, pt->create_ns_per_desc, pt->post_ns_per_desc);
+    printf("%-10s %6zu %9.3f %10.1f %10.1f %9.0fn %9.0fn %5.0f ", sz, pt->batch, pt->gbps,
+           pt->p50_us, pt->p99_us, pt->create_ns_per_desc, pt->post_ns_per_desc, pt->busy_pct);
     for (int i = 0; i < nrails; i++)
         printf(" %.0f", sum ? 100.0 * (double)pt->rail_bytes[i] / (double)sum : 0.0);
     printf("\n");
@@ -590,6 +627,17 @@ static unsigned parse_list(const char *s, size_t *out)
         if (!(out[n++] = parse_size(t)))
             return 0;
     return n;
+}
+
+/* "200 iterations" or "2.0 s" a point, for the header. */
+static const char *amount(const args *a)
+{
+    static char buf[48];
+    if (a->duration_ns)
+        snprintf(buf, sizeof buf, "%.1f s a point", (double)a->duration_ns / 1e9);
+    else
+        snprintf(buf, sizeof buf, "%u iterations", a->iters);
+    return buf;
 }
 
 /* host, or cuda:D */
@@ -648,9 +696,10 @@ static int raw_initiator(const args *a, int from_target, int to_target, pid_t pi
     raw_ep *r = raw_open(a->provider, *dom ? dom : NULL, local, n);
     raw_connect(r, name);
     if (!a->json && !a->csv)
-        printf("# xrail-bench --raw: %s, plain fi_%s on one %s endpoint, no engine, %u "
-               "iterations after %u warm-up, %u in flight\n", a->op == XR_OP_WRITE ? "WRITE" : "READ",
-               a->op == XR_OP_WRITE ? "write" : "read", a->provider, a->iters, a->warmup, a->window);
+        printf("# xrail-bench --raw: %s, plain fi_%s on one %s endpoint, no engine, %s after %u "
+               "warm-up, %u in flight\n", a->op == XR_OP_WRITE ? "WRITE" : "READ",
+               a->op == XR_OP_WRITE ? "write" : "read", a->provider, amount(a), a->warmup,
+               a->window);
     if (a->json)
         printf("[\n");
     bool first = true;
@@ -766,9 +815,9 @@ int main(int argc, char **argv)
     void *local = pool_alloc(a.mem, n, 0xa5);
     xr_region *g = pool_register(e, a.mem, local, n, XR_ACCESS_NONE);
     if (!a.json && !a.csv)
-        printf("# xrail-bench: %s, %u rail(s) of %s, policy %s, %u iterations after %u "
-               "warm-up, %u in flight, target naps %d us\n", a.op == XR_OP_WRITE ? "WRITE" : "READ",
-               a.rails, a.provider, a.policy ? a.policy : "built-in", a.iters, a.warmup, a.window,
+        printf("# xrail-bench: %s, %u rail(s) of %s, policy %s, %s after %u warm-up, %u in "
+               "flight, target naps %d us\n", a.op == XR_OP_WRITE ? "WRITE" : "READ", a.rails,
+               a.provider, a.policy ? a.policy : "built-in", amount(&a), a.warmup, a.window,
                a.target_sleep_us);
     if (a.json)
         printf("[\n");
