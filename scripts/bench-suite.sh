@@ -6,7 +6,8 @@
 #   scripts/bench-suite.sh [striping] [hetero] [loopback] [latency] [postpath]
 #
 # No section named: all of them. Settings from the environment:
-#   BUILD       the build directory with tests/xrail-bench (default build)
+#   BUILD       the build directory with tests/xrail-bench (default build; built
+#               there if missing, after scripts/setup.sh --bench)
 #   OUT         where results go (default bench-results/<UTC time>)
 #   RUNS        runs of every measurement (default 3); figures are medians
 #   DUR         seconds per loopback point (default 1)
@@ -34,7 +35,12 @@ policy=$root/scripts/policy
 sections=("$@")
 [ ${#sections[@]} -gt 0 ] || sections=(striping hetero loopback latency postpath)
 
-[ -x "$bench" ] || { echo "bench-suite: $bench not built (scripts/test.sh builds it)" >&2; exit 1; }
+# From a fresh clone: the packages (baselines included), then the bench.
+bash "$root/scripts/setup.sh" --bench >&2
+if [ ! -x "$bench" ]; then
+  cmake -S "$root" -B "$BUILD" >&2
+  cmake --build "$BUILD" -j"$(nproc)" --target xrail-bench >&2
+fi
 mkdir -p "$OUT/runs"
 log() { echo "bench-suite: $*" >&2; }
 trap '"$harness" down' EXIT
@@ -146,9 +152,11 @@ latency() {
     log "latency run $r/$RUNS: 8 B WRITE, xrail, raw, fi_pingpong, ucx_perftest over tcp and shm"
     local d="$OUT/runs/latency/r$r"
     mkdir -p "$d"
-    local common=(--sizes 8 --window 1 --duration "$DUR" --warmup 200)
+    # 8 B is the measurement; the larger sizes draw the latency chart.
+    local common=(--sizes 8,512,4k,32k --window 1 --duration "$DUR" --warmup 200)
     xb latency "$r" xrail-tcp "${common[@]}" --provider "tcp;ofi_rxm"
-    xb latency "$r" xrail-tcp-nap20 "${common[@]}" --provider "tcp;ofi_rxm" --target-sleep-us 20
+    xb latency "$r" xrail-tcp-nap20 --sizes 8 --window 1 --duration "$DUR" --warmup 200 \
+       --provider "tcp;ofi_rxm" --target-sleep-us 20
     xb latency "$r" raw-tcp "${common[@]}" --provider "tcp;ofi_rxm" --raw
     xb latency "$r" xrail-shm "${common[@]}" --provider shm
     xb latency "$r" raw-shm "${common[@]}" --provider shm --raw
@@ -178,13 +186,15 @@ latency() {
 postpath() {
   for r in $(seq "$RUNS"); do
     log "postpath run $r/$RUNS: 18880 x 64 KiB, tcp x4 and shm"
-    # Two points of the same shape: in the first, 8 transfers are created in a
-    # cold process (the first create registers the local pool on each rail
+    # 18880 descriptors twice: in the first point, 8 transfers are created in
+    # a cold process (the first create registers the local pool on each rail
     # it plans for, and fresh chunk arrays fault their pages in); the second
     # is the steady state. Each creates 8 and posts 24; figures are means.
-    xb postpath "$r" tcp4 --provider "tcp;ofi_rxm" --rails 4 --sizes 64k,64k --batch 18880 \
+    # The smaller batches after them draw the chart.
+    local batches=18880,18880,1024,4096
+    xb postpath "$r" tcp4 --provider "tcp;ofi_rxm" --rails 4 --sizes 64k --batch $batches \
        --window 8 --iters 16 --warmup 8
-    xb postpath "$r" shm --provider shm --sizes 64k,64k --batch 18880 --window 8 --iters 16 \
+    xb postpath "$r" shm --provider shm --sizes 64k --batch $batches --window 8 --iters 16 \
        --warmup 8
   done
   command -v valgrind >/dev/null || { log "postpath: no valgrind, no instruction counts"; return 0; }
@@ -194,6 +204,7 @@ postpath() {
     [ "$prov" = shm ] || n=4 tag=tcp4
     log "postpath: callgrind over xr_xfer_create and xr_xfer_post ($tag, one transfer)"
     local d="$OUT/callgrind/$tag"
+    rm -rf "$d"
     mkdir -p "$d"
     valgrind --tool=callgrind --callgrind-out-file="$d/callgrind.%p" \
       --toggle-collect=xr_xfer_create --toggle-collect=xr_xfer_post \

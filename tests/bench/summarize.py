@@ -189,7 +189,8 @@ if "loopback" in RUNS:
             pts = [p for p in pts if p["gbps"] is not None]
             if pts:
                 series.append(write_series(f"loopback-{op}-{b}", pts) + "=" + label)
-        chart(f"loopback-{op}", ["--title", f"Loopback {op.upper()}, unshaped (median)"]
+        chart(f"loopback-{op}", ["--logy", "--title",
+                                 f"Loopback {op.upper()}, unshaped (median; log scale)"]
               + series)
 
 if "latency" in RUNS:
@@ -212,6 +213,20 @@ if "latency" in RUNS:
           f"{fmt(L(f'ucx-{p}'), '.2f')} | {fmt(best, '.2f')} | <= 1.10 | "
           f"{verdict(best, 1.10, higher=False)} |")
     w("")
+    for p in ("tcp", "shm"):
+        series = []
+        for mode in ("xrail", "raw"):
+            name = f"{mode}-{p}"
+            sizes = sorted({q["size"] for s in RUNS["latency"].values() for q in s.get(name, [])})
+            pts = [{"mode": mode, "size": z, "rails": 1,
+                    "p50_us": med(per_run("latency", lambda s: pick(s.get(name), z, "p50_us"))),
+                    "p99_us": med(per_run("latency", lambda s: pick(s.get(name), z, "p99_us"))),
+                    "gbps": 0} for z in sizes]
+            if pts:
+                series.append(write_series(f"latency-{name}", pts) + f"={mode} {p} p50")
+        chart(f"latency-{p}", ["--y", "p50_us", "--title",
+                               f"One WRITE with completion at a time over {p} (median p50)"]
+              + series)
 
 if "postpath" in RUNS:
     D = 18880
@@ -235,6 +250,22 @@ if "postpath" in RUNS:
               f"{fmt(p and p * D / 1e6, '.2f')} | {fmt(tot, '.2f')} | "
               f"{fmt(wire and wire / 1e3, '.0f')} | < 5 | {verdict(tot, 5, higher=False)} |")
     w("")
+    series = []
+    for name, label in (("tcp4", "tcp x4"), ("shm", "shm x1")):
+        pts = []
+        for i in range(1, 4):  # the warm points
+            b = next((s[name][i]["batch"] for s in RUNS["postpath"].values()
+                      if s.get(name) and len(s[name]) > i), None)
+            if b is None:
+                continue
+            pts.append({"mode": "xrail", "size": 65536, "batch": b, "rails": 1, "gbps": 0,
+                        "create_ns_per_desc": med(per_run("postpath", lambda s: nth(
+                            s.get(name), i, "create_ns_per_desc")))})
+        if pts:
+            series.append(write_series(f"postpath-{name}", sorted(pts, key=lambda q: q["batch"]))
+                          + "=" + label)
+    chart("postpath", ["--x", "batch", "--y", "create_ns_per_desc", "--title",
+                       "xr_xfer_create CPU per 64 KiB descriptor, warm (median)"] + series)
     for f in sorted(glob.glob(os.path.join(OUT, "callgrind", "*", "callgrind.*.fn"))):
         ir = {}
         for line in open(f):
