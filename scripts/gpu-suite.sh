@@ -4,6 +4,8 @@
 # return folder) or build-gpu/out.
 #
 #   bash scripts/gpu-suite.sh          # GPU tests, then the whole suite
+#   bash scripts/gpu-suite.sh bench    # GPU tests, then xrail-bench on device
+#                                      # memory and multi-rail loopback
 #
 # The machine has no libfabric, Lua or Check: carry .deps (made here with
 # ../shared/gpu/fetch-debs.sh .deps) and this script unpacks it.
@@ -36,6 +38,39 @@ echo "== GPU tests (device memory, both providers, the four pairs)"
 timeout 300 ctest --test-dir build-gpu -R '^stage\.' --output-on-failure -V >"$out/gpu-tests.log" 2>&1
 gpu_rc=$?
 grep -E "ok:|WRITE|SKIPPED|FAIL|Passed|Failed|\*\*\*" "$out/gpu-tests.log" | sed 's/^[0-9]*: //'
+
+if [ "${1:-}" = bench ]; then
+  # xrail-bench with device memory on either side (the staged path over
+  # Debian's providers), then 1 vs 4 tcp rails on loopback on this host's
+  # cores, alternating, 3 runs: the same points as docs/performance.md.
+  b=build-gpu/tests/xrail-bench
+  echo "== xrail-bench, device memory ($(nproc) cores)"
+  bench_rc=0
+  for prov in shm "tcp;ofi_rxm"; do
+    for m in "host cuda:0" "cuda:0 host" "cuda:0 cuda:0"; do
+      read -r mi mt <<<"$m"
+      for op in write read; do
+        echo "# $prov $op initiator $mi target $mt"
+        timeout 120 "$b" --provider "$prov" --op $op --mem "$mi" --target-mem "$mt" \
+          --sizes 1M,16M --duration 1 --warmup 4 || bench_rc=1
+      done
+    done
+  done >"$out/bench-cuda.txt" 2>&1
+  cat "$out/bench-cuda.txt"
+  echo "== xrail-bench, 1 vs 4 tcp rails and raw on loopback, 3 runs"
+  for r in 1 2 3; do
+    for n in 1 4; do
+      timeout 120 "$b" --rails $n --sizes 64k,1M,16M --duration 2 --json \
+        >"$out/bench-loop-r$r-n$n.json" || bench_rc=1
+    done
+    timeout 120 "$b" --raw --sizes 64k,1M,16M --duration 2 --json >"$out/bench-loop-r$r-raw.json" ||
+      bench_rc=1
+    grep -h '"gbps"' "$out"/bench-loop-r$r-*.json | sed 's/, "create.*//'
+  done
+  echo "gpu tests rc=$gpu_rc, bench rc=$bench_rc"
+  [ "$gpu_rc" -eq 0 ] && [ "$bench_rc" -eq 0 ]
+  exit
+fi
 
 echo "== whole suite with a GPU present"
 timeout 200 ctest --test-dir build-gpu --output-on-failure -E '^stage\.' >"$out/all-tests.log" 2>&1
