@@ -46,7 +46,7 @@ if [ "${1:-}" = bench ]; then
   b=build-gpu/tests/xrail-bench
   echo "== xrail-bench, device memory ($(nproc) cores)"
   bench_rc=0
-  for prov in shm "tcp;ofi_rxm"; do
+  for prov in ${BENCH_CUDA_PROVIDERS-shm "tcp;ofi_rxm"}; do
     for m in "host cuda:0" "cuda:0 host" "cuda:0 cuda:0"; do
       read -r mi mt <<<"$m"
       for op in write read; do
@@ -58,14 +58,20 @@ if [ "${1:-}" = bench ]; then
   done >"$out/bench-cuda.txt" 2>&1
   cat "$out/bench-cuda.txt"
   echo "== xrail-bench, 1 vs 4 tcp rails and raw on loopback, 3 runs"
+  # Default threading (the target's one progress thread, the initiator's
+  # loop), then one progress thread per rail on each side (-t).
   for r in 1 2 3; do
     for n in 1 4; do
       timeout 120 "$b" --rails $n --sizes 64k,1M,16M --duration 2 --json \
         >"$out/bench-loop-r$r-n$n.json" || bench_rc=1
+      timeout 120 "$b" --rails $n --sizes 64k,1M,16M --duration 2 --json --progress-threads $n \
+        >"$out/bench-loop-r$r-n$n-t.json" || bench_rc=1
     done
     timeout 120 "$b" --raw --sizes 64k,1M,16M --duration 2 --json >"$out/bench-loop-r$r-raw.json" ||
       bench_rc=1
-    grep -h '"gbps"' "$out"/bench-loop-r$r-*.json | sed 's/, "create.*//'
+    for f in "$out"/bench-loop-r$r-*.json; do
+      grep -h '"gbps"' "$f" | sed "s|^ *{|$(basename "$f" .json): |; s/, \"p50_us.*//; s/\"mode\".*\"size\"/size/"
+    done
   done
   echo "gpu tests rc=$gpu_rc, bench rc=$bench_rc"
   [ "$gpu_rc" -eq 0 ] && [ "$bench_rc" -eq 0 ]

@@ -143,6 +143,10 @@ typedef struct xr_engine_opts {
     size_t max_metadata;           /* largest blob xr_peer_load accepts; default 256 MiB */
     size_t max_notif;              /* largest notification accepted; default 256 MiB */
     int progress_thread;           /* 1: a thread drives progress; 0: xr_progress/xr_xfer_wait do */
+    unsigned progress_threads;     /* with progress_thread: how many threads (default 1, at most
+                                      16, at most one per rail); thread t drives rails i with
+                                      i % n == t, so software providers' copies (tcp) run on
+                                      several cores */
     int progress_sleep_us;         /* the thread's nap after 256 polls found nothing; default
                                       20. 0: it never sleeps, only yields: a core spent for the
                                       lowest latency, as a target of RMA needs (its provider
@@ -173,7 +177,8 @@ XR_API void xr_engine_opts_init(xr_engine_opts *opts);
  * XRAIL_RAILS (a count of rails on the discovered/first domain, or
  * "prov:domain:count,..."), XRAIL_MAX_RAILS, XRAIL_STRIPE_MIN,
  * XRAIL_CHUNK_SIZE, XRAIL_LOG, XRAIL_POLICY, XRAIL_LAYOUT, XRAIL_MR_CACHE*,
- * XRAIL_STAGE_CHUNK, XRAIL_STAGE_SLOTS, XRAIL_STAGE_HOST, XRAIL_PROGRESS_SLEEP_US. With
+ * XRAIL_STAGE_CHUNK, XRAIL_STAGE_SLOTS, XRAIL_STAGE_HOST, XRAIL_PROGRESS_SLEEP_US,
+ * XRAIL_PROGRESS_THREADS. With
  * ignore_env, only a config
  * named in opts->config is read.
  * On failure nothing is left behind, *out is NULL, and

@@ -284,7 +284,8 @@ static int read_rails(lua_State *L, int t, const char *path, xr_config *c)
 }
 
 static const char *const known_keys[] = {"provider", "domain", "rails", "stripe_min",
-                                         "chunk", "progress", "progress_sleep_us", "policy",
+                                         "chunk", "progress", "progress_sleep_us",
+                                         "progress_threads", "policy",
                                          "layout", "log", "mr_cache", "stage", NULL};
 
 int xr__config_load(const xr_engine_opts *o, const char *path, xr_config *c)
@@ -332,6 +333,7 @@ int xr__config_load(const xr_engine_opts *o, const char *path, xr_config *c)
         c->chunk_size = opt_int(L, t, "chunk", 1, -1, path, &rc);
         c->log_level = (int)opt_int(L, t, "log", 0, -1, path, &rc);
         c->progress_sleep_us = opt_int(L, t, "progress_sleep_us", 0, -1, path, &rc);
+        c->progress_threads = opt_int(L, t, "progress_threads", 1, -1, path, &rc);
         char *progress = opt_string(L, t, "progress", path, &rc);
         if (progress && strcmp(progress, "thread") && strcmp(progress, "manual"))
             rc = xr__fail(XR_ESCRIPT, "config %s: progress must be \"manual\" or \"thread\", "
@@ -368,8 +370,11 @@ int xr_engine_config_get(xr_engine *e, char *buf, size_t cap)
             atomic_load(&r->up) ? "" : " (down)");
     }
     xr__put(buf, cap, &w, "  },\n  stripe_min = %zu,\n  chunk = %zu,\n  progress = \"%s\",\n"
-            "  progress_sleep_us = %d,\n", o->stripe_min, o->chunk_size,
-            e->progress_running ? "thread" : "manual", o->progress_sleep_us);
+            "  progress_threads = %u,\n  progress_sleep_us = %d,\n", o->stripe_min, o->chunk_size,
+            e->progress_running ? "thread" : "manual",
+            e->progress_nthreads ? e->progress_nthreads
+                                 : (o->progress_threads ? o->progress_threads : 1),
+            o->progress_sleep_us);
     pthread_mutex_lock(&e->lock);
     const char *pol = xr__policy_path(e);
     /* A nil is followed by its comma before the comment, so that the output

@@ -15,6 +15,7 @@ typedef struct xr_config {
     long long stripe_min, chunk_size; /* -1: not set */
     int progress_thread;
     long long progress_sleep_us;    /* -1: not set */
+    long long progress_threads;     /* -1: not set */
     int log_level;                  /* -1: not set */
     int mrc_enabled;                /* mr_cache = { enabled, max_entries, max_bytes }; -1: not set */
     long long mrc_max_entries, mrc_max_bytes;

@@ -141,6 +141,11 @@ static int apply_env(xr_engine_opts *o, env_rails *er)
         rc = parse_size("XRAIL_PROGRESS_SLEEP_US", v, &n);
         o->progress_sleep_us = n > 999999 ? 999999 : (int)n;
     }
+    if (!rc && (v = getenv("XRAIL_PROGRESS_THREADS")) && *v) {
+        size_t n;
+        rc = parse_size("XRAIL_PROGRESS_THREADS", v, &n);
+        o->progress_threads = n > XR_MAX_PROGRESS_THREADS ? XR_MAX_PROGRESS_THREADS : (unsigned)n;
+    }
     if (!rc && (v = getenv("XRAIL_STRIPE_MIN")) && *v)
         rc = parse_size("XRAIL_STRIPE_MIN", v, &o->stripe_min);
     if (!rc && (v = getenv("XRAIL_CHUNK_SIZE")) && *v)
@@ -190,6 +195,10 @@ static int config_apply(xr_engine_opts *o, xr_config *cfg)
         o->chunk_size = (size_t)cfg->chunk_size;
     if (!o->progress_thread)
         o->progress_thread = cfg->progress_thread;
+    if (!o->progress_threads && cfg->progress_threads > 0)
+        o->progress_threads = (unsigned)(cfg->progress_threads > XR_MAX_PROGRESS_THREADS
+                                             ? XR_MAX_PROGRESS_THREADS
+                                             : cfg->progress_threads);
     if (o->progress_sleep_us == d.progress_sleep_us && cfg->progress_sleep_us >= 0)
         o->progress_sleep_us = (int)(cfg->progress_sleep_us > 999999 ? 999999 : cfg->progress_sleep_us);
     if (!o->policy)
@@ -219,12 +228,32 @@ static int config_apply(xr_engine_opts *o, xr_config *cfg)
     return 0;
 }
 
+/* One share of the progress work: the rails with i % of == part, and, for
+ * part 0, what is engine-wide. xr_progress is the whole (part 0 of 1). */
+static int progress_share(xr_engine *e, unsigned part, unsigned of)
+{
+    int n = 0;
+    /* Staging first: the slots it frees let the rails post what waits. */
+    if (part == 0)
+        n += xr__stage_progress(e);
+    for (unsigned i = part; i < e->nrails; i += of)
+        n += xr__rail_progress(&e->rails[i]);
+    if (part == 0) {
+        if (atomic_load(&e->orphans))
+            xr__xfer_reap_orphans(e);
+        if (atomic_exchange(&e->rail_err, false))
+            xr__policy_rail_errors(e);
+    }
+    return n;
+}
+
 static void *progress_main(void *arg)
 {
-    xr_engine *e = arg;
+    struct xr_progress_part *pp = arg;
+    xr_engine *e = pp->e;
     unsigned idle = 0;
     while (!atomic_load(&e->stop)) {
-        if (xr_progress(e) > 0) {
+        if (progress_share(e, pp->index, pp->of) > 0) {
             idle = 0;
             continue;
         }
@@ -338,10 +367,20 @@ int xr_engine_create(const xr_engine_opts *opts, xr_engine **out)
     free(er);
     xr__config_free(&cfg);
     if (!rc && o->progress_thread) {
-        if (pthread_create(&e->progress_tid, NULL, progress_main, e))
-            rc = xr__fail(XR_ENOMEM, "xr_engine_create: cannot start the progress thread");
-        else
-            e->progress_running = true;
+        unsigned n = o->progress_threads ? o->progress_threads : 1;
+        if (n > XR_MAX_PROGRESS_THREADS)
+            n = XR_MAX_PROGRESS_THREADS;
+        if (n > e->nrails) /* a thread with no rail would only spin */
+            n = e->nrails;
+        o->progress_threads = n;
+        for (unsigned t = 0; t < n && !rc; t++) {
+            e->progress_part[t] = (struct xr_progress_part){.e = e, .index = t, .of = n};
+            if (pthread_create(&e->progress_tid[t], NULL, progress_main, &e->progress_part[t]))
+                rc = xr__fail(XR_ENOMEM, "xr_engine_create: cannot start progress thread %u", t);
+            else
+                e->progress_nthreads = t + 1;
+        }
+        e->progress_running = e->progress_nthreads > 0;
     }
     if (rc) {
         char why[XR_ERRMSG_MAX];
@@ -354,6 +393,15 @@ int xr_engine_create(const xr_engine_opts *opts, xr_engine **out)
             e->rails[0].domain_name);
     *out = e;
     return 0;
+}
+
+static void progress_stop(xr_engine *e)
+{
+    atomic_store(&e->stop, true);
+    for (unsigned t = 0; t < e->progress_nthreads; t++)
+        pthread_join(e->progress_tid[t], NULL);
+    e->progress_nthreads = 0;
+    e->progress_running = false;
 }
 
 static bool busy(xr_engine *e)
@@ -370,11 +418,7 @@ void xr_engine_destroy(xr_engine *e)
 {
     if (!e)
         return;
-    if (e->progress_running) {
-        atomic_store(&e->stop, true);
-        pthread_join(e->progress_tid, NULL);
-        e->progress_running = false;
-    }
+    progress_stop(e);
     struct timespec t0, t;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     while (busy(e)) {
@@ -398,13 +442,5 @@ int xr_progress(xr_engine *e)
 {
     if (!e)
         return xr__fail(XR_EINVAL, "xr_progress: NULL engine");
-    /* Staging first: the slots it frees let the rails post what waits. */
-    int n = xr__stage_progress(e);
-    for (unsigned i = 0; i < e->nrails; i++)
-        n += xr__rail_progress(&e->rails[i]);
-    if (atomic_load(&e->orphans))
-        xr__xfer_reap_orphans(e);
-    if (atomic_exchange(&e->rail_err, false))
-        xr__policy_rail_errors(e);
-    return n;
+    return progress_share(e, 0, 1);
 }

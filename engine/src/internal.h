@@ -20,6 +20,7 @@
 #include <rdma/fi_rma.h>
 
 #define XR_ERRMSG_MAX 512
+#define XR_MAX_PROGRESS_THREADS 16 /* opts.progress_threads is capped here */
 #define XR_ADDR_MAX 256
 
 /* ---- log.c: last-error text and the engine log ---- */
@@ -216,7 +217,12 @@ struct xr_engine {
     atomic_uint_fast64_t rail_error_calls, rails_disabled;
     atomic_bool rail_err;           /* some rail has err_pending */
 
-    pthread_t progress_tid;
+    pthread_t progress_tid[XR_MAX_PROGRESS_THREADS];
+    struct xr_progress_part {
+        xr_engine *e;
+        unsigned index, of;     /* this thread drives rails i with i % of == index */
+    } progress_part[XR_MAX_PROGRESS_THREADS];
+    unsigned progress_nthreads;
     bool progress_running;
     atomic_bool stop;
 };

@@ -6,7 +6,7 @@
  *               [--sizes 4k,64k,1M,16M] [--batch 1,8] [--iters N | --duration S]
  *               [--warmup N] [--window N] [--mem host|cuda:D] [--target-mem host|cuda:D]
  *               [--netns PREFIX [--first-rail K] [--speeds MBIT,...]]
- *               [--target-sleep-us N] [--json | --csv] [--raw]
+ *               [--target-sleep-us N] [--progress-threads N] [--json | --csv] [--raw]
  *
  * One invocation forks: the child is the target (it registers a pool and
  * drives progress with a thread), the parent the initiator. For each block
@@ -67,6 +67,8 @@ typedef struct args {
     unsigned rails, iters, warmup, window, first_rail;
     uint64_t duration_ns; /* --duration: measure for this long (iters is then a cap) */
     int target_sleep_us; /* the target's progress_sleep_us */
+    unsigned threads;    /* --progress-threads: both sides' progress threads; 0: the
+                            target has one and the initiator's loop drives progress */
     size_t sizes[MAX_POINTS], batches[MAX_POINTS], speeds[XR_MAX_RAILS];
     unsigned nsizes, nbatches, nspeeds;
     int json, csv, raw;
@@ -167,7 +169,8 @@ static xr_engine *engine(const args *a, const char *name, int progress_thread, c
     o.name = name;
     o.ignore_env = 1;
     o.policy = a->policy;
-    o.progress_thread = progress_thread;
+    o.progress_thread = progress_thread || a->threads;
+    o.progress_threads = a->threads;
     o.progress_sleep_us = a->target_sleep_us;
     xr_rail_spec spec[XR_MAX_RAILS];
     char dom[XR_MAX_RAILS][32], src[XR_MAX_RAILS][32];
@@ -432,7 +435,7 @@ static point measure(const args *a, xr_engine *e, xr_peer *p, void *local, uint6
         }
         if (done == posted && !may_post(a, posted, total, done, t0))
             break;
-        if (k == w - 1)
+        if (k == w - 1 && !a->threads)
             xr_progress(e);
         if (!busy[k])
             continue;
@@ -664,7 +667,7 @@ static void usage(void)
             "                   [--sizes 4k,64k,1M,16M] [--batch 1,8] [--iters N | --duration S]\n"
             "                   [--warmup N] [--window N] [--mem host|cuda:D] [--target-mem host|cuda:D]\n"
             "                   [--netns PREFIX [--first-rail K] [--speeds MBIT,...]]\n"
-            "                   [--target-sleep-us N]\n"
+            "                   [--target-sleep-us N] [--progress-threads N]\n"
             "                   [--json | --csv] [--raw]\n"
             "  defaults: write, tcp;ofi_rxm on lo, 1 rail, built-in policy, sizes 4k..16M,\n"
             "  batch 1, 200 iterations after 20 warm-up, 4 transfers in flight, host memory\n"
@@ -673,7 +676,9 @@ static void usage(void)
             "  --netns P: initiator in P-a, target in P-b, rail i over veth P<i>\n"
             "             (scripts/netns-rails.sh); --first-rail K starts at veth P<K>;\n"
             "             --speeds declares each rail's Mbit/s\n"
-            "  --target-sleep-us N: the target's progress_sleep_us (default 0: never naps)\n");
+            "  --target-sleep-us N: the target's progress_sleep_us (default 0: never naps)\n"
+            "  --progress-threads N: N progress threads on each side, sharing the rails\n"
+            "             (default: one on the target; the initiator's loop drives its own)\n");
     exit(2);
 }
 
@@ -761,6 +766,8 @@ int main(int argc, char **argv)
             a.nspeeds = parse_list(v, a.speeds), i++;
         else if (!strcmp(o, "--duration"))
             a.duration_ns = (uint64_t)(atof(v) * 1e9), i++;
+        else if (!strcmp(o, "--progress-threads"))
+            a.threads = (unsigned)atoi(v), i++;
         else if (!strcmp(o, "--target-sleep-us"))
             a.target_sleep_us = atoi(v), i++;
         else if (!strcmp(o, "--first-rail"))
@@ -816,9 +823,10 @@ int main(int argc, char **argv)
     xr_region *g = pool_register(e, a.mem, local, n, XR_ACCESS_NONE);
     if (!a.json && !a.csv)
         printf("# xrail-bench: %s, %u rail(s) of %s, policy %s, %s after %u warm-up, %u in "
-               "flight, target naps %d us\n", a.op == XR_OP_WRITE ? "WRITE" : "READ", a.rails,
-               a.provider, a.policy ? a.policy : "built-in", amount(&a), a.warmup, a.window,
-               a.target_sleep_us);
+               "flight, target naps %d us, %u progress thread(s) a side\n",
+               a.op == XR_OP_WRITE ? "WRITE" : "READ", a.rails, a.provider,
+               a.policy ? a.policy : "built-in", amount(&a), a.warmup, a.window, a.target_sleep_us,
+               a.threads);
     if (a.json)
         printf("[\n");
     bool first = true;

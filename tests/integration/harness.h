@@ -125,6 +125,7 @@ static inline uint64_t h_recv_u64(int fd, xr_engine *e)
 /* A policy script for the engines this process creates (NULL: built-in). */
 static const char *h_policy;
 
+/* progress_thread: 0 none, 1 one thread, N > 1 N threads sharing the rails. */
 static inline int h_engine(const char *name, const char *provider, unsigned rails,
                            int progress_thread, xr_engine **out)
 {
@@ -133,7 +134,8 @@ static inline int h_engine(const char *name, const char *provider, unsigned rail
     o.name = name;
     o.policy = h_policy;
     o.ignore_env = 1;
-    o.progress_thread = progress_thread;
+    o.progress_thread = progress_thread > 0;
+    o.progress_threads = progress_thread > 1 ? (unsigned)progress_thread : 0;
     /* Rails on loopback only: tcp on the lo domain (its first entry is
      * 127.0.0.1), shm is host-local. No src_addr: with one, rxm's per-endpoint
      * interface lookup costs about 100 ms a rail instead of 40. */

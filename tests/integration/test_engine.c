@@ -97,13 +97,15 @@ static void config_tests(void)
 
     /* The stage and mr_cache tables reach the engine, and read back. */
     const char *c3 = write_config("return { stage = { chunk = 65536, slots = 4, host = true }, "
-                                  "mr_cache = { max_entries = 99 }, progress_sleep_us = 0 }\n");
+                                  "mr_cache = { max_entries = 99 }, progress_sleep_us = 0, "
+                                  "progress = 'thread', progress_threads = 5 }\n");
     H_OK(from_config(c3, &two, 1, &e));
     char cfg[4096];
     H_OK(xr_engine_config_get(e, cfg, sizeof cfg));
     H_CHECK(strstr(cfg, "stage = { chunk = 65536, slots = 4, rx_slots = 2, host = true }") &&
-                strstr(cfg, "max_entries = 99,") && strstr(cfg, "progress_sleep_us = 0,"),
-            "the config's stage, mr_cache and progress_sleep_us were not applied:\n%s", cfg);
+                strstr(cfg, "max_entries = 99,") && strstr(cfg, "progress_sleep_us = 0,") &&
+                strstr(cfg, "progress_threads = 2,"), /* 5 asked, one per rail at most */
+            "the config's stage, mr_cache and progress settings were not applied:\n%s", cfg);
     xr_engine_destroy(e);
     unlink(c3);
     h_log("ok: the config's stage and mr_cache tables are applied and printed");
@@ -114,6 +116,7 @@ static void config_tests(void)
         {"return { stripe_min = 'big' }", "'stripe_min' must be an integer"},
         {"return { progress = 'sometimes' }", "progress must be \"manual\" or \"thread\""},
         {"return { progress_sleep_us = -5 }", "'progress_sleep_us' must be an integer >= 0"},
+        {"return { progress_threads = 0 }", "'progress_threads' must be an integer >= 1"},
         {"return { rails = { { count = 99 } } }", "count 99 exceeds 64"},
         {"return { policy = 'nope.lua' }", "'nope.lua' not found in the script path"},
         {"return 7", "must return a table"},

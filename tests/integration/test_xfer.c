@@ -110,6 +110,13 @@ static void xfer_target(int fd, void *arg)
     xr_engine *e;
     xr_region *reg;
     H_OK(h_engine("decode", c->provider, c->trails, c->pthread_target, &e));
+    if (c->pthread_target > 1) { /* the threads asked for are the threads running */
+        char conf[4096], want[64];
+        H_OK(xr_engine_config_get(e, conf, sizeof conf));
+        snprintf(want, sizeof want, "progress_threads = %d,", c->pthread_target);
+        H_CHECK(strstr(conf, want), "asked for %d progress threads:\n%s", c->pthread_target, conf);
+        h_log("ok: %d progress threads share %u rails", c->pthread_target, c->trails);
+    }
     uint8_t *buf = aligned_alloc(4096, REGION);
     H_OK(xr_mem_register(e, buf, REGION, XR_MEM_HOST, 0, XR_ACCESS_RW, &reg));
     /* Application fields travel in the metadata. */

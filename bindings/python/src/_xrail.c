@@ -200,7 +200,7 @@ static int check_keys(PyObject *d, const char *what, const char *const keys[])
 
 static const char *const engine_keys[] = {
     "provider", "domain", "rails", "max_rails", "stripe_min", "chunk_size", "rail_depth",
-    "progress_thread", "progress_sleep_us", "log_level", "ignore_env", "policy", "layout", "script_path",
+    "progress_thread", "progress_threads", "progress_sleep_us", "log_level", "ignore_env", "policy", "layout", "script_path",
     "script_mem", "mr_cache", "stage", NULL};
 
 static int engine_init(EngineObject *self, PyObject *args, PyObject *kw)
@@ -235,6 +235,7 @@ static int engine_init(EngineObject *self, PyObject *args, PyObject *kw)
     U64("rail_depth", rail_depth)
     U64("script_mem", script_mem)
     U64("progress_sleep_us", progress_sleep_us)
+    U64("progress_threads", progress_threads)
 #undef U64
     if (!rc)
         rc = opt_str(o, "provider", &opts.provider);

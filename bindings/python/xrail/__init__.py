@@ -76,8 +76,9 @@ class Engine(_xrail.Engine):
     ``config`` names a config script (path, or a name on the script path).
     Settings override it: provider, domain, rails (a count, or a list of
     dicts with provider, domain, src_addr, count, speed), max_rails,
-    stripe_min, chunk_size, rail_depth, progress_thread, progress_sleep_us
-    (the progress thread's idle nap; 0 never naps, for latency), log_level,
+    stripe_min, chunk_size, rail_depth, progress_thread, progress_threads
+    (threads sharing the rails), progress_sleep_us (the progress thread's idle
+    nap; 0 never naps, for latency), log_level,
     ignore_env, policy, layout, script_path, script_mem, mr_cache (dict of
     enabled, max_entries, max_bytes) and stage (dict of chunk, slots,
     rx_slots, host). A context manager: leaving the block closes it.
