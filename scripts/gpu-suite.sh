@@ -60,7 +60,7 @@ if [ "${1:-}" = bench ]; then
   echo "== xrail-bench, 1 vs 4 tcp rails and raw on loopback, 3 runs"
   # Default threading (the target's one progress thread, the initiator's
   # loop), then one progress thread per rail on each side (-t).
-  for r in 1 2 3; do
+  for r in $(seq "${BENCH_LOOP_RUNS:-3}"); do
     for n in 1 4; do
       timeout 120 "$b" --rails $n --sizes 64k,1M,16M --duration 2 --json \
         >"$out/bench-loop-r$r-n$n.json" || bench_rc=1
@@ -72,6 +72,19 @@ if [ "${1:-}" = bench ]; then
     for f in "$out"/bench-loop-r$r-*.json; do
       grep -h '"gbps"' "$f" | sed "s|^ *{|$(basename "$f" .json): |; s/, \"p50_us.*//; s/\"mode\".*\"size\"/size/"
     done
+  done
+  # Does loopback tcp scale across connections at all here? One raw pair,
+  # then 4 raw pairs (8 processes) at once: if 4 pairs move 4 times what
+  # one does, the kernel scales and a limit inside one process remains.
+  echo "== capacity: 1 raw tcp pair, then 4 pairs at once (WRITE, 2 s)"
+  for s in 1M 16M; do
+    one=$("$b" --raw --sizes $s --duration 2 --csv | tail -1 | cut -d, -f9)
+    for k in 1 2 3 4; do
+      "$b" --raw --sizes $s --duration 2 --csv >"$out/pair-$s-$k.csv" &
+    done
+    wait
+    sum=$(tail -qn1 "$out"/pair-$s-*.csv | cut -d, -f9 | paste -sd+ | bc)
+    echo "$s: one pair $one GB/s; 4 pairs at once: $(tail -qn1 "$out"/pair-$s-*.csv | cut -d, -f9 | paste -sd' ') = $sum GB/s"
   done
   echo "gpu tests rc=$gpu_rc, bench rc=$bench_rc"
   [ "$gpu_rc" -eq 0 ] && [ "$bench_rc" -eq 0 ]
