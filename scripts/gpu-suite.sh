@@ -83,7 +83,7 @@ if [ "${1:-}" = bench ]; then
       "$b" --raw --sizes $s --duration 2 --csv >"$out/pair-$s-$k.csv" &
     done
     wait
-    sum=$(tail -qn1 "$out"/pair-$s-*.csv | cut -d, -f9 | paste -sd+ | bc)
+    sum=$(tail -qn1 "$out"/pair-$s-*.csv | cut -d, -f9 | awk '{t += $1} END {printf "%.3f", t}')
     echo "$s: one pair $one GB/s; 4 pairs at once: $(tail -qn1 "$out"/pair-$s-*.csv | cut -d, -f9 | paste -sd' ') = $sum GB/s"
   done
   echo "gpu tests rc=$gpu_rc, bench rc=$bench_rc"
