@@ -69,6 +69,9 @@ if [ "${1:-}" = bench ]; then
     done
     timeout 120 "$b" --raw --sizes 64k,1M,16M --duration 2 --json >"$out/bench-loop-r$r-raw.json" ||
       bench_rc=1
+    # 4 raw endpoints in one process pair, a thread each on both sides.
+    timeout 120 "$b" --raw --rails 4 --sizes 64k,1M,16M --duration 2 --json \
+      >"$out/bench-loop-r$r-raw4.json" || bench_rc=1
     for f in "$out"/bench-loop-r$r-*.json; do
       grep -h '"gbps"' "$f" | sed "s|^ *{|$(basename "$f" .json): |; s/, \"p50_us.*//; s/\"mode\".*\"size\"/size/"
     done

@@ -37,6 +37,8 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <sched.h>
 
 #include <stdbool.h>
@@ -278,25 +280,55 @@ static void full_read(int fd, void *p, size_t n)
 }
 
 /* --raw target: one endpoint on the pool; it drives its CQ until told to stop. */
+/* --raw --rails N: N endpoints, each polled by its own thread on both
+ * sides, each over its own slice of the pool. It shows whether the provider
+ * lets N endpoints of one process run in parallel, without the engine. */
+typedef struct raw_side {
+    raw_ep *r;
+    _Atomic bool *stop;
+} raw_side;
+
+static void *raw_target_thread(void *arg)
+{
+    raw_side *t = arg;
+    void *ctx[64];
+    while (!atomic_load(t->stop))
+        raw_poll(t->r, ctx, 64); /* software providers move bytes when the target polls */
+    return NULL;
+}
+
+/* --raw target: its endpoints on the pool; each drives its CQ until told to stop. */
 static int raw_target(const args *a, int to_parent, int from_parent)
 {
     netns_enter(a, 'b');
     size_t n = pool_bytes(a);
-    void *pool = pool_alloc((mem_kind){0}, n, 0x5a);
+    unsigned ne = a->rails;
+    char *pool = pool_alloc((mem_kind){0}, n * ne, 0x5a);
     char dom[32];
     rail_domain(a, 0, dom, sizeof dom);
-    raw_ep *r = raw_open(a->provider, *dom ? dom : NULL, pool, n);
-    uint8_t name[256];
-    raw_peer_info pi;
-    uint64_t len = raw_name(r, name, sizeof name, (uintptr_t)pool, &pi);
-    full_write(to_parent, &len, sizeof len);
-    full_write(to_parent, name, len);
-    full_write(to_parent, &pi, sizeof pi);
+    raw_side side[XR_MAX_RAILS];
+    pthread_t tid[XR_MAX_RAILS];
+    _Atomic bool stop = false;
+    for (unsigned k = 0; k < ne; k++) {
+        side[k] = (raw_side){raw_open(a->provider, *dom ? dom : NULL, pool + k * n, n), &stop};
+        uint8_t name[256];
+        raw_peer_info pi;
+        uint64_t len = raw_name(side[k].r, name, sizeof name, (uintptr_t)(pool + k * n), &pi);
+        full_write(to_parent, &len, sizeof len);
+        full_write(to_parent, name, len);
+        full_write(to_parent, &pi, sizeof pi);
+    }
+    for (unsigned k = 1; k < ne; k++)
+        pthread_create(&tid[k], NULL, raw_target_thread, &side[k]);
     struct pollfd pf = {.fd = from_parent, .events = POLLIN};
     void *ctx[64];
     while (poll(&pf, 1, 0) == 0)
-        raw_poll(r, ctx, 64); /* software providers move bytes when the target polls */
-    raw_close(r);
+        raw_poll(side[0].r, ctx, 64);
+    atomic_store(&stop, true);
+    for (unsigned k = 1; k < ne; k++)
+        pthread_join(tid[k], NULL);
+    for (unsigned k = 0; k < ne; k++)
+        raw_close(side[k].r);
     free(pool);
     return 0;
 }
@@ -672,7 +704,8 @@ static void usage(void)
             "  defaults: write, tcp;ofi_rxm on lo, 1 rail, built-in policy, sizes 4k..16M,\n"
             "  batch 1, 200 iterations after 20 warm-up, 4 transfers in flight, host memory\n"
             "  --duration S: each point runs S seconds after its warm-up (--iters caps it)\n"
-            "  --raw: the same transfers as plain fi_write/fi_read on one endpoint, no engine\n"
+            "  --raw: the same transfers as plain fi_write/fi_read on one endpoint, no engine;\n"
+            "         --raw --rails N: N endpoints, a thread each on both sides, all at once\n"
             "  --netns P: initiator in P-a, target in P-b, rail i over veth P<i>\n"
             "             (scripts/netns-rails.sh); --first-rail K starts at veth P<K>;\n"
             "             --speeds declares each rail's Mbit/s\n"
@@ -682,36 +715,71 @@ static void usage(void)
     exit(2);
 }
 
-/* --raw initiator: one endpoint, the target's address and key, the sweep. */
+/* One endpoint's share of a --raw point, run on its own thread. */
+typedef struct raw_job {
+    const args *a;
+    raw_ep *r;
+    raw_peer_info pi;
+    char *local;
+    size_t size, batch;
+    point pt;
+} raw_job;
+
+static void *raw_job_run(void *arg)
+{
+    raw_job *j = arg;
+    j->pt = measure_raw(j->a, j->r, &j->pi, j->local, j->size, j->batch);
+    return NULL;
+}
+
+/* --raw initiator: its endpoints, the target's addresses and keys, the
+ * sweep. With N endpoints, N threads each run the whole window on their
+ * own endpoint at once: GB/s and bytes add up, latencies are endpoint 0's. */
 static int raw_initiator(const args *a, int from_target, int to_target, pid_t pid)
 {
-    uint64_t len;
-    uint8_t name[256];
-    raw_peer_info pi;
-    full_read(from_target, &len, sizeof len);
-    if (len > sizeof name)
-        return fprintf(stderr, "xrail-bench --raw: address of %llu bytes\n",
-                       (unsigned long long)len), 1;
-    full_read(from_target, name, len);
-    full_read(from_target, &pi, sizeof pi);
     size_t n = pool_bytes(a);
-    void *local = pool_alloc((mem_kind){0}, n, 0xa5);
+    unsigned ne = a->rails;
+    char *local = pool_alloc((mem_kind){0}, n * ne, 0xa5);
     char dom[32];
     rail_domain(a, 0, dom, sizeof dom);
-    raw_ep *r = raw_open(a->provider, *dom ? dom : NULL, local, n);
-    raw_connect(r, name);
+    raw_job job[XR_MAX_RAILS];
+    for (unsigned k = 0; k < ne; k++) {
+        uint64_t len;
+        uint8_t name[256];
+        full_read(from_target, &len, sizeof len);
+        if (len > sizeof name)
+            return fprintf(stderr, "xrail-bench --raw: address of %llu bytes\n",
+                           (unsigned long long)len), 1;
+        full_read(from_target, name, len);
+        job[k] = (raw_job){.a = a, .local = local + k * n};
+        full_read(from_target, &job[k].pi, sizeof job[k].pi);
+        job[k].r = raw_open(a->provider, *dom ? dom : NULL, job[k].local, n);
+        raw_connect(job[k].r, name);
+    }
     if (!a->json && !a->csv)
-        printf("# xrail-bench --raw: %s, plain fi_%s on one %s endpoint, no engine, %s after %u "
-               "warm-up, %u in flight\n", a->op == XR_OP_WRITE ? "WRITE" : "READ",
-               a->op == XR_OP_WRITE ? "write" : "read", a->provider, amount(a), a->warmup,
-               a->window);
+        printf("# xrail-bench --raw: %s, plain fi_%s on %u %s endpoint(s), a thread each, no "
+               "engine, %s after %u warm-up, %u in flight each\n",
+               a->op == XR_OP_WRITE ? "WRITE" : "READ", a->op == XR_OP_WRITE ? "write" : "read",
+               ne, a->provider, amount(a), a->warmup, a->window);
     if (a->json)
         printf("[\n");
     bool first = true;
     for (unsigned s = 0; s < a->nsizes; s++)
         for (unsigned b = 0; b < a->nbatches; b++) {
-            point pt = measure_raw(a, r, &pi, local, a->sizes[s], a->batches[b]);
-            print_point(a, &pt, 1, first);
+            pthread_t tid[XR_MAX_RAILS];
+            for (unsigned k = 0; k < ne; k++) {
+                job[k].size = a->sizes[s], job[k].batch = a->batches[b];
+                if (k)
+                    pthread_create(&tid[k], NULL, raw_job_run, &job[k]);
+            }
+            raw_job_run(&job[0]);
+            point pt = job[0].pt;
+            for (unsigned k = 1; k < ne; k++) {
+                pthread_join(tid[k], NULL);
+                pt.gbps += job[k].pt.gbps;
+                pt.rail_bytes[k] = job[k].pt.rail_bytes[0];
+            }
+            print_point(a, &pt, (int)ne, first);
             bar.point++;
             first = false;
             fflush(stdout);
@@ -722,7 +790,8 @@ static int raw_initiator(const args *a, int from_target, int to_target, pid_t pi
     full_write(to_target, "x", 1);
     int st = 0;
     waitpid(pid, &st, 0);
-    raw_close(r);
+    for (unsigned k = 0; k < ne; k++)
+        raw_close(job[k].r);
     free(local);
     return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : 1;
 }
@@ -790,7 +859,7 @@ int main(int argc, char **argv)
     }
     if (a.duration_ns && !iters_given)
         a.iters = 1000000; /* the clock decides */
-    bar.on = isatty(2);
+    bar.on = isatty(2) && !(a.raw && a.rails > 1); /* one bar, not one a thread */
     bar.npoints = a.nsizes * a.nbatches;
 
     int up[2], down[2];
