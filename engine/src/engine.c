@@ -291,6 +291,8 @@ static void engine_free(xr_engine *e)
     free(e);
 }
 
+static void progress_stop(xr_engine *e);
+
 int xr_engine_create(const xr_engine_opts *opts, xr_engine **out)
 {
     if (out)
@@ -381,10 +383,12 @@ int xr_engine_create(const xr_engine_opts *opts, xr_engine **out)
                 e->progress_nthreads = t + 1;
         }
         e->progress_running = e->progress_nthreads > 0;
+        e->post_on_progress = e->progress_nthreads > 1;
     }
     if (rc) {
         char why[XR_ERRMSG_MAX];
         snprintf(why, sizeof why, "%s", xr_engine_last_error(NULL));
+        progress_stop(e); /* the threads that did start */
         engine_free(e);
         xr__fail(rc, "%s", why);
         return rc;
@@ -402,6 +406,7 @@ static void progress_stop(xr_engine *e)
         pthread_join(e->progress_tid[t], NULL);
     e->progress_nthreads = 0;
     e->progress_running = false;
+    e->post_on_progress = false; /* from now on, whoever posts pumps */
 }
 
 static bool busy(xr_engine *e)

@@ -224,6 +224,7 @@ struct xr_engine {
     } progress_part[XR_MAX_PROGRESS_THREADS];
     unsigned progress_nthreads;
     bool progress_running;
+    bool post_on_progress;          /* progress_nthreads > 1: rails post on their thread */
     atomic_bool stop;
 };
 

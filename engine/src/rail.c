@@ -513,7 +513,12 @@ void xr__rail_enqueue(xr_rail *r, xr_rail_slot *s)
     else
         r->pend_head = s;
     r->pend_tail = s;
-    rail_pump(r, &dl);
+    /* With a thread per group of rails, the rail's thread posts: tcp copies
+     * into its socket inside fi_write, and posting from the caller would put
+     * every rail's copies on that one thread (measured: 4 rails then move
+     * what 1 does; docs/performance.md). Otherwise post now, for latency. */
+    if (!r->e->post_on_progress)
+        rail_pump(r, &dl);
     pthread_mutex_unlock(&r->lock);
     finish(&dl);
 }
