@@ -145,8 +145,9 @@ typedef struct xr_engine_opts {
     int progress_thread;           /* 1: a thread drives progress; 0: xr_progress/xr_xfer_wait do */
     unsigned progress_threads;     /* with progress_thread: how many threads (default 1, at most
                                       16, at most one per rail); thread t drives rails i with
-                                      i % n == t, so software providers' copies (tcp) run on
-                                      several cores */
+                                      i % n == t, and with more than one each rail's thread
+                                      also posts its chunks, so a provider that copies inside
+                                      fi_write (tcp) copies on several cores */
     int progress_sleep_us;         /* the thread's nap after 256 polls found nothing; default
                                       20. 0: it never sleeps, only yields: a core spent for the
                                       lowest latency, as a target of RMA needs (its provider
