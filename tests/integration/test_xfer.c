@@ -190,7 +190,10 @@ static void xfer_initiator(int fd, void *arg)
     xr_engine *e;
     xr_region *reg;
     xr_peer *p;
-    H_OK(h_engine("prefill", c->provider, c->irails, 0, &e));
+    /* With several progress threads asked for, the initiator has them too:
+     * then each rail's thread posts what xr_xfer_post queues. */
+    H_OK(h_engine("prefill", c->provider, c->irails, c->pthread_target > 1 ? c->pthread_target : 0,
+                  &e));
     uint8_t *buf = aligned_alloc(4096, REGION);
     H_OK(xr_mem_register(e, buf, REGION, XR_MEM_HOST, 0, XR_ACCESS_NONE, &reg));
     p = h_load_peer(fd, e);
