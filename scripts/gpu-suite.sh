@@ -6,6 +6,12 @@
 #   bash scripts/gpu-suite.sh          # GPU tests, then the whole suite
 #   bash scripts/gpu-suite.sh bench    # GPU tests, then xrail-bench on device
 #                                      # memory and multi-rail loopback
+#   bash scripts/gpu-suite.sh pair [P,D]
+#                                      # GPU tests, then prefill on GPU P and
+#                                      # decode on GPU D (default 0,1 with two
+#                                      # GPUs, else 0,0): the C and Python
+#                                      # examples, xrail-bench device->device
+#                                      # beside the copy ceilings, one run
 #
 # The machine has no libfabric, Lua or Check: carry .deps (made here with
 # ../shared/gpu/fetch-debs.sh .deps) and this script unpacks it.
@@ -38,6 +44,48 @@ echo "== GPU tests (device memory, both providers, the four pairs)"
 timeout 300 ctest --test-dir build-gpu -R '^stage\.' --output-on-failure -V >"$out/gpu-tests.log" 2>&1
 gpu_rc=$?
 grep -E "ok:|WRITE|SKIPPED|FAIL|Passed|Failed|\*\*\*" "$out/gpu-tests.log" | sed 's/^[0-9]*: //'
+
+if [ "${1:-}" = pair ]; then
+  ngpu=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')
+  gpus=${2:-$([ "$ngpu" -ge 2 ] && echo 0,1 || echo 0,0)}
+  p=${gpus%,*} d=${gpus#*,}
+  echo "== prefill on GPU $p, decode on GPU $d ($ngpu GPU(s) here)"
+  pair_rc=0
+  echo "== the C example, KV caches in device memory"
+  for prov in "tcp;ofi_rxm" shm; do
+    timeout 120 build-gpu/examples/prefill_decode/prefill_decode --provider "$prov" \
+      --port $((19000 + RANDOM % 1000)) --gpu "$p,$d" 2>&1 | tee -a "$out/pair-c.log" || pair_rc=1
+  done
+  echo "== the Python example, torch tensors"
+  py=$(command -v python3 || true)
+  if [ -n "$py" ] && "$py" -c 'import torch, numpy; assert torch.cuda.is_available()' 2>/dev/null &&
+     cmake -S . -B build-gpu -DPython3_EXECUTABLE="$py" >>"$out/build.log" 2>&1 &&
+     cmake --build build-gpu -j"$(nproc)" --target xrail_python >>"$out/build.log" 2>&1; then
+    for prov in tcp shm; do
+      PYTHONPATH=build-gpu/python timeout 120 "$py" examples/python/prefill_decode.py --cuda \
+        --gpus "$p,$d" --provider "$prov" 2>&1 | tee -a "$out/pair-python.log" || pair_rc=1
+    done
+  else
+    echo "SKIPPED: no python3 with torch and a GPU here"
+  fi
+  echo "== xrail-bench device -> device, beside the copy ceilings, in one run"
+  {
+    build-gpu/tests/xrail-bench-cuda --src "$p" --dst "$d" --sizes 64k,1M,16M --duration 1 ||
+      pair_rc=1
+    for prov in shm "tcp;ofi_rxm"; do
+      for op in write read; do
+        timeout 120 build-gpu/tests/xrail-bench --provider "$prov" --op $op --mem "cuda:$p" \
+          --target-mem "cuda:$d" --sizes 64k,1M,16M --duration 1 --warmup 8 || pair_rc=1
+      done
+    done
+    build-gpu/tests/xrail-bench-cuda --src "$p" --dst "$d" --sizes 64k,1M,16M --duration 1 ||
+      pair_rc=1
+  } >"$out/pair-bench.txt" 2>&1
+  cat "$out/pair-bench.txt"
+  echo "gpu tests rc=$gpu_rc, pair rc=$pair_rc"
+  [ "$gpu_rc" -eq 0 ] && [ "$pair_rc" -eq 0 ]
+  exit
+fi
 
 if [ "${1:-}" = bench ]; then
   # xrail-bench with device memory on either side (the staged path over

@@ -9,7 +9,10 @@
  *
  * options: --provider P (default "tcp;ofi_rxm"), --rails N (4), --port N
  *          (18515), --layers N (16), --blocks N (64), --block-kib N (64),
- *          --request N (blocks to move, 24), --layout F (kv_cache.lua)
+ *          --request N (blocks to move, 24), --layout F (kv_cache.lua),
+ *          --gpu P,D (builds with CUDA: prefill's KV cache on GPU P, decode's
+ *          on GPU D, both from cudaMalloc; the bytes are checked on the host
+ *          after copying decode's blocks back)
  *
  * The KV cache is layer-major: layer l, block b starts at
  * base + (l * blocks + b) * block_bytes. The decode side has a pool twice
@@ -36,9 +39,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#ifdef XR_EXAMPLE_CUDA
+#include <cuda_runtime_api.h>
+#endif
+
 typedef struct opts {
     const char *provider, *layout;
     unsigned rails, port, layers, blocks, block_kib, request;
+    int gpu[2]; /* --gpu P,D: prefill's and decode's device; -1: host memory */
 } opts;
 
 /* The decode side's pool, as published in its metadata fields. */
@@ -73,6 +81,49 @@ static uint8_t kv_byte(unsigned layer, unsigned block, size_t off)
     uint64_t x = ((uint64_t)layer << 40 | (uint64_t)block << 24) + off;
     x *= 0x9E3779B97F4A7C15ull;
     return (uint8_t)(x >> 56);
+}
+
+/* ---- the KV pool: host memory, or a GPU's ---- */
+
+/* The pool itself: `host` for -1, else a copy of it on GPU `gpu`. */
+static uint8_t *pool_new(int gpu, uint8_t *host, size_t bytes)
+{
+    if (gpu < 0)
+        return host;
+#ifdef XR_EXAMPLE_CUDA
+    void *d = NULL;
+    if (cudaSetDevice(gpu) != cudaSuccess || cudaMalloc(&d, bytes) != cudaSuccess ||
+        cudaMemcpy(d, host, bytes, cudaMemcpyHostToDevice) != cudaSuccess)
+        DIE("cannot make a %zu-byte pool on GPU %d", bytes, gpu);
+    return d;
+#else
+    (void)bytes;
+    DIE("--gpu: this build has no CUDA");
+#endif
+}
+
+/* The pool's bytes, on the host: itself, or a copy back from the GPU. */
+static const uint8_t *pool_host(int gpu, const uint8_t *pool, uint8_t *scratch, size_t bytes)
+{
+#ifdef XR_EXAMPLE_CUDA
+    if (gpu >= 0) {
+        if (cudaMemcpy(scratch, pool, bytes, cudaMemcpyDeviceToHost) != cudaSuccess)
+            DIE("cannot copy the pool back from GPU %d", gpu);
+        return scratch;
+    }
+#endif
+    (void)gpu, (void)scratch, (void)bytes;
+    return pool;
+}
+
+static void pool_free(int gpu, uint8_t *pool, uint8_t *host)
+{
+#ifdef XR_EXAMPLE_CUDA
+    if (gpu >= 0)
+        cudaFree(pool);
+#endif
+    (void)gpu, (void)pool;
+    free(host);
 }
 
 /* ---- side channel ---- */
@@ -149,10 +200,15 @@ static int decode(const opts *o, int lfd)
     pool_info pool = {.layers = o->layers, .blocks = 2 * o->blocks,
                       .block_bytes = o->block_kib * 1024};
     size_t bytes = (size_t)pool.layers * pool.blocks * pool.block_bytes;
-    uint8_t *kv = aligned_alloc(4096, bytes);
-    memset(kv, 0, bytes);
+    int gpu = o->gpu[1];
+    uint8_t *host = aligned_alloc(4096, bytes); /* the pool, or its copy back from the GPU */
+    if (!host)
+        DIE("decode: out of memory for the pool");
+    memset(host, 0, bytes);
+    uint8_t *kv = pool_new(gpu, host, bytes);
     xr_region *reg;
-    TRY(xr_mem_register(e, kv, bytes, XR_MEM_HOST, 0, XR_ACCESS_WRITE, &reg));
+    TRY(xr_mem_register(e, kv, bytes, gpu >= 0 ? XR_MEM_CUDA : XR_MEM_HOST, gpu >= 0 ? gpu : 0,
+                        XR_ACCESS_WRITE, &reg));
     pool.base = (uintptr_t)kv;
     /* What a prefill worker must know, and check, about this pool. */
     TRY(xr_metadata_set_field(e, "kv.base", &pool.base, sizeof pool.base));
@@ -172,8 +228,9 @@ static int decode(const opts *o, int lfd)
     xwrite(fd, &l64, sizeof l64);
     xwrite(fd, md, len);
     free(md);
-    printf("decode:  %u rails, KV pool %u layers x %u blocks x %u KiB registered; waiting\n",
-           xr_rail_count(e), pool.layers, pool.blocks, o->block_kib);
+    printf("decode:  %u rails, KV pool %u layers x %u blocks x %u KiB registered in %s; "
+           "waiting\n", xr_rail_count(e), pool.layers, pool.blocks, o->block_kib,
+           gpu >= 0 ? "GPU memory" : "host memory");
     fflush(stdout);
 
     /* The notification arrives only once every byte of the transfer is here. */
@@ -194,10 +251,11 @@ static int decode(const opts *o, int lfd)
         DIE("decode: notification of %zu bytes does not match %u blocks", n, h.nblocks);
     const uint32_t *pairs = (const uint32_t *)(msg + sizeof h);
     size_t bad = 0;
+    const uint8_t *seen = pool_host(gpu, kv, host, bytes);
     for (uint32_t i = 0; i < h.nblocks; i++) {
         uint32_t src = pairs[2 * i], dst = pairs[2 * i + 1];
         for (unsigned l = 0; l < pool.layers; l++) {
-            const uint8_t *b = kv + ((size_t)l * pool.blocks + dst) * pool.block_bytes;
+            const uint8_t *b = seen + ((size_t)l * pool.blocks + dst) * pool.block_bytes;
             for (size_t k = 0; k < pool.block_bytes; k++)
                 bad += b[k] != kv_byte(l, src, k);
         }
@@ -222,7 +280,7 @@ static int decode(const opts *o, int lfd)
     free(msg);
     TRY(xr_mem_deregister(reg));
     xr_engine_destroy(e);
-    free(kv);
+    pool_free(gpu, kv, host);
     return bad ? 1 : 0;
 }
 
@@ -239,13 +297,18 @@ static int prefill(const opts *o)
 {
     xr_engine *e = engine("prefill-0", o);
     size_t bb = (size_t)o->block_kib * 1024, bytes = (size_t)o->layers * o->blocks * bb;
-    uint8_t *kv = aligned_alloc(4096, bytes);
+    uint8_t *host = aligned_alloc(4096, bytes);
+    if (!host)
+        DIE("prefill: out of memory for the pool");
     for (unsigned l = 0; l < o->layers; l++) /* "prefill": every block gets known bytes */
         for (unsigned b = 0; b < o->blocks; b++)
             for (size_t k = 0; k < bb; k++)
-                kv[((size_t)l * o->blocks + b) * bb + k] = kv_byte(l, b, k);
+                host[((size_t)l * o->blocks + b) * bb + k] = kv_byte(l, b, k);
+    int gpu = o->gpu[0];
+    uint8_t *kv = pool_new(gpu, host, bytes);
     xr_region *reg;
-    TRY(xr_mem_register(e, kv, bytes, XR_MEM_HOST, 0, XR_ACCESS_NONE, &reg));
+    TRY(xr_mem_register(e, kv, bytes, gpu >= 0 ? XR_MEM_CUDA : XR_MEM_HOST, gpu >= 0 ? gpu : 0,
+                        XR_ACCESS_NONE, &reg));
 
     int fd = connect_to(o->port);
     uint64_t len;
@@ -316,8 +379,8 @@ static int prefill(const opts *o)
         TRY(xr_rail_info_get(e, (unsigned)i, &ri));
         st.rail_bytes[i] = ri.counters.tx_bytes - before[i].counters.tx_bytes;
     }
-    printf("prefill: wrote %u blocks (%zu descriptors) to '%s' with a notification\n", n, nd,
-           xr_peer_name(peer));
+    printf("prefill: wrote %u blocks (%zu descriptors) to '%s' with a notification%s\n", n, nd,
+           xr_peer_name(peer), gpu >= 0 ? ", from GPU memory" : "");
     fflush(stdout);
     xwrite(fd, &st, sizeof st);
     uint8_t ack = 0;
@@ -329,13 +392,13 @@ static int prefill(const opts *o)
     TRY(xr_peer_unload(peer));
     TRY(xr_mem_deregister(reg));
     xr_engine_destroy(e);
-    free(kv);
+    pool_free(gpu, kv, host);
     return ack ? 0 : 1;
 }
 
 int main(int argc, char **argv)
 {
-    opts o = {"tcp;ofi_rxm", "kv_cache.lua", 4, 18515, 16, 64, 64, 24};
+    opts o = {"tcp;ofi_rxm", "kv_cache.lua", 4, 18515, 16, 64, 64, 24, {-1, -1}};
     const char *role = "both";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -357,9 +420,12 @@ int main(int argc, char **argv)
             o.request = (unsigned)atoi(v), i++;
         else if (v && !strcmp(a, "--layout"))
             o.layout = v, i++;
+        else if (v && !strcmp(a, "--gpu") && sscanf(v, "%d,%d", &o.gpu[0], &o.gpu[1]) == 2 &&
+                 o.gpu[0] >= 0 && o.gpu[1] >= 0)
+            i++;
         else
             DIE("usage: %s [decode|prefill] [--provider P] [--rails N] [--port N] [--layers N] "
-                "[--blocks N] [--block-kib N] [--request N] [--layout F]", argv[0]);
+                "[--blocks N] [--block-kib N] [--request N] [--layout F] [--gpu P,D]", argv[0]);
     }
     if (!o.rails || !o.layers || !o.blocks || !o.block_kib || !o.request)
         DIE("rails, layers, blocks, block-kib and request must be positive");
@@ -369,7 +435,10 @@ int main(int argc, char **argv)
         return prefill(&o);
     /* Both: listen first so the prefill process can always connect. */
     int lfd = listen_on(o.port);
-    printf("prefill -> decode over %u %s rails (two processes)\n", o.rails, o.provider);
+    printf("prefill -> decode over %u %s rails (two processes)", o.rails, o.provider);
+    if (o.gpu[0] >= 0)
+        printf(", KV cache on GPU %d -> GPU %d", o.gpu[0], o.gpu[1]);
+    printf("\n");
     fflush(stdout);
     pid_t pid = fork();
     if (pid == 0) {

@@ -13,6 +13,7 @@ notification arrives. Metadata and block tables travel over a side channel
     python3 examples/python/prefill_decode.py                  # tcp, 4 rails
     python3 examples/python/prefill_decode.py --provider shm
     python3 examples/python/prefill_decode.py --cuda           # torch tensors on GPU 0
+    python3 examples/python/prefill_decode.py --cuda --gpus 0,1  # prefill GPU 0, decode GPU 1
 
 Needs the package on PYTHONPATH (<build>/python, or pip-installed).
 """
@@ -43,7 +44,8 @@ def make_pool(args):
     shape = (args.layers, args.blocks, args.block_tokens, args.heads, args.head_dim)
     if args.cuda:
         import torch  # only with --cuda
-        return torch.zeros(shape, dtype=torch.float16, device="cuda:0")
+        dev = args.gpus[0] if args.role == "prefill" else args.gpus[1]
+        return torch.zeros(shape, dtype=torch.float16, device=f"cuda:{dev}")
     return np.zeros(shape, dtype=np.float16)
 
 
@@ -175,7 +177,14 @@ def main():
     ap.add_argument("--head-dim", type=int, default=128)
     ap.add_argument("--request-blocks", type=int, default=24)
     ap.add_argument("--cuda", action="store_true", help="torch tensors on GPU 0")
+    ap.add_argument("--gpus", default="0,0",
+                    help="with --cuda: prefill's GPU,decode's GPU (default 0,0)")
     args = ap.parse_args()
+    try:
+        args.gpus = [int(g) for g in args.gpus.split(",")]
+        assert len(args.gpus) == 2 and min(args.gpus) >= 0
+    except (ValueError, AssertionError):
+        sys.exit(f"--gpus wants P,D (two device numbers), not {args.gpus!r}")
     if args.cuda:
         try:
             import torch
@@ -183,6 +192,8 @@ def main():
             sys.exit("--cuda needs torch")
         if not torch.cuda.is_available():
             sys.exit("--cuda: torch sees no GPU")
+        if max(args.gpus) >= torch.cuda.device_count():
+            sys.exit(f"--gpus {args.gpus}: torch sees {torch.cuda.device_count()} GPU(s)")
     return decode(args) if args.role == "decode" else prefill(args)
 
 
