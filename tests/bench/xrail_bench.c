@@ -128,8 +128,10 @@ static void bar_draw(const args *a, unsigned done, unsigned total, uint64_t t0, 
 
 static void bar_clear(void)
 {
-    if (bar.on)
+    if (bar.on) {
         fprintf(stderr, "\r%*s\r", 79, "");
+        fflush(stderr);
+    }
 }
 
 static int cmp_u64(const void *a, const void *b)
@@ -779,6 +781,7 @@ static int raw_initiator(const args *a, int from_target, int to_target, pid_t pi
                 pt.gbps += job[k].pt.gbps;
                 pt.rail_bytes[k] = job[k].pt.rail_bytes[0];
             }
+            bar_clear(); /* the bar and the table may share a terminal */
             print_point(a, &pt, (int)ne, first);
             bar.point++;
             first = false;
@@ -902,6 +905,7 @@ int main(int argc, char **argv)
     for (unsigned s = 0; s < a.nsizes; s++)
         for (unsigned b = 0; b < a.nbatches; b++) {
             point pt = measure(&a, e, p, local, hdr[1], a.sizes[s], a.batches[b]);
+            bar_clear(); /* the bar and the table may share a terminal */
             print_point(&a, &pt, xr_rail_count(e), first);
             bar.point++;
             first = false;
