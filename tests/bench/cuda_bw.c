@@ -14,6 +14,8 @@
  * stream for the duration, after a warm-up; GB/s are 10^9 bytes a second, as
  * xrail-bench prints them. Not a test: the numbers go in docs/gpu.md.
  */
+#include "size_arg.h"
+
 #include <cuda_runtime_api.h>
 
 #include <stdio.h>
@@ -39,45 +41,32 @@ static double now_s(void)
 
 typedef enum { PEER, H2D, D2H } kind;
 
+static void copy_once(kind k, void *dst, int ddev, const void *src, int sdev, size_t size,
+                      cudaStream_t st)
+{
+    if (k == PEER)
+        CHECK(cudaMemcpyPeerAsync(dst, ddev, src, sdev, size, st));
+    else
+        CHECK(cudaMemcpyAsync(dst, src, size,
+                              k == H2D ? cudaMemcpyHostToDevice : cudaMemcpyDeviceToHost, st));
+}
+
 /* Copies of `size` bytes, batches of 8 then a sync, until `secs` pass. */
 static double rate(kind k, void *dst, int ddev, const void *src, int sdev, size_t size,
                    double secs, cudaStream_t st)
 {
-    for (int warm = 0; warm < 4; warm++) {
-        if (k == PEER)
-            CHECK(cudaMemcpyPeerAsync(dst, ddev, src, sdev, size, st));
-        else
-            CHECK(cudaMemcpyAsync(dst, src, size, k == H2D ? cudaMemcpyHostToDevice
-                                                           : cudaMemcpyDeviceToHost, st));
-    }
+    for (int warm = 0; warm < 4; warm++)
+        copy_once(k, dst, ddev, src, sdev, size, st);
     CHECK(cudaStreamSynchronize(st));
     double t0 = now_s(), t;
     size_t n = 0;
     do {
-        for (int i = 0; i < 8; i++, n++) {
-            if (k == PEER)
-                CHECK(cudaMemcpyPeerAsync(dst, ddev, src, sdev, size, st));
-            else
-                CHECK(cudaMemcpyAsync(dst, src, size, k == H2D ? cudaMemcpyHostToDevice
-                                                               : cudaMemcpyDeviceToHost, st));
-        }
+        for (int i = 0; i < 8; i++, n++)
+            copy_once(k, dst, ddev, src, sdev, size, st);
         CHECK(cudaStreamSynchronize(st));
         t = now_s();
     } while (t - t0 < secs);
     return (double)n * (double)size / (t - t0) / 1e9;
-}
-
-static size_t parse_size(const char *s)
-{
-    char *end;
-    double v = strtod(s, &end);
-    if (*end == 'k' || *end == 'K')
-        v *= 1024;
-    else if (*end == 'm' || *end == 'M')
-        v *= 1024 * 1024;
-    else if (*end)
-        return 0;
-    return (size_t)v;
 }
 
 int main(int argc, char **argv)
@@ -130,8 +119,8 @@ int main(int argc, char **argv)
     char buf[256];
     snprintf(buf, sizeof buf, "%s", sizes);
     for (char *sv, *t = strtok_r(buf, ",", &sv); t; t = strtok_r(NULL, ",", &sv))
-        if (parse_size(t) > max)
-            max = parse_size(t);
+        if (size_arg(t) > max)
+            max = size_arg(t);
     void *ds, *dd, *host;
     CHECK(cudaSetDevice(src));
     CHECK(cudaMalloc(&ds, max));
@@ -148,7 +137,7 @@ int main(int argc, char **argv)
 
     snprintf(buf, sizeof buf, "%s", sizes);
     for (char *sv, *t = strtok_r(buf, ",", &sv); t; t = strtok_r(NULL, ",", &sv)) {
-        size_t size = parse_size(t);
+        size_t size = size_arg(t);
         if (!size)
             continue;
         CHECK(cudaSetDevice(dst));

@@ -33,6 +33,7 @@
  */
 #define _GNU_SOURCE /* setns */
 #include "raw.h"
+#include "size_arg.h"
 #include "xrail.h"
 
 #include <fcntl.h>
@@ -639,21 +640,6 @@ static void print_point(const args *a, const point *pt, int nrails, bool first)
     printf("\n");
 }
 
-static size_t parse_size(const char *s)
-{
-    char *end;
-    double v = strtod(s, &end);
-    if (*end == 'k' || *end == 'K')
-        v *= 1024;
-    else if (*end == 'm' || *end == 'M')
-        v *= 1024 * 1024;
-    else if (*end == 'g' || *end == 'G')
-        v *= 1024.0 * 1024 * 1024;
-    else if (*end)
-        return 0;
-    return (size_t)v;
-}
-
 static unsigned parse_list(const char *s, size_t *out)
 {
     unsigned n = 0;
@@ -661,7 +647,7 @@ static unsigned parse_list(const char *s, size_t *out)
     snprintf(buf, sizeof buf, "%s", s);
     for (char *save, *t = strtok_r(buf, ",", &save); t && n < MAX_POINTS;
          t = strtok_r(NULL, ",", &save))
-        if (!(out[n++] = parse_size(t)))
+        if (!(out[n++] = size_arg(t)))
             return 0;
     return n;
 }
