@@ -149,9 +149,10 @@ int xr__copy_init(xr_copy *c)
 
 void xr__copy_fini(xr_copy *c)
 {
-    if (c->event)
-        cudaEventDestroy((cudaEvent_t)c->event);
-    c->event = NULL;
+    for (int d = 0; d < XR_COPY_MAX_DEVICES; d++)
+        if (c->event[d])
+            cudaEventDestroy((cudaEvent_t)c->event[d]);
+    memset(c->event, 0, sizeof c->event);
 }
 
 int xr__copy_start(xr_copy *c, void *dst, const void *src, size_t len, int device, bool gpu)
@@ -163,17 +164,24 @@ int xr__copy_start(xr_copy *c, void *dst, const void *src, size_t len, int devic
     }
     if (!xr__cuda_devices())
         return -1;
-    if (!c->event) {
+    int d = device < 0 || device >= G.ndevices ? 0 : device;
+    if (d >= XR_COPY_MAX_DEVICES)
+        return -1;
+    /* The calling thread's current device is whatever it last set (a
+     * progress thread: device 0); the stream and the event must be d's. */
+    cudaStream_t s = stream_of(d);
+    if (cudaSetDevice(d) != cudaSuccess)
+        return -1;
+    if (!c->event[d]) {
         cudaEvent_t ev;
         if (cudaEventCreateWithFlags(&ev, cudaEventDisableTiming) != cudaSuccess)
             return -1;
-        c->event = ev;
+        c->event[d] = ev;
     }
-    cudaStream_t s = stream_of(device);
-    cudaSetDevice(device < 0 ? 0 : device);
     if (cudaMemcpyAsync(dst, src, len, cudaMemcpyDefault, s) != cudaSuccess ||
-        cudaEventRecord((cudaEvent_t)c->event, s) != cudaSuccess)
+        cudaEventRecord((cudaEvent_t)c->event[d], s) != cudaSuccess)
         return -1;
+    c->dev = d;
     c->busy = true;
     return 0;
 }
@@ -182,7 +190,7 @@ int xr__copy_poll(xr_copy *c)
 {
     if (!c->busy)
         return 1;
-    cudaError_t rc = cudaEventQuery((cudaEvent_t)c->event);
+    cudaError_t rc = cudaEventQuery((cudaEvent_t)c->event[c->dev]);
     if (rc == cudaErrorNotReady)
         return 0;
     c->busy = false;

@@ -25,8 +25,13 @@ void xr__cuda_host_free(void *p, bool pinned);
 const char *xr__cuda_last_error(void);
 
 /* One asynchronous copy at a time; its event is made once, not per copy. */
+#define XR_COPY_MAX_DEVICES 64
+
+/* An event is bound to the device it was made on, and can only be recorded
+ * on that device's streams; a slot that serves two GPUs needs one each. */
 typedef struct xr_copy {
-    void *event;    /* cudaEvent_t */
+    void *event[XR_COPY_MAX_DEVICES]; /* cudaEvent_t per device, made at first use */
+    int dev;                          /* the device of the copy in flight */
     bool busy;
 } xr_copy;
 
