@@ -9,6 +9,10 @@
  *                                 does without FI_HMEM.
  *   test_stage PROVIDER cuda:IT   I, T = h (host) or d (cudaMalloc): real
  *                                 device memory; skipped without a GPU.
+ *   test_stage PROVIDER gpu2:dd   the initiator's memory on GPU 0, the
+ *                                 target's on GPU 1, and the target driven
+ *                                 by a progress thread (whose current
+ *                                 device is 0); skipped with fewer than 2.
  *
  * Each run: a WRITE of several descriptors (one of an odd length, so a
  * slot is not always full) larger than the bounce pool, with a
@@ -31,6 +35,8 @@
 static const char *provider;
 static bool cuda_mode;
 static char side[2]; /* initiator, target: 's'/'d' (host mode) or 'h'/'d' (cuda mode) */
+static int gpu[2];   /* each side's device (gpu2 mode: 0 and 1) */
+static bool two_gpus;
 
 static bool on_device(int who)
 {
@@ -44,6 +50,8 @@ static xr_engine *engine(const char *name, int who)
     o.name = name;
     o.ignore_env = 1;
     o.stage.host = !cuda_mode && side[who] == 's';
+    /* Copies then run on a thread that never chose GPU 1. */
+    o.progress_thread = two_gpus && who == 1;
     xr_rail_spec spec = {.provider = provider, .count = 2};
     if (strstr(provider, "tcp"))
         spec.domain = "lo";
@@ -60,6 +68,7 @@ static uint8_t *mem_alloc(int who, size_t len)
 #ifdef XR_TEST_CUDA
     if (on_device(who)) {
         void *p;
+        H_CHECK(cudaSetDevice(gpu[who]) == cudaSuccess, "cudaSetDevice(%d)", gpu[who]);
         H_CHECK(cudaMalloc(&p, len) == cudaSuccess, "cudaMalloc of %zu bytes", len);
         H_CHECK(cudaMemset(p, 0, len) == cudaSuccess, "cudaMemset");
         return p;
@@ -142,7 +151,7 @@ static void target(int fd, void *arg)
     xr_engine *e = engine("decode", 1);
     uint8_t *t = mem_alloc(1, SIZE);
     xr_region *g;
-    H_OK(xr_mem_register(e, t, SIZE, on_device(1) ? XR_MEM_CUDA : XR_MEM_HOST, 0, XR_ACCESS_RW,
+    H_OK(xr_mem_register(e, t, SIZE, on_device(1) ? XR_MEM_CUDA : XR_MEM_HOST, gpu[1], XR_ACCESS_RW,
                          &g));
     h_send_metadata(fd, e);
     h_send_u64(fd, (uintptr_t)t);
@@ -194,7 +203,7 @@ static void initiator(int fd, void *arg)
     h_fill(h, SIZE, 1, 0);
     put(0, l, h, SIZE);
     xr_region *g;
-    H_OK(xr_mem_register(e, l, SIZE, on_device(0) ? XR_MEM_CUDA : XR_MEM_HOST, 0,
+    H_OK(xr_mem_register(e, l, SIZE, on_device(0) ? XR_MEM_CUDA : XR_MEM_HOST, gpu[0],
                          XR_ACCESS_NONE, &g));
 
     /* WRITE: three descriptors, the middle one of an odd length. */
@@ -304,12 +313,20 @@ static int gpus(void)
 int main(int argc, char **argv)
 {
     const char *mode = argc > 2 ? argv[2] : "";
-    if (argc < 3 || strlen(mode) != 7 || (strncmp(mode, "host:", 5) && strncmp(mode, "cuda:", 5)))
-        return fprintf(stderr, "usage: %s PROVIDER host:[sd][sd] | cuda:[hd][hd]\n", argv[0]), 2;
+    two_gpus = !strcmp(mode, "gpu2:dd");
+    if (argc < 3 || strlen(mode) != 7 ||
+        (strncmp(mode, "host:", 5) && strncmp(mode, "cuda:", 5) && !two_gpus))
+        return fprintf(stderr, "usage: %s PROVIDER host:[sd][sd] | cuda:[hd][hd] | gpu2:dd\n",
+                       argv[0]), 2;
     provider = argv[1];
-    cuda_mode = !strncmp(mode, "cuda:", 5);
+    cuda_mode = two_gpus || !strncmp(mode, "cuda:", 5);
     side[0] = mode[5];
     side[1] = mode[6];
+    gpu[1] = two_gpus;
+    if (two_gpus && gpus() < 2) {
+        printf("SKIPPED: %d CUDA device(s) here, gpu2 needs 2\n", gpus());
+        return H_SKIP;
+    }
     if (cuda_mode && !gpus()) {
         printf("SKIPPED: no CUDA device here%s\n",
 #ifdef XR_TEST_CUDA
