@@ -371,10 +371,8 @@ int xr_engine_config_get(xr_engine *e, char *buf, size_t cap)
     }
     xr__put(buf, cap, &w, "  },\n  stripe_min = %zu,\n  chunk = %zu,\n  progress = \"%s\",\n"
             "  progress_threads = %u,\n  progress_sleep_us = %d,\n", o->stripe_min, o->chunk_size,
-            e->progress_running ? "thread" : "manual",
-            e->progress_nthreads ? e->progress_nthreads
-                                 : (o->progress_threads ? o->progress_threads : 1),
-            o->progress_sleep_us);
+            e->progress_nthreads ? "thread" : "manual",
+            o->progress_threads ? o->progress_threads : 1, o->progress_sleep_us);
     pthread_mutex_lock(&e->lock);
     const char *pol = xr__policy_path(e);
     /* A nil is followed by its comma before the comment, so that the output

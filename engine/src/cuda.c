@@ -25,7 +25,7 @@
 #include <unistd.h>
 
 #define STREAMS_PER_DEVICE 4
-#define MAX_DEVICES 64
+#define MAX_DEVICES XR_COPY_MAX_DEVICES
 
 static struct {
     pthread_once_t once;
@@ -165,8 +165,6 @@ int xr__copy_start(xr_copy *c, void *dst, const void *src, size_t len, int devic
     if (!xr__cuda_devices())
         return -1;
     int d = device < 0 || device >= G.ndevices ? 0 : device;
-    if (d >= XR_COPY_MAX_DEVICES)
-        return -1;
     /* The calling thread's current device is whatever it last set (a
      * progress thread: device 0); the stream and the event must be d's. */
     cudaStream_t s = stream_of(d);

@@ -24,10 +24,10 @@ void *xr__cuda_host_alloc(size_t len, bool *pinned);
 void xr__cuda_host_free(void *p, bool pinned);
 const char *xr__cuda_last_error(void);
 
-/* One asynchronous copy at a time; its event is made once, not per copy. */
-#define XR_COPY_MAX_DEVICES 64
+#define XR_COPY_MAX_DEVICES 64 /* devices xrail copies on; more are not used */
 
-/* An event is bound to the device it was made on, and can only be recorded
+/* One asynchronous copy at a time; its events are made once, not per copy.
+ * An event is bound to the device it was made on, and can only be recorded
  * on that device's streams; a slot that serves two GPUs needs one each. */
 typedef struct xr_copy {
     void *event[XR_COPY_MAX_DEVICES]; /* cudaEvent_t per device, made at first use */

@@ -382,8 +382,6 @@ int xr_engine_create(const xr_engine_opts *opts, xr_engine **out)
             else
                 e->progress_nthreads = t + 1;
         }
-        e->progress_running = e->progress_nthreads > 0;
-        e->post_on_progress = e->progress_nthreads > 1;
     }
     if (rc) {
         char why[XR_ERRMSG_MAX];
@@ -404,9 +402,7 @@ static void progress_stop(xr_engine *e)
     atomic_store(&e->stop, true);
     for (unsigned t = 0; t < e->progress_nthreads; t++)
         pthread_join(e->progress_tid[t], NULL);
-    e->progress_nthreads = 0;
-    e->progress_running = false;
-    e->post_on_progress = false; /* from now on, whoever posts pumps */
+    e->progress_nthreads = 0; /* from now on, whoever posts pumps */
 }
 
 static bool busy(xr_engine *e)

@@ -222,9 +222,8 @@ struct xr_engine {
         xr_engine *e;
         unsigned index, of;     /* this thread drives rails i with i % of == index */
     } progress_part[XR_MAX_PROGRESS_THREADS];
-    unsigned progress_nthreads;
-    bool progress_running;
-    bool post_on_progress;          /* progress_nthreads > 1: rails post on their thread */
+    unsigned progress_nthreads;     /* running; 0: xr_progress and xr_xfer_wait drive it.
+                                       More than 1: each rail's thread posts its chunks */
     atomic_bool stop;
 };
 

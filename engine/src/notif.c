@@ -483,7 +483,7 @@ int xr_notif_get(xr_engine *e, char *peer_name_buf, size_t cap, void *msg_buf, s
     if (!e || !len)
         return xr__fail(XR_EINVAL, "xr_notif_get: NULL argument");
     xr_notif_engine *n = e->notif;
-    if (!e->progress_running) {
+    if (!e->progress_nthreads) {
         pthread_mutex_lock(&n->lock);
         bool empty = !n->head;
         pthread_mutex_unlock(&n->lock);

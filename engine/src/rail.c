@@ -517,7 +517,7 @@ void xr__rail_enqueue(xr_rail *r, xr_rail_slot *s)
      * into its socket inside fi_write, and posting from the caller would put
      * every rail's copies on that one thread (measured: 4 rails then move
      * what 1 does; docs/performance.md). Otherwise post now, for latency. */
-    if (!r->e->post_on_progress)
+    if (r->e->progress_nthreads < 2)
         rail_pump(r, &dl);
     pthread_mutex_unlock(&r->lock);
     finish(&dl);

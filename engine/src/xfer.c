@@ -396,7 +396,7 @@ int xr_xfer_wait(xr_xfer *x, int timeout_ms)
         int s = atomic_load(&x->status);
         if (s != XR_EINPROGRESS)
             return xr_xfer_status(x);
-        if (x->e->progress_running)
+        if (x->e->progress_nthreads)
             sched_yield();
         else
             xr_progress(x->e);

@@ -300,6 +300,14 @@ static void *raw_target_thread(void *arg)
     return NULL;
 }
 
+/* A --raw endpoint over buf, on the domain the bench's first rail uses. */
+static raw_ep *raw_open_on(const args *a, void *buf, size_t n)
+{
+    char dom[32];
+    rail_domain(a, 0, dom, sizeof dom);
+    return raw_open(a->provider, *dom ? dom : NULL, buf, n);
+}
+
 /* --raw target: its endpoints on the pool; each drives its CQ until told to stop. */
 static int raw_target(const args *a, int to_parent, int from_parent)
 {
@@ -307,13 +315,11 @@ static int raw_target(const args *a, int to_parent, int from_parent)
     size_t n = pool_bytes(a);
     unsigned ne = a->rails;
     char *pool = pool_alloc((mem_kind){0}, n * ne, 0x5a);
-    char dom[32];
-    rail_domain(a, 0, dom, sizeof dom);
     raw_side side[XR_MAX_RAILS];
     pthread_t tid[XR_MAX_RAILS];
     _Atomic bool stop = false;
     for (unsigned k = 0; k < ne; k++) {
-        side[k] = (raw_side){raw_open(a->provider, *dom ? dom : NULL, pool + k * n, n), &stop};
+        side[k] = (raw_side){raw_open_on(a, pool + k * n, n), &stop};
         uint8_t name[256];
         raw_peer_info pi;
         uint64_t len = raw_name(side[k].r, name, sizeof name, (uintptr_t)(pool + k * n), &pi);
@@ -728,8 +734,6 @@ static int raw_initiator(const args *a, int from_target, int to_target, pid_t pi
     size_t n = pool_bytes(a);
     unsigned ne = a->rails;
     char *local = pool_alloc((mem_kind){0}, n * ne, 0xa5);
-    char dom[32];
-    rail_domain(a, 0, dom, sizeof dom);
     raw_job job[XR_MAX_RAILS];
     for (unsigned k = 0; k < ne; k++) {
         uint64_t len;
@@ -741,7 +745,7 @@ static int raw_initiator(const args *a, int from_target, int to_target, pid_t pi
         full_read(from_target, name, len);
         job[k] = (raw_job){.a = a, .local = local + k * n};
         full_read(from_target, &job[k].pi, sizeof job[k].pi);
-        job[k].r = raw_open(a->provider, *dom ? dom : NULL, job[k].local, n);
+        job[k].r = raw_open_on(a, job[k].local, n);
         raw_connect(job[k].r, name);
     }
     if (!a->json && !a->csv)
