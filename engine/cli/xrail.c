@@ -3,8 +3,9 @@
  * settings, policy checks and explanations, and metadata blobs.
  * Errors are one line on stderr and a non-zero exit.
  */
-#include "config.h"
-#include "layout.h"
+#include "core/script.h"
+#include "core/layout.h"
+#include "core/log.h"
 #include "xrail.h"
 
 #include <stdarg.h>
@@ -270,8 +271,8 @@ static int open_layout(const char *name, xr_layout **l)
     xr_engine_opts o;
     xr_engine_opts_init(&o);
     char path[4096];
-    if (xr__script_find(&o, name, "layout", path, sizeof path) || xr_layout_load(path, 0, l))
-        return die("%s", xr_engine_last_error(NULL));
+    if (xr__script_find(&o, name, "layout", path, sizeof path) || xr__layout_load(path, 0, l))
+        return die("%s", xr__error_last()); /* core's own error text */
     return 0;
 }
 
@@ -294,11 +295,11 @@ static int load_blob(const char *file, const xr_layout *l, xr_md *m, size_t *len
     fclose(f);
     if (!buf)
         return die("out of memory reading '%s'", file);
-    int rc = xr_layout_md_decode(l, buf, n, 0, m);
+    int rc = xr__layout_md_decode(l, buf, n, 0, m);
     *version = n >= 8 ? (unsigned)(buf[6] | buf[7] << 8) : 0;
     free(buf);
     *len = n;
-    return rc ? die("%s: %s", file, xr_engine_last_error(NULL)) : 0;
+    return rc ? die("%s: %s", file, xr__error_last()) : 0;
 }
 
 static void hex(const uint8_t *p, size_t n)
@@ -311,7 +312,7 @@ static void hex(const uint8_t *p, size_t n)
  * bytes as a quoted string, anything else as hex. */
 static void print_value(const xr_layout *l, const xr_md_field *f, bool json)
 {
-    int type = xr_layout_field_type(l, f->name);
+    int type = xr__layout_field_type(l, f->name);
     if (type && type <= XR_FT_I32) {
         uint64_t u = 0;
         memcpy(&u, f->value, f->len < 8 ? f->len : 8);
@@ -343,10 +344,10 @@ static int cmd_md_dump(const args *a, int check_only)
     if (open_layout(a->layout, &l))
         return 1;
     if (load_blob(a->file, l, &m, &len, &version)) {
-        xr_layout_destroy(l);
+        xr__layout_destroy(l);
         return 1;
     }
-    const char *lname = xr_layout_schema(l)->name;
+    const char *lname = xr__layout_schema(l)->name;
     static const char *const access[] = {"none", "read", "write", "rw"};
     if (check_only) {
         printf("%s: ok: %zu bytes, engine '%s', %u rail(s), %u region(s), %u field(s); "
@@ -413,8 +414,8 @@ static int cmd_md_dump(const args *a, int check_only)
             printf("\n");
         }
     }
-    xr_layout_free(xr_layout_schema(l), &m);
-    xr_layout_destroy(l);
+    xr__layout_free(xr__layout_schema(l), &m);
+    xr__layout_destroy(l);
     return 0;
 }
 
@@ -426,15 +427,15 @@ static int cmd_layout(const args *a, bool show)
     if (open_layout(a->file, &l))
         return 1;
     static char buf[64 << 10];
-    int rc = xr_layout_describe(l, buf, sizeof buf);
+    int rc = xr__layout_describe(l, buf, sizeof buf);
     if (rc)
-        die("%s", xr_engine_last_error(NULL));
+        die("%s", xr__error_last());
     else if (show)
         fputs(buf, stdout);
     else
-        printf("%s: ok: layout '%s' version %u\n", a->file, xr_layout_schema(l)->name,
-               xr_layout_schema(l)->layout_id);
-    xr_layout_destroy(l);
+        printf("%s: ok: layout '%s' version %u\n", a->file, xr__layout_schema(l)->name,
+               xr__layout_schema(l)->layout_id);
+    xr__layout_destroy(l);
     return rc ? 1 : 0;
 }
 

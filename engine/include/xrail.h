@@ -240,7 +240,8 @@ XR_API int xr_rail_info_get(xr_engine *e, unsigned index, xr_rail_info *info);
 XR_API int xr_rail_set_state(xr_engine *e, unsigned index, int up);
 
 /*
- * Register [addr, addr+len) on every rail. `access` is the remote access
+ * Register [addr, addr+len) on the rails the policy's register hook picks
+ * (every rail without one). `access` is the remote access
  * peers get (XR_ACCESS_*); a region with XR_ACCESS_NONE is usable only as the
  * local side of transfers and is not published. The caller keeps the memory
  * alive until xr_mem_deregister. Regions may nest or overlap (a tensor
@@ -292,9 +293,10 @@ typedef struct xr_mr_cache_stats {
 /* Change the settings at run time; turning the cache off drops unused
  * entries at once, and held ones at their last release. */
 XR_API int xr_mr_cache_configure(xr_engine *e, const xr_mr_cache_opts *opts);
-/* Deregister every unused entry. */
-/* The settings in force (after the config, options and environment). */
+/* The settings in force (after the config, options, environment and any
+ * xr_mr_cache_configure). */
 XR_API int xr_mr_cache_opts_get(xr_engine *e, xr_mr_cache_opts *opts);
+/* Deregister every unused entry. */
 XR_API int xr_mr_cache_flush(xr_engine *e);
 XR_API int xr_mr_cache_stats_get(xr_engine *e, xr_mr_cache_stats *stats);
 
@@ -380,7 +382,14 @@ XR_API int xr_notif_send(xr_engine *e, xr_peer *peer, const void *msg, size_t le
 XR_API int xr_notif_get(xr_engine *e, char *peer_name_buf, size_t cap, void *msg_buf,
                         size_t *len);
 
-/* Drive completions on every rail. Returns completions handled, or an error. */
+/*
+ * Drive the engine once: read every rail's completions, post queued work,
+ * move staged chunks, free transfers released in flight that have finished,
+ * and run the policy's on_rail_error for rails that failed. Returns the
+ * number of events handled, or an error. Without a progress thread, both
+ * sides must call it (or xr_xfer_wait / xr_notif_get): the target of an RMA
+ * too, as tcp's data progress is manual.
+ */
 XR_API int xr_progress(xr_engine *e);
 
 /*

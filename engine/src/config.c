@@ -8,8 +8,9 @@
  */
 #include "config.h"
 
-#include "layout.h"
-#include "lua_sandbox.h"
+#include "core/layout.h"
+#include "core/lua_sandbox.h"
+#include "core/script.h"
 #include "policy.h"
 
 #include <lauxlib.h>
@@ -18,66 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-#ifndef XR_SHARE_DIR
-#define XR_SHARE_DIR "/usr/local/share/xrail"
-#endif
-
-static bool try_path(const char *dir, size_t dlen, const char *sub, const char *name, char *out,
-                     size_t cap)
-{
-    int n = snprintf(out, cap, "%.*s/%s%s%s", (int)dlen, dir, sub ? sub : "", sub ? "/" : "",
-                     name);
-    return n > 0 && (size_t)n < cap && access(out, R_OK) == 0;
-}
-
-/* Each directory of a ':'-separated list, as dir/name then dir/sub/name. */
-static bool search_list(const char *list, const char *sub, const char *name, char *out,
-                        size_t cap)
-{
-    while (list && *list) {
-        const char *end = strchr(list, ':');
-        size_t len = end ? (size_t)(end - list) : strlen(list);
-        if (len && (try_path(list, len, NULL, name, out, cap) ||
-                    (sub && try_path(list, len, sub, name, out, cap))))
-            return true;
-        list = end ? end + 1 : NULL;
-    }
-    return false;
-}
-
-int xr__script_find(const xr_engine_opts *o, const char *name, const char *sub, char *out,
-                    size_t cap)
-{
-    if (strchr(name, '/')) { /* a path, not a name to search for */
-        snprintf(out, cap, "%s", name);
-        return access(out, R_OK) == 0 ? 0 : xr__fail(XR_EINVAL, "script '%s' cannot be read", name);
-    }
-    const char *env = o->ignore_env ? NULL : getenv("XRAIL_SCRIPT_PATH");
-    if (search_list(o->script_path, sub, name, out, cap) || search_list(env, sub, name, out, cap) ||
-        search_list(XR_SHARE_DIR, sub, name, out, cap))
-        return 0;
-    return xr__fail(XR_ENOENT, "script '%s' not found in the script path (option '%s', "
-                               "XRAIL_SCRIPT_PATH '%s', %s)",
-                    name, o->script_path ? o->script_path : "", env ? env : "", XR_SHARE_DIR);
-}
-
-char *xr__file_read(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    char *buf = NULL;
-    if (fseek(f, 0, SEEK_END) == 0) {
-        long n = ftell(f);
-        if (n >= 0 && fseek(f, 0, SEEK_SET) == 0 && (buf = malloc((size_t)n + 1))) {
-            *len = fread(buf, 1, (size_t)n, f);
-            buf[*len] = 0;
-        }
-    }
-    fclose(f);
-    return buf;
-}
 
 void xr__config_free(xr_config *c)
 {
@@ -101,7 +42,7 @@ static char *opt_string(lua_State *L, int t, const char *key, const char *path, 
     if (lua_type(L, -1) == LUA_TSTRING)
         v = strdup(lua_tostring(L, -1));
     else if (!lua_isnil(L, -1))
-        *rc = xr__fail(XR_ESCRIPT, "config %s: '%s' must be a string, not a %s", path, key,
+        *rc = xr__error_set(XR_ESCRIPT, "config %s: '%s' must be a string, not a %s", path, key,
                        luaL_typename(L, -1));
     lua_pop(L, 1);
     return v;
@@ -116,7 +57,7 @@ static lua_Integer opt_int(lua_State *L, int t, const char *key, lua_Integer min
         int isint;
         v = lua_tointegerx(L, -1, &isint);
         if (!isint || v < min) {
-            *rc = xr__fail(XR_ESCRIPT, "config %s: '%s' must be an integer >= %lld", path, key,
+            *rc = xr__error_set(XR_ESCRIPT, "config %s: '%s' must be an integer >= %lld", path, key,
                            (long long)min);
             v = dflt;
         }
@@ -134,7 +75,7 @@ static int sub_table(lua_State *L, int t, const char *name, const char *const ke
     lua_getfield(L, t, name);
     if (!lua_istable(L, -1)) {
         if (!lua_isnil(L, -1))
-            *rc = xr__fail(XR_ESCRIPT, "config %s: %s must be a table", path, name);
+            *rc = xr__error_set(XR_ESCRIPT, "config %s: %s must be a table", path, name);
         return 0;
     }
     int m = lua_gettop(L);
@@ -150,8 +91,8 @@ static int sub_table(lua_State *L, int t, const char *name, const char *const ke
             char list[128];
             size_t w = 0;
             for (size_t i = 0; keys[i]; i++)
-                xr__put(list, sizeof list, &w, "%s%s", i ? ", " : "", keys[i]);
-            *rc = xr__fail(XR_ESCRIPT, "config %s: unknown key '%s' (%s)", ctx,
+                xr__text_put(list, sizeof list, &w, "%s%s", i ? ", " : "", keys[i]);
+            *rc = xr__error_set(XR_ESCRIPT, "config %s: unknown key '%s' (%s)", ctx,
                            *k ? k : luaL_typename(L, -1), list);
             lua_pop(L, 1);
         }
@@ -167,7 +108,7 @@ static int opt_bool(lua_State *L, int t, const char *key, const char *ctx, int *
     if (lua_isboolean(L, -1))
         v = lua_toboolean(L, -1);
     else if (!*rc && !lua_isnil(L, -1))
-        *rc = xr__fail(XR_ESCRIPT, "config %s: %s must be true or false", ctx, key);
+        *rc = xr__error_set(XR_ESCRIPT, "config %s: %s must be true or false", ctx, key);
     lua_pop(L, 1);
     return v;
 }
@@ -230,7 +171,7 @@ static int read_rail(lua_State *L, int t, const char *path, const char *where, x
     if (s->pci)
         s->declared |= XR_DECL_PCI;
     if (!rc && s->count > XR_MAX_RAILS)
-        rc = xr__fail(XR_ESCRIPT, "config %s: count %u exceeds %d", ctx, s->count, XR_MAX_RAILS);
+        rc = xr__error_set(XR_ESCRIPT, "config %s: count %u exceeds %d", ctx, s->count, XR_MAX_RAILS);
     return rc;
 }
 
@@ -244,23 +185,23 @@ static int read_rails(lua_State *L, int t, const char *path, xr_config *c)
     }
     if (!lua_istable(L, -1)) {
         lua_pop(L, 1);
-        return xr__fail(XR_ESCRIPT, "config %s: 'rails' must be a table", path);
+        return xr__error_set(XR_ESCRIPT, "config %s: 'rails' must be a table", path);
     }
     int rt = lua_gettop(L);
     c->max_rails = (unsigned)opt_int(L, rt, "max", 1, 0, path, &rc);
     if (!rc && c->max_rails > XR_MAX_RAILS)
-        rc = xr__fail(XR_ESCRIPT, "config %s: rails.max %u exceeds %d", path, c->max_rails,
+        rc = xr__error_set(XR_ESCRIPT, "config %s: rails.max %u exceeds %d", path, c->max_rails,
                       XR_MAX_RAILS);
     lua_Integer n = luaL_len(L, rt);
     if (!rc && n > XR_MAX_RAILS)
-        rc = xr__fail(XR_ESCRIPT, "config %s: %lld rail entries, at most %d", path, (long long)n,
+        rc = xr__error_set(XR_ESCRIPT, "config %s: %lld rail entries, at most %d", path, (long long)n,
                       XR_MAX_RAILS);
     for (lua_Integer k = 1; !rc && k <= n; k++) { /* an explicit list */
         lua_rawgeti(L, rt, k);
         char where[32];
         snprintf(where, sizeof where, "rails[%lld]", (long long)k);
         if (!lua_istable(L, -1))
-            rc = xr__fail(XR_ESCRIPT, "config %s: %s must be a table", path, where);
+            rc = xr__error_set(XR_ESCRIPT, "config %s: %s must be a table", path, where);
         else
             rc = read_rail(L, lua_gettop(L), path, where, &c->rails[c->nrails++]);
         lua_pop(L, 1);
@@ -292,22 +233,22 @@ int xr__config_load(const xr_engine_opts *o, const char *path, xr_config *c)
 {
     memset(c, 0, sizeof *c);
     size_t len = 0;
-    char *src = xr__file_read(path, &len);
+    char *src = xr__script_read(path, &len);
     if (!src)
-        return xr__fail(XR_EINVAL, "config: cannot read '%s'", path);
+        return xr__error_set(XR_EINVAL, "config: cannot read '%s'", path);
     xr_lua *lua;
     xr_lua_limits lim = {.mem_bytes = o->script_mem, .instructions = 0};
-    int rc = xr_lua_new(NULL, &lim, &lua);
+    int rc = xr__lua_new(NULL, &lim, &lua);
     if (!rc)
-        rc = xr_lua_load(lua, path, src, len, 1);
+        rc = xr__lua_load(lua, path, src, len, 1);
     free(src);
     if (rc) {
-        xr_lua_free(lua);
+        xr__lua_free(lua);
         return rc;
     }
-    lua_State *L = xr_lua_state(lua);
+    lua_State *L = xr__lua_state(lua);
     if (!lua_istable(L, -1))
-        rc = xr__fail(XR_ESCRIPT, "config %s: must return a table, returned a %s", path,
+        rc = xr__error_set(XR_ESCRIPT, "config %s: must return a table, returned a %s", path,
                       luaL_typename(L, -1));
     int t = lua_gettop(L);
     /* A misspelt key would otherwise be silently ignored. */
@@ -319,7 +260,7 @@ int xr__config_load(const xr_engine_opts *o, const char *path, xr_config *c)
         for (int i = 0; k && known_keys[i] && !ok; i++)
             ok = strcmp(k, known_keys[i]) == 0;
         if (!ok) {
-            rc = xr__fail(XR_ESCRIPT, "config %s: unknown key '%s'", path,
+            rc = xr__error_set(XR_ESCRIPT, "config %s: unknown key '%s'", path,
                           k ? k : luaL_typename(L, -1));
             lua_pop(L, 1);
         }
@@ -336,7 +277,7 @@ int xr__config_load(const xr_engine_opts *o, const char *path, xr_config *c)
         c->progress_threads = opt_int(L, t, "progress_threads", 1, -1, path, &rc);
         char *progress = opt_string(L, t, "progress", path, &rc);
         if (progress && strcmp(progress, "thread") && strcmp(progress, "manual"))
-            rc = xr__fail(XR_ESCRIPT, "config %s: progress must be \"manual\" or \"thread\", "
+            rc = xr__error_set(XR_ESCRIPT, "config %s: progress must be \"manual\" or \"thread\", "
                                       "not \"%s\"", path, progress);
         c->progress_thread = progress && !strcmp(progress, "thread");
         free(progress);
@@ -347,7 +288,7 @@ int xr__config_load(const xr_engine_opts *o, const char *path, xr_config *c)
         rc = read_mr_cache(L, t, path, c);
     if (!rc)
         rc = read_stage(L, t, path, c);
-    xr_lua_free(lua);
+    xr__lua_free(lua);
     if (rc)
         xr__config_free(c);
     return rc;
@@ -356,20 +297,20 @@ int xr__config_load(const xr_engine_opts *o, const char *path, xr_config *c)
 int xr_engine_config_get(xr_engine *e, char *buf, size_t cap)
 {
     if (!e || (!buf && cap))
-        return xr__fail(XR_EINVAL, "xr_engine_config_get: NULL argument");
+        return xr__error_set(XR_EINVAL, "xr_engine_config_get: NULL argument");
     size_t w = 0;
     const xr_engine_opts *o = &e->opts;
-    xr__put(buf, cap, &w, "-- effective settings of engine '%s'\nreturn {\n  rails = {\n", e->name);
+    xr__text_put(buf, cap, &w, "-- effective settings of engine '%s'\nreturn {\n  rails = {\n", e->name);
     for (unsigned i = 0; i < e->nrails; i++) {
         const xr_rail *r = &e->rails[i];
-        xr__put(buf, cap, &w,
+        xr__text_put(buf, cap, &w,
             "    { provider = \"%s\", domain = \"%s\", count = 1, speed = %llu, numa = %d, "
             "gpu = %d%s%s%s }, -- rail %u%s\n",
             r->provider, r->domain_name, (unsigned long long)r->speed_mbps, r->numa_node, r->gpu,
             *r->pci ? ", pci = \"" : "", r->pci, *r->pci ? "\"" : "", i,
             atomic_load(&r->up) ? "" : " (down)");
     }
-    xr__put(buf, cap, &w, "  },\n  stripe_min = %zu,\n  chunk = %zu,\n  progress = \"%s\",\n"
+    xr__text_put(buf, cap, &w, "  },\n  stripe_min = %zu,\n  chunk = %zu,\n  progress = \"%s\",\n"
             "  progress_threads = %u,\n  progress_sleep_us = %d,\n", o->stripe_min, o->chunk_size,
             e->progress_nthreads ? "thread" : "manual",
             o->progress_threads ? o->progress_threads : 1, o->progress_sleep_us);
@@ -378,26 +319,28 @@ int xr_engine_config_get(xr_engine *e, char *buf, size_t cap)
     /* A nil is followed by its comma before the comment, so that the output
      * stays a valid config script. */
     if (pol)
-        xr__put(buf, cap, &w, "  policy = \"%s\",\n", pol);
+        xr__text_put(buf, cap, &w, "  policy = \"%s\",\n", pol);
     else
-        xr__put(buf, cap, &w, "  policy = nil, -- built-in equal stripe\n");
+        xr__text_put(buf, cap, &w, "  policy = nil, -- built-in equal stripe\n");
     pthread_mutex_unlock(&e->lock);
-    const char *lay = xr_layout_path(e->layout);
+    const char *lay = xr__layout_path(e->layout);
     if (lay)
-        xr__put(buf, cap, &w, "  layout = \"%s\",\n", lay);
+        xr__text_put(buf, cap, &w, "  layout = \"%s\",\n", lay);
     else
-        xr__put(buf, cap, &w, "  layout = nil, -- built-in xrail.v1\n");
-    const xr_mr_cache_opts *mc = &e->opts.mr_cache;
+        xr__text_put(buf, cap, &w, "  layout = nil, -- built-in xrail.v1\n");
+    xr_mr_cache_opts mco;
+    xr__mrc_opts_get(&e->mrc, &mco);
+    const xr_mr_cache_opts *mc = &mco;
     const xr_stage_opts *so = &e->opts.stage;
-    xr__put(buf, cap, &w, "  mr_cache = { enabled = %s, max_entries = %zu, max_bytes = %zu },\n",
+    xr__text_put(buf, cap, &w, "  mr_cache = { enabled = %s, max_entries = %zu, max_bytes = %zu },\n",
             mc->enabled ? "true" : "false", mc->max_entries, mc->max_bytes);
-    xr__put(buf, cap, &w, "  stage = { chunk = %zu, slots = %u, rx_slots = %u, host = %s },\n",
+    xr__text_put(buf, cap, &w, "  stage = { chunk = %zu, slots = %u, rx_slots = %u, host = %s },\n",
             so->chunk, so->slots, so->rx_slots, so->host ? "true" : "false");
-    xr__put(buf, cap, &w, "  log = %d,\n}\n-- rail_depth %u, max_metadata %zu, max_notif %zu, "
+    xr__text_put(buf, cap, &w, "  log = %d,\n}\n-- rail_depth %u, max_metadata %zu, max_notif %zu, "
                       "script_mem %zu, script_path %s\n",
-        e->log_level, o->rail_depth, o->max_metadata, o->max_notif, o->script_mem,
+        e->log.level, o->rail_depth, o->max_metadata, o->max_notif, o->script_mem,
         e->script_path ? e->script_path : "(none)");
     if (w >= cap)
-        return xr__fail(XR_ETOOSMALL, "xr_engine_config_get: %zu bytes needed", w + 1);
+        return xr__error_set(XR_ETOOSMALL, "xr_engine_config_get: %zu bytes needed", w + 1);
     return 0;
 }

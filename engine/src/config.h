@@ -1,10 +1,10 @@
 /*
- * config.h - the config script and the script search path (see config.c).
+ * config.h - the config script (see config.c).
  */
 #ifndef XR_CONFIG_H
 #define XR_CONFIG_H
 
-#include "internal.h"
+#include "engine.h"
 
 /* What a config script returned; strings are owned here. */
 typedef struct xr_config {
@@ -23,15 +23,6 @@ typedef struct xr_config {
     int stage_host;                 /* -1: not set */
 } xr_config;
 
-/*
- * Find a script by name: in opts->script_path, then XRAIL_SCRIPT_PATH, then
- * the installed share directory; in each directory as dir/name, then as
- * dir/sub/name. A name with a '/' is taken as a path.
- */
-int xr__script_find(const xr_engine_opts *o, const char *name, const char *sub, char *out,
-                    size_t cap);
-/* A whole script file, NUL-terminated; NULL if it cannot be read. */
-char *xr__file_read(const char *path, size_t *len);
 int xr__config_load(const xr_engine_opts *o, const char *path, xr_config *c);
 void xr__config_free(xr_config *c);
 

@@ -1,10 +1,19 @@
 /*
- * engine.c - options, environment overrides, engine life cycle and progress.
+ * engine.c - options, environment overrides, the engine's life cycle, the
+ * wiring of its modules (per-rail set-up and tear-down of notifications
+ * and staging, the plan flush on a rail state change), and progress
+ * threads.
  */
-#include "internal.h"
 #include "config.h"
-#include "layout.h"
+#include "core/layout.h"
+#include "core/script.h"
+#include "notif.h"
+#include "peer.h"
 #include "policy.h"
+#include "progress.h"
+#include "region.h"
+#include "stage.h"
+#include "xfer.h"
 
 #include <errno.h>
 #include <sched.h>
@@ -54,7 +63,7 @@ static int parse_size(const char *name, const char *v, size_t *out)
     else if (*end == 'g' || *end == 'G')
         mul = 1ull << 30, end++;
     if (errno || end == v || *end)
-        return xr__fail(XR_EINVAL, "%s='%s' is not a size (e.g. 131072, 128k, 4M)", name, v);
+        return xr__error_set(XR_EINVAL, "%s='%s' is not a size (e.g. 131072, 128k, 4M)", name, v);
     *out = (size_t)(n * mul);
     return 0;
 }
@@ -67,7 +76,7 @@ static int parse_rails(const char *v, xr_engine_opts *o, env_rails *er)
     unsigned long n = strtoul(v, &end, 10);
     if (end != v && !*end) {
         if (n == 0 || n > XR_MAX_RAILS)
-            return xr__fail(XR_EINVAL, "XRAIL_RAILS=%s: between 1 and %d rails", v, XR_MAX_RAILS);
+            return xr__error_set(XR_EINVAL, "XRAIL_RAILS=%s: between 1 and %d rails", v, XR_MAX_RAILS);
         er->spec[0] = (xr_rail_spec){.provider = o->provider, .domain = o->domain,
                                      .count = (unsigned)n};
         o->rails = er->spec;
@@ -76,21 +85,21 @@ static int parse_rails(const char *v, xr_engine_opts *o, env_rails *er)
     }
     er->text = strdup(v);
     if (!er->text)
-        return xr__fail(XR_ENOMEM, "XRAIL_RAILS: out of memory");
+        return xr__error_set(XR_ENOMEM, "XRAIL_RAILS: out of memory");
     unsigned k = 0;
     char *save = NULL;
     for (char *item = strtok_r(er->text, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
         if (k == XR_MAX_RAILS)
-            return xr__fail(XR_EINVAL, "XRAIL_RAILS: more than %d entries", XR_MAX_RAILS);
+            return xr__error_set(XR_EINVAL, "XRAIL_RAILS: more than %d entries", XR_MAX_RAILS);
         char *prov = item, *dom = strchr(prov, ':'), *cnt = dom ? strchr(dom + 1, ':') : NULL;
         if (!dom || !cnt)
-            return xr__fail(XR_EINVAL, "XRAIL_RAILS entry '%s': expected provider:domain:count",
+            return xr__error_set(XR_EINVAL, "XRAIL_RAILS entry '%s': expected provider:domain:count",
                             item);
         *dom++ = 0;
         *cnt++ = 0;
         unsigned long c = strtoul(cnt, &end, 10);
         if (end == cnt || *end || c == 0 || c > XR_MAX_RAILS)
-            return xr__fail(XR_EINVAL, "XRAIL_RAILS: count '%s' is not 1..%d", cnt, XR_MAX_RAILS);
+            return xr__error_set(XR_EINVAL, "XRAIL_RAILS: count '%s' is not 1..%d", cnt, XR_MAX_RAILS);
         er->spec[k++] = (xr_rail_spec){.provider = *prov ? prov : NULL,
                                        .domain = *dom ? dom : NULL, .count = (unsigned)c};
     }
@@ -121,7 +130,7 @@ static int apply_env(xr_engine_opts *o, env_rails *er)
         else if (!strcmp(v, "on") || !strcmp(v, "1"))
             o->mr_cache.enabled = 1;
         else
-            rc = xr__fail(XR_EINVAL, "XRAIL_MR_CACHE='%s': on or off", v);
+            rc = xr__error_set(XR_EINVAL, "XRAIL_MR_CACHE='%s': on or off", v);
     }
     if (!rc && (v = getenv("XRAIL_MR_CACHE_MAX_COUNT")) && *v)
         rc = parse_size("XRAIL_MR_CACHE_MAX_COUNT", v, &o->mr_cache.max_entries);
@@ -228,32 +237,13 @@ static int config_apply(xr_engine_opts *o, xr_config *cfg)
     return 0;
 }
 
-/* One share of the progress work: the rails with i % of == part, and, for
- * part 0, what is engine-wide. xr_progress is the whole (part 0 of 1). */
-static int progress_share(xr_engine *e, unsigned part, unsigned of)
-{
-    int n = 0;
-    /* Staging first: the slots it frees let the rails post what waits. */
-    if (part == 0)
-        n += xr__stage_progress(e);
-    for (unsigned i = part; i < e->nrails; i += of)
-        n += xr__rail_progress(&e->rails[i]);
-    if (part == 0) {
-        if (atomic_load(&e->orphans))
-            xr__xfer_reap_orphans(e);
-        if (atomic_exchange(&e->rail_err, false))
-            xr__policy_rail_errors(e);
-    }
-    return n;
-}
-
 static void *progress_main(void *arg)
 {
-    struct xr_progress_part *pp = arg;
+    xr_progress_part *pp = arg;
     xr_engine *e = pp->e;
     unsigned idle = 0;
     while (!atomic_load(&e->stop)) {
-        if (progress_share(e, pp->index, pp->of) > 0) {
+        if (xr__progress_share(e, pp->index, pp->of) > 0) {
             idle = 0;
             continue;
         }
@@ -273,43 +263,75 @@ static void *progress_main(void *arg)
     return NULL;
 }
 
+/* Tear down in the order the fabric needs: no endpoint may complete into
+ * freed memory, and every MR closes before its domain. */
 static void engine_free(xr_engine *e)
 {
+    if (e->rails)
+        xr__rail_close_eps(e->rails, e->nrails);
     xr__xfer_free_all(e);
-    xr__peer_free_all(e);
+    xr__peer_fini(e);
     xr__region_free_all(e);
-    xr_mr_cache_fini(&e->mrc);
-    xr__fields_free(e);
-    xr_layout_destroy(e->layout);
-    xr__plan_fini(e);
-    xr__rails_close(e);
+    xr__mrc_fini(&e->mrc);
+    for (unsigned i = 0; e->rails && i < e->nrails; i++) {
+        xr__notif_rail_close(e, &e->rails[i]);
+        xr__stage_rail_close(e, &e->rails[i]);
+    }
+    if (e->rails)
+        xr__rail_close_all(e->rails, e->nrails);
+    free(e->rails);
     xr__stage_fini(e);
     xr__notif_fini(e);
+    xr__policy_fini(e);
+    xr__layout_destroy(e->layout);
     pthread_mutex_destroy(&e->lock);
     free(e->name);
     free(e->script_path);
     free(e);
 }
 
+/* The modules' state, the rails, and each rail's notification frames. */
+static int engine_open(xr_engine *e)
+{
+    int rc = xr__policy_init(e);
+    if (!rc)
+        rc = xr__peer_init(e);
+    if (!rc)
+        rc = xr__notif_init(e);
+    if (!rc)
+        rc = xr__stage_init(e);
+    if (!rc && !(e->rails = calloc(XR_MAX_RAILS, sizeof *e->rails)))
+        rc = xr__error_set(XR_ENOMEM, "rails: cannot allocate");
+    e->rail_cfg = (xr_rail_cfg){.log = &e->log, .depth = e->opts.rail_depth,
+                                .error_flag = &e->rail_err};
+    if (!rc)
+        rc = xr__rail_open_all(&e->opts, &e->rail_cfg, e->rails, &e->nrails);
+    for (unsigned i = 0; !rc && i < e->nrails; i++)
+        rc = xr__notif_rail_open(e, &e->rails[i]);
+    return rc;
+}
+
 static void progress_stop(xr_engine *e);
+static void set_posting(xr_engine *e);
 
 int xr_engine_create(const xr_engine_opts *opts, xr_engine **out)
 {
     if (out)
         *out = NULL;
     if (!opts || !out)
-        return xr__fail(XR_EINVAL, "xr_engine_create: NULL argument");
+        return xr__error_set(XR_EINVAL, "xr_engine_create: NULL argument");
     if (!opts->name || !*opts->name || strlen(opts->name) > XR_NAME_MAX)
-        return xr__fail(XR_EINVAL, "xr_engine_create: a name of 1 to %d bytes is required",
+        return xr__error_set(XR_EINVAL, "xr_engine_create: a name of 1 to %d bytes is required",
                         XR_NAME_MAX);
     xr_engine *e = calloc(1, sizeof *e);
     env_rails *er = calloc(1, sizeof *er);
     if (!e || !er) {
         free(e);
         free(er);
-        return xr__fail(XR_ENOMEM, "xr_engine_create: out of memory");
+        return xr__error_set(XR_ENOMEM, "xr_engine_create: out of memory");
     }
     pthread_mutex_init(&e->lock, NULL);
+    xr__list_init(&e->xfers);
     e->opts = *opts;
     xr_engine_opts *o = &e->opts;
     xr_config cfg;
@@ -328,19 +350,20 @@ int xr_engine_create(const xr_engine_opts *opts, xr_engine **out)
         o->stage.slots = 16;
     if (!o->stage.rx_slots)
         o->stage.rx_slots = 2;
-    e->log_level = o->log_level;
+    e->log.level = o->log_level;
     if (o->progress_sleep_us < 0)
         o->progress_sleep_us = 0;
     if (o->progress_sleep_us > 999999) /* a nanosleep takes less than a second */
         o->progress_sleep_us = 999999;
     e->name = strdup(opts->name);
+    e->log.name = e->name;
     o->name = e->name;
     if (opts->script_path)
         e->script_path = strdup(opts->script_path);
     o->script_path = e->script_path;
     o->config = NULL;
     if (!rc && (!e->name || (opts->script_path && !e->script_path)))
-        rc = xr__fail(XR_ENOMEM, "xr_engine_create: out of memory");
+        rc = xr__error_set(XR_ENOMEM, "xr_engine_create: out of memory");
     if (!rc && getrandom(&e->instance, sizeof e->instance, 0) != sizeof e->instance)
         e->instance = ((uint64_t)getpid() << 32) ^ (uint64_t)time(NULL) ^ (uintptr_t)e;
     /* The layout first: a malformed one fails creation before any rail opens. */
@@ -348,15 +371,11 @@ int xr_engine_create(const xr_engine_opts *opts, xr_engine **out)
         char path[4096];
         rc = xr__script_find(o, o->layout, "layout", path, sizeof path);
         if (!rc)
-            rc = xr_layout_load(path, o->script_mem, &e->layout);
+            rc = xr__layout_load(path, o->script_mem, &e->layout);
     }
     if (!rc)
-        rc = xr__notif_init(e);
-    if (!rc)
-        rc = xr__stage_init(e);
-    if (!rc)
-        rc = xr__rails_open(e);
-    xr__mr_cache_start(e); /* after the rails: its backend registers on them */
+        rc = engine_open(e);
+    xr__region_cache_start(e); /* after the rails: its backend registers on them */
     if (!rc && o->policy)
         rc = xr_policy_reload(e, o->policy);
     /* Strings from the caller, the config or the environment were only
@@ -376,25 +395,34 @@ int xr_engine_create(const xr_engine_opts *opts, xr_engine **out)
             n = e->nrails;
         o->progress_threads = n;
         for (unsigned t = 0; t < n && !rc; t++) {
-            e->progress_part[t] = (struct xr_progress_part){.e = e, .index = t, .of = n};
+            e->progress_part[t] = (xr_progress_part){.e = e, .index = t, .of = n};
             if (pthread_create(&e->progress_tid[t], NULL, progress_main, &e->progress_part[t]))
-                rc = xr__fail(XR_ENOMEM, "xr_engine_create: cannot start progress thread %u", t);
+                rc = xr__error_set(XR_ENOMEM, "xr_engine_create: cannot start progress thread %u", t);
             else
                 e->progress_nthreads = t + 1;
         }
     }
     if (rc) {
         char why[XR_ERRMSG_MAX];
-        snprintf(why, sizeof why, "%s", xr_engine_last_error(NULL));
+        snprintf(why, sizeof why, "%s", xr__error_last());
         progress_stop(e); /* the threads that did start */
         engine_free(e);
-        xr__fail(rc, "%s", why);
+        xr__error_set(rc, "%s", why);
         return rc;
     }
-    xr__log(e, XR_LOG_INFO, "%u rails, first %s on %s", e->nrails, e->rails[0].provider,
+    set_posting(e);
+    xr__log_write(&e->log, XR_LOG_INFO, "%u rails, first %s on %s", e->nrails, e->rails[0].provider,
             e->rails[0].domain_name);
     *out = e;
     return 0;
+}
+
+/* With a thread per group of rails, each rail's thread posts its queued
+ * work; otherwise whoever queues it posts at once. */
+static void set_posting(xr_engine *e)
+{
+    for (unsigned i = 0; i < e->nrails; i++)
+        atomic_store(&e->rails[i].post_on_enqueue, e->progress_nthreads < 2);
 }
 
 static void progress_stop(xr_engine *e)
@@ -403,16 +431,12 @@ static void progress_stop(xr_engine *e)
     for (unsigned t = 0; t < e->progress_nthreads; t++)
         pthread_join(e->progress_tid[t], NULL);
     e->progress_nthreads = 0; /* from now on, whoever posts pumps */
+    set_posting(e);
 }
 
 static bool busy(xr_engine *e)
 {
-    bool b = false;
-    pthread_mutex_lock(&e->lock);
-    for (xr_xfer *x = e->xfers; x && !b; x = x->next)
-        b = atomic_load(&x->status) == XR_EINPROGRESS;
-    pthread_mutex_unlock(&e->lock);
-    return b || !xr__notif_idle(e);
+    return xr__xfer_busy(e) || !xr__notif_idle(e);
 }
 
 void xr_engine_destroy(xr_engine *e)
@@ -423,10 +447,10 @@ void xr_engine_destroy(xr_engine *e)
     struct timespec t0, t;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     while (busy(e)) {
-        xr_progress(e);
+        xr__progress_share(e, 0, 1);
         clock_gettime(CLOCK_MONOTONIC, &t);
         if ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 > DRAIN_MS) {
-            xr__log(e, XR_LOG_WARN, "destroy: work still in flight after %d ms; closing anyway",
+            xr__log_write(&e->log, XR_LOG_WARN, "destroy: work still in flight after %d ms; closing anyway",
                     DRAIN_MS);
             break;
         }
@@ -439,9 +463,37 @@ const char *xr_engine_name(xr_engine *e)
     return e ? e->name : NULL;
 }
 
-int xr_progress(xr_engine *e)
+const char *xr_engine_last_error(xr_engine *e)
+{
+    (void)e; /* per thread, not per engine: see core/error.c */
+    return xr__error_last();
+}
+
+/* ---- public rail calls ---- */
+
+int xr_rail_count(xr_engine *e)
+{
+    return e ? (int)e->nrails : XR_EINVAL;
+}
+
+int xr_rail_info_get(xr_engine *e, unsigned index, xr_rail_info *info)
+{
+    if (!e || !info)
+        return xr__error_set(XR_EINVAL, "xr_rail_info_get: NULL argument");
+    if (index >= e->nrails)
+        return xr__error_set(XR_ENOENT, "xr_rail_info_get: rail %u of %u", index, e->nrails);
+    xr__rail_info(&e->rails[index], info);
+    return 0;
+}
+
+int xr_rail_set_state(xr_engine *e, unsigned index, int up)
 {
     if (!e)
-        return xr__fail(XR_EINVAL, "xr_progress: NULL engine");
-    return progress_share(e, 0, 1);
+        return xr__error_set(XR_EINVAL, "xr_rail_set_state: NULL engine");
+    if (index >= e->nrails)
+        return xr__error_set(XR_ENOENT, "xr_rail_set_state: rail %u of %u", index, e->nrails);
+    pthread_mutex_lock(&e->lock);
+    xr__policy_rail_state(e, index, up != 0);
+    pthread_mutex_unlock(&e->lock);
+    return 0;
 }

@@ -6,18 +6,45 @@
  * format: local rail i takes the (i mod n)-th compatible peer rail, so every
  * local rail is used and the peer's rails are spread evenly.
  */
-#include "layout.h"
-#include "internal.h"
+#include "peer.h"
+
+#include "core/layout.h"
 #include "policy.h"
+#include "region.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+static void fields_free(xr_md_field *f, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(f[i].name);
+        free(f[i].value);
+    }
+    free(f);
+}
+
+/* peer.c's part of the engine. */
+struct xr_peers {
+    xr_list loaded;
+    struct xr_md_field *fields;     /* custom metadata fields, published by xr_metadata_get */
+    size_t nfields;
+};
+
+int xr__peer_init(xr_engine *e)
+{
+    e->peers = calloc(1, sizeof *e->peers);
+    if (!e->peers)
+        return xr__error_set(XR_ENOMEM, "peers: out of memory");
+    xr__list_init(&e->peers->loaded);
+    return 0;
+}
+
 int xr_metadata_get(xr_engine *e, void *buf, size_t *len)
 {
     if (!e || !len)
-        return xr__fail(XR_EINVAL, "xr_metadata_get: NULL argument");
+        return xr__error_set(XR_EINVAL, "xr_metadata_get: NULL argument");
     xr_md m = {.name = e->name, .instance = e->instance, .nrails = e->nrails};
     xr_md_rail rails[XR_MAX_RAILS];
     memset(rails, 0, sizeof rails);
@@ -43,7 +70,7 @@ int xr_metadata_get(xr_engine *e, void *buf, size_t *len)
     uint8_t *le = malloc(nkeys ? 8 * nkeys : 1);
     int rc = 0;
     if (!m.regions || !keys || !le)
-        rc = xr__fail(XR_ENOMEM, "xr_metadata_get: out of memory");
+        rc = xr__error_set(XR_ENOMEM, "xr_metadata_get: out of memory");
     for (size_t k = 0; !rc && k < nregions; k++) {
         xr_region *g = e->regions.v[k].item;
         if (!g->access)
@@ -74,10 +101,10 @@ int xr_metadata_get(xr_engine *e, void *buf, size_t *len)
             }
         }
     }
-    m.fields = e->fields;
-    m.nfields = (uint32_t)e->nfields;
+    m.fields = e->peers->fields;
+    m.nfields = (uint32_t)e->peers->nfields;
     if (!rc)
-        rc = xr_layout_md_encode(e->layout, &m, buf, len);
+        rc = xr__layout_md_encode(e->layout, &m, buf, len);
     pthread_mutex_unlock(&e->lock);
     free(m.regions);
     free(keys);
@@ -98,15 +125,16 @@ static void peer_free(xr_peer *p)
             fi_av_remove(r->av, &p->fi_addr[i], 1, 0);
         pthread_mutex_unlock(&r->lock);
     }
-    for (uint32_t i = 0; i < p->nfields; i++) {
-        free(p->fields[i].name);
-        free(p->fields[i].value);
-    }
-    free(p->fields);
+    fields_free(p->fields, p->nfields);
     free(p->regions);
-    xr_spans_free(&p->index);
+    xr__spans_free(&p->index);
     free(p->name);
     free(p);
+}
+
+void xr__peer_get(xr_peer *p)
+{
+    p->refs++;
 }
 
 void xr__peer_put(xr_peer *p)
@@ -115,21 +143,24 @@ void xr__peer_put(xr_peer *p)
         peer_free(p);
 }
 
-void xr__peer_free_all(xr_engine *e)
+void xr__peer_fini(xr_engine *e)
 {
-    while (e->peers) {
-        xr_peer *p = e->peers;
-        e->peers = p->next;
-        peer_free(p);
-    }
+    struct xr_peers *ps = e->peers;
+    if (!ps)
+        return;
+    for (xr_list *n; (n = xr__list_pop_front(&ps->loaded));)
+        peer_free(xr__list_entry(n, xr_peer, link));
+    fields_free(ps->fields, ps->nfields);
+    free(ps);
+    e->peers = NULL;
 }
 
 const xr_peer_region *xr__peer_region_find(const xr_peer *p, uint64_t addr, uint64_t len,
                                            unsigned need)
 {
     const xr_peer_region *first = NULL;
-    for (ptrdiff_t i = xr_spans_enclosing(&p->index, addr, addr + len, 0); i >= 0;
-         i = xr_spans_enclosing(&p->index, addr, addr + len, (size_t)i + 1)) {
+    for (ptrdiff_t i = xr__spans_enclosing(&p->index, addr, addr + len, 0); i >= 0;
+         i = xr__spans_enclosing(&p->index, addr, addr + len, (size_t)i + 1)) {
         const xr_peer_region *g = p->index.v[i].item;
         if (g->access & need)
             return g;
@@ -156,7 +187,7 @@ static int pair_rails(xr_engine *e, xr_peer *p, const xr_md *m)
         int rc = fi_av_insert(r->av, m->rails[j].addr, 1, &p->fi_addr[i], 0, NULL);
         pthread_mutex_unlock(&r->lock);
         if (rc != 1)
-            return xr__fail(XR_EFABRIC, "peer '%s': rails[%u].addr (%u bytes) was refused by "
+            return xr__error_set(XR_EFABRIC, "peer '%s': rails[%u].addr (%u bytes) was refused by "
                                         "local rail %u's address vector: %s",
                             m->name, j, m->rails[j].addrlen, i, fi_strerror(rc < 0 ? -rc : FI_EINVAL));
         p->peer_rail[i] = (int)j;
@@ -164,7 +195,7 @@ static int pair_rails(xr_engine *e, xr_peer *p, const xr_md *m)
         p->mask |= 1ull << i;
     }
     if (!p->mask)
-        return xr__fail(XR_ENORAIL, "peer '%s': none of its %u rails (first: %s) matches a "
+        return xr__error_set(XR_ENORAIL, "peer '%s': none of its %u rails (first: %s) matches a "
                                     "provider of this engine's %u rails (first: %s)",
                         m->name, m->nrails, m->nrails ? m->rails[0].provider : "none", e->nrails,
                         e->rails[0].provider);
@@ -187,13 +218,13 @@ static int map_key(xr_engine *e, xr_peer *p, const xr_md *m, size_t k, unsigned 
             int rc = fi_mr_map_raw(e->rails[i].domain, g->base[i], mk->bytes, mk->nbytes,
                                    &g->key[i], 0);
             if (rc)
-                return xr__fail(XR_EBADMD, "peer '%s': regions[%zu].keys[%u]: raw key of %u "
+                return xr__error_set(XR_EBADMD, "peer '%s': regions[%zu].keys[%u]: raw key of %u "
                                            "bytes refused by rail %u: %s",
                                 m->name, k, n, mk->nbytes, i, fi_strerror(-rc));
             g->mapped[i] = true;
         } else {
             if (mk->nbytes != 8)
-                return xr__fail(XR_EBADMD, "peer '%s': regions[%zu].keys[%u].bytes: %u bytes, "
+                return xr__error_set(XR_EBADMD, "peer '%s': regions[%zu].keys[%u].bytes: %u bytes, "
                                            "a key is 8", m->name, k, n, mk->nbytes);
             uint64_t key = 0;
             for (int b = 0; b < 8; b++)
@@ -211,14 +242,14 @@ static int load_regions(xr_engine *e, xr_peer *p, const xr_md *m)
     p->nregions = m->nregions;
     p->regions = calloc(m->nregions ? m->nregions : 1, sizeof *p->regions);
     if (!p->regions)
-        return xr__fail(XR_ENOMEM, "peer '%s': %u regions", m->name, m->nregions);
+        return xr__error_set(XR_ENOMEM, "peer '%s': %u regions", m->name, m->nregions);
     for (size_t k = 0; k < m->nregions; k++) {
         const xr_md_region *mg = &m->regions[k];
         if (mg->len == 0 || mg->addr + mg->len < mg->addr)
-            return xr__fail(XR_EBADMD, "peer '%s': regions[%zu] [0x%llx, +%llu) is empty or wraps",
+            return xr__error_set(XR_EBADMD, "peer '%s': regions[%zu] [0x%llx, +%llu) is empty or wraps",
                             m->name, k, (unsigned long long)mg->addr, (unsigned long long)mg->len);
         if (mg->access & ~(unsigned)XR_ACCESS_RW)
-            return xr__fail(XR_EBADMD, "peer '%s': regions[%zu].access 0x%x is unknown", m->name,
+            return xr__error_set(XR_EBADMD, "peer '%s': regions[%zu].access 0x%x is unknown", m->name,
                             k, mg->access);
         p->regions[k].addr = mg->addr;
         p->regions[k].len = mg->len;
@@ -231,7 +262,7 @@ static int load_regions(xr_engine *e, xr_peer *p, const xr_md *m)
         }
         for (uint32_t n = 0; n < mg->nkeys; n++)
             if (mg->keys[n].rail >= m->nrails)
-                return xr__fail(XR_EBADMD, "peer '%s': regions[%zu].keys[%u].rail is %u, but the "
+                return xr__error_set(XR_EBADMD, "peer '%s': regions[%zu].keys[%u].rail is %u, but the "
                                            "peer has %u rails",
                                 m->name, k, n, mg->keys[n].rail, m->nrails);
         for (unsigned i = 0; i < e->nrails; i++)
@@ -244,9 +275,9 @@ static int load_regions(xr_engine *e, xr_peer *p, const xr_md *m)
     /* Regions may nest (a tensor published inside its pool): the index
      * finds an enclosing one for any range. */
     for (size_t k = 0; k < p->nregions; k++)
-        if (xr_spans_insert(&p->index, p->regions[k].addr, p->regions[k].addr + p->regions[k].len,
+        if (xr__spans_insert(&p->index, p->regions[k].addr, p->regions[k].addr + p->regions[k].len,
                             &p->regions[k]))
-            return xr__fail(XR_ENOMEM, "peer '%s': region index", m->name);
+            return xr__error_set(XR_ENOMEM, "peer '%s': region index", m->name);
     return 0;
 }
 
@@ -255,34 +286,35 @@ int xr_peer_load(xr_engine *e, const void *md, size_t len, xr_peer **out)
     if (out)
         *out = NULL;
     if (!e || !md || !out)
-        return xr__fail(XR_EINVAL, "xr_peer_load: NULL argument");
+        return xr__error_set(XR_EINVAL, "xr_peer_load: NULL argument");
     xr_md m;
-    int rc = xr_layout_md_decode(e->layout, md, len, e->opts.max_metadata, &m);
+    int rc = xr__layout_md_decode(e->layout, md, len, e->opts.max_metadata, &m);
     if (rc)
         return rc;
     if (!*m.name)
-        rc = xr__fail(XR_EBADMD, "metadata: name is empty");
+        rc = xr__error_set(XR_EBADMD, "metadata: name is empty");
     else if (m.nrails > XR_MAX_RAILS)
-        rc = xr__fail(XR_EBADMD, "metadata: peer '%s' has %u rails; at most %d are supported",
+        rc = xr__error_set(XR_EBADMD, "metadata: peer '%s' has %u rails; at most %d are supported",
                       m.name, m.nrails, XR_MAX_RAILS);
     xr_peer *p = rc ? NULL : calloc(1, sizeof *p);
     if (!rc && (!p || !(p->name = strdup(m.name))))
-        rc = xr__fail(XR_ENOMEM, "xr_peer_load: out of memory");
+        rc = xr__error_set(XR_ENOMEM, "xr_peer_load: out of memory");
     if (rc) {
         free(p);
-        xr_layout_free(xr_layout_schema(e->layout), &m);
+        xr__layout_free(xr__layout_schema(e->layout), &m);
         return rc;
     }
     p->e = e;
+    xr__list_init(&p->link);
     p->nrails = m.nrails;
     p->refs = 1;
     for (unsigned i = 0; i < XR_MAX_RAILS; i++)
         p->peer_rail[i] = -1; /* unpaired: freeing must not remove another peer's address */
 
     pthread_mutex_lock(&e->lock);
-    for (xr_peer *q = e->peers; q && !rc; q = q->next)
-        if (strcmp(q->name, m.name) == 0)
-            rc = xr__fail(XR_EEXIST, "xr_peer_load: peer '%s' is already loaded; unload it "
+    xr__list_each(n, &e->peers->loaded)
+        if (!rc && strcmp(xr__list_entry(n, xr_peer, link)->name, m.name) == 0)
+            rc = xr__error_set(XR_EEXIST, "xr_peer_load: peer '%s' is already loaded; unload it "
                                      "first", m.name);
     if (!rc)
         rc = pair_rails(e, p, &m);
@@ -295,28 +327,23 @@ int xr_peer_load(xr_engine *e, const void *md, size_t len, xr_peer **out)
         p->nfields = m.nfields;
         m.fields = NULL;
         m.nfields = 0;
-        p->next = e->peers;
-        e->peers = p;
+        xr__list_push_front(&e->peers->loaded, &p->link);
         *out = p;
     }
     pthread_mutex_unlock(&e->lock);
-    xr_layout_free(xr_layout_schema(e->layout), &m);
+    xr__layout_free(xr__layout_schema(e->layout), &m);
     return rc;
 }
 
 int xr_peer_unload(xr_peer *p)
 {
     if (!p)
-        return xr__fail(XR_EINVAL, "xr_peer_unload: NULL peer");
+        return xr__error_set(XR_EINVAL, "xr_peer_unload: NULL peer");
     xr_engine *e = p->e;
     pthread_mutex_lock(&e->lock);
-    for (xr_peer **pp = &e->peers; *pp; pp = &(*pp)->next)
-        if (*pp == p) {
-            *pp = p->next;
-            break;
-        }
+    xr__list_remove(&p->link);
     p->unloaded = true;
-    xr__plan_flush(e); /* plans are keyed by the peer's address, which may be reused */
+    xr__policy_flush(e); /* plans are keyed by the peer's address, which may be reused */
     xr__peer_put(p);
     pthread_mutex_unlock(&e->lock);
     return 0;
@@ -344,47 +371,48 @@ uint64_t xr_peer_rail_mask(xr_peer *p)
 int xr_metadata_set_field(xr_engine *e, const char *name, const void *value, size_t len)
 {
     if (!e || !name || (!value && len))
-        return xr__fail(XR_EINVAL, "xr_metadata_set_field: NULL argument");
+        return xr__error_set(XR_EINVAL, "xr_metadata_set_field: NULL argument");
     size_t nlen = strlen(name);
     if (!nlen || nlen > XR_FIELD_NAME_MAX)
-        return xr__fail(XR_EINVAL, "xr_metadata_set_field: a name of 1 to %d bytes is required",
+        return xr__error_set(XR_EINVAL, "xr_metadata_set_field: a name of 1 to %d bytes is required",
                         XR_FIELD_NAME_MAX);
     if (len > XR_FIELD_VALUE_MAX)
-        return xr__fail(XR_EINVAL, "xr_metadata_set_field: '%s' is %zu bytes, at most %u", name,
+        return xr__error_set(XR_EINVAL, "xr_metadata_set_field: '%s' is %zu bytes, at most %u", name,
                         len, XR_FIELD_VALUE_MAX);
-    int rc = xr_layout_field_check(e->layout, name, value, len);
+    int rc = xr__layout_field_check(e->layout, name, value, len);
     if (rc)
         return rc;
     uint8_t *v = malloc(len ? len : 1);
     if (!v)
-        return xr__fail(XR_ENOMEM, "xr_metadata_set_field: out of memory");
+        return xr__error_set(XR_ENOMEM, "xr_metadata_set_field: out of memory");
     if (len)
         memcpy(v, value, len);
     pthread_mutex_lock(&e->lock);
     size_t i;
-    for (i = 0; i < e->nfields && strcmp(e->fields[i].name, name); i++)
+    struct xr_peers *ps = e->peers;
+    for (i = 0; i < ps->nfields && strcmp(ps->fields[i].name, name); i++)
         ;
-    if (i < e->nfields) {
-        free(e->fields[i].value);
-    } else if (e->nfields == XR_FIELDS_MAX) {
-        rc = xr__fail(XR_EINVAL, "xr_metadata_set_field: already %d fields", XR_FIELDS_MAX);
+    if (i < ps->nfields) {
+        free(ps->fields[i].value);
+    } else if (ps->nfields == XR_FIELDS_MAX) {
+        rc = xr__error_set(XR_EINVAL, "xr_metadata_set_field: already %d fields", XR_FIELDS_MAX);
     } else {
-        xr_md_field *n = realloc(e->fields, (e->nfields + 1) * sizeof *n);
+        xr_md_field *n = realloc(ps->fields, (ps->nfields + 1) * sizeof *n);
         char *nm = strdup(name);
         if (!n || !nm) {
             free(nm);
             if (n)
-                e->fields = n;
-            rc = xr__fail(XR_ENOMEM, "xr_metadata_set_field: out of memory");
+                ps->fields = n;
+            rc = xr__error_set(XR_ENOMEM, "xr_metadata_set_field: out of memory");
         } else {
-            e->fields = n;
-            e->fields[i].name = nm;
-            e->nfields++;
+            ps->fields = n;
+            ps->fields[i].name = nm;
+            ps->nfields++;
         }
     }
     if (!rc) {
-        e->fields[i].value = v;
-        e->fields[i].len = (uint32_t)len;
+        ps->fields[i].value = v;
+        ps->fields[i].len = (uint32_t)len;
     }
     pthread_mutex_unlock(&e->lock);
     if (rc)
@@ -392,21 +420,10 @@ int xr_metadata_set_field(xr_engine *e, const char *name, const void *value, siz
     return rc;
 }
 
-void xr__fields_free(xr_engine *e)
-{
-    for (size_t i = 0; i < e->nfields; i++) {
-        free(e->fields[i].name);
-        free(e->fields[i].value);
-    }
-    free(e->fields);
-    e->fields = NULL;
-    e->nfields = 0;
-}
-
 int xr_peer_field(xr_peer *p, const char *name, void *buf, size_t *len)
 {
     if (!p || !name || !len)
-        return xr__fail(XR_EINVAL, "xr_peer_field: NULL argument");
+        return xr__error_set(XR_EINVAL, "xr_peer_field: NULL argument");
     for (uint32_t i = 0; i < p->nfields; i++) {
         const xr_md_field *f = &p->fields[i];
         if (strcmp(f->name, name))
@@ -414,7 +431,7 @@ int xr_peer_field(xr_peer *p, const char *name, void *buf, size_t *len)
         if (!buf || *len < f->len) {
             size_t had = buf ? *len : 0;
             *len = f->len;
-            return xr__fail(XR_ETOOSMALL, "xr_peer_field: '%s' of peer '%s' is %u bytes, buffer "
+            return xr__error_set(XR_ETOOSMALL, "xr_peer_field: '%s' of peer '%s' is %u bytes, buffer "
                                           "holds %zu", name, p->name, f->len, had);
         }
         if (f->len)
@@ -422,6 +439,6 @@ int xr_peer_field(xr_peer *p, const char *name, void *buf, size_t *len)
         *len = f->len;
         return 0;
     }
-    return xr__fail(XR_ENOENT, "xr_peer_field: peer '%s' published no field '%s' (it has %u)",
+    return xr__error_set(XR_ENOENT, "xr_peer_field: peer '%s' published no field '%s' (it has %u)",
                     p->name, name, p->nfields);
 }

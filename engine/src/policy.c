@@ -10,25 +10,25 @@
  */
 #include "policy.h"
 
-#include "config.h"
-
-#include "lua_sandbox.h"
+#include "core/lua_sandbox.h"
+#include "core/script.h"
 
 #include <lauxlib.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-struct xr_policy {
+/* A loaded script and its hooks. */
+typedef struct script {
     xr_lua *lua;
     char *path;
     int plan_ref;           /* registry references to the hooks; LUA_NOREF if absent */
     int register_ref;
     int rail_error_ref;
-};
+} script;
 
 typedef struct plan_entry {
-    const xr_peer *peer;
+    const void *peer;
     xr_op op;
     xr_mem_kind kind;
     int device;
@@ -36,11 +36,20 @@ typedef struct plan_entry {
     xr_plan plan;
 } plan_entry;
 
-void xr__policy_free(xr_policy *p)
+/* policy.c's part of the engine; guarded by the engine lock, but for the
+ * counters, which are atomics. */
+struct xr_policies {
+    script *script;                 /* NULL: built-in equal stripe */
+    plan_entry **plans;             /* entries never move: pointers stay valid until a flush */
+    size_t nplans, cap;
+    atomic_uint_fast64_t calls, hits, reloads, rail_error_calls, rails_disabled;
+};
+
+static void script_free(script *p)
 {
     if (!p)
         return;
-    xr_lua_free(p->lua);
+    xr__lua_free(p->lua);
     free(p->path);
     free(p);
 }
@@ -50,7 +59,7 @@ static void push_rail(lua_State *L, xr_engine *e, unsigned i, uint64_t reach)
 {
     xr_rail *r = &e->rails[i];
     char addr[128];
-    xr__addr_format(r, r->addr, r->addrlen, addr, sizeof addr);
+    xr__rail_addr_format(r, r->addr, r->addrlen, addr, sizeof addr);
     lua_createtable(L, 0, 8);
     lua_pushinteger(L, i);
     lua_setfield(L, -2, "index");
@@ -81,114 +90,90 @@ static void push_rails(lua_State *L, xr_engine *e, uint64_t reach)
     }
 }
 
-static uint64_t all_rails(const xr_engine *e)
+/* What read_plan needs, handed to it as a light userdata. */
+typedef struct plan_read {
+    xr_engine *e;
+    uint64_t reach;
+    xr_plan *out;
+} plan_read;
+
+/* An optional integer field of the table at index t, at least `min`. */
+static lua_Integer opt_integer(lua_State *L, int t, const char *key, lua_Integer min,
+                               lua_Integer dflt)
 {
-    return e->nrails == 64 ? ~0ull : (1ull << e->nrails) - 1;
+    if (lua_getfield(L, t, key) == LUA_TNIL) {
+        lua_pop(L, 1);
+        return dflt;
+    }
+    int isint;
+    lua_Integer v = lua_tointegerx(L, -1, &isint);
+    if (!isint || v < min)
+        luaL_error(L, "%s must be an integer %s %d", key, min ? ">" : ">=", (int)(min ? min - 1 : 0));
+    lua_pop(L, 1);
+    return v;
 }
 
-/* Read the plan table on top of the stack into *out, checking every field. */
-static int read_plan(xr_engine *e, const char *script, uint64_t reach, xr_plan *out)
+/*
+ * Read plan()'s answer (argument 1) into the plan_read (argument 2). A C
+ * function run under the sandbox's protected call: a malformed answer is a
+ * luaL_error, and a metamethod the table carries runs under the budget.
+ */
+static int read_plan(lua_State *L)
 {
-    lua_State *L = xr_lua_state(e->policy->lua);
-    if (!lua_istable(L, -1))
-        return xr__fail(XR_ESCRIPT, "script %s: plan returned a %s, expected a table", script,
-                        luaL_typename(L, -1));
+    plan_read *pr = lua_touserdata(L, 2);
+    xr_engine *e = pr->e;
+    xr_plan *out = pr->out;
+    if (!lua_istable(L, 1))
+        return luaL_error(L, "returned a %s, expected a table", luaL_typename(L, 1));
     memset(out, 0, sizeof *out);
     out->stripe_min = e->opts.stripe_min;
     out->align = 4096;
-    size_t chunk = e->opts.chunk_size;
 
-    lua_getfield(L, -1, "rails");
-    lua_Integer n = lua_istable(L, -1) ? luaL_len(L, -1) : -1;
-    if (n <= 0) {
-        lua_pop(L, 1);
-        return xr__fail(XR_ESCRIPT, "script %s: plan returned no rails (rails must be a "
-                                    "non-empty list of rail indexes)", script);
-    }
-    if (n > XR_MAX_RAILS) {
-        lua_pop(L, 1);
-        return xr__fail(XR_ESCRIPT, "script %s: plan returned %lld rails, at most %d", script,
-                        (long long)n, XR_MAX_RAILS);
-    }
-    lua_getfield(L, -2, "weights");
-    bool have_w = !lua_isnil(L, -1);
-    if (have_w && (!lua_istable(L, -1) || luaL_len(L, -1) != n)) {
-        lua_pop(L, 2);
-        return xr__fail(XR_ESCRIPT, "script %s: plan weights must be a list as long as rails "
-                                    "(%lld)", script, (long long)n);
-    }
+    lua_getfield(L, 1, "rails"); /* 3 */
+    lua_Integer n = lua_istable(L, 3) ? luaL_len(L, 3) : -1;
+    if (n <= 0)
+        return luaL_error(L, "returned no rails (rails must be a non-empty list of rail indexes)");
+    if (n > XR_MAX_RAILS)
+        return luaL_error(L, "returned %I rails, at most %d", n, XR_MAX_RAILS);
+    lua_getfield(L, 1, "weights"); /* 4 */
+    bool have_w = !lua_isnil(L, 4);
+    if (have_w && (!lua_istable(L, 4) || luaL_len(L, 4) != n))
+        return luaL_error(L, "weights must be a list as long as rails (%I)", n);
     uint64_t seen = 0;
     for (lua_Integer k = 1; k <= n; k++) {
         int isint;
-        lua_rawgeti(L, -2, k);
+        lua_geti(L, 3, k);
         lua_Integer idx = lua_tointegerx(L, -1, &isint);
         lua_pop(L, 1);
-        if (!isint || idx < 0 || idx >= (lua_Integer)e->nrails) {
-            lua_pop(L, 2);
-            return xr__fail(XR_ESCRIPT, "script %s: plan rails[%lld] is not a rail index "
-                                        "0..%u", script, (long long)k, e->nrails - 1);
-        }
-        if (seen & (1ull << idx)) {
-            lua_pop(L, 2);
-            return xr__fail(XR_ESCRIPT, "script %s: plan lists rail %lld twice", script,
-                            (long long)idx);
-        }
+        if (!isint || idx < 0 || idx >= (lua_Integer)e->nrails)
+            return luaL_error(L, "rails[%I] is not a rail index 0..%d", k, (int)e->nrails - 1);
+        if (seen & (1ull << idx))
+            return luaL_error(L, "lists rail %I twice", idx);
         seen |= 1ull << idx;
         lua_Number w = 1;
         if (have_w) {
-            lua_rawgeti(L, -1, k);
             int isnum;
+            lua_geti(L, 4, k);
             w = lua_tonumberx(L, -1, &isnum);
             lua_pop(L, 1);
             /* Weights are kept in thousandths in a uint32_t: 1e6 (a link
              * speed of 1 Tbit/s in Mbit/s) is the most that fits. */
-            if (!isnum || !(w > 0) || w > 1e6) {
-                lua_pop(L, 2);
-                return xr__fail(XR_ESCRIPT, "script %s: plan weights[%lld] must be a number "
-                                            "in (0, 1e6]", script, (long long)k);
-            }
+            if (!isnum || !(w > 0) || w > 1e6)
+                return luaL_error(L, "weights[%I] must be a number in (0, 1e6]", k);
         }
         /* A rail that is down or does not reach the peer is left out, so a
          * policy written for all rails keeps working when one goes. */
-        if (!atomic_load(&e->rails[idx].up) || !((reach >> idx) & 1))
+        if (!atomic_load(&e->rails[idx].up) || !((pr->reach >> idx) & 1))
             continue;
         unsigned j = out->nrails++;
         out->rail[j] = (uint8_t)idx;
         uint32_t milli = (uint32_t)(w * 1000 + 0.5);
         out->weight[j] = milli ? milli : 1;
     }
-    lua_pop(L, 2);
-
-    lua_getfield(L, -1, "stripe_min");
-    if (!lua_isnil(L, -1)) {
-        int isint;
-        lua_Integer v = lua_tointegerx(L, -1, &isint);
-        if (!isint || v < 0) {
-            lua_pop(L, 1);
-            return xr__fail(XR_ESCRIPT, "script %s: plan stripe_min must be an integer >= 0",
-                            script);
-        }
-        out->stripe_min = (size_t)v;
-    }
-    lua_pop(L, 1);
-    lua_getfield(L, -1, "chunk");
-    if (!lua_isnil(L, -1)) {
-        int isint;
-        lua_Integer v = lua_tointegerx(L, -1, &isint);
-        if (!isint || v <= 0) {
-            lua_pop(L, 1);
-            return xr__fail(XR_ESCRIPT, "script %s: plan chunk must be an integer > 0", script);
-        }
-        chunk = (size_t)v;
-    }
-    lua_pop(L, 1);
-    if (!out->nrails)
-        return xr__fail(XR_ENORAIL, "script %s: every rail the plan chose is down or does not "
-                                    "reach the peer", script);
-    for (unsigned j = 0; j < out->nrails; j++) {
-        size_t cap = e->rails[out->rail[j]].max_msg;
-        out->chunk[j] = chunk < cap ? chunk : cap;
-    }
+    out->stripe_min = (size_t)opt_integer(L, 1, "stripe_min", 0, (lua_Integer)out->stripe_min);
+    size_t chunk = (size_t)opt_integer(L, 1, "chunk", 1, (lua_Integer)e->opts.chunk_size);
+    for (unsigned j = 0; j < out->nrails; j++)
+        out->chunk[j] = xr__rail_chunk_cap(&e->rails[out->rail[j]], chunk);
     return 0;
 }
 
@@ -205,7 +190,7 @@ static int builtin_plan(xr_engine *e, uint64_t reach, xr_plan *p)
         unsigned k = p->nrails++;
         p->rail[k] = (uint8_t)i;
         p->weight[k] = 1;
-        p->chunk[k] = e->opts.chunk_size < r->max_msg ? e->opts.chunk_size : r->max_msg;
+        p->chunk[k] = xr__rail_chunk_cap(r, e->opts.chunk_size);
     }
     return p->nrails ? 0 : XR_ENORAIL;
 }
@@ -215,13 +200,13 @@ static unsigned size_class(size_t len)
     return len ? 64u - (unsigned)__builtin_clzll((unsigned long long)len) : 0;
 }
 
-/* Call plan(xfer, rails, peer) for one class. Engine lock held. */
-static int ask_script(xr_engine *e, const char *peer_name, uint64_t reach, xr_op op,
+/* Call plan(xfer, rails, peer) for one class with script `sc`. Engine lock held. */
+static int ask_script(xr_engine *e, script *sc, const char *peer_name, uint64_t reach, xr_op op,
                       xr_mem_kind kind, int device, unsigned cls, xr_plan *out)
 {
-    xr_policy *pol = e->policy;
-    lua_State *L = xr_lua_state(pol->lua);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, pol->plan_ref);
+    lua_State *L = xr__lua_state(sc->lua);
+    lua_pushcfunction(L, read_plan);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, sc->plan_ref);
     lua_createtable(L, 0, 6);
     lua_pushstring(L, op == XR_OP_WRITE ? "write" : "read");
     lua_setfield(L, -2, "op");
@@ -247,307 +232,285 @@ static int ask_script(xr_engine *e, const char *peer_name, uint64_t reach, xr_op
             lua_rawseti(L, -2, k++);
         }
     lua_setfield(L, -2, "reachable");
-    atomic_fetch_add(&e->policy_calls, 1);
-    int rc = xr_lua_call(pol->lua, 3, 1, "plan");
-    if (rc)
+    atomic_fetch_add(&e->policy->calls, 1);
+    int rc = xr__lua_call(sc->lua, 3, 1, "plan");
+    if (rc) {
+        lua_pop(L, 1); /* read_plan */
         return rc;
-    rc = read_plan(e, pol->path, reach, out);
-    lua_pop(L, 1);
+    }
+    /* read_plan(answer, out): the answer is checked under the sandbox too. */
+    plan_read pr = {.e = e, .reach = reach, .out = out};
+    lua_pushlightuserdata(L, &pr);
+    rc = xr__lua_call(sc->lua, 2, 0, "plan");
+    if (!rc && !out->nrails)
+        rc = xr__error_set(XR_ENORAIL, "script %s: every rail the plan chose is down or does "
+                                       "not reach the peer", sc->path);
     return rc;
 }
 
-int xr__plan_get(xr_engine *e, xr_peer *peer, xr_op op, xr_mem_kind kind, int device,
-                 size_t len, const xr_plan **out)
+int xr__policy_plan_get(xr_engine *e, const void *peer, const char *peer_name, uint64_t reach,
+                        xr_op op, xr_mem_kind kind, int device, size_t len,
+                        const xr_plan **out)
 {
+    struct xr_policies *ps = e->policy;
     unsigned cls = size_class(len);
-    for (size_t i = 0; i < e->nplans; i++) {
-        plan_entry *p = e->plans[i];
+    for (size_t i = 0; i < ps->nplans; i++) {
+        plan_entry *p = ps->plans[i];
         if (p->peer == peer && p->op == op && p->kind == kind && p->device == device &&
             p->size_class == cls) {
-            atomic_fetch_add(&e->policy_hits, 1);
+            atomic_fetch_add(&ps->hits, 1);
             *out = &p->plan;
             return 0;
         }
     }
-    if (e->nplans == e->cap_plans) {
-        size_t cap = e->cap_plans ? 2 * e->cap_plans : 16;
-        void **n = realloc(e->plans, cap * sizeof *n);
+    if (ps->nplans == ps->cap) {
+        size_t cap = ps->cap ? 2 * ps->cap : 16;
+        plan_entry **n = realloc(ps->plans, cap * sizeof *n);
         if (!n)
-            return xr__fail(XR_ENOMEM, "plan cache");
-        e->plans = (plan_entry **)n;
-        e->cap_plans = cap;
+            return xr__error_set(XR_ENOMEM, "plan cache");
+        ps->plans = n;
+        ps->cap = cap;
     }
     plan_entry *p = calloc(1, sizeof *p);
     if (!p)
-        return xr__fail(XR_ENOMEM, "plan cache");
+        return xr__error_set(XR_ENOMEM, "plan cache");
     *p = (plan_entry){.peer = peer, .op = op, .kind = kind, .device = device, .size_class = cls};
-    int rc = e->policy ? ask_script(e, peer->name, peer->mask, op, kind, device, cls, &p->plan)
-                       : builtin_plan(e, peer->mask, &p->plan);
+    int rc = ps->script ? ask_script(e, ps->script, peer_name, reach, op, kind, device, cls,
+                                     &p->plan)
+                        : builtin_plan(e, reach, &p->plan);
     if (rc) {
         free(p);
-        if (rc == XR_ENORAIL && !e->policy)
-            return xr__fail(XR_ENORAIL, "no rail that is up reaches peer '%s'", peer->name);
+        if (rc == XR_ENORAIL && !ps->script)
+            return xr__error_set(XR_ENORAIL, "no rail that is up reaches peer '%s'", peer_name);
         return rc;
     }
-    e->plans[e->nplans++] = p; /* entries never move: pointers stay valid until a flush */
+    ps->plans[ps->nplans++] = p;
     *out = &p->plan;
     return 0;
 }
 
-void xr__plan_flush(xr_engine *e)
+void xr__policy_flush(xr_engine *e)
 {
-    for (size_t i = 0; i < e->nplans; i++)
-        free(e->plans[i]);
-    e->nplans = 0;
+    struct xr_policies *ps = e->policy;
+    for (size_t i = 0; i < ps->nplans; i++)
+        free(ps->plans[i]);
+    ps->nplans = 0;
 }
 
-void xr__plan_fini(xr_engine *e)
+int xr__policy_init(xr_engine *e)
 {
-    xr__plan_flush(e);
-    free(e->plans);
-    e->plans = NULL;
-    e->cap_plans = 0;
-    xr__policy_free(e->policy);
+    e->policy = calloc(1, sizeof *e->policy);
+    return e->policy ? 0 : xr__error_set(XR_ENOMEM, "policy: out of memory");
+}
+
+void xr__policy_fini(xr_engine *e)
+{
+    struct xr_policies *ps = e->policy;
+    if (!ps)
+        return;
+    xr__policy_flush(e);
+    free(ps->plans);
+    script_free(ps->script);
+    free(ps);
     e->policy = NULL;
 }
 
-int xr__policy_load(xr_engine *e, const char *path, xr_policy **out)
+/* The hook `name` of the script's table (on top of the stack) into *ref:
+ * LUA_NOREF if absent and optional. Run under the sandbox. */
+static int take_hook(lua_State *L)
 {
-    *out = NULL;
-    size_t len = 0;
-    char *src = xr__file_read(path, &len);
-    if (!src)
-        return xr__fail(XR_EINVAL, "policy: cannot read '%s'", path);
-    xr_policy *p = calloc(1, sizeof *p);
-    if (!p || !(p->path = strdup(path))) {
-        free(p);
-        free(src);
-        return xr__fail(XR_ENOMEM, "policy: out of memory");
-    }
-    p->plan_ref = p->register_ref = p->rail_error_ref = LUA_NOREF;
-    xr_lua_limits lim = {.mem_bytes = e->opts.script_mem, .instructions = 0};
-    int rc = xr_lua_new(e, &lim, &p->lua);
-    if (!rc)
-        rc = xr_lua_load(p->lua, p->path, src, len, 1);
-    free(src);
-    if (!rc) {
-        lua_State *L = xr_lua_state(p->lua);
-        if (!lua_istable(L, -1)) {
-            rc = xr__fail(XR_ESCRIPT, "script %s: must return a table of hooks, returned a %s",
-                          path, luaL_typename(L, -1));
-        } else {
-            lua_getfield(L, -1, "plan");
-            if (!lua_isfunction(L, -1)) {
-                lua_pop(L, 1);
-                rc = xr__fail(XR_ESCRIPT, "script %s: has no plan(xfer, rails, peer) function",
-                              path);
-            } else {
-                p->plan_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-            }
-            /* The other hooks are optional, but must be functions if present. */
-            static const char *const opt[] = {"register", "on_rail_error"};
-            int *refs[] = {&p->register_ref, &p->rail_error_ref};
-            for (int k = 0; k < 2 && !rc; k++) {
-                lua_getfield(L, -1, opt[k]);
-                if (lua_isnil(L, -1)) {
-                    lua_pop(L, 1);
-                } else if (!lua_isfunction(L, -1)) {
-                    lua_pop(L, 1);
-                    rc = xr__fail(XR_ESCRIPT, "script %s: %s must be a function", path, opt[k]);
-                } else {
-                    *refs[k] = luaL_ref(L, LUA_REGISTRYINDEX);
-                }
-            }
-        }
-        lua_settop(L, 0);
-    }
-    if (rc) {
-        xr__policy_free(p);
-        return rc;
-    }
-    *out = p;
+    const char *name = lua_tostring(L, 2);
+    int *ref = lua_touserdata(L, 3);
+    bool required = lua_toboolean(L, 4);
+    lua_settop(L, 2);
+    if (!lua_istable(L, 1))
+        return luaL_error(L, "must return a table of hooks, returned a %s", luaL_typename(L, 1));
+    int t = lua_getfield(L, 1, name);
+    if (t == LUA_TNIL && !required)
+        return 0;
+    if (t != LUA_TFUNCTION)
+        return required ? luaL_error(L, "has no %s(xfer, rails, peer) function", name)
+                        : luaL_error(L, "%s must be a function", name);
+    *ref = luaL_ref(L, LUA_REGISTRYINDEX);
     return 0;
 }
 
-/* Try the new policy on a probe class before it replaces the old one, so
- * that a script which loads but answers garbage is refused up front. */
-static int probe(xr_engine *e)
+static int script_load(xr_engine *e, const char *path, script **out)
 {
-    xr_plan p;
-    return ask_script(e, "probe", all_rails(e), XR_OP_WRITE, XR_MEM_HOST, 0, size_class(1 << 20), &p);
+    *out = NULL;
+    size_t len = 0;
+    char *src = xr__script_read(path, &len);
+    if (!src)
+        return xr__error_set(XR_EINVAL, "policy: cannot read '%s'", path);
+    script *p = calloc(1, sizeof *p);
+    if (!p || !(p->path = strdup(path))) {
+        free(p);
+        free(src);
+        return xr__error_set(XR_ENOMEM, "policy: out of memory");
+    }
+    p->plan_ref = p->register_ref = p->rail_error_ref = LUA_NOREF;
+    xr_lua_limits lim = {.mem_bytes = e->opts.script_mem, .instructions = 0};
+    int rc = xr__lua_new(&e->log, &lim, &p->lua);
+    if (!rc)
+        rc = xr__lua_load(p->lua, p->path, src, len, 1);
+    free(src);
+    static const char *const hooks[] = {"plan", "register", "on_rail_error"};
+    int *refs[] = {&p->plan_ref, &p->register_ref, &p->rail_error_ref};
+    for (int k = 0; k < 3 && !rc; k++) {
+        lua_State *L = xr__lua_state(p->lua);
+        lua_pushcfunction(L, take_hook);
+        lua_pushvalue(L, 1); /* the script's table */
+        lua_pushstring(L, hooks[k]);
+        lua_pushlightuserdata(L, refs[k]);
+        lua_pushboolean(L, k == 0);
+        rc = xr__lua_call(p->lua, 4, 0, "load");
+    }
+    if (rc) {
+        script_free(p);
+        return rc;
+    }
+    lua_settop(xr__lua_state(p->lua), 0);
+    *out = p;
+    return 0;
 }
 
 int xr_policy_reload(xr_engine *e, const char *path)
 {
     if (!e || !path)
-        return xr__fail(XR_EINVAL, "xr_policy_reload: NULL argument");
+        return xr__error_set(XR_EINVAL, "xr_policy_reload: NULL argument");
     char found[4096];
     int rc = xr__script_find(&e->opts, path, "policy", found, sizeof found);
     if (rc) { /* the message is rewritten from a copy: it lives in the same buffer */
         char why[XR_ERRMSG_MAX];
-        snprintf(why, sizeof why, "%s", xr_engine_last_error(e));
-        return xr__fail(XR_EINVAL, "policy: %s", why);
+        snprintf(why, sizeof why, "%s", xr__error_last());
+        return xr__error_set(XR_EINVAL, "policy: %s", why);
     }
-    xr_policy *np;
-    rc = xr__policy_load(e, found, &np);
+    script *np;
+    rc = script_load(e, found, &np);
     if (rc)
         return rc;
+    /* Try the new script on a probe class before it replaces the old one,
+     * so that a script which loads but answers garbage is refused up front. */
+    struct xr_policies *ps = e->policy;
     pthread_mutex_lock(&e->lock);
-    xr_policy *old = e->policy;
-    e->policy = np;
-    rc = probe(e);
-    if (rc) {
-        e->policy = old; /* the old policy stays */
-    } else {
-        xr__plan_flush(e);
-        atomic_fetch_add(&e->policy_reloads, 1);
+    xr_plan probe;
+    rc = ask_script(e, np, "probe", xr__engine_all_rails(e), XR_OP_WRITE, XR_MEM_HOST, 0,
+                    size_class(1 << 20), &probe);
+    script *old = rc ? np : ps->script;
+    if (!rc) {
+        ps->script = np;
+        xr__policy_flush(e);
+        atomic_fetch_add(&ps->reloads, 1);
     }
     pthread_mutex_unlock(&e->lock);
-    xr__policy_free(rc ? np : old);
+    script_free(old); /* on failure the old policy stays */
     return rc;
 }
 
 int xr_policy_stats_get(xr_engine *e, xr_policy_stats *st)
 {
     if (!e || !st)
-        return xr__fail(XR_EINVAL, "xr_policy_stats_get: NULL argument");
-    st->plan_calls = atomic_load(&e->policy_calls);
-    st->plan_hits = atomic_load(&e->policy_hits);
-    st->reloads = atomic_load(&e->policy_reloads);
-    st->rail_error_calls = atomic_load(&e->rail_error_calls);
-    st->rails_disabled = atomic_load(&e->rails_disabled);
+        return xr__error_set(XR_EINVAL, "xr_policy_stats_get: NULL argument");
+    struct xr_policies *ps = e->policy;
+    st->plan_calls = atomic_load(&ps->calls);
+    st->plan_hits = atomic_load(&ps->hits);
+    st->reloads = atomic_load(&ps->reloads);
+    st->rail_error_calls = atomic_load(&ps->rail_error_calls);
+    st->rails_disabled = atomic_load(&ps->rails_disabled);
     pthread_mutex_lock(&e->lock);
-    st->classes = e->nplans;
-    st->scripted = e->policy != NULL;
+    st->classes = ps->nplans;
+    st->scripted = ps->script != NULL;
     pthread_mutex_unlock(&e->lock);
     return 0;
 }
 
-typedef struct split_acc {
-    size_t bytes[XR_MAX_RAILS], chunks[XR_MAX_RAILS];
-} split_acc;
-
-static void acc_piece(void *arg, unsigned rail, size_t off, size_t len)
+/* Read register()'s answer (argument 1) into the mask (argument 2). */
+static int read_rails(lua_State *L)
 {
-    split_acc *a = arg;
-    (void)off;
-    a->bytes[rail] += len;
-    a->chunks[rail]++;
-}
-
-int xr_policy_explain(xr_engine *e, xr_peer *peer, xr_op op, xr_mem_kind kind, int device,
-                      size_t size, char *buf, size_t cap)
-{
-    if (!e || !peer || !buf || !cap)
-        return xr__fail(XR_EINVAL, "xr_policy_explain: NULL argument");
-    pthread_mutex_lock(&e->lock);
-    const xr_plan *cached;
-    int rc = xr__plan_get(e, peer, op, kind, device, size, &cached);
-    xr_plan p = rc ? (xr_plan){0} : *cached;
-    char pname[256];
-    snprintf(pname, sizeof pname, "%s", e->policy ? e->policy->path : "(built-in equal stripe)");
-    pthread_mutex_unlock(&e->lock);
-    if (rc)
-        return rc;
-    /* Split one descriptor of `size` bytes exactly as a transfer would. */
-    split_acc a;
-    memset(&a, 0, sizeof a);
-    unsigned rr = 0;
-    size_t n = xr_plan_split(&p, peer->mask, size, &rr, acc_piece, &a);
-    uint64_t wsum = 0;
-    for (unsigned k = 0; k < p.nrails; k++)
-        wsum += p.weight[k];
-    size_t w = (size_t)snprintf(buf, cap, "policy %s\n%s of %zu bytes to '%s': %s over %u "
-                                          "rail(s), %zu chunk(s), stripe_min %zu\n",
-                                pname, op == XR_OP_WRITE ? "write" : "read", size, peer->name,
-                                size >= p.stripe_min && p.nrails > 1 ? "striped" : "one rail",
-                                p.nrails, n, p.stripe_min);
-    for (unsigned k = 0; k < p.nrails; k++) {
-        unsigned r = p.rail[k];
-        w += (size_t)snprintf(buf + (w < cap ? w : cap), w < cap ? cap - w : 0,
-                              "  rail %u: weight share %.1f%%, %zu bytes (%.1f%%), %zu chunk(s) "
-                              "of <= %zu\n",
-                              r, 100.0 * p.weight[k] / (double)wsum, a.bytes[r],
-                              size ? 100.0 * (double)a.bytes[r] / (double)size : 0.0,
-                              a.chunks[r], p.chunk[k]);
-    }
-    if (w >= cap)
-        return xr__fail(XR_ETOOSMALL, "xr_policy_explain: %zu bytes needed", w + 1);
-    return 0;
-}
-
-int xr__policy_region_rails(xr_engine *e, const xr_region *g, uint64_t *mask)
-{
-    *mask = all_rails(e);
-    xr_policy *pol = e->policy;
-    if (!pol || pol->register_ref == LUA_NOREF)
-        return 0;
-    lua_State *L = xr_lua_state(pol->lua);
-    static const char *const access[] = {"none", "read", "write", "rw"};
-    lua_rawgeti(L, LUA_REGISTRYINDEX, pol->register_ref);
-    lua_createtable(L, 0, 5);
-    lua_pushinteger(L, (lua_Integer)g->addr);
-    lua_setfield(L, -2, "addr");
-    lua_pushinteger(L, (lua_Integer)g->len);
-    lua_setfield(L, -2, "len");
-    lua_pushstring(L, g->kind == XR_MEM_CUDA ? "cuda" : "host");
-    lua_setfield(L, -2, "mem");
-    lua_pushinteger(L, g->device);
-    lua_setfield(L, -2, "device");
-    lua_pushstring(L, access[g->access & 3]);
-    lua_setfield(L, -2, "access");
-    push_rails(L, e, all_rails(e));
-    int rc = xr_lua_call(pol->lua, 2, 1, "register");
-    if (rc)
-        return rc;
+    const xr_engine *e = lua_touserdata(L, 2);
+    uint64_t *mask = lua_touserdata(L, 3);
     uint64_t m = 0;
-    lua_Integer n = lua_istable(L, -1) ? luaL_len(L, -1) : 0;
-    for (lua_Integer k = 1; k <= n && !rc; k++) {
+    lua_Integer n = lua_istable(L, 1) ? luaL_len(L, 1) : 0;
+    for (lua_Integer k = 1; k <= n; k++) {
         int isint;
-        lua_rawgeti(L, -1, k);
+        lua_geti(L, 1, k);
         lua_Integer idx = lua_tointegerx(L, -1, &isint);
         lua_pop(L, 1);
         if (!isint || idx < 0 || idx >= (lua_Integer)e->nrails || ((m >> idx) & 1))
-            rc = xr__fail(XR_ESCRIPT, "script %s: register returned rails[%lld], which is not a "
-                                      "distinct rail index 0..%u", pol->path, (long long)k,
-                          e->nrails - 1);
-        else
-            m |= 1ull << idx;
+            return luaL_error(L, "returned rails[%I], which is not a distinct rail index 0..%d",
+                              k, (int)e->nrails - 1);
+        m |= 1ull << idx;
     }
-    lua_pop(L, 1);
-    if (!rc && !m)
-        rc = xr__fail(XR_ESCRIPT, "script %s: register returned no rails for the region at "
-                                  "0x%llx (+%zu)", pol->path, (unsigned long long)g->addr, g->len);
-    if (!rc)
-        *mask = m;
-    return rc;
+    if (!m)
+        return luaL_error(L, "returned no rails");
+    *mask = m;
+    return 0;
+}
+
+int xr__policy_region_rails(xr_engine *e, uint64_t addr, size_t len, xr_mem_kind kind,
+                            int device, unsigned access, uint64_t *mask)
+{
+    *mask = xr__engine_all_rails(e);
+    script *sc = e->policy->script;
+    if (!sc || sc->register_ref == LUA_NOREF)
+        return 0;
+    lua_State *L = xr__lua_state(sc->lua);
+    static const char *const names[] = {"none", "read", "write", "rw"};
+    lua_pushcfunction(L, read_rails);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, sc->register_ref);
+    lua_createtable(L, 0, 5);
+    lua_pushinteger(L, (lua_Integer)addr);
+    lua_setfield(L, -2, "addr");
+    lua_pushinteger(L, (lua_Integer)len);
+    lua_setfield(L, -2, "len");
+    lua_pushstring(L, kind == XR_MEM_CUDA ? "cuda" : "host");
+    lua_setfield(L, -2, "mem");
+    lua_pushinteger(L, device);
+    lua_setfield(L, -2, "device");
+    lua_pushstring(L, names[access & 3]);
+    lua_setfield(L, -2, "access");
+    push_rails(L, e, xr__engine_all_rails(e));
+    int rc = xr__lua_call(sc->lua, 2, 1, "register");
+    if (rc) {
+        lua_pop(L, 1); /* read_rails */
+        return rc;
+    }
+    lua_pushlightuserdata(L, e);
+    lua_pushlightuserdata(L, mask);
+    return xr__lua_call(sc->lua, 3, 0, "register");
 }
 
 /* Ask on_rail_error about rail i; true if the answer is "disable". Engine lock held. */
-static bool ask_rail_error(xr_engine *e, unsigned i, const char *why)
+static bool ask_rail_error(xr_engine *e, script *sc, unsigned i, const char *why)
 {
-    xr_policy *pol = e->policy;
-    lua_State *L = xr_lua_state(pol->lua);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, pol->rail_error_ref);
-    push_rail(L, e, i, all_rails(e));
+    lua_State *L = xr__lua_state(sc->lua);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, sc->rail_error_ref);
+    push_rail(L, e, i, xr__engine_all_rails(e));
     lua_createtable(L, 0, 2);
     lua_pushstring(L, why);
     lua_setfield(L, -2, "message");
     lua_pushstring(L, "XR_EIO");
     lua_setfield(L, -2, "code");
-    atomic_fetch_add(&e->rail_error_calls, 1);
-    if (xr_lua_call(pol->lua, 2, 1, "on_rail_error")) {
-        xr__log(e, XR_LOG_WARN, "%s", xr_engine_last_error(e));
+    atomic_fetch_add(&e->policy->rail_error_calls, 1);
+    if (xr__lua_call(sc->lua, 2, 1, "on_rail_error")) {
+        xr__log_write(&e->log, XR_LOG_WARN, "%s", xr__error_last());
         return false;
     }
-    const char *ans = lua_tostring(L, -1);
+    const char *ans = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
     bool disable = ans && strcmp(ans, "disable") == 0;
     if (!ans || (!disable && strcmp(ans, "retry") && strcmp(ans, "fail")))
-        xr__log(e, XR_LOG_WARN, "script %s: on_rail_error answered '%s'; expected \"retry\", "
-                                "\"disable\" or \"fail\"; rail %u stays as it is",
-                pol->path, ans ? ans : luaL_typename(L, -1), i);
+        xr__log_write(&e->log, XR_LOG_WARN, "script %s: on_rail_error answered '%s'; expected "
+                                            "\"retry\", \"disable\" or \"fail\"; rail %u stays "
+                                            "as it is",
+                      sc->path, ans ? ans : luaL_typename(L, -1), i);
     lua_pop(L, 1);
     return disable;
+}
+
+void xr__policy_rail_state(xr_engine *e, unsigned i, bool up)
+{
+    atomic_store(&e->rails[i].up, up ? 1 : 0);
+    xr__policy_flush(e); /* plans are re-asked with the new rail states */
 }
 
 void xr__policy_rail_errors(xr_engine *e)
@@ -563,18 +526,21 @@ void xr__policy_rail_errors(xr_engine *e)
         if (!pending)
             continue;
         pthread_mutex_lock(&e->lock);
-        bool disable = e->policy && e->policy->rail_error_ref != LUA_NOREF &&
-                       atomic_load(&r->up) && ask_rail_error(e, i, why);
+        script *sc = e->policy->script;
+        bool disable = sc && sc->rail_error_ref != LUA_NOREF && atomic_load(&r->up) &&
+                       ask_rail_error(e, sc, i, why);
+        if (disable)
+            xr__policy_rail_state(e, i, false);
         pthread_mutex_unlock(&e->lock);
         if (disable) {
-            xr_rail_set_state(e, i, 0);
-            atomic_fetch_add(&e->rails_disabled, 1);
-            xr__log(e, XR_LOG_WARN, "rail %u taken out of plans by the policy after: %s", i, why);
+            atomic_fetch_add(&e->policy->rails_disabled, 1);
+            xr__log_write(&e->log, XR_LOG_WARN, "rail %u taken out of plans by the policy "
+                                                "after: %s", i, why);
         }
     }
 }
 
 const char *xr__policy_path(const xr_engine *e)
 {
-    return e->policy ? e->policy->path : NULL;
+    return e->policy->script ? e->policy->script->path : NULL;
 }

@@ -4,28 +4,35 @@
 #ifndef XR_POLICY_H
 #define XR_POLICY_H
 
-#include "internal.h"
-#include "plan.h"
+#include "core/plan.h"
+#include "engine.h"
+
+int xr__policy_init(xr_engine *e);
+void xr__policy_fini(xr_engine *e);
 
 /*
- * The plan for a class of transfers: peer, op, memory kind, device and size
- * class (floor(log2(len)) + 1). A miss asks the policy script (or the
- * built-in equal stripe); a hit costs a short scan. Engine lock held; the
- * plan stays valid until the next flush, which also needs the lock.
+ * The plan for a class of transfers: peer (by its handle, name and the
+ * local rails that reach it), op, memory kind, device and size class
+ * (floor(log2(len)) + 1). A miss asks the policy script (or the built-in
+ * equal stripe); a hit costs a short scan. Engine lock held; the plan stays
+ * valid until the next flush, which also needs the lock.
  */
-int xr__plan_get(xr_engine *e, xr_peer *peer, xr_op op, xr_mem_kind kind, int device,
-                 size_t len, const xr_plan **out);
-/* Forget every cached plan: after a reload, a rail state change or an unload. */
-void xr__plan_flush(xr_engine *e);
-void xr__plan_fini(xr_engine *e);
-int xr__policy_load(xr_engine *e, const char *path, xr_policy **out);
+int xr__policy_plan_get(xr_engine *e, const void *peer, const char *peer_name, uint64_t reach,
+                        xr_op op, xr_mem_kind kind, int device, size_t len,
+                        const xr_plan **out);
+/* Forget every cached plan: after a reload, a rail state change or an unload.
+ * Engine lock held. */
+void xr__policy_flush(xr_engine *e);
 /* The rails a new region is registered on: the register hook's answer, or
  * every rail. Engine lock held. */
-int xr__policy_region_rails(xr_engine *e, const xr_region *g, uint64_t *mask);
+int xr__policy_region_rails(xr_engine *e, uint64_t addr, size_t len, xr_mem_kind kind,
+                            int device, unsigned access, uint64_t *mask);
 /* Give each rail's pending chunk error to on_rail_error and act on the
  * answer ("disable" takes the rail out of plans). No lock held. */
 void xr__policy_rail_errors(xr_engine *e);
-void xr__policy_free(xr_policy *p);
+/* Set a rail up or down and forget the plans made with its old state.
+ * Engine lock held. */
+void xr__policy_rail_state(xr_engine *e, unsigned i, bool up);
 /* The loaded policy's path, or NULL for the built-in one. Engine lock held. */
 const char *xr__policy_path(const xr_engine *e);
 

@@ -7,9 +7,9 @@
  * inferred from the provider's name: efa and verbs go through the same code
  * as tcp and shm.
  */
-#include "cuda_mem.h"
-#include "internal.h"
-#include "policy.h"
+#include "rail.h"
+
+#include "core/cuda_mem.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -124,7 +124,7 @@ static int numa_of(const struct fi_info *i)
     return -1;
 }
 
-void xr__addr_format(const xr_rail *r, const void *addr, size_t len, char *out, size_t cap)
+void xr__rail_addr_format(const xr_rail *r, const void *addr, size_t len, char *out, size_t cap)
 {
     size_t n = cap;
     out[0] = 0;
@@ -138,7 +138,7 @@ void xr__addr_format(const xr_rail *r, const void *addr, size_t len, char *out, 
     do {                                                                              \
         int fi_rc_ = (int)(call);                                                     \
         if (fi_rc_)                                                                   \
-            return xr__fail(XR_EFABRIC, "rail %u (%s %s): %s failed: %s", r->index,    \
+            return xr__error_set(XR_EFABRIC, "rail %u (%s %s): %s failed: %s", r->index,    \
                             r->provider, r->domain_name, what, fi_strerror(-fi_rc_));  \
     } while (0)
 
@@ -152,13 +152,15 @@ static void pci_of(const struct fi_info *i, char *out, size_t cap)
     }
 }
 
-static int rail_open(xr_engine *e, xr_rail *r, struct fi_info *info, bool dc, bool hmem,
-                     uint64_t speed, const xr_rail_spec *decl)
+static int rail_open(xr_rail *r, const xr_rail_cfg *cfg, struct fi_info *info, bool dc,
+                     bool hmem, uint64_t speed, const xr_rail_spec *decl)
 {
-    r->e = e;
+    r->cfg = cfg;
+    xr__list_init(&r->lane[XR_LANE_DATA]);
+    xr__list_init(&r->lane[XR_LANE_CTRL]);
     r->info = fi_dupinfo(info);
     if (!r->info)
-        return xr__fail(XR_ENOMEM, "rail %u: fi_dupinfo failed", r->index);
+        return xr__error_set(XR_ENOMEM, "rail %u: fi_dupinfo failed", r->index);
     snprintf(r->provider, sizeof r->provider, "%s", info->fabric_attr->prov_name);
     snprintf(r->domain_name, sizeof r->domain_name, "%s",
              info->domain_attr->name ? info->domain_attr->name : "");
@@ -180,11 +182,12 @@ static int rail_open(xr_engine *e, xr_rail *r, struct fi_info *info, bool dc, bo
     r->speed_mbps = speed;
     if (!speed && info->nic && info->nic->link_attr)
         r->speed_mbps = info->nic->link_attr->speed / 1000000;
-    r->depth = e->opts.rail_depth;
+    r->depth = cfg->depth;
     if (info->tx_attr->size && info->tx_attr->size < r->depth)
         r->depth = (unsigned)info->tx_attr->size;
     pthread_mutex_init(&r->lock, NULL);
     atomic_store(&r->up, 1);
+    atomic_store(&r->post_on_enqueue, true);
 
     FI_TRY(fi_fabric(info->fabric_attr, &r->fabric, NULL), "fi_fabric");
     FI_TRY(fi_domain(r->fabric, info, &r->domain, NULL), "fi_domain");
@@ -204,17 +207,20 @@ static int rail_open(xr_engine *e, xr_rail *r, struct fi_info *info, bool dc, bo
     FI_TRY(fi_enable(r->ep), "fi_enable");
     r->addrlen = sizeof r->addr;
     FI_TRY(fi_getname(&r->ep->fid, r->addr, &r->addrlen), "fi_getname");
-    return xr__notif_rail_init(r);
+    return 0;
+}
+
+static void close_ep(xr_rail *r)
+{
+    if (r->ep)
+        fi_close(&r->ep->fid);
+    r->ep = NULL;
 }
 
 static void rail_close(xr_rail *r)
 {
-    /* The endpoint goes first so that nothing completes into freed frames. */
-    if (r->ep)
-        fi_close(&r->ep->fid);
-    r->ep = NULL;
-    xr__notif_rail_fini(r);
-    xr__stage_rail_fini(r);
+    /* The endpoint goes first so that nothing completes into freed memory. */
+    close_ep(r);
     if (r->av)
         fi_close(&r->av->fid);
     if (r->cq)
@@ -230,28 +236,34 @@ static void rail_close(xr_rail *r)
     memset(r, 0, sizeof *r);
 }
 
-static int open_one(xr_engine *e, const rail_req *q, struct fi_info *info, bool dc, bool hmem)
+typedef struct rail_set {
+    const xr_rail_cfg *cfg;
+    xr_rail *rails;
+    unsigned *n, cap;
+} rail_set;
+
+static int open_one(rail_set *rs, const rail_req *q, struct fi_info *info, bool dc, bool hmem)
 {
-    if (e->nrails >= XR_MAX_RAILS)
-        return xr__fail(XR_EINVAL, "rails: more than %d requested", XR_MAX_RAILS);
-    xr_rail *r = &e->rails[e->nrails];
-    r->index = e->nrails;
-    int rc = rail_open(e, r, info, dc, hmem, q->speed_mbps, q->spec);
+    if (*rs->n >= XR_MAX_RAILS)
+        return xr__error_set(XR_EINVAL, "rails: more than %d requested", XR_MAX_RAILS);
+    xr_rail *r = &rs->rails[*rs->n];
+    r->index = *rs->n;
+    int rc = rail_open(r, rs->cfg, info, dc, hmem, q->speed_mbps, q->spec);
     if (rc) {
         rail_close(r);
         return rc;
     }
-    e->nrails++;
+    (*rs->n)++;
     return 0;
 }
 
-static int open_spec(xr_engine *e, const rail_req *q, unsigned count, unsigned cap)
+static int open_spec(rail_set *rs, const rail_req *q, unsigned count)
 {
     struct fi_info *list = NULL;
     bool dc = false, hmem = false;
     int rc = getinfo(q, &list, &dc, &hmem);
     if (rc)
-        return xr__fail(XR_ENORAIL, "rails: no RDM provider with RMA for provider '%s' domain '%s': %s",
+        return xr__error_set(XR_ENORAIL, "rails: no RDM provider with RMA for provider '%s' domain '%s': %s",
                         q->provider ? q->provider : "(any)", q->domain ? q->domain : "(any)",
                         fi_strerror(-rc));
     struct fi_info *pick = NULL;
@@ -260,60 +272,62 @@ static int open_spec(xr_engine *e, const rail_req *q, unsigned count, unsigned c
             pick = i;
     if (!pick) {
         fi_freeinfo(list);
-        return xr__fail(XR_ENORAIL, "rails: provider '%s' offers no domain named '%s'",
+        return xr__error_set(XR_ENORAIL, "rails: provider '%s' offers no domain named '%s'",
                         q->provider ? q->provider : "(any)", q->domain);
     }
     if (count == 0) { /* discovery: one rail per distinct domain */
-        for (struct fi_info *i = list; i && e->nrails < cap && !rc; i = i->next) {
+        for (struct fi_info *i = list; i && *rs->n < rs->cap && !rc; i = i->next) {
             if (!info_matches(i, q->domain))
                 continue;
             bool dup = false;
-            for (unsigned k = 0; k < e->nrails && !dup; k++)
-                dup = strcmp(e->rails[k].domain_name, i->domain_attr->name) == 0 &&
-                      strcmp(e->rails[k].provider, i->fabric_attr->prov_name) == 0;
+            for (unsigned k = 0; k < *rs->n && !dup; k++)
+                dup = strcmp(rs->rails[k].domain_name, i->domain_attr->name) == 0 &&
+                      strcmp(rs->rails[k].provider, i->fabric_attr->prov_name) == 0;
             if (!dup)
-                rc = open_one(e, q, i, dc, hmem);
+                rc = open_one(rs, q, i, dc, hmem);
         }
     } else {
-        for (unsigned k = 0; k < count && e->nrails < cap && !rc; k++)
-            rc = open_one(e, q, pick, dc, hmem);
+        for (unsigned k = 0; k < count && *rs->n < rs->cap && !rc; k++)
+            rc = open_one(rs, q, pick, dc, hmem);
     }
     fi_freeinfo(list);
     return rc;
 }
 
-int xr__rails_open(xr_engine *e)
+int xr__rail_open_all(const xr_engine_opts *o, const xr_rail_cfg *cfg, xr_rail *rails,
+                      unsigned *n)
 {
-    const xr_engine_opts *o = &e->opts;
-    unsigned cap = o->max_rails && o->max_rails < XR_MAX_RAILS ? o->max_rails : XR_MAX_RAILS;
-    e->rails = calloc(XR_MAX_RAILS, sizeof *e->rails);
-    if (!e->rails)
-        return xr__fail(XR_ENOMEM, "rails: cannot allocate");
+    rail_set rs = {.cfg = cfg, .rails = rails, .n = n,
+                   .cap = o->max_rails && o->max_rails < XR_MAX_RAILS ? o->max_rails
+                                                                      : XR_MAX_RAILS};
+    *n = 0;
     int rc = 0;
     if (o->rails && o->n_rail_specs) {
         for (unsigned i = 0; i < o->n_rail_specs && !rc; i++) {
             const xr_rail_spec *s = &o->rails[i];
             rail_req q = {s->provider ? s->provider : o->provider, s->domain, s->src_addr,
                           s->speed_mbps, s};
-            rc = open_spec(e, &q, s->count ? s->count : 1, cap);
+            rc = open_spec(&rs, &q, s->count ? s->count : 1);
         }
     } else {
         rail_req q = {o->provider, o->domain, NULL, 0, NULL};
-        rc = open_spec(e, &q, 0, cap);
+        rc = open_spec(&rs, &q, 0);
     }
-    if (!rc && e->nrails == 0)
-        rc = xr__fail(XR_ENORAIL, "rails: none opened");
+    if (!rc && *n == 0)
+        rc = xr__error_set(XR_ENORAIL, "rails: none opened");
     return rc;
 }
 
-void xr__rails_close(xr_engine *e)
+void xr__rail_close_eps(xr_rail *rails, unsigned n)
 {
-    for (unsigned i = 0; e->rails && i < XR_MAX_RAILS; i++)
-        if (e->rails[i].info)
-            rail_close(&e->rails[i]);
-    free(e->rails);
-    e->rails = NULL;
-    e->nrails = 0;
+    for (unsigned i = 0; i < n; i++)
+        close_ep(&rails[i]);
+}
+
+void xr__rail_close_all(xr_rail *rails, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++)
+        rail_close(&rails[i]);
 }
 
 int xr__rail_mr_reg(xr_rail *r, void *buf, size_t len, uint64_t access, uint64_t key,
@@ -332,7 +346,7 @@ int xr__rail_mr_reg(xr_rail *r, void *buf, size_t len, uint64_t access, uint64_t
     struct fid_mr *mr = NULL;
     int rc = fi_mr_regattr(r->domain, &attr, 0, &mr);
     if (rc)
-        return xr__fail(XR_EFABRIC, "rail %u (%s): fi_mr_regattr of %zu bytes at %p failed: %s",
+        return xr__error_set(XR_EFABRIC, "rail %u (%s): fi_mr_regattr of %zu bytes at %p failed: %s",
                         r->index, r->provider, len, buf, fi_strerror(-rc));
     if (r->mr_mode & FI_MR_ENDPOINT) {
         rc = fi_mr_bind(mr, &r->ep->fid, 0);
@@ -340,7 +354,7 @@ int xr__rail_mr_reg(xr_rail *r, void *buf, size_t len, uint64_t access, uint64_t
             rc = fi_mr_enable(mr);
         if (rc) {
             fi_close(&mr->fid);
-            return xr__fail(XR_EFABRIC, "rail %u (%s): binding an MR to the endpoint failed: %s",
+            return xr__error_set(XR_EFABRIC, "rail %u (%s): binding an MR to the endpoint failed: %s",
                             r->index, r->provider, fi_strerror(-rc));
         }
     }
@@ -350,127 +364,95 @@ int xr__rail_mr_reg(xr_rail *r, void *buf, size_t len, uint64_t access, uint64_t
 
 /* ---- posting and progress ---- */
 
-typedef struct done_list {
-    struct xr_xfer *x[2 * CQ_BATCH];
-    int n;
-} done_list;
-
-static void slot_dequeue(xr_rail *r)
+void xr__rail_after(xr_rail *r, xr_after_fn fn, void *arg)
 {
-    xr_rail_slot *s = r->pend_head;
-    r->pend_head = s->next;
-    if (!r->pend_head)
-        r->pend_tail = NULL;
-    s->next = NULL;
+    /* The pump and the CQ read stop short of filling it, so this has room. */
+    r->after[r->nafter].fn = fn;
+    r->after[r->nafter].arg = arg;
+    r->nafter++;
 }
 
-/* Post queued chunks while the rail has room. Rail lock held. */
-static void rail_pump(xr_rail *r, done_list *dl)
+/* Unlock the rail, then run what its completions deferred. */
+static void unlock_and_run(xr_rail *r)
 {
-    while (r->pend_head && r->inflight < r->depth && dl->n < (int)(sizeof dl->x / sizeof dl->x[0])) {
-        xr_rail_slot *s = r->pend_head;
-        struct xr_xfer *x = s->x;
-        xr_chunk *c = &x->chunks[s->cursor];
-        if (c->stage && !atomic_load(&x->err)) {
-            /* Staged chunks are bounded by the bounce slots, not the rail's
-             * depth; stage.c posts them from progress. */
-            if (xr__stage_start(r, c) == XR_EAGAIN)
-                return;
-            if (++s->cursor == s->end)
-                slot_dequeue(r);
-            continue;
+    struct {
+        xr_after_fn fn;
+        void *arg;
+    } run[XR_RAIL_AFTER_MAX];
+    unsigned n = r->nafter;
+    memcpy(run, r->after, n * sizeof run[0]);
+    r->nafter = 0;
+    pthread_mutex_unlock(&r->lock);
+    for (unsigned i = 0; i < n; i++)
+        run[i].fn(run[i].arg);
+}
+
+/* Room for what one more post or completion may defer; a CQ batch defers
+ * at most one item per entry. */
+static bool after_room(const xr_rail *r)
+{
+    return r->nafter + CQ_BATCH < XR_RAIL_AFTER_MAX;
+}
+
+/* Post queued work while the rail has room. Rail lock held. */
+static void rail_pump(xr_rail *r)
+{
+    for (unsigned l = 0; l < XR_LANES; l++) {
+        xr_list *q = &r->lane[l];
+        while (!xr__list_empty(q) && after_room(r) &&
+               (l != XR_LANE_DATA || r->inflight < r->depth)) {
+            /* Off the queue while it posts: an item that is done may be
+             * freed by its owner at once, and is never touched again. */
+            xr_work *w = xr__list_entry(xr__list_pop_front(q), xr_work, link);
+            int rc = w->post(w, r);
+            if (rc != XR_WORK_DONE)
+                xr__list_push_front(q, &w->link);
+            if (rc == XR_WORK_WAIT)
+                break;
         }
-        if (atomic_load(&x->err)) {
-            /* The transfer already failed elsewhere: what it has not posted
-             * is counted off instead of sent. */
-            size_t left = s->end - s->cursor;
-            s->cursor = s->end;
-            slot_dequeue(r);
-            if (atomic_fetch_sub(&x->pending, left) == left)
-                dl->x[dl->n++] = x;
-            continue;
-        }
-        ssize_t rc;
-        fi_addr_t dst = x->peer->fi_addr[r->index];
-        if (x->op == XR_OP_WRITE)
-            rc = fi_write(r->ep, c->buf, c->len, c->desc, dst, c->raddr, c->key, &c->ctx.fctx);
-        else
-            rc = fi_read(r->ep, c->buf, c->len, c->desc, dst, c->raddr, c->key, &c->ctx.fctx);
-        if (rc == -FI_EAGAIN) {
-            r->ctr.eagain++;
-            return; /* the next CQ read frees room */
-        }
-        if (++s->cursor == s->end)
-            slot_dequeue(r);
-        if (rc) {
-            char why[256];
-            snprintf(why, sizeof why, "rail %u (%s): posting fi_%s of %zu bytes failed: %s",
-                     r->index, r->provider, x->op == XR_OP_WRITE ? "write" : "read", c->len,
-                     fi_strerror((int)-rc));
-            if (xr__chunk_done(r, c, XR_EIO, why))
-                dl->x[dl->n++] = x;
-            continue;
-        }
-        r->inflight++;
     }
 }
 
-static void dispatch(xr_rail *r, xr_opctx *ctx, size_t len, int err, const char *why,
-                     done_list *dl)
+int xr__rail_rma(xr_rail *r, bool write, void *buf, size_t len, void *desc, fi_addr_t dst,
+                 uint64_t raddr, uint64_t key, xr_opctx *ctx)
 {
-    switch (ctx->kind) {
-    case XR_CTX_CHUNK: {
-        xr_chunk *c = (xr_chunk *)ctx;
+    bool counted = ctx->flags & XR_OPF_DEPTH;
+    if (counted && r->inflight >= r->depth)
+        return -FI_EAGAIN;
+    ssize_t rc = write ? fi_write(r->ep, buf, len, desc, dst, raddr, key, &ctx->fctx)
+                       : fi_read(r->ep, buf, len, desc, dst, raddr, key, &ctx->fctx);
+    if (rc == -FI_EAGAIN)
+        r->ctr.eagain++; /* the next CQ read frees room */
+    else if (!rc && counted)
+        r->inflight++;
+    return (int)rc;
+}
+
+/* One completion, through its context. Rail lock held. */
+static void complete(xr_rail *r, xr_opctx *ctx, size_t len, int err, const char *why)
+{
+    if (ctx->flags & XR_OPF_DEPTH)
         r->inflight--;
-        if (err) {
-            r->ctr.errors++;
+    if (err && err != XR_ECANCELED) {
+        r->ctr.errors++;
+        if (ctx->flags & XR_OPF_DEPTH) {
             r->err_pending = true;
             snprintf(r->err_why, sizeof r->err_why, "%.255s", why ? why : xr_strerror(err));
-            atomic_store(&r->e->rail_err, true);
-        } else {
-            r->ctr.chunks++;
-            r->ctr.tx_bytes += c->len;
+            atomic_store(r->cfg->error_flag, true);
         }
-        if (xr__chunk_done(r, c, err, why))
-            dl->x[dl->n++] = c->x;
-        break;
     }
-    case XR_CTX_NOTIF_TX:
-        if (err)
-            r->ctr.errors++;
-        xr__notif_tx_done(r, ctx, err);
-        break;
-    case XR_CTX_NOTIF_RX:
-        xr__notif_rx_done(r, ctx, len, err);
-        break;
-    case XR_CTX_STAGE_TX:
-        if (err)
-            r->ctr.errors++;
-        xr__stage_tx_done(r, ctx, err, why);
-        break;
-    case XR_CTX_STAGE_RX:
-        xr__stage_rx_done(r, ctx, len, err, why);
-        break;
-    }
-}
-
-static void finish(done_list *dl)
-{
-    for (int i = 0; i < dl->n; i++)
-        xr__xfer_chunks_done(dl->x[i]);
-    dl->n = 0;
+    ctx->done(ctx, r, len, err, why);
 }
 
 int xr__rail_progress(xr_rail *r)
 {
     struct fi_cq_data_entry ent[CQ_BATCH];
-    done_list dl = {.n = 0};
     int handled = 0;
     pthread_mutex_lock(&r->lock);
     ssize_t n = fi_cq_read(r->cq, ent, CQ_BATCH);
     if (n > 0) {
         for (ssize_t i = 0; i < n; i++)
-            dispatch(r, ent[i].op_context, ent[i].len, 0, NULL, &dl);
+            complete(r, ent[i].op_context, ent[i].len, 0, NULL);
         handled = (int)n;
     } else if (n == -FI_EAVAIL) {
         struct fi_cq_err_entry ee = {0};
@@ -481,68 +463,53 @@ int xr__rail_progress(xr_rail *r)
                      r->provider, r->domain_name, fi_strerror(ee.err), pe ? pe : "");
             xr_opctx *ctx = ee.op_context;
             /* Only a receive canceled by a closing endpoint (or taken back
-             * by fi_cancel) is benign; a chunk that completes in error
-             * failed, whatever the code (tcp reports a remote access
-             * violation as FI_ECANCELED). */
-            bool closing = ee.err == FI_ECANCELED && ctx &&
-                           (ctx->kind == XR_CTX_NOTIF_RX || ctx->kind == XR_CTX_STAGE_RX);
+             * by fi_cancel) is benign; any other operation that completes
+             * in error failed, whatever the code (tcp reports a remote
+             * access violation as FI_ECANCELED). */
+            bool closing = ee.err == FI_ECANCELED && ctx && (ctx->flags & XR_OPF_RX);
             if (!closing)
-                xr__log(r->e, XR_LOG_WARN, "%s", why);
+                xr__log_write(r->cfg->log, XR_LOG_WARN, "%s", why);
             if (ctx)
-                dispatch(r, ctx, ee.len, closing ? XR_ECANCELED : XR_EIO, why, &dl);
+                complete(r, ctx, ee.len, closing ? XR_ECANCELED : XR_EIO, why);
             handled = 1;
         }
     } else if (n != -FI_EAGAIN) {
-        xr__log(r->e, XR_LOG_WARN, "rail %u: fi_cq_read failed: %s", r->index,
-                fi_strerror((int)-n));
+        xr__log_write(r->cfg->log, XR_LOG_WARN, "rail %u: fi_cq_read failed: %s", r->index,
+                      fi_strerror((int)-n));
     }
-    rail_pump(r, &dl);
-    xr__notif_pump(r);
-    pthread_mutex_unlock(&r->lock);
-    finish(&dl);
+    rail_pump(r);
+    unlock_and_run(r);
     return handled;
 }
 
-void xr__rail_enqueue(xr_rail *r, xr_rail_slot *s)
+void xr__rail_enqueue(xr_rail *r, unsigned lane, xr_work *w)
 {
-    done_list dl = {.n = 0};
     pthread_mutex_lock(&r->lock);
-    s->next = NULL;
-    if (r->pend_tail)
-        r->pend_tail->next = s;
-    else
-        r->pend_head = s;
-    r->pend_tail = s;
+    xr__list_push_back(&r->lane[lane], &w->link);
     /* With a thread per group of rails, the rail's thread posts: tcp copies
      * into its socket inside fi_write, and posting from the caller would put
      * every rail's copies on that one thread (measured: 4 rails then move
      * what 1 does; docs/performance.md). Otherwise post now, for latency. */
-    if (r->e->progress_nthreads < 2)
-        rail_pump(r, &dl);
-    pthread_mutex_unlock(&r->lock);
-    finish(&dl);
+    if (atomic_load(&r->post_on_enqueue))
+        rail_pump(r);
+    unlock_and_run(r);
 }
 
-/* ---- public rail calls ---- */
-
-int xr_rail_count(xr_engine *e)
+void xr__rail_complete(xr_rail *r, xr_opctx *ctx, int err, const char *why)
 {
-    return e ? (int)e->nrails : XR_EINVAL;
+    pthread_mutex_lock(&r->lock);
+    ctx->done(ctx, r, 0, err, why);
+    unlock_and_run(r);
 }
 
-int xr_rail_info_get(xr_engine *e, unsigned index, xr_rail_info *info)
+void xr__rail_info(xr_rail *r, xr_rail_info *info)
 {
-    if (!e || !info)
-        return xr__fail(XR_EINVAL, "xr_rail_info_get: NULL argument");
-    if (index >= e->nrails)
-        return xr__fail(XR_ENOENT, "xr_rail_info_get: rail %u of %u", index, e->nrails);
-    xr_rail *r = &e->rails[index];
     memset(info, 0, sizeof *info);
-    info->index = index;
+    info->index = r->index;
     snprintf(info->provider, sizeof info->provider, "%s", r->provider);
     snprintf(info->domain, sizeof info->domain, "%s", r->domain_name);
     snprintf(info->fabric, sizeof info->fabric, "%s", r->fabric_name);
-    xr__addr_format(r, r->addr, r->addrlen, info->address, sizeof info->address);
+    xr__rail_addr_format(r, r->addr, r->addrlen, info->address, sizeof info->address);
     info->speed_mbps = r->speed_mbps;
     info->numa_node = r->numa_node;
     info->gpu = r->gpu;
@@ -554,18 +521,4 @@ int xr_rail_info_get(xr_engine *e, unsigned index, xr_rail_info *info)
     pthread_mutex_lock(&r->lock);
     info->counters = r->ctr;
     pthread_mutex_unlock(&r->lock);
-    return 0;
-}
-
-int xr_rail_set_state(xr_engine *e, unsigned index, int up)
-{
-    if (!e)
-        return xr__fail(XR_EINVAL, "xr_rail_set_state: NULL engine");
-    if (index >= e->nrails)
-        return xr__fail(XR_ENOENT, "xr_rail_set_state: rail %u of %u", index, e->nrails);
-    pthread_mutex_lock(&e->lock);
-    atomic_store(&e->rails[index].up, up ? 1 : 0);
-    xr__plan_flush(e); /* plans are re-asked with the new rail states */
-    pthread_mutex_unlock(&e->lock);
-    return 0;
 }

@@ -25,8 +25,11 @@
  * rail lock. Nothing is allocated per chunk: the pools are made the first
  * time an engine needs them.
  */
-#include "cuda_mem.h"
-#include "internal.h"
+#include "stage.h"
+
+#include "core/cuda_mem.h"
+#include "core/stage_wire.h"
+#include "region.h"
 
 #include <stddef.h>
 #include <stdio.h>
@@ -35,27 +38,10 @@
 
 #include <rdma/fi_tagged.h>
 
-#define HDR 512
+#define HDR XR_STAGE_HDR
 #define TAG_REQ 0x8000000000000000ull
 #define TAG_RSP 0xC000000000000000ull
 #define COOKIE_MASK 0x3FFFFFFFFFFFFFFFull
-#define STAGE_MAGIC 0x47545358u /* "XSTG" */
-#define LOCAL_ACCESS (FI_READ | FI_WRITE | FI_SEND | FI_RECV)
-
-/* Request and response header; little-endian hosts only, like the rest of
- * the wire. */
-typedef struct wire_hdr {
-    uint32_t magic;
-    uint8_t op;               /* XR_OP_WRITE or XR_OP_READ */
-    uint8_t pad[3];
-    int32_t status;           /* response: 0 or a negative XR_E* code */
-    uint32_t srclen;
-    uint64_t cookie;          /* the initiator's tag for the response */
-    uint64_t addr, len;       /* target memory */
-    char why[160];            /* response: what was wrong */
-    uint8_t src[XR_ADDR_MAX]; /* request: the initiator's rail address, for the response */
-} wire_hdr;
-_Static_assert(sizeof(wire_hdr) <= HDR, "a stage header fits its slot area");
 
 enum op_state {
     /* initiator */
@@ -66,7 +52,7 @@ enum op_state {
 
 typedef struct sop {
     xr_opctx tx, rx;
-    struct sop *next;
+    xr_list link;             /* the free list, or the active queue */
     xr_stage *st;
     uint8_t *slot;
     unsigned index;
@@ -76,7 +62,8 @@ typedef struct sop {
     unsigned pend;            /* fabric operations not yet completed */
     bool rx_posted;           /* the response receive is posted (retries skip it) */
     uint64_t cookie;
-    xr_chunk *c;              /* initiator: the chunk it carries */
+    xr_stage_req req;         /* initiator: the chunk it carries */
+    xr_stage_hdr h;           /* target: the request being served */
     xr_copy copy;
     int err;
     char why[256];
@@ -85,10 +72,10 @@ typedef struct sop {
 } sop;
 
 typedef struct known_addr {
-    struct known_addr *next;
+    xr_list link;
     unsigned rail;
     size_t len;
-    uint8_t addr[XR_ADDR_MAX];
+    uint8_t addr[XR_STAGE_SRC_MAX];
     fi_addr_t fa;
 } known_addr;
 
@@ -107,9 +94,9 @@ struct xr_stage {
     pthread_mutex_t lock;     /* free list, active list, known addresses */
     pool out;                 /* this engine's transfers */
     pool in;                  /* peers' requests: rx_slots per rail */
-    sop *free;
-    sop *active, *active_tail;
-    known_addr *known;
+    xr_list free;
+    xr_list active;
+    xr_list known;
     uint64_t gen;
 };
 
@@ -123,12 +110,7 @@ static void activate(sop *s)
 {
     xr_stage *st = s->st;
     pthread_mutex_lock(&st->lock);
-    s->next = NULL;
-    if (st->active_tail)
-        st->active_tail->next = s;
-    else
-        st->active = s;
-    st->active_tail = s;
+    xr__list_push_back(&st->active, &s->link);
     pthread_mutex_unlock(&st->lock);
 }
 
@@ -144,67 +126,81 @@ static void fail(sop *s, int err, const char *fmt, ...)
     va_end(ap);
 }
 
-/* ---- pools ---- */
+static void tx_done(xr_opctx *ctx, xr_rail *r, size_t len, int err, const char *why);
+static void rx_done(xr_opctx *ctx, xr_rail *r, size_t len, int err, const char *why);
 
-static int pool_make(xr_stage *st, pool *p, unsigned n, bool target)
-{
-    xr_engine *e = st->e;
-    p->arena = xr__cuda_host_alloc(st->stride * n, &p->pinned);
-    p->ops = calloc(n, sizeof *p->ops);
-    if (!p->arena || !p->ops)
-        return xr__fail(XR_ENOMEM, "staging: %u slots of %zu bytes", n, st->stride);
-    p->n = n;
-    for (unsigned i = 0; i < e->nrails; i++) {
-        xr_rail *r = &e->rails[i];
-        pthread_mutex_lock(&r->lock);
-        int rc = xr__rail_mr_reg(r, p->arena, st->stride * n, LOCAL_ACCESS,
-                                 atomic_fetch_add(&e->next_key, 1) + 1, XR_MEM_HOST, -1,
-                                 &p->mr[i]);
-        pthread_mutex_unlock(&r->lock);
-        if (rc)
-            return rc;
-        p->desc[i] = fi_mr_desc(p->mr[i]);
-    }
-    for (unsigned k = 0; k < n; k++) {
-        sop *s = &p->ops[k];
-        s->st = st;
-        s->index = k;
-        s->target = target;
-        s->slot = p->arena + (size_t)k * st->stride;
-        s->tx.kind = XR_CTX_STAGE_TX;
-        s->rx.kind = XR_CTX_STAGE_RX;
-        if (xr__copy_init(&s->copy))
-            return xr__fail(XR_EIO, "staging: CUDA event: %s", xr__cuda_last_error());
-    }
-    return 0;
-}
+/* ---- pools ---- */
 
 static void pool_free(pool *p)
 {
+    for (unsigned i = 0; i < XR_MAX_RAILS; i++)
+        if (p->mr[i])
+            fi_close(&p->mr[i]->fid);
     for (unsigned k = 0; p->ops && k < p->n; k++)
-        xr__copy_fini(&p->ops[k].copy);
+        xr__cuda_copy_fini(&p->ops[k].copy);
     free(p->ops);
     if (p->arena)
         xr__cuda_host_free(p->arena, p->pinned);
     memset(p, 0, sizeof *p);
 }
 
+/* A whole pool or none: on failure nothing of it is left (and nothing of
+ * it was posted). */
+static int pool_make(xr_stage *st, pool *p, unsigned n, bool target)
+{
+    xr_engine *e = st->e;
+    int rc = 0;
+    p->arena = xr__cuda_host_alloc(st->stride * n, &p->pinned);
+    p->ops = calloc(n, sizeof *p->ops);
+    if (!p->arena || !p->ops)
+        rc = xr__error_set(XR_ENOMEM, "staging: %u slots of %zu bytes", n, st->stride);
+    else
+        p->n = n;
+    for (unsigned i = 0; !rc && i < e->nrails; i++) {
+        xr_rail *r = &e->rails[i];
+        pthread_mutex_lock(&r->lock);
+        rc = xr__rail_mr_reg(r, p->arena, st->stride * n, XR_FI_LOCAL_ACCESS,
+                             xr__engine_key(e), XR_MEM_HOST, -1, &p->mr[i]);
+        pthread_mutex_unlock(&r->lock);
+        if (!rc)
+            p->desc[i] = fi_mr_desc(p->mr[i]);
+    }
+    for (unsigned k = 0; !rc && k < n; k++) {
+        sop *s = &p->ops[k];
+        s->st = st;
+        s->index = k;
+        s->target = target;
+        s->slot = p->arena + (size_t)k * st->stride;
+        s->tx = (xr_opctx){.done = tx_done};
+        s->rx = (xr_opctx){.done = rx_done, .flags = XR_OPF_RX};
+        xr__list_init(&s->link);
+        if (xr__cuda_copy_init(&s->copy))
+            rc = xr__error_set(XR_EIO, "staging: CUDA event: %s", xr__cuda_last_error());
+    }
+    if (rc)
+        pool_free(p);
+    return rc;
+}
+
 int xr__stage_init(xr_engine *e)
 {
     xr_stage *st = calloc(1, sizeof *st);
     if (!st)
-        return xr__fail(XR_ENOMEM, "staging: out of memory");
+        return xr__error_set(XR_ENOMEM, "staging: out of memory");
     st->e = e;
     st->chunk = e->opts.stage.chunk;
     st->stride = (2 * HDR + st->chunk + 4095) & ~(size_t)4095;
     pthread_mutex_init(&st->lock, NULL);
+    xr__list_init(&st->free);
+    xr__list_init(&st->active);
+    xr__list_init(&st->known);
     e->stage = st;
     return 0;
 }
 
-void xr__stage_rail_fini(xr_rail *r)
+void xr__stage_rail_close(xr_engine *e, xr_rail *r)
 {
-    xr_stage *st = r->e->stage;
+    xr_stage *st = e->stage;
     if (!st)
         return;
     pool *ps[2] = {&st->out, &st->in};
@@ -222,10 +218,9 @@ void xr__stage_fini(xr_engine *e)
         return;
     pool_free(&st->out);
     pool_free(&st->in);
-    while (st->known) {
-        known_addr *k = st->known;
-        st->known = k->next;
-        free(k);
+    xr__list_each(n, &st->known) {
+        xr__list_remove(n);
+        free(xr__list_entry(n, known_addr, link));
     }
     pthread_mutex_destroy(&st->lock);
     free(st);
@@ -249,18 +244,12 @@ int xr__stage_need(xr_engine *e, bool target)
     xr_stage *st = e->stage;
     if (!st->out.ops) {
         int rc = pool_make(st, &st->out, e->opts.stage.slots, false);
-        if (rc) {
-            for (unsigned i = 0; i < e->nrails; i++)
-                xr__stage_rail_fini(&e->rails[i]);
-            pool_free(&st->out);
+        if (rc)
             return rc;
-        }
-        for (unsigned k = st->out.n; k-- > 0;) {
-            st->out.ops[k].next = st->free;
-            st->free = &st->out.ops[k];
-        }
-        xr__log(e, XR_LOG_INFO, "staging: %u slots of %zu bytes for this engine's transfers",
-                st->out.n, st->chunk);
+        for (unsigned k = 0; k < st->out.n; k++)
+            xr__list_push_back(&st->free, &st->out.ops[k].link);
+        xr__log_write(&e->log, XR_LOG_INFO, "staging: %u slots of %zu bytes for this engine's "
+                                            "transfers", st->out.n, st->chunk);
     }
     if (!target || st->in.ops)
         return 0;
@@ -268,27 +257,27 @@ int xr__stage_need(xr_engine *e, bool target)
      * then can a peer's request arrive. */
     unsigned per = e->opts.stage.rx_slots;
     int rc = pool_make(st, &st->in, per * e->nrails, true);
-    for (unsigned k = 0; !rc && k < st->in.n; k++) {
+    if (rc)
+        return rc;
+    /* The pool is whole: a receive that cannot be posted now is retried
+     * from progress, never left half-made. */
+    for (unsigned k = 0; k < st->in.n; k++) {
         sop *s = &st->in.ops[k];
         s->r = &e->rails[k / per];
         pthread_mutex_lock(&s->r->lock);
         int prc = post_rx(s);
         pthread_mutex_unlock(&s->r->lock);
-        if (prc == -FI_EAGAIN) {
+        if (prc) {
+            if (prc != -FI_EAGAIN)
+                xr__log_write(&e->log, XR_LOG_WARN, "staging: rail %u: posting a receive slot "
+                                                    "failed: %s; retrying", s->r->index,
+                              fi_strerror(-prc));
             s->state = S_REPOST;
             activate(s);
-        } else if (prc) {
-            rc = xr__fail(XR_EFABRIC, "staging: rail %u: posting a receive slot failed: %s",
-                          s->r->index, fi_strerror(-prc));
         }
     }
-    if (rc) {
-        /* Posted receives go with the endpoint; without the pool nothing
-         * more is posted, and the engine keeps working for host memory. */
-        xr__log(e, XR_LOG_WARN, "%s", xr_engine_last_error(e));
-        return rc;
-    }
-    xr__log(e, XR_LOG_INFO, "staging: %u receive slots on each of %u rails", per, e->nrails);
+    xr__log_write(&e->log, XR_LOG_INFO, "staging: %u receive slots on each of %u rails", per,
+                  e->nrails);
     return 0;
 }
 
@@ -299,45 +288,37 @@ int xr__stage_need(xr_engine *e, bool target)
 static int post_initiator(sop *s)
 {
     xr_stage *st = s->st;
-    xr_chunk *c = s->c;
+    const xr_stage_req *q = &s->req;
     xr_rail *r = s->r;
-    unsigned i = r->index;
-    fi_addr_t dst = c->x->peer->fi_addr[i];
-    void *desc = st->out.desc[i];
-    bool write = c->x->op == XR_OP_WRITE;
-    if (c->stage == XR_STAGE_LOCAL) {
-        ssize_t rc = write ? fi_write(r->ep, payload(s), c->len, desc, dst, c->raddr, c->key,
-                                      &s->tx.fctx)
-                           : fi_read(r->ep, payload(s), c->len, desc, dst, c->raddr, c->key,
-                                     &s->tx.fctx);
+    void *desc = st->out.desc[r->index];
+    if (!q->remote) {
+        ssize_t rc = q->write ? fi_write(r->ep, payload(s), q->len, desc, q->dst, q->raddr,
+                                         q->key, &s->tx.fctx)
+                              : fi_read(r->ep, payload(s), q->len, desc, q->dst, q->raddr,
+                                        q->key, &s->tx.fctx);
         if (!rc)
             s->pend = 1;
         return (int)rc;
     }
     if (!s->rx_posted) {
-        ssize_t rc = fi_trecv(r->ep, hdr_b(s), HDR + (write ? 0 : c->len), desc, dst,
+        ssize_t rc = fi_trecv(r->ep, hdr_b(s), HDR + (q->write ? 0 : q->len), desc, q->dst,
                               TAG_RSP | s->cookie, 0, &s->rx.fctx);
         if (rc)
             return (int)rc;
         s->rx_posted = true;
         s->pend++;
     }
-    wire_hdr *h = (wire_hdr *)hdr_a(s);
-    memset(h, 0, offsetof(wire_hdr, src));
-    h->magic = STAGE_MAGIC;
-    h->op = (uint8_t)c->x->op;
-    h->cookie = s->cookie;
-    h->addr = c->raddr;
-    h->len = c->len;
-    h->srclen = (uint32_t)r->addrlen;
-    memcpy(h->src, r->addr, r->addrlen);
+    xr_stage_hdr h = {.op = q->write ? XR_OP_WRITE : XR_OP_READ, .cookie = s->cookie,
+                      .addr = q->raddr, .len = q->len, .srclen = (uint32_t)r->addrlen};
+    memcpy(h.src, r->addr, r->addrlen);
+    xr__stage_wire_put(hdr_a(s), &h, true);
     ssize_t rc;
-    if (write) {
-        struct iovec iov[2] = {{hdr_a(s), HDR}, {payload(s), c->len}};
+    if (q->write) {
+        struct iovec iov[2] = {{hdr_a(s), HDR}, {payload(s), q->len}};
         void *d[2] = {desc, desc};
-        rc = fi_tsendv(r->ep, iov, d, 2, dst, TAG_REQ, &s->tx.fctx);
+        rc = fi_tsendv(r->ep, iov, d, 2, q->dst, TAG_REQ, &s->tx.fctx);
     } else {
-        rc = fi_tsend(r->ep, hdr_a(s), HDR, desc, dst, TAG_REQ, &s->tx.fctx);
+        rc = fi_tsend(r->ep, hdr_a(s), HDR, desc, q->dst, TAG_REQ, &s->tx.fctx);
     }
     if (!rc)
         s->pend++;
@@ -365,8 +346,7 @@ static void send_step(sop *s)
         activate(s);
     } else {
         fail(s, XR_EIO, "rail %u (%s): posting a staged %s of %zu bytes failed: %s", r->index,
-             r->provider, s->c->x->op == XR_OP_WRITE ? "write" : "read", s->c->len,
-             fi_strerror(-rc));
+             r->provider, s->req.write ? "write" : "read", s->req.len, fi_strerror(-rc));
         if (s->pend) {
             cancel_rx(s); /* the chunk ends when the receive comes back canceled */
             s->state = S_WAIT;
@@ -378,29 +358,29 @@ static void send_step(sop *s)
     pthread_mutex_unlock(&r->lock);
 }
 
-int xr__stage_start(xr_rail *r, xr_chunk *c)
+int xr__stage_start(xr_engine *e, xr_rail *r, const xr_stage_req *req)
 {
-    xr_stage *st = r->e->stage;
+    xr_stage *st = e->stage;
     pthread_mutex_lock(&st->lock);
-    sop *s = st->free;
-    if (s) {
-        st->free = s->next;
+    xr_list *n = xr__list_pop_front(&st->free);
+    sop *s = n ? xr__list_entry(n, sop, link) : NULL;
+    if (s)
         s->cookie = ((++st->gen << 16) | s->index) & COOKIE_MASK;
-    }
     pthread_mutex_unlock(&st->lock);
     if (!s)
         return XR_EAGAIN; /* every slot is busy: the rail posts it when one frees */
-    s->c = c;
+    s->req = *req;
     s->r = r;
     s->err = 0;
     s->why[0] = 0;
     s->pend = 0;
     s->rx_posted = false;
     s->state = S_SEND;
-    if (c->x->op == XR_OP_WRITE) {
-        if (xr__copy_start(&s->copy, payload(s), c->buf, c->len, c->device, c->gpu)) {
-            fail(s, XR_EIO, "staging: copy of %zu bytes from device %d failed: %s", c->len,
-                 c->device, xr__cuda_last_error());
+    if (req->write) {
+        if (xr__cuda_copy_start(&s->copy, payload(s), req->buf, req->len, req->device,
+                                req->gpu)) {
+            fail(s, XR_EIO, "staging: copy of %zu bytes from device %d failed: %s", req->len,
+                 req->device, xr__cuda_last_error());
             s->state = S_DONE;
         } else if (s->copy.busy) {
             s->state = S_COPY_IN;
@@ -415,23 +395,20 @@ int xr__stage_start(xr_rail *r, xr_chunk *c)
 /* A fabric operation of an initiator slot finished. Rail lock held. */
 static void initiator_done(sop *s, bool is_rx, size_t len, int err, const char *why)
 {
-    xr_chunk *c = s->c;
+    const xr_stage_req *q = &s->req;
     s->pend--;
     if (err) {
         fail(s, err, "%s", why ? why : xr_strerror(err));
         if (!is_rx)
             cancel_rx(s);
     } else if (is_rx) {
-        const wire_hdr *h = (const wire_hdr *)hdr_b(s);
-        bool write = c->x->op == XR_OP_WRITE;
-        if (len < offsetof(wire_hdr, src) || h->magic != STAGE_MAGIC || h->cookie != s->cookie)
-            fail(s, XR_EIO, "peer '%s': malformed staging response (%zu bytes)",
-                 c->x->peer->name, len);
-        else if (h->status)
-            fail(s, h->status, "peer '%s': %.160s", c->x->peer->name, h->why);
-        else if (len != HDR + (write ? 0 : c->len))
-            fail(s, XR_EIO, "peer '%s': staging response of %zu bytes, expected %zu",
-                 c->x->peer->name, len, HDR + (write ? 0 : c->len));
+        xr_stage_hdr h;
+        const char *bad;
+        size_t want = HDR + (q->write ? 0 : q->len);
+        if (xr__stage_wire_response(hdr_b(s), len, s->cookie, want, &h, &bad))
+            fail(s, XR_EIO, "peer '%s': %s (%zu bytes, expected %zu)", q->peer, bad, len, want);
+        else if (h.status)
+            fail(s, h.status, "peer '%s': %s", q->peer, h.why);
     }
     if (!s->pend) {
         s->state = S_AFTER;
@@ -442,15 +419,15 @@ static void initiator_done(sop *s, bool is_rx, size_t len, int err, const char *
 /* Progress: one step of an initiator slot; true if it needs more. */
 static bool initiator_step(sop *s)
 {
-    xr_chunk *c = s->c;
+    const xr_stage_req *q = &s->req;
     int p;
     switch (s->state) {
     case S_COPY_IN:
-        p = xr__copy_poll(&s->copy);
+        p = xr__cuda_copy_poll(&s->copy);
         if (!p)
             return true;
         if (p < 0) {
-            fail(s, XR_EIO, "staging: copy from device %d failed: %s", c->device,
+            fail(s, XR_EIO, "staging: copy from device %d failed: %s", q->device,
                  xr__cuda_last_error());
             s->state = S_DONE;
             return initiator_step(s);
@@ -461,43 +438,37 @@ static bool initiator_step(sop *s)
         send_step(s);
         return false;
     case S_AFTER:
-        if (!s->err && c->x->op == XR_OP_READ) {
-            if (xr__copy_start(&s->copy, c->buf, payload(s), c->len, c->device, c->gpu))
-                fail(s, XR_EIO, "staging: copy of %zu bytes to device %d failed: %s", c->len,
-                     c->device, xr__cuda_last_error());
+        if (!s->err && !q->write) {
+            if (xr__cuda_copy_start(&s->copy, q->buf, payload(s), q->len, q->device, q->gpu))
+                fail(s, XR_EIO, "staging: copy of %zu bytes to device %d failed: %s", q->len,
+                     q->device, xr__cuda_last_error());
             else if (s->copy.busy)
                 return s->state = S_COPY_OUT, true;
         }
         s->state = S_DONE;
         return initiator_step(s);
     case S_COPY_OUT:
-        p = xr__copy_poll(&s->copy);
+        p = xr__cuda_copy_poll(&s->copy);
         if (!p)
             return true;
         if (p < 0)
-            fail(s, XR_EIO, "staging: copy to device %d failed: %s", c->device,
+            fail(s, XR_EIO, "staging: copy to device %d failed: %s", q->device,
                  xr__cuda_last_error());
         s->state = S_DONE;
         /* fall through */
     case S_DONE: {
+        /* The slot is free before the chunk ends: its owner may post again. */
         xr_stage *st = s->st;
-        xr_xfer *x = c->x;
-        if (!s->err) {
-            pthread_mutex_lock(&s->r->lock);
-            s->r->ctr.chunks++;
-            s->r->ctr.tx_bytes += c->len;
-            s->r->ctr.staged++;
-            pthread_mutex_unlock(&s->r->lock);
-        }
-        bool last = xr__chunk_done(s->r, c, s->err, s->err ? s->why : NULL);
-        s->c = NULL;
+        xr_rail *r = s->r;
+        xr_opctx *done = q->done;
+        int err = s->err;
+        char why[sizeof s->why];
+        memcpy(why, s->why, sizeof why);
         s->state = S_IDLE;
         pthread_mutex_lock(&st->lock);
-        s->next = st->free;
-        st->free = s;
+        xr__list_push_back(&st->free, &s->link);
         pthread_mutex_unlock(&st->lock);
-        if (last)
-            xr__xfer_chunks_done(x);
+        xr__rail_complete(r, done, err, err ? why : NULL);
         return false;
     }
     default:
@@ -507,18 +478,20 @@ static bool initiator_step(sop *s)
 
 /* ---- the target ---- */
 
-/* The initiator's address on rail r, inserted once. Rail lock held. */
-static int reply_addr(sop *s, const wire_hdr *h, fi_addr_t *out)
+/* The initiator's address on rail r, inserted once. */
+static int reply_addr(sop *s, const xr_stage_hdr *h, fi_addr_t *out)
 {
     xr_stage *st = s->st;
     unsigned i = s->r->index;
     pthread_mutex_lock(&st->lock);
-    for (known_addr *k = st->known; k; k = k->next)
+    xr__list_each(n, &st->known) {
+        known_addr *k = xr__list_entry(n, known_addr, link);
         if (k->rail == i && k->len == h->srclen && !memcmp(k->addr, h->src, k->len)) {
             *out = k->fa;
             pthread_mutex_unlock(&st->lock);
             return 0;
         }
+    }
     pthread_mutex_unlock(&st->lock);
     known_addr *k = calloc(1, sizeof *k);
     if (!k)
@@ -526,13 +499,15 @@ static int reply_addr(sop *s, const wire_hdr *h, fi_addr_t *out)
     k->rail = i;
     k->len = h->srclen;
     memcpy(k->addr, h->src, k->len);
-    if (fi_av_insert(s->r->av, k->addr, 1, &k->fa, 0, NULL) != 1) {
+    pthread_mutex_lock(&s->r->lock);
+    int n = fi_av_insert(s->r->av, k->addr, 1, &k->fa, 0, NULL);
+    pthread_mutex_unlock(&s->r->lock);
+    if (n != 1) {
         free(k);
         return XR_EFABRIC;
     }
     pthread_mutex_lock(&st->lock);
-    k->next = st->known;
-    st->known = k;
+    xr__list_push_back(&st->known, &k->link);
     pthread_mutex_unlock(&st->lock);
     *out = k->fa;
     return 0;
@@ -541,15 +516,14 @@ static int reply_addr(sop *s, const wire_hdr *h, fi_addr_t *out)
 static void respond(sop *s, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void respond(sop *s, int status, const char *fmt, ...)
 {
-    wire_hdr *h = (wire_hdr *)hdr_b(s);
-    h->status = status;
-    h->why[0] = 0;
+    s->h.status = status;
+    s->h.why[0] = 0;
     if (fmt) {
         va_list ap;
         va_start(ap, fmt);
-        vsnprintf(h->why, sizeof h->why, fmt, ap);
+        vsnprintf(s->h.why, sizeof s->h.why, fmt, ap);
         va_end(ap);
-        xr__log(s->st->e, XR_LOG_WARN, "staging: refused a request: %s", h->why);
+        xr__log_write(&s->st->e->log, XR_LOG_WARN, "staging: refused a request: %s", s->h.why);
     }
     s->state = S_RESPOND;
 }
@@ -560,59 +534,47 @@ static void target_received(sop *s)
 {
     xr_stage *st = s->st;
     xr_engine *e = st->e;
-    wire_hdr *h = (wire_hdr *)hdr_b(s);
-    if (s->rxlen < HDR || h->magic != STAGE_MAGIC || h->srclen == 0 ||
-        h->srclen > XR_ADDR_MAX) {
+    xr_stage_hdr *h = &s->h;
+    const char *bad;
+    int verdict = xr__stage_wire_request(hdr_b(s), s->rxlen, st->chunk, h, &bad);
+    if (verdict == XR_STAGE_REQ_DROP) {
         /* Nobody to answer: drop it and take the next. */
-        xr__log(e, XR_LOG_WARN, "staging: rail %u: dropped a malformed request of %zu bytes",
-                s->r->index, s->rxlen);
+        xr__log_write(&e->log, XR_LOG_WARN, "staging: rail %u: dropped a request of %zu bytes: "
+                                            "%s", s->r->index, s->rxlen, bad);
         s->state = S_REPOST;
         return;
     }
-    pthread_mutex_lock(&s->r->lock);
-    int rc = reply_addr(s, h, &s->reply);
-    pthread_mutex_unlock(&s->r->lock);
-    if (rc) {
-        xr__log(e, XR_LOG_WARN, "staging: rail %u: the requester's address was refused",
-                s->r->index);
+    if (reply_addr(s, h, &s->reply)) {
+        xr__log_write(&e->log, XR_LOG_WARN, "staging: rail %u: the requester's address was "
+                                            "refused", s->r->index);
         s->state = S_REPOST;
+        return;
+    }
+    if (verdict == XR_STAGE_REQ_REFUSE) { /* a refusal carries no payload */
+        respond(s, XR_EINVAL, "%s: op %u, %llu bytes in %zu", bad, h->op,
+                (unsigned long long)h->len, s->rxlen);
         return;
     }
     bool write = h->op == XR_OP_WRITE;
-    if ((h->op != XR_OP_WRITE && h->op != XR_OP_READ) || h->len > st->chunk ||
-        s->rxlen != HDR + (write ? h->len : 0)) {
-        respond(s, XR_EINVAL, "malformed request: op %u, %llu bytes in %zu", h->op,
-                       (unsigned long long)h->len, s->rxlen);
-        return;
-    }
-    unsigned need = write ? XR_ACCESS_WRITE : XR_ACCESS_READ;
     pthread_mutex_lock(&e->lock);
-    xr_region *g = NULL;
-    for (ptrdiff_t k = xr_spans_enclosing(&e->regions, h->addr, h->addr + h->len, 0); k >= 0;
-         k = xr_spans_enclosing(&e->regions, h->addr, h->addr + h->len, (size_t)k + 1)) {
-        xr_region *c = e->regions.v[k].item;
-        if (c->staged && (c->access & need)) {
-            g = c;
-            break;
-        }
-    }
+    xr_region *g = xr__region_find_staged(e, h->addr, h->len,
+                                          write ? XR_ACCESS_WRITE : XR_ACCESS_READ);
     int dev = g ? g->device : -1;
     bool gpu = g && g->kind == XR_MEM_CUDA;
     pthread_mutex_unlock(&e->lock);
     if (!g) {
-        respond(s, XR_ERANGE, "engine '%s': [0x%llx, +%llu) is in no staged region "
-                                     "that grants remote %s",
-                       e->name, (unsigned long long)h->addr, (unsigned long long)h->len,
-                       write ? "write" : "read");
+        respond(s, XR_ERANGE, "engine '%s': [0x%llx, +%llu) is in no staged region that grants "
+                              "remote %s",
+                e->name, (unsigned long long)h->addr, (unsigned long long)h->len,
+                write ? "write" : "read");
         return;
     }
     void *mem = (void *)(uintptr_t)h->addr;
-    rc = write ? xr__copy_start(&s->copy, mem, payload(s), h->len, dev, gpu)
-               : xr__copy_start(&s->copy, payload(s), mem, h->len, dev, gpu);
+    int rc = write ? xr__cuda_copy_start(&s->copy, mem, payload(s), h->len, dev, gpu)
+                   : xr__cuda_copy_start(&s->copy, payload(s), mem, h->len, dev, gpu);
     if (rc) {
-        respond(s, XR_EIO, "engine '%s': copy of %llu bytes %s device %d failed: %s",
-                       e->name, (unsigned long long)h->len, write ? "to" : "from", dev,
-                       xr__cuda_last_error());
+        respond(s, XR_EIO, "engine '%s': copy of %llu bytes %s device %d failed: %s", e->name,
+                (unsigned long long)h->len, write ? "to" : "from", dev, xr__cuda_last_error());
         return;
     }
     s->state = S_COPY;
@@ -626,7 +588,7 @@ static bool target_step(sop *s)
         target_received(s);
         return target_step(s);
     case S_COPY:
-        p = xr__copy_poll(&s->copy);
+        p = xr__cuda_copy_poll(&s->copy);
         if (!p)
             return true;
         if (p < 0)
@@ -636,8 +598,9 @@ static bool target_step(sop *s)
             respond(s, 0, NULL);
         return target_step(s);
     case S_RESPOND: {
-        wire_hdr *h = (wire_hdr *)hdr_b(s);
+        xr_stage_hdr *h = &s->h;
         size_t n = HDR + (h->op == XR_OP_READ && !h->status ? h->len : 0);
+        xr__stage_wire_put(hdr_b(s), h, false);
         pthread_mutex_lock(&s->r->lock);
         rc = (int)fi_tsend(s->r->ep, hdr_b(s), n, s->st->in.desc[s->r->index], s->reply,
                            TAG_RSP | (h->cookie & COOKIE_MASK), &s->tx.fctx);
@@ -651,8 +614,8 @@ static bool target_step(sop *s)
         if (rc == -FI_EAGAIN)
             return true;
         if (rc) {
-            xr__log(s->st->e, XR_LOG_WARN, "staging: rail %u: response failed: %s",
-                    s->r->index, fi_strerror(-rc));
+            xr__log_write(&s->st->e->log, XR_LOG_WARN, "staging: rail %u: response failed: %s",
+                          s->r->index, fi_strerror(-rc));
             s->state = S_REPOST;
             return target_step(s);
         }
@@ -663,8 +626,9 @@ static bool target_step(sop *s)
         rc = post_rx(s);
         pthread_mutex_unlock(&s->r->lock);
         if (rc && rc != -FI_EAGAIN)
-            xr__log(s->st->e, XR_LOG_WARN, "staging: rail %u: re-posting a receive slot "
-                                           "failed: %s", s->r->index, fi_strerror(-rc));
+            xr__log_write(&s->st->e->log, XR_LOG_WARN, "staging: rail %u: re-posting a receive "
+                                                       "slot failed: %s", s->r->index,
+                          fi_strerror(-rc));
         return rc == -FI_EAGAIN;
     default:
         return false;
@@ -673,25 +637,25 @@ static bool target_step(sop *s)
 
 /* ---- completions (rail lock held) and progress ---- */
 
-void xr__stage_tx_done(xr_rail *r, xr_opctx *ctx, int err, const char *why)
+static void tx_done(xr_opctx *ctx, xr_rail *r, size_t len, int err, const char *why)
 {
+    (void)len;
     sop *s = SOP_OF(ctx, tx);
     if (!s->target) {
         initiator_done(s, false, 0, err, why);
         return;
     }
     if (err)
-        xr__log(r->e, XR_LOG_WARN, "staging: rail %u: a response was lost: %s", r->index,
-                why ? why : xr_strerror(err));
+        xr__log_write(&s->st->e->log, XR_LOG_WARN, "staging: rail %u: a response was lost: %s",
+                      r->index, why ? why : xr_strerror(err));
     /* The slot takes the next request; rail lock held, so post it here. */
-    int rc = post_rx(s);
-    if (rc) {
+    if (post_rx(s)) {
         s->state = S_REPOST;
         activate(s);
     }
 }
 
-void xr__stage_rx_done(xr_rail *r, xr_opctx *ctx, size_t len, int err, const char *why)
+static void rx_done(xr_opctx *ctx, xr_rail *r, size_t len, int err, const char *why)
 {
     sop *s = SOP_OF(ctx, rx);
     if (!s->target) {
@@ -701,8 +665,9 @@ void xr__stage_rx_done(xr_rail *r, xr_opctx *ctx, size_t len, int err, const cha
     if (err == XR_ECANCELED)
         return; /* the endpoint is closing */
     if (err) {
-        xr__log(r->e, XR_LOG_WARN, "staging: rail %u: a request failed to arrive: %s", r->index,
-                why ? why : xr_strerror(err));
+        xr__log_write(&s->st->e->log, XR_LOG_WARN, "staging: rail %u: a request failed to "
+                                                   "arrive: %s", r->index,
+                      why ? why : xr_strerror(err));
         s->state = S_REPOST;
     } else {
         s->rxlen = len;
@@ -715,16 +680,16 @@ int xr__stage_progress(xr_engine *e)
 {
     xr_stage *st = e->stage;
     /* A relaxed look first: progress runs all the time, staging rarely. */
-    if (!st || !__atomic_load_n(&st->active, __ATOMIC_RELAXED))
+    if (!st || __atomic_load_n(&st->active.next, __ATOMIC_RELAXED) == &st->active)
         return 0;
+    xr_list list;
+    xr__list_init(&list);
     pthread_mutex_lock(&st->lock);
-    sop *list = st->active;
-    st->active = st->active_tail = NULL;
+    xr__list_splice(&list, &st->active);
     pthread_mutex_unlock(&st->lock);
     int n = 0;
-    while (list) {
-        sop *s = list;
-        list = s->next;
+    for (xr_list *l; (l = xr__list_pop_front(&list));) {
+        sop *s = xr__list_entry(l, sop, link);
         bool again = s->target ? target_step(s) : initiator_step(s);
         if (again)
             activate(s);

@@ -6,14 +6,21 @@
  * notification) is allocated once in xr_xfer_create. Posting and completion
  * allocate nothing, and a transfer can be posted again once it finishes, so
  * a server that repeats a shape pays the planning once.
+ *
+ * Every chunk carries its completion (chunk_done) in its context, and each
+ * rail's share of a transfer is a work item on that rail's data lane
+ * (lane_post). A transfer ends in one place, finish(), whatever ended it:
+ * its last chunk, its notification, or an error on either.
  */
-#include "policy.h"
+#include "xfer.h"
 
-#include <sched.h>
+#include "policy.h"
+#include "stage.h"
+
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define XR_STATUS_NOT_POSTED XR_EAGAIN
 
@@ -48,6 +55,8 @@ static void count_piece(void *arg, unsigned rail, size_t off, size_t len)
     f->count[rail] += unit == SIZE_MAX ? 1 : (len + unit - 1) / unit;
 }
 
+static void chunk_done(xr_opctx *ctx, xr_rail *r, size_t len, int err, const char *why);
+
 static void fill_piece(void *arg, unsigned rail, size_t off, size_t len)
 {
     fill_ctx *f = arg;
@@ -58,7 +67,7 @@ static void fill_piece(void *arg, unsigned rail, size_t off, size_t len)
         size_t n = len - done < unit ? len - done : unit;
         xr_chunk *c = &x->chunks[f->next[rail]++];
         uint64_t raddr = f->remote[f->d].addr + off + done;
-        c->ctx.kind = XR_CTX_CHUNK;
+        c->ctx = (xr_opctx){.done = chunk_done, .flags = ref->stage ? 0 : XR_OPF_DEPTH};
         c->x = x;
         c->buf = (void *)(uintptr_t)(f->local[f->d].addr + off + done);
         c->desc = ref->lg->desc[rail];
@@ -97,7 +106,7 @@ static int own_region(xr_engine *e, xr_xfer *x, uint64_t addr, size_t len, xr_re
         /* grows by doubling: at 0, 1, 2, 4, ... */
         xr_region **v = realloc(x->owned, (x->nowned ? 2 * x->nowned : 1) * sizeof *v);
         if (!v)
-            return xr__fail(XR_ENOMEM, "out of memory for on-demand regions");
+            return xr__error_set(XR_ENOMEM, "out of memory for on-demand regions");
         x->owned = v;
     }
     int rc = xr__region_implicit(e, addr, len, out);
@@ -119,7 +128,7 @@ static int validate(xr_engine *e, xr_xfer *x, const xr_iov *local, const xr_iov 
     size_t last_len = 0;
     for (size_t d = 0; d < count; d++) {
         if (local[d].len != remote[d].len)
-            return xr__fail(XR_EINVAL, "xfer: descriptor %zu: local length %zu != remote length %zu",
+            return xr__error_set(XR_EINVAL, "xfer: descriptor %zu: local length %zu != remote length %zu",
                             d, local[d].len, remote[d].len);
         if (!local[d].len)
             continue;
@@ -128,17 +137,17 @@ static int validate(xr_engine *e, xr_xfer *x, const xr_iov *local, const xr_iov 
             int rc = own_region(e, x, local[d].addr, local[d].len, &ref[d].lg);
             if (rc) {
                 char why[XR_ERRMSG_MAX];
-                snprintf(why, sizeof why, "%s", xr_engine_last_error(e));
-                return xr__fail(rc, "xfer: descriptor %zu: %s", d, why);
+                snprintf(why, sizeof why, "%s", xr__error_last());
+                return xr__error_set(rc, "xfer: descriptor %zu: %s", d, why);
             }
         }
         ref[d].rg = xr__peer_region_find(peer, remote[d].addr, remote[d].len, need);
         if (!ref[d].rg)
-            return xr__fail(XR_ERANGE, "xfer: descriptor %zu: remote range [0x%llx, +%zu) is "
+            return xr__error_set(XR_ERANGE, "xfer: descriptor %zu: remote range [0x%llx, +%zu) is "
                                        "outside every region peer '%s' published",
                             d, (unsigned long long)remote[d].addr, remote[d].len, peer->name);
         if (!(ref[d].rg->access & need))
-            return xr__fail(XR_EACCESS, "xfer: descriptor %zu: peer '%s' region [0x%llx, +%llu) "
+            return xr__error_set(XR_EACCESS, "xfer: descriptor %zu: peer '%s' region [0x%llx, +%llu) "
                                         "does not grant remote %s",
                             d, peer->name, (unsigned long long)ref[d].rg->addr,
                             (unsigned long long)ref[d].rg->len,
@@ -148,7 +157,8 @@ static int validate(xr_engine *e, xr_xfer *x, const xr_iov *local, const xr_iov 
             /* For host memory the class's device is the buffer's NUMA node. */
             const xr_region *lg = ref[d].lg;
             int dev = lg->kind == XR_MEM_HOST ? lg->numa : lg->device;
-            int rc = xr__plan_get(e, peer, op, lg->kind, dev, local[d].len, &last);
+            int rc = xr__policy_plan_get(e, peer, peer->name, peer->mask, op, lg->kind, dev,
+                                         local[d].len, &last);
             if (rc)
                 return rc;
             mask = plan_mask(last);
@@ -165,7 +175,7 @@ static int validate(xr_engine *e, xr_xfer *x, const xr_iov *local, const xr_iov 
         }
         ref[d].mask = ref[d].rg->path_mask & ref[d].lg->rail_mask & mask;
         if (!ref[d].mask)
-            return xr__fail(XR_ENORAIL, "xfer: descriptor %zu: no rail of its plan carries both "
+            return xr__error_set(XR_ENORAIL, "xfer: descriptor %zu: no rail of its plan carries both "
                                         "the local region and peer '%s' region at 0x%llx",
                             d, peer->name, (unsigned long long)ref[d].rg->addr);
         /* A local-only region is registered on a rail (through the cache)
@@ -185,7 +195,7 @@ static int take_refs(xr_xfer *x, const desc_ref *ref, size_t count)
 {
     x->regions = malloc((count ? count : 1) * sizeof *x->regions);
     if (!x->regions)
-        return xr__fail(XR_ENOMEM, "xfer: out of memory");
+        return xr__error_set(XR_ENOMEM, "xfer: out of memory");
     for (size_t d = 0; d < count; d++) {
         xr_region *g = ref[d].lg;
         if (!g || (x->nregions && x->regions[x->nregions - 1] == g))
@@ -198,7 +208,7 @@ static int take_refs(xr_xfer *x, const desc_ref *ref, size_t count)
     }
     for (size_t k = 0; k < x->nregions; k++)
         x->regions[k]->refs++;
-    x->peer->refs++;
+    xr__peer_get(x->peer);
     return 0;
 }
 
@@ -214,6 +224,9 @@ static void xfer_free(xr_xfer *x)
     free(x);
 }
 
+static int lane_post(xr_work *w, xr_rail *r);
+static void notif_done(void *arg, int err, const char *why);
+
 int xr_xfer_create(xr_engine *e, xr_peer *peer, xr_op op, const xr_iov *local,
                    const xr_iov *remote, size_t count, const void *notif, size_t notif_len,
                    xr_xfer **out)
@@ -221,20 +234,21 @@ int xr_xfer_create(xr_engine *e, xr_peer *peer, xr_op op, const xr_iov *local,
     if (out)
         *out = NULL;
     if (!e || !peer || !out || (count && (!local || !remote)) || (!notif && notif_len))
-        return xr__fail(XR_EINVAL, "xr_xfer_create: NULL argument");
+        return xr__error_set(XR_EINVAL, "xr_xfer_create: NULL argument");
     if (op != XR_OP_WRITE && op != XR_OP_READ)
-        return xr__fail(XR_EINVAL, "xr_xfer_create: op %d is neither WRITE nor READ", (int)op);
+        return xr__error_set(XR_EINVAL, "xr_xfer_create: op %d is neither WRITE nor READ", (int)op);
     if (peer->unloaded)
-        return xr__fail(XR_ENOENT, "xr_xfer_create: peer '%s' was unloaded", peer->name);
+        return xr__error_set(XR_ENOENT, "xr_xfer_create: peer '%s' was unloaded", peer->name);
     xr_xfer *x = calloc(1, sizeof *x);
     desc_ref *ref = calloc(count ? count : 1, sizeof *ref);
     size_t counts[XR_MAX_RAILS] = {0}, next[XR_MAX_RAILS];
     if (!x || !ref) {
         free(x);
         free(ref);
-        return xr__fail(XR_ENOMEM, "xr_xfer_create: out of memory for %zu descriptors", count);
+        return xr__error_set(XR_ENOMEM, "xr_xfer_create: out of memory for %zu descriptors", count);
     }
     x->e = e;
+    xr__list_init(&x->link);
     x->peer = peer;
     x->op = op;
     atomic_store(&x->status, XR_STATUS_NOT_POSTED);
@@ -248,34 +262,33 @@ int xr_xfer_create(xr_engine *e, xr_peer *peer, xr_op op, const xr_iov *local,
                   .ref = ref};
     for (size_t d = 0; !rc && d < count; d++)
         if (local[d].len)
-            xr_plan_split(ref[d].plan, ref[d].mask, local[d].len, &rr, count_piece, &f);
+            xr__plan_split(ref[d].plan, ref[d].mask, local[d].len, &rr, count_piece, &f);
     for (unsigned i = 0; i < e->nrails; i++) {
         next[i] = x->nchunks;
         x->nchunks += counts[i];
     }
     if (!rc && x->nchunks && !(x->chunks = calloc(x->nchunks, sizeof *x->chunks)))
-        rc = xr__fail(XR_ENOMEM, "xr_xfer_create: %zu chunks", x->nchunks);
+        rc = xr__error_set(XR_ENOMEM, "xr_xfer_create: %zu chunks", x->nchunks);
     if (!rc) {
-        for (unsigned i = 0; i < e->nrails; i++)
-            x->slot[i] = (xr_rail_slot){.x = x, .begin = (uint32_t)next[i],
+        for (unsigned i = 0; i < e->nrails; i++) {
+            x->lane[i] = (xr_xfer_lane){.work.post = lane_post, .x = x,
+                                        .begin = (uint32_t)next[i],
                                         .end = (uint32_t)(next[i] + counts[i])};
+            xr__list_init(&x->lane[i].work.link);
+        }
         rr = rr0;
         for (f.d = 0; f.d < count; f.d++)
             if (local[f.d].len)
-                xr_plan_split(ref[f.d].plan, ref[f.d].mask, local[f.d].len, &rr, fill_piece,
+                xr__plan_split(ref[f.d].plan, ref[f.d].mask, local[f.d].len, &rr, fill_piece,
                               &f);
         rc = take_refs(x, ref, count);
     }
-    if (!rc) {
-        x->next = e->xfers;
-        if (e->xfers)
-            e->xfers->prev = x;
-        e->xfers = x;
-    }
+    if (!rc)
+        xr__list_push_front(&e->xfers, &x->link);
     pthread_mutex_unlock(&e->lock);
     free(ref);
     if (!rc && notif) {
-        rc = xr__notif_msg_new(e, peer, notif, notif_len, x, &x->notif);
+        rc = xr__notif_msg_new(e, peer, notif, notif_len, notif_done, x, &x->notif);
         if (rc) {
             xr_xfer_release(x);
             return rc;
@@ -289,74 +302,134 @@ int xr_xfer_create(xr_engine *e, xr_peer *peer, xr_op op, const xr_iov *local,
     return 0;
 }
 
-static void finalize(xr_xfer *x, int code)
+/* Keep the first error a transfer met, with where it happened. */
+static void record_error(xr_xfer *x, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void record_error(xr_xfer *x, int err, const char *fmt, ...)
 {
-    atomic_store(&x->status, code);
-}
-
-bool xr__chunk_done(xr_rail *r, xr_chunk *c, int err, const char *why)
-{
-    (void)r;
-    xr_xfer *x = c->x;
-    if (err) {
-        int zero = 0;
-        if (atomic_compare_exchange_strong(&x->err, &zero, err))
-            snprintf(x->errmsg, sizeof x->errmsg, "descriptor %u: %s", c->desc_index,
-                     why ? why : xr_strerror(err));
-    }
-    return atomic_fetch_sub(&x->pending, 1) == 1;
-}
-
-void xr__xfer_chunks_done(xr_xfer *x)
-{
-    int err = atomic_load(&x->err);
-    if (err) {
-        finalize(x, err);
+    int zero = 0;
+    if (!atomic_compare_exchange_strong(&x->err, &zero, err))
         return;
-    }
-    if (!x->notif) {
-        finalize(x, 0);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(x->errmsg, sizeof x->errmsg, fmt, ap);
+    va_end(ap);
+}
+
+/* The one place a transfer ends: its status is written here and nowhere
+ * else, as the first error it met or 0. */
+static void finish(xr_xfer *x)
+{
+    atomic_store(&x->status, atomic_load(&x->err));
+}
+
+static void notif_done(void *arg, int err, const char *why)
+{
+    xr_xfer *x = arg;
+    if (err)
+        record_error(x, err, "notification: %s", why ? why : xr_strerror(err));
+    finish(x);
+}
+
+/* Every chunk has completed: send the notification, or end. No lock held. */
+static void chunks_done(void *arg)
+{
+    xr_xfer *x = arg;
+    if (atomic_load(&x->err) || !x->notif) {
+        finish(x);
         return;
     }
     int rc = xr__notif_submit(x->e, x->notif);
     if (rc)
-        xr__xfer_notif_done(x, rc, xr_engine_last_error(x->e));
+        notif_done(x, rc, xr__error_last());
 }
 
-void xr__xfer_notif_done(xr_xfer *x, int err, const char *why)
+/* Count one chunk off; the last one ends the chunk phase once the rail
+ * lock is released (the notification may go out on this rail). */
+static void count_off(xr_xfer *x, xr_rail *r, size_t n)
 {
+    if (atomic_fetch_sub(&x->pending, n) == n)
+        xr__rail_after(r, chunks_done, x);
+}
+
+static void chunk_done(xr_opctx *ctx, xr_rail *r, size_t len, int err, const char *why)
+{
+    (void)len;
+    xr_chunk *c = (xr_chunk *)ctx;
     if (err) {
-        int zero = 0;
-        if (atomic_compare_exchange_strong(&x->err, &zero, err))
-            snprintf(x->errmsg, sizeof x->errmsg, "notification: %s", why ? why : xr_strerror(err));
-        finalize(x, atomic_load(&x->err));
-        return;
+        record_error(c->x, err, "descriptor %u: %s", c->desc_index,
+                     why ? why : xr_strerror(err));
+    } else {
+        r->ctr.chunks++;
+        r->ctr.tx_bytes += c->len;
+        if (c->stage)
+            r->ctr.staged++;
     }
-    finalize(x, 0);
+    count_off(c->x, r, 1);
+}
+
+/* Post this rail's next chunk of a transfer; the rail's data lane calls it. */
+static int lane_post(xr_work *w, xr_rail *r)
+{
+    xr_xfer_lane *s = xr__list_entry(w, xr_xfer_lane, work);
+    xr_xfer *x = s->x;
+    if (atomic_load(&x->err)) {
+        /* The transfer already failed elsewhere: what it has not posted
+         * is counted off instead of sent. */
+        size_t left = s->end - s->cursor;
+        s->cursor = s->end;
+        count_off(x, r, left);
+        return XR_WORK_DONE;
+    }
+    xr_chunk *c = &x->chunks[s->cursor];
+    fi_addr_t dst = x->peer->fi_addr[r->index];
+    bool write = x->op == XR_OP_WRITE;
+    if (c->stage) {
+        /* Staged chunks are bounded by the bounce slots, not the rail's
+         * depth; stage.c posts them from progress. */
+        xr_stage_req q = {.done = &c->ctx, .buf = c->buf, .len = c->len, .raddr = c->raddr,
+                          .key = c->key, .dst = dst, .peer = x->peer->name, .write = write,
+                          .remote = c->stage == XR_STAGE_REMOTE, .gpu = c->gpu,
+                          .device = c->device};
+        if (xr__stage_start(x->e, r, &q) == XR_EAGAIN)
+            return XR_WORK_WAIT;
+        return ++s->cursor == s->end ? XR_WORK_DONE : XR_WORK_MORE;
+    }
+    int rc = xr__rail_rma(r, write, c->buf, c->len, c->desc, dst, c->raddr, c->key, &c->ctx);
+    if (rc == -FI_EAGAIN)
+        return XR_WORK_WAIT; /* the next CQ read frees room */
+    s->cursor++;
+    if (rc) {
+        char why[256];
+        snprintf(why, sizeof why, "rail %u (%s): posting fi_%s of %zu bytes failed: %s",
+                 r->index, r->provider, write ? "write" : "read", c->len, fi_strerror(-rc));
+        chunk_done(&c->ctx, r, 0, XR_EIO, why);
+    }
+    return s->cursor == s->end ? XR_WORK_DONE : XR_WORK_MORE;
 }
 
 int xr_xfer_post(xr_xfer *x)
 {
     if (!x)
-        return xr__fail(XR_EINVAL, "xr_xfer_post: NULL transfer");
+        return xr__error_set(XR_EINVAL, "xr_xfer_post: NULL transfer");
     if (atomic_load(&x->status) == XR_EINPROGRESS)
-        return xr__fail(XR_EBUSY, "xr_xfer_post: the transfer is still in flight");
+        return xr__error_set(XR_EBUSY, "xr_xfer_post: the transfer is still in flight");
     if (x->peer->unloaded)
-        return xr__fail(XR_ENOENT, "xr_xfer_post: peer '%s' was unloaded", x->peer->name);
+        return xr__error_set(XR_ENOENT, "xr_xfer_post: peer '%s' was unloaded", x->peer->name);
     atomic_store(&x->err, 0);
     x->errmsg[0] = 0;
     atomic_store(&x->pending, x->nchunks);
     atomic_store(&x->status, XR_EINPROGRESS);
     atomic_store(&x->posted, true);
     if (!x->nchunks) {
-        xr__xfer_chunks_done(x);
+        chunks_done(x);
         return 0;
     }
     for (unsigned i = 0; i < x->e->nrails; i++) {
-        xr_rail_slot *s = &x->slot[i];
+        xr_xfer_lane *s = &x->lane[i];
         if (s->end > s->begin) {
             s->cursor = s->begin;
-            xr__rail_enqueue(&x->e->rails[i], s);
+            xr__rail_enqueue(&x->e->rails[i], XR_LANE_DATA, &s->work);
         }
     }
     return 0;
@@ -365,10 +438,10 @@ int xr_xfer_post(xr_xfer *x)
 int xr_xfer_status(xr_xfer *x)
 {
     if (!x)
-        return xr__fail(XR_EINVAL, "xr_xfer_status: NULL transfer");
+        return xr__error_set(XR_EINVAL, "xr_xfer_status: NULL transfer");
     int s = atomic_load(&x->status);
     if (s < 0 && s != XR_EINPROGRESS && s != XR_STATUS_NOT_POSTED)
-        xr__fail(s, "%s", x->errmsg);
+        xr__error_set(s, "%s", x->errmsg);
     return s;
 }
 
@@ -376,35 +449,6 @@ const char *xr_xfer_error(xr_xfer *x)
 {
     int s = x ? atomic_load(&x->status) : 0;
     return x && s < 0 && s != XR_EINPROGRESS ? x->errmsg : "";
-}
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-int xr_xfer_wait(xr_xfer *x, int timeout_ms)
-{
-    if (!x)
-        return xr__fail(XR_EINVAL, "xr_xfer_wait: NULL transfer");
-    if (!atomic_load(&x->posted))
-        return xr__fail(XR_EINVAL, "xr_xfer_wait: the transfer was never posted");
-    uint64_t deadline = timeout_ms >= 0 ? now_ms() + (uint64_t)timeout_ms : UINT64_MAX;
-    for (unsigned spin = 0;; spin++) {
-        int s = atomic_load(&x->status);
-        if (s != XR_EINPROGRESS)
-            return xr_xfer_status(x);
-        if (x->e->progress_nthreads)
-            sched_yield();
-        else
-            xr_progress(x->e);
-        if ((spin & 63) == 0 && now_ms() >= deadline)
-            return xr__fail(XR_ETIMEDOUT, "xr_xfer_wait: %zu of %zu chunks still pending after "
-                                          "%d ms",
-                            atomic_load(&x->pending), x->nchunks, timeout_ms);
-    }
 }
 
 size_t xr_xfer_chunk_count(xr_xfer *x, int rail)
@@ -415,18 +459,12 @@ size_t xr_xfer_chunk_count(xr_xfer *x, int rail)
         return x->nchunks;
     if (rail >= XR_MAX_RAILS)
         return 0;
-    return x->slot[rail].end - x->slot[rail].begin;
+    return x->lane[rail].end - x->lane[rail].begin;
 }
 
 static void unlink_and_unref(xr_xfer *x)
 {
-    xr_engine *e = x->e;
-    if (x->prev)
-        x->prev->next = x->next;
-    else if (e->xfers == x)
-        e->xfers = x->next;
-    if (x->next)
-        x->next->prev = x->prev;
+    xr__list_remove(&x->link);
     for (size_t k = 0; k < x->nregions; k++)
         x->regions[k]->refs--;
     xr__peer_put(x->peer);
@@ -455,8 +493,8 @@ void xr_xfer_release(xr_xfer *x)
 void xr__xfer_reap_orphans(xr_engine *e)
 {
     pthread_mutex_lock(&e->lock);
-    for (xr_xfer *x = e->xfers, *next; x; x = next) {
-        next = x->next;
+    xr__list_each(n, &e->xfers) {
+        xr_xfer *x = xr__list_entry(n, xr_xfer, link);
         if (x->orphan && atomic_load(&x->status) != XR_EINPROGRESS) {
             unlink_and_unref(x);
             xfer_free(x);
@@ -468,9 +506,76 @@ void xr__xfer_reap_orphans(xr_engine *e)
 
 void xr__xfer_free_all(xr_engine *e)
 {
-    while (e->xfers) {
-        xr_xfer *x = e->xfers;
+    while (!xr__list_empty(&e->xfers)) {
+        xr_xfer *x = xr__list_entry(e->xfers.next, xr_xfer, link);
         unlink_and_unref(x);
         xfer_free(x);
     }
+}
+
+bool xr__xfer_busy(xr_engine *e)
+{
+    bool b = false;
+    pthread_mutex_lock(&e->lock);
+    xr__list_each(n, &e->xfers)
+        b = b || atomic_load(&xr__list_entry(n, xr_xfer, link)->status) == XR_EINPROGRESS;
+    pthread_mutex_unlock(&e->lock);
+    return b;
+}
+
+/* ---- explaining a plan: one descriptor split exactly as a transfer would ---- */
+
+typedef struct split_acc {
+    size_t bytes[XR_MAX_RAILS], chunks[XR_MAX_RAILS];
+} split_acc;
+
+static void acc_piece(void *arg, unsigned rail, size_t off, size_t len)
+{
+    split_acc *a = arg;
+    (void)off;
+    a->bytes[rail] += len;
+    a->chunks[rail]++;
+}
+
+int xr_policy_explain(xr_engine *e, xr_peer *peer, xr_op op, xr_mem_kind kind, int device,
+                      size_t size, char *buf, size_t cap)
+{
+    if (!e || !peer || !buf || !cap)
+        return xr__error_set(XR_EINVAL, "xr_policy_explain: NULL argument");
+    pthread_mutex_lock(&e->lock);
+    const xr_plan *cached;
+    int rc = xr__policy_plan_get(e, peer, peer->name, peer->mask, op, kind, device, size,
+                                 &cached);
+    xr_plan p = rc ? (xr_plan){0} : *cached;
+    char pname[256];
+    const char *path = xr__policy_path(e);
+    snprintf(pname, sizeof pname, "%s", path ? path : "(built-in equal stripe)");
+    pthread_mutex_unlock(&e->lock);
+    if (rc)
+        return rc;
+    /* Split one descriptor of `size` bytes exactly as a transfer would. */
+    split_acc a;
+    memset(&a, 0, sizeof a);
+    unsigned rr = 0;
+    size_t n = xr__plan_split(&p, peer->mask, size, &rr, acc_piece, &a);
+    uint64_t wsum = 0;
+    for (unsigned k = 0; k < p.nrails; k++)
+        wsum += p.weight[k];
+    size_t w = (size_t)snprintf(buf, cap, "policy %s\n%s of %zu bytes to '%s': %s over %u "
+                                          "rail(s), %zu chunk(s), stripe_min %zu\n",
+                                pname, op == XR_OP_WRITE ? "write" : "read", size, peer->name,
+                                size >= p.stripe_min && p.nrails > 1 ? "striped" : "one rail",
+                                p.nrails, n, p.stripe_min);
+    for (unsigned k = 0; k < p.nrails; k++) {
+        unsigned r = p.rail[k];
+        w += (size_t)snprintf(buf + (w < cap ? w : cap), w < cap ? cap - w : 0,
+                              "  rail %u: weight share %.1f%%, %zu bytes (%.1f%%), %zu chunk(s) "
+                              "of <= %zu\n",
+                              r, 100.0 * p.weight[k] / (double)wsum, a.bytes[r],
+                              size ? 100.0 * (double)a.bytes[r] / (double)size : 0.0,
+                              a.chunks[r], p.chunk[k]);
+    }
+    if (w >= cap)
+        return xr__error_set(XR_ETOOSMALL, "xr_policy_explain: %zu bytes needed", w + 1);
+    return 0;
 }

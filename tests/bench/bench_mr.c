@@ -165,14 +165,14 @@ static double hit_ns(const args *a)
     xr_mr_backend be = {nop_reg, nop_dereg, NULL};
     xr_mr_cache_opts o = {.enabled = 1, .max_entries = 0, .max_bytes = 0};
     xr_mr_cache c;
-    xr_mr_cache_init(&c, &be, &o);
+    xr__mrc_init(&c, &be, &o);
     const uint64_t base = 1ull << 40, stride = a->size;
     xr_mr_entry *m;
     for (unsigned r = 0; r < a->rails; r++)
         for (unsigned i = 0; i < a->buffers; i++) {
             uint64_t at = base + i * stride;
-            xr_mr_cache_get(&c, r, at, stride, at, stride, 0, XR_MEM_HOST, 0, 0, &m);
-            xr_mr_cache_put(&c, m);
+            xr__mrc_get(&c, r, at, stride, at, stride, 0, XR_MEM_HOST, 0, 0, &m);
+            xr__mrc_put(&c, m);
         }
     const unsigned n = 1000000;
     uint64_t rng = 88172645463325252ull, t0 = now_ns();
@@ -180,15 +180,15 @@ static double hit_ns(const args *a)
         rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
         unsigned i = (unsigned)(rng % a->buffers), r = (unsigned)((rng >> 32) % a->rails);
         uint64_t at = base + i * stride + 64;
-        if (xr_mr_cache_get(&c, r, at, 256, at, 256, 0, XR_MEM_HOST, 0, 0, &m) ||
+        if (xr__mrc_get(&c, r, at, 256, at, 256, 0, XR_MEM_HOST, 0, 0, &m) ||
             m->addr != base + i * stride) {
             fprintf(stderr, "xrail-bench-mr: lookup %u missed\n", k);
             exit(1);
         }
-        xr_mr_cache_put(&c, m);
+        xr__mrc_put(&c, m);
     }
     double ns = (double)(now_ns() - t0) / n;
-    xr_mr_cache_fini(&c);
+    xr__mrc_fini(&c);
     return ns;
 }
 

@@ -16,20 +16,20 @@
 static void round_trip(const xr_md *m)
 {
     size_t len = 0;
-    xr_layout_encode(&xr_md_schema, m, NULL, &len);
+    xr__layout_encode(&xr__layout_md_schema, m, NULL, &len);
     uint8_t *buf = malloc(len);
-    if (!buf || xr_layout_encode(&xr_md_schema, m, buf, &len))
+    if (!buf || xr__layout_encode(&xr__layout_md_schema, m, buf, &len))
         abort();
     xr_md d;
-    if (xr_layout_decode(&xr_md_schema, buf, len, 0, &d))
+    if (xr__layout_decode(&xr__layout_md_schema, buf, len, 0, &d))
         abort(); /* what we wrote, we must read */
     size_t len2 = 0;
-    xr_layout_encode(&xr_md_schema, &d, NULL, &len2);
+    xr__layout_encode(&xr__layout_md_schema, &d, NULL, &len2);
     uint8_t *buf2 = malloc(len2);
-    if (!buf2 || xr_layout_encode(&xr_md_schema, &d, buf2, &len2) || len2 != len ||
+    if (!buf2 || xr__layout_encode(&xr__layout_md_schema, &d, buf2, &len2) || len2 != len ||
         memcmp(buf, buf2, len))
         abort();
-    xr_layout_free(&xr_md_schema, &d);
+    xr__layout_free(&xr__layout_md_schema, &d);
     free(buf);
     free(buf2);
 }
@@ -37,15 +37,15 @@ static void round_trip(const xr_md *m)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     xr_md m;
-    if (xr_layout_decode(&xr_md_schema, data, size, 1u << 24, &m) == 0) {
+    if (xr__layout_decode(&xr__layout_md_schema, data, size, 1u << 24, &m) == 0) {
         round_trip(&m);
-        xr_layout_free(&xr_md_schema, &m);
+        xr__layout_free(&xr__layout_md_schema, &m);
     }
     if (size <= XR_MD_HEADER)
         return 0;
-    if (xr_layout_decode_body(&xr_md_schema, data + XR_MD_HEADER, size - XR_MD_HEADER, &m) == 0) {
+    if (xr__layout_decode_body(&xr__layout_md_schema, data + XR_MD_HEADER, size - XR_MD_HEADER, &m) == 0) {
         round_trip(&m);
-        xr_layout_free(&xr_md_schema, &m);
+        xr__layout_free(&xr__layout_md_schema, &m);
     }
     return 0;
 }

@@ -8,7 +8,7 @@
 
 #include <sys/mman.h>
 #include <unistd.h>
-#include "layout.h" /* to forge metadata, which no application could do by accident */
+#include "core/layout.h" /* to forge metadata, which no application could do by accident */
 
 #define BIG (32u << 20)
 #define SMALL (1u << 20)
@@ -88,16 +88,16 @@ static int run(xr_engine *e, xr_peer *p, xr_op op, uint64_t l, uint64_t r, size_
 static void *forge(const void *md, size_t len, size_t *out_len)
 {
     xr_md m;
-    H_OK(xr_layout_decode(&xr_md_schema, md, len, 0, &m));
+    H_OK(xr__layout_decode(&xr__layout_md_schema, md, len, 0, &m));
     free(m.name);
     m.name = strdup("decode-forged");
     for (uint32_t i = 0; i < m.nregions; i++)
         m.regions[i].access = XR_ACCESS_RW;
     *out_len = 0;
-    xr_layout_encode(&xr_md_schema, &m, NULL, out_len);
+    xr__layout_encode(&xr__layout_md_schema, &m, NULL, out_len);
     void *f = malloc(*out_len);
-    H_OK(xr_layout_encode(&xr_md_schema, &m, f, out_len));
-    xr_layout_free(&xr_md_schema, &m);
+    H_OK(xr__layout_encode(&xr__layout_md_schema, &m, f, out_len));
+    xr__layout_free(&xr__layout_md_schema, &m);
     return f;
 }
 

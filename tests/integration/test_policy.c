@@ -119,7 +119,7 @@ static void register_hook(void)
     H_OK(xr_mem_register(a2, src, SIZE, XR_MEM_HOST, 0, XR_ACCESS_NONE, &rs));
     H_OK(xr_mem_register(b2, dst, SIZE, XR_MEM_HOST, 0, XR_ACCESS_WRITE, &rd));
     int rc = xr_mem_register(b2, src, 12345, XR_MEM_HOST, 0, XR_ACCESS_READ, &bad);
-    H_CHECK(rc == XR_ESCRIPT && !bad && strstr(xr_engine_last_error(NULL), "register returned "
+    H_CHECK(rc == XR_ESCRIPT && !bad && strstr(xr_engine_last_error(NULL), "register: returned "
             "rails[1]"), "a register hook answering rail 7 gave %s: %s", xr_err_name(rc),
             xr_engine_last_error(NULL));
     h_log("ok: register answering a rail that does not exist: %s", xr_engine_last_error(NULL));
@@ -416,7 +416,7 @@ int main(int argc, char **argv)
     expect_rejected("local P = {} function P.plan( return P", "load:");
     expect_rejected("return {}", "has no plan(xfer, rails, peer) function");
     expect_rejected("return 42", "must return a table of hooks");
-    expect_rejected("return { plan = function() return 5 end }", "plan returned a number");
+    expect_rejected("return { plan = function() return 5 end }", "plan: returned a number");
     expect_rejected("return { plan = function() return { rails = {} } end }", "no rails");
     expect_rejected("return { plan = function() return { rails = { 99 } } end }",
                     "rails[1] is not a rail index 0..3");

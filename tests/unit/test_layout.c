@@ -1,6 +1,7 @@
 /* test_layout.c - the metadata codec (engine/src/layout.c). */
 #include "layout.h"
 #include "crc32c.h"
+#include "log.h"
 #include "xrail.h"
 
 #include <check.h>
@@ -118,21 +119,21 @@ static void md_check_equal(const xr_md *a, const xr_md *b)
 static uint8_t *encode(const xr_md *m, size_t *len)
 {
     *len = 0;
-    ck_assert_int_eq(xr_layout_encode(&xr_md_schema, m, NULL, len), XR_ETOOSMALL);
+    ck_assert_int_eq(xr__layout_encode(&xr__layout_md_schema, m, NULL, len), XR_ETOOSMALL);
     uint8_t *buf = malloc(*len);
     size_t small = *len - 1;
-    ck_assert_int_eq(xr_layout_encode(&xr_md_schema, m, buf, &small), XR_ETOOSMALL);
+    ck_assert_int_eq(xr__layout_encode(&xr__layout_md_schema, m, buf, &small), XR_ETOOSMALL);
     ck_assert_uint_eq(small, *len);
-    ck_assert_int_eq(xr_layout_encode(&xr_md_schema, m, buf, len), 0);
+    ck_assert_int_eq(xr__layout_encode(&xr__layout_md_schema, m, buf, len), 0);
     return buf;
 }
 
 START_TEST(crc32c_check_value)
 {
     /* The published CRC-32C check value for "123456789" (RFC 3720, B.4). */
-    ck_assert_uint_eq(xr_crc32c(0, "123456789", 9), 0xE3069283u);
+    ck_assert_uint_eq(xr__crc32c_update(0, "123456789", 9), 0xE3069283u);
     /* Incremental use gives the same as one call. */
-    ck_assert_uint_eq(xr_crc32c(xr_crc32c(0, "1234", 4), "56789", 5), 0xE3069283u);
+    ck_assert_uint_eq(xr__crc32c_update(xr__crc32c_update(0, "1234", 4), "56789", 5), 0xE3069283u);
 }
 END_TEST
 
@@ -150,15 +151,15 @@ START_TEST(round_trip_grid)
     md_make(&m, nrails, nregions, keys);
     size_t len;
     uint8_t *buf = encode(&m, &len);
-    ck_assert_int_eq(xr_layout_decode(&xr_md_schema, buf, len, 0, &d), 0);
+    ck_assert_int_eq(xr__layout_decode(&xr__layout_md_schema, buf, len, 0, &d), 0);
     md_check_equal(&m, &d);
     /* Re-encoding the decoded copy gives the same bytes. */
     size_t len2;
     uint8_t *buf2 = encode(&d, &len2);
     ck_assert_uint_eq(len, len2);
     ck_assert_mem_eq(buf, buf2, len);
-    xr_layout_free(&xr_md_schema, &m);
-    xr_layout_free(&xr_md_schema, &d);
+    xr__layout_free(&xr__layout_md_schema, &m);
+    xr__layout_free(&xr__layout_md_schema, &d);
     free(buf);
     free(buf2);
 }
@@ -171,10 +172,10 @@ START_TEST(rails64_regions10000)
     md_make(&m, 64, 10000, 64);
     size_t len;
     uint8_t *buf = encode(&m, &len);
-    ck_assert_int_eq(xr_layout_decode(&xr_md_schema, buf, len, 0, &d), 0);
+    ck_assert_int_eq(xr__layout_decode(&xr__layout_md_schema, buf, len, 0, &d), 0);
     md_check_equal(&m, &d);
-    xr_layout_free(&xr_md_schema, &m);
-    xr_layout_free(&xr_md_schema, &d);
+    xr__layout_free(&xr__layout_md_schema, &m);
+    xr__layout_free(&xr__layout_md_schema, &d);
     free(buf);
 }
 END_TEST
@@ -190,9 +191,9 @@ START_TEST(every_truncation)
     for (size_t cut = 0; cut < len; cut++) {
         uint8_t *copy = malloc(cut ? cut : 1); /* exact size, so ASan sees overreads */
         memcpy(copy, buf, cut);
-        int rc = xr_layout_decode(&xr_md_schema, copy, cut, 0, &d);
+        int rc = xr__layout_decode(&xr__layout_md_schema, copy, cut, 0, &d);
         ck_assert_msg(rc == XR_EBADMD, "cut at %zu gave %d", cut, rc);
-        ck_assert_ptr_nonnull(strstr(xr_engine_last_error(NULL), "metadata: "));
+        ck_assert_ptr_nonnull(strstr(xr__error_last(), "metadata: "));
         free(copy);
     }
     /* The body parser alone, fed every prefix of the body, also never
@@ -200,17 +201,17 @@ START_TEST(every_truncation)
     for (size_t cut = 0; cut < len - XR_MD_HEADER; cut++) {
         uint8_t *copy = malloc(cut ? cut : 1);
         memcpy(copy, buf + XR_MD_HEADER, cut);
-        int rc = xr_layout_decode_body(&xr_md_schema, copy, cut, &d);
+        int rc = xr__layout_decode_body(&xr__layout_md_schema, copy, cut, &d);
         if (rc == 0) {
             /* A cut between top-level records can parse; it must then be missing data. */
             ck_assert(d.nrails < m.nrails || d.nregions < m.nregions || d.nfields < m.nfields);
-            xr_layout_free(&xr_md_schema, &d);
+            xr__layout_free(&xr__layout_md_schema, &d);
         } else {
             ck_assert_int_eq(rc, XR_EBADMD);
         }
         free(copy);
     }
-    xr_layout_free(&xr_md_schema, &m);
+    xr__layout_free(&xr__layout_md_schema, &m);
     free(buf);
 }
 END_TEST
@@ -227,18 +228,18 @@ START_TEST(truncation_message_names_field)
     size_t body_len = len - XR_MD_HEADER;
     size_t found = 0;
     for (size_t cut = 0; cut < body_len; cut++) {
-        if (xr_layout_decode_body(&xr_md_schema, body, cut, &d) == 0) {
-            xr_layout_free(&xr_md_schema, &d);
+        if (xr__layout_decode_body(&xr__layout_md_schema, body, cut, &d) == 0) {
+            xr__layout_free(&xr__layout_md_schema, &d);
             continue;
         }
-        if (strstr(xr_engine_last_error(NULL), "rails[5].addr truncated: need ")) {
+        if (strstr(xr__error_last(), "rails[5].addr truncated: need ")) {
             found = cut;
             break;
         }
     }
-    ck_assert_msg(found, "no cut named rails[5].addr; last: %s", xr_engine_last_error(NULL));
-    ck_assert_ptr_nonnull(strstr(xr_engine_last_error(NULL), " left"));
-    xr_layout_free(&xr_md_schema, &m);
+    ck_assert_msg(found, "no cut named rails[5].addr; last: %s", xr__error_last());
+    ck_assert_ptr_nonnull(strstr(xr__error_last(), " left"));
+    xr__layout_free(&xr__layout_md_schema, &m);
     free(buf);
 }
 END_TEST
@@ -260,23 +261,23 @@ START_TEST(random_flips)
         if (memcmp(copy, buf, len) == 0)
             continue;
         /* With the CRC, every corruption is refused. */
-        int rc = xr_layout_decode(&xr_md_schema, copy, len, 0, &d);
+        int rc = xr__layout_decode(&xr__layout_md_schema, copy, len, 0, &d);
         ck_assert_msg(rc == XR_EBADMD || rc == XR_EVERSION, "iter %d: rc %d", iter, rc);
         crc_caught++;
         /* Without it, the parser must still never crash or leak. */
-        rc = xr_layout_decode_body(&xr_md_schema, copy + XR_MD_HEADER, len - XR_MD_HEADER, &d);
+        rc = xr__layout_decode_body(&xr__layout_md_schema, copy + XR_MD_HEADER, len - XR_MD_HEADER, &d);
         if (rc == 0) {
             parsed++;
-            xr_layout_free(&xr_md_schema, &d);
+            xr__layout_free(&xr__layout_md_schema, &d);
         } else {
             ck_assert_int_eq(rc, XR_EBADMD);
-            ck_assert(strlen(xr_engine_last_error(NULL)) > 10);
+            ck_assert(strlen(xr__error_last()) > 10);
             refused++;
         }
     }
     ck_assert_uint_gt(crc_caught, 19000);
     ck_assert_uint_gt(refused, 0);
-    xr_layout_free(&xr_md_schema, &m);
+    xr__layout_free(&xr__layout_md_schema, &m);
     free(copy);
     free(buf);
 }
@@ -291,23 +292,23 @@ START_TEST(header_errors)
     uint8_t *buf = encode(&m, &len);
     uint8_t *big = malloc(len + 5);
     memcpy(big, buf, len);
-    ck_assert_int_eq(xr_layout_decode(&xr_md_schema, big, len + 5, 0, &d), XR_EBADMD);
-    ck_assert_ptr_nonnull(strstr(xr_engine_last_error(NULL), "trailing"));
-    ck_assert_int_eq(xr_layout_decode(&xr_md_schema, buf, len, len - 1, &d), XR_EBADMD);
-    ck_assert_ptr_nonnull(strstr(xr_engine_last_error(NULL), "configured maximum"));
+    ck_assert_int_eq(xr__layout_decode(&xr__layout_md_schema, big, len + 5, 0, &d), XR_EBADMD);
+    ck_assert_ptr_nonnull(strstr(xr__error_last(), "trailing"));
+    ck_assert_int_eq(xr__layout_decode(&xr__layout_md_schema, buf, len, len - 1, &d), XR_EBADMD);
+    ck_assert_ptr_nonnull(strstr(xr__error_last(), "configured maximum"));
     big[0] ^= 0xff;
-    ck_assert_int_eq(xr_layout_decode(&xr_md_schema, big, len, 0, &d), XR_EBADMD);
-    ck_assert_ptr_nonnull(strstr(xr_engine_last_error(NULL), "magic"));
+    ck_assert_int_eq(xr__layout_decode(&xr__layout_md_schema, big, len, 0, &d), XR_EBADMD);
+    ck_assert_ptr_nonnull(strstr(xr__error_last(), "magic"));
     /* A future format version with a valid CRC is a version error, not corruption. */
     memcpy(big, buf, len);
     big[4] = 9;
-    uint32_t c = xr_crc32c(0, big, 12);
-    c = xr_crc32c(c, "\0\0\0\0", 4);
-    c = xr_crc32c(c, big + XR_MD_HEADER, len - XR_MD_HEADER);
+    uint32_t c = xr__crc32c_update(0, big, 12);
+    c = xr__crc32c_update(c, "\0\0\0\0", 4);
+    c = xr__crc32c_update(c, big + XR_MD_HEADER, len - XR_MD_HEADER);
     for (int i = 0; i < 4; i++)
         big[12 + i] = (uint8_t)(c >> (8 * i));
-    ck_assert_int_eq(xr_layout_decode(&xr_md_schema, big, len, 0, &d), XR_EVERSION);
-    xr_layout_free(&xr_md_schema, &m);
+    ck_assert_int_eq(xr__layout_decode(&xr__layout_md_schema, big, len, 0, &d), XR_EVERSION);
+    xr__layout_free(&xr__layout_md_schema, &m);
     free(big);
     free(buf);
 }
@@ -331,21 +332,21 @@ START_TEST(unknown_and_missing_fields)
     for (int i = 0; i < 8; i++)
         body[n++] = (uint8_t)i;
     xr_md d;
-    ck_assert_int_eq(xr_layout_decode_body(&xr_md_schema, body, n, &d), XR_EBADMD);
-    ck_assert_str_eq(xr_engine_last_error(NULL),
+    ck_assert_int_eq(xr__layout_decode_body(&xr__layout_md_schema, body, n, &d), XR_EBADMD);
+    ck_assert_str_eq(xr__error_last(),
                      "metadata: rails missing (required by layout 'xrail.v1')");
     /* Add an empty rails list: now it parses, and the unknown field is skipped. */
     body[n++] = 3; body[n++] = 0; body[n++] = XR_FT_LIST; body[n++] = 0;
     body[n++] = 4; body[n++] = 0; body[n++] = 0; body[n++] = 0;
     body[n++] = 0; body[n++] = 0; body[n++] = 0; body[n++] = 0;
-    ck_assert_int_eq(xr_layout_decode_body(&xr_md_schema, body, n, &d), 0);
+    ck_assert_int_eq(xr__layout_decode_body(&xr__layout_md_schema, body, n, &d), 0);
     ck_assert_str_eq(d.name, "x");
     ck_assert_uint_eq(d.nrails, 0);
-    xr_layout_free(&xr_md_schema, &d);
+    xr__layout_free(&xr__layout_md_schema, &d);
     /* A huge list count is refused before allocation. */
     body[n - 1] = 0x7f;
-    ck_assert_int_eq(xr_layout_decode_body(&xr_md_schema, body, n, &d), XR_EBADMD);
-    ck_assert_ptr_nonnull(strstr(xr_engine_last_error(NULL), "rails count"));
+    ck_assert_int_eq(xr__layout_decode_body(&xr__layout_md_schema, body, n, &d), XR_EBADMD);
+    ck_assert_ptr_nonnull(strstr(xr__error_last(), "rails count"));
 }
 END_TEST
 

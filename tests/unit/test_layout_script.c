@@ -5,6 +5,7 @@
  * compatibility matrix of five layouts read against each other.
  */
 #include "layout.h"
+#include "log.h"
 #include "xrail.h"
 
 #include <check.h>
@@ -19,8 +20,8 @@
 static xr_layout *load(const char *path)
 {
     xr_layout *l = NULL;
-    int rc = xr_layout_load(path, 0, &l);
-    ck_assert_msg(rc == 0, "%s: %s", path, xr_engine_last_error(NULL));
+    int rc = xr__layout_load(path, 0, &l);
+    ck_assert_msg(rc == 0, "%s: %s", path, xr__error_last());
     return l;
 }
 
@@ -47,10 +48,10 @@ static void md_fill(xr_md *m)
 static uint8_t *encode(const xr_layout *l, const xr_md *m, size_t *len)
 {
     *len = 0;
-    ck_assert_int_eq(xr_layout_md_encode(l, m, NULL, len), XR_ETOOSMALL);
+    ck_assert_int_eq(xr__layout_md_encode(l, m, NULL, len), XR_ETOOSMALL);
     uint8_t *buf = malloc(*len);
-    int rc = xr_layout_md_encode(l, m, buf, len);
-    ck_assert_msg(rc == 0, "encode: %s", xr_engine_last_error(NULL));
+    int rc = xr__layout_md_encode(l, m, buf, len);
+    ck_assert_msg(rc == 0, "encode: %s", xr__error_last());
     return buf;
 }
 
@@ -68,19 +69,19 @@ START_TEST(default_script_is_builtin)
     ck_assert_uint_eq(n1, n2);
     ck_assert_mem_eq(a, b, n1);
     xr_md d;
-    ck_assert_int_eq(xr_layout_md_decode(l, a, n1, 0, &d), 0);
+    ck_assert_int_eq(xr__layout_md_decode(l, a, n1, 0, &d), 0);
     ck_assert_str_eq(d.rails[1].provider, "tcp;ofi_rxm");
     ck_assert_int_eq(d.rails[0].numa, -1);
     ck_assert_uint_eq(d.regions[0].keys[1].bytes[0], 8);
     ck_assert_uint_eq(d.nfields, 1);
     ck_assert_str_eq(d.fields[0].name, "app.note");
-    xr_layout_free(xr_layout_schema(l), &d);
+    xr__layout_free(xr__layout_schema(l), &d);
     char text[4096];
-    ck_assert_int_eq(xr_layout_describe(l, text, sizeof text), 0);
+    ck_assert_int_eq(xr__layout_describe(l, text, sizeof text), 0);
     ck_assert_ptr_nonnull(strstr(text, "layout xrail.v1 version 1"));
     free(a);
     free(b);
-    xr_layout_destroy(l);
+    xr__layout_destroy(l);
 }
 END_TEST
 
@@ -173,8 +174,8 @@ START_TEST(malformed_layouts)
     }
     fclose(f);
     xr_layout *l = (xr_layout *)0x1;
-    int rc = xr_layout_load(path, 0, &l);
-    const char *err = xr_engine_last_error(NULL);
+    int rc = xr__layout_load(path, 0, &l);
+    const char *err = xr__error_last();
     unlink(path);
     ck_assert_msg(rc == XR_ESCRIPT, "%s: rc %d (%s)", malformed[_i].what, rc, err);
     ck_assert_ptr_null(l);
@@ -190,25 +191,25 @@ START_TEST(custom_field_types)
     xr_layout *kv = load(SHIPPED "kv_cache.lua"), *lean = load(TESTING "lean.lua");
     uint32_t u32 = 80;
     uint64_t u64 = 1;
-    ck_assert_int_eq(xr_layout_field_check(kv, "kv.layers", &u32, 4), 0);
-    ck_assert_int_eq(xr_layout_field_check(kv, "kv.layers", &u64, 8), XR_EINVAL);
-    ck_assert_ptr_nonnull(strstr(xr_engine_last_error(NULL),
+    ck_assert_int_eq(xr__layout_field_check(kv, "kv.layers", &u32, 4), 0);
+    ck_assert_int_eq(xr__layout_field_check(kv, "kv.layers", &u64, 8), XR_EINVAL);
+    ck_assert_ptr_nonnull(strstr(xr__error_last(),
                                  "'kv.layers' is a u32 in layout 'kv_cache': its value must be 4"));
-    ck_assert_int_eq(xr_layout_field_check(kv, "kv.dtype", "f\0" "16", 4), XR_EINVAL);
-    ck_assert_int_eq(xr_layout_field_check(kv, "anything", "x", 1), 0); /* goes to extra */
-    ck_assert_int_eq(xr_layout_field_check(lean, "anything", "x", 1), XR_EINVAL);
-    ck_assert_ptr_nonnull(strstr(xr_engine_last_error(NULL), "no \"extra\" section"));
-    ck_assert_int_eq(xr_layout_field_type(kv, "kv.base"), XR_FT_U64);
-    ck_assert_int_eq(xr_layout_field_type(kv, "nope"), 0);
+    ck_assert_int_eq(xr__layout_field_check(kv, "kv.dtype", "f\0" "16", 4), XR_EINVAL);
+    ck_assert_int_eq(xr__layout_field_check(kv, "anything", "x", 1), 0); /* goes to extra */
+    ck_assert_int_eq(xr__layout_field_check(lean, "anything", "x", 1), XR_EINVAL);
+    ck_assert_ptr_nonnull(strstr(xr__error_last(), "no \"extra\" section"));
+    ck_assert_int_eq(xr__layout_field_type(kv, "kv.base"), XR_FT_U64);
+    ck_assert_int_eq(xr__layout_field_type(kv, "nope"), 0);
 
     /* kv.base and the rest are required without a default. */
     xr_md m;
     md_fill(&m);
     size_t len = 0;
-    ck_assert_int_eq(xr_layout_md_encode(kv, &m, NULL, &len), XR_EINVAL);
-    ck_assert_ptr_nonnull(strstr(xr_engine_last_error(NULL), "custom.kv.base is required"));
-    xr_layout_destroy(kv);
-    xr_layout_destroy(lean);
+    ck_assert_int_eq(xr__layout_md_encode(kv, &m, NULL, &len), XR_EINVAL);
+    ck_assert_ptr_nonnull(strstr(xr__error_last(), "custom.kv.base is required"));
+    xr__layout_destroy(kv);
+    xr__layout_destroy(lean);
 }
 END_TEST
 
@@ -258,7 +259,7 @@ static bool publishes(const xr_layout *w, const char *name, const void **v, size
             continue;
         *v = app_fields[i].v;
         *len = app_fields[i].len;
-        int type = xr_layout_field_type(w, name);
+        int type = xr__layout_field_type(w, name);
         if (!strcmp(name, "kv.blocks") && type == XR_FT_U64) {
             *v = &f_blocks64;
             *len = 8;
@@ -266,7 +267,7 @@ static bool publishes(const xr_layout *w, const char *name, const void **v, size
         if (type)
             return true;
         /* Undeclared names go in "extra" where the layout has one. */
-        return !strcmp(name, "app.note") && xr_layout_field_check(w, name, *v, *len) == 0;
+        return !strcmp(name, "app.note") && xr__layout_field_check(w, name, *v, *len) == 0;
     }
     return false;
 }
@@ -300,8 +301,8 @@ START_TEST(compatibility_matrix)
         uint8_t *blob = encode(l[w], &m, &len);
         for (int r = 0; r < NL; r++) {
             xr_md d;
-            int rc = xr_layout_md_decode(l[r], blob, len, 0, &d);
-            const char *err = xr_engine_last_error(NULL);
+            int rc = xr__layout_md_decode(l[r], blob, len, 0, &d);
+            const char *err = xr__error_last();
             if (expect[r][w]) {
                 ck_assert_msg(rc == XR_EBADMD && strstr(err, expect[r][w]),
                               "%s reading %s: rc %d '%s', expected '%s'", layout_tag[r],
@@ -321,9 +322,9 @@ START_TEST(compatibility_matrix)
                 const void *v;
                 size_t vlen;
                 bool sent = publishes(l[w], nm, &v, &vlen);
-                bool declared_r = xr_layout_field_type(l[r], nm) != 0;
-                bool declared_w = xr_layout_field_type(l[w], nm) != 0;
-                bool readable = declared_r ? declared_w : (!declared_w && xr_layout_field_check(l[r], nm, v, vlen) == 0);
+                bool declared_r = xr__layout_field_type(l[r], nm) != 0;
+                bool declared_w = xr__layout_field_type(l[w], nm) != 0;
+                bool readable = declared_r ? declared_w : (!declared_w && xr__layout_field_check(l[r], nm, v, vlen) == 0);
                 const xr_md_field *got = find(&d, nm);
                 if (sent && readable) {
                     ck_assert_msg(got && got->len == vlen && !memcmp(got->value, v, vlen),
@@ -339,12 +340,12 @@ START_TEST(compatibility_matrix)
                                   layout_tag[r], layout_tag[w], nm);
                 }
             }
-            xr_layout_free(xr_layout_schema(l[r]), &d);
+            xr__layout_free(xr__layout_schema(l[r]), &d);
         }
         free(blob);
     }
     for (int i = 0; i < NL; i++)
-        xr_layout_destroy(l[i]);
+        xr__layout_destroy(l[i]);
 }
 END_TEST
 
@@ -373,18 +374,18 @@ START_TEST(random_damage_typed)
             bad[at] ^= (uint8_t)(1u << (seed >> 40) % 8);
         }
         xr_md d;
-        int rc = xr_layout_decode_body(xr_layout_schema(kv), bad + XR_MD_HEADER,
+        int rc = xr__layout_decode_body(xr__layout_schema(kv), bad + XR_MD_HEADER,
                                        len - XR_MD_HEADER, &d);
         ck_assert_msg(rc == 0 || rc == XR_EBADMD, "iter %d: rc %d", iter, rc);
         if (!rc) {
             ok++;
-            xr_layout_free(xr_layout_schema(kv), &d);
+            xr__layout_free(xr__layout_schema(kv), &d);
         }
     }
     ck_assert_int_gt(ok, 0); /* flips inside values still decode */
     free(bad);
     free(blob);
-    xr_layout_destroy(kv);
+    xr__layout_destroy(kv);
 }
 END_TEST
 

@@ -2,6 +2,7 @@
  * must fail with XR_ESCRIPT and a clear message, and the same state must go
  * on working afterwards. */
 #include "lua_sandbox.h"
+#include "log.h"
 #include "xrail.h"
 
 #include <check.h>
@@ -40,25 +41,25 @@ static xr_lua *S;
 static void setup(void)
 {
     xr_lua_limits lim = {.mem_bytes = 2u << 20, .instructions = 2000000};
-    ck_assert_int_eq(xr_lua_new(NULL, &lim, &S), 0);
-    ck_assert_int_eq(xr_lua_load(S, "policy/test.lua", script, strlen(script), 1), 0);
-    ck_assert(lua_istable(xr_lua_state(S), -1));
-    lua_setfield(xr_lua_state(S), LUA_REGISTRYINDEX, "M");
+    ck_assert_int_eq(xr__lua_new(NULL, &lim, &S), 0);
+    ck_assert_int_eq(xr__lua_load(S, "policy/test.lua", script, strlen(script), 1), 0);
+    ck_assert(lua_istable(xr__lua_state(S), -1));
+    lua_setfield(xr__lua_state(S), LUA_REGISTRYINDEX, "M");
 }
 
 static void teardown(void)
 {
-    xr_lua_free(S);
+    xr__lua_free(S);
 }
 
 /* Call M[name]() and return its status; the last error holds the message. */
 static int call(const char *name)
 {
-    lua_State *L = xr_lua_state(S);
+    lua_State *L = xr__lua_state(S);
     lua_getfield(L, LUA_REGISTRYINDEX, "M");
     lua_getfield(L, -1, name);
     lua_remove(L, -2);
-    int rc = xr_lua_call(S, 0, 1, name);
+    int rc = xr__lua_call(S, 0, 1, name);
     if (rc == 0)
         lua_pop(L, 1);
     return rc;
@@ -66,9 +67,9 @@ static int call(const char *name)
 
 static void expect_refused(const char *hook, const char *needle)
 {
-    int top = lua_gettop(xr_lua_state(S));
+    int top = lua_gettop(xr__lua_state(S));
     int rc = call(hook);
-    const char *msg = xr_engine_last_error(NULL);
+    const char *msg = xr__error_last();
     ck_assert_msg(rc == XR_ESCRIPT, "%s: rc %d", hook, rc);
     /* "a|b": either text will do. */
     char want[128];
@@ -79,13 +80,13 @@ static void expect_refused(const char *hook, const char *needle)
     ck_assert_msg(strstr(msg, want) || (alt && strstr(msg, alt)), "%s: message '%s' lacks '%s'",
                   hook, msg, needle);
     ck_assert_msg(strstr(msg, "policy/test.lua"), "%s: message '%s' lacks the script", hook, msg);
-    ck_assert_int_eq(lua_gettop(xr_lua_state(S)), top); /* nothing left on the stack */
+    ck_assert_int_eq(lua_gettop(xr__lua_state(S)), top); /* nothing left on the stack */
     /* The state still works. */
-    lua_State *L = xr_lua_state(S);
+    lua_State *L = xr__lua_state(S);
     lua_getfield(L, LUA_REGISTRYINDEX, "M");
     lua_getfield(L, -1, "ok");
     lua_remove(L, -2);
-    ck_assert_int_eq(xr_lua_call(S, 0, 1, "ok"), 0);
+    ck_assert_int_eq(xr__lua_call(S, 0, 1, "ok"), 0);
     ck_assert_int_eq(lua_tointeger(L, -1), 42);
     lua_pop(L, 1);
 }
@@ -123,7 +124,7 @@ START_TEST(memory_and_stack_bombs_stop)
     expect_refused("bigrep", "memory");
     /* Lua's own stack limit, or the memory cap, whichever comes first. */
     expect_refused("recurse", "stack overflow|memory limit exceeded");
-    ck_assert_uint_le(xr_lua_mem_used(S), 2u << 20);
+    ck_assert_uint_le(xr__lua_mem_used(S), 2u << 20);
 }
 END_TEST
 
@@ -155,11 +156,11 @@ static void expect_load_fails(const char *src, size_t len, const char *needle)
 {
     xr_lua *s;
     xr_lua_limits lim = {.mem_bytes = 1u << 20, .instructions = 100000};
-    ck_assert_int_eq(xr_lua_new(NULL, &lim, &s), 0);
-    ck_assert_int_eq(xr_lua_load(s, "bad.lua", src, len, 1), XR_ESCRIPT);
-    ck_assert_msg(strstr(xr_engine_last_error(NULL), needle), "'%s' lacks '%s'",
-                  xr_engine_last_error(NULL), needle);
-    xr_lua_free(s);
+    ck_assert_int_eq(xr__lua_new(NULL, &lim, &s), 0);
+    ck_assert_int_eq(xr__lua_load(s, "bad.lua", src, len, 1), XR_ESCRIPT);
+    ck_assert_msg(strstr(xr__error_last(), needle), "'%s' lacks '%s'",
+                  xr__error_last(), needle);
+    xr__lua_free(s);
 }
 
 static void expect_text_fails(const char *src, const char *needle)

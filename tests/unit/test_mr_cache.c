@@ -51,26 +51,26 @@ static void setup(size_t max_entries, size_t max_bytes, int enabled)
     atomic_store(&deregs, 0);
     xr_mr_backend be = {fake_reg, fake_dereg, NULL};
     xr_mr_cache_opts o = {.enabled = enabled, .max_entries = max_entries, .max_bytes = max_bytes};
-    xr_mr_cache_init(&c, &be, &o);
+    xr__mrc_init(&c, &be, &o);
 }
 
 static xr_mr_entry *get(unsigned rail, uint64_t addr, uint64_t len)
 {
     xr_mr_entry *e;
-    ck_assert_int_eq(xr_mr_cache_get(&c, rail, addr, len, addr, len, 1, XR_MEM_HOST, 0, 0, &e), 0);
+    ck_assert_int_eq(xr__mrc_get(&c, rail, addr, len, addr, len, 1, XR_MEM_HOST, 0, 0, &e), 0);
     return e;
 }
 
 static xr_mr_cache_stats stats(void)
 {
     xr_mr_cache_stats st;
-    xr_mr_cache_stats_read(&c, &st);
+    xr__mrc_stats_read(&c, &st);
     return st;
 }
 
 static void teardown(void)
 {
-    xr_mr_cache_fini(&c);
+    xr__mrc_fini(&c);
     ck_assert_int_eq(atomic_load(&live), 0);
 }
 
@@ -87,10 +87,10 @@ START_TEST(spans_against_brute_force)
         if (!in[k] && (seed >> 20) % 3) {
             st[k] = (seed >> 24) % 10000;
             en[k] = st[k] + 1 + (seed >> 40) % 800;
-            ck_assert_int_eq(xr_spans_insert(&s, st[k], en[k], &in[k]), 0);
+            ck_assert_int_eq(xr__spans_insert(&s, st[k], en[k], &in[k]), 0);
             in[k] = 1;
         } else if (in[k]) {
-            ck_assert_int_eq(xr_spans_remove(&s, st[k], &in[k]), 0);
+            ck_assert_int_eq(xr__spans_remove(&s, st[k], &in[k]), 0);
             in[k] = 0;
         }
         uint64_t a = (seed >> 8) % 10500, b = a + 1 + (seed >> 30) % 300;
@@ -98,8 +98,8 @@ START_TEST(spans_against_brute_force)
         int want = 0, got = 0;
         for (int j = 0; j < N; j++)
             want += in[j] && st[j] <= a && en[j] >= b;
-        for (ptrdiff_t i = xr_spans_enclosing(&s, a, b, 0); i >= 0;
-             i = xr_spans_enclosing(&s, a, b, (size_t)i + 1)) {
+        for (ptrdiff_t i = xr__spans_enclosing(&s, a, b, 0); i >= 0;
+             i = xr__spans_enclosing(&s, a, b, (size_t)i + 1)) {
             ck_assert(s.v[i].start <= a && s.v[i].end >= b);
             got++;
         }
@@ -107,15 +107,15 @@ START_TEST(spans_against_brute_force)
         want = got = 0;
         for (int j = 0; j < N; j++)
             want += in[j] && st[j] < b && en[j] > a;
-        for (ptrdiff_t i = xr_spans_overlapping(&s, a, b, 0); i >= 0;
-             i = xr_spans_overlapping(&s, a, b, (size_t)i + 1)) {
+        for (ptrdiff_t i = xr__spans_overlapping(&s, a, b, 0); i >= 0;
+             i = xr__spans_overlapping(&s, a, b, (size_t)i + 1)) {
             ck_assert(s.v[i].start < b && s.v[i].end > a);
             got++;
         }
         ck_assert_int_eq(got, want);
     }
-    ck_assert_int_eq(xr_spans_remove(&s, 1u << 30, &in[0]), -1);
-    xr_spans_free(&s);
+    ck_assert_int_eq(xr__spans_remove(&s, 1u << 30, &in[0]), -1);
+    xr__spans_free(&s);
 }
 END_TEST
 
@@ -125,20 +125,20 @@ START_TEST(hit_miss_enclosing)
     xr_mr_entry *a = get(0, 0x10000, 0x10000);
     /* Inside it: the same entry, no registration. */
     xr_mr_entry *b;
-    ck_assert_int_eq(xr_mr_cache_get(&c, 0, 0x14000, 0x100, 0x14000, 0x100, 1, XR_MEM_HOST, 0, 0, &b), 0);
+    ck_assert_int_eq(xr__mrc_get(&c, 0, 0x14000, 0x100, 0x14000, 0x100, 1, XR_MEM_HOST, 0, 0, &b), 0);
     ck_assert_ptr_eq(a, b);
     ck_assert_uint_eq(a->refs, 2);
     /* Sticking out, another rail, more access, another kind: misses. */
     xr_mr_entry *m[4];
-    ck_assert_int_eq(xr_mr_cache_get(&c, 0, 0x1f000, 0x2000, 0x1f000, 0x2000, 1, XR_MEM_HOST, 0, 0, &m[0]), 0);
-    ck_assert_int_eq(xr_mr_cache_get(&c, 1, 0x14000, 0x100, 0x14000, 0x100, 1, XR_MEM_HOST, 0, 0, &m[1]), 0);
-    ck_assert_int_eq(xr_mr_cache_get(&c, 0, 0x14000, 0x100, 0x14000, 0x100, 3, XR_MEM_HOST, 0, 0, &m[2]), 0);
-    ck_assert_int_eq(xr_mr_cache_get(&c, 0, 0x14000, 0x100, 0x14000, 0x100, 1, XR_MEM_CUDA, 0, 7, &m[3]), 0);
+    ck_assert_int_eq(xr__mrc_get(&c, 0, 0x1f000, 0x2000, 0x1f000, 0x2000, 1, XR_MEM_HOST, 0, 0, &m[0]), 0);
+    ck_assert_int_eq(xr__mrc_get(&c, 1, 0x14000, 0x100, 0x14000, 0x100, 1, XR_MEM_HOST, 0, 0, &m[1]), 0);
+    ck_assert_int_eq(xr__mrc_get(&c, 0, 0x14000, 0x100, 0x14000, 0x100, 3, XR_MEM_HOST, 0, 0, &m[2]), 0);
+    ck_assert_int_eq(xr__mrc_get(&c, 0, 0x14000, 0x100, 0x14000, 0x100, 1, XR_MEM_CUDA, 0, 7, &m[3]), 0);
     for (int i = 0; i < 4; i++)
         ck_assert_ptr_ne(m[i], a);
     /* A wider access serves a narrower request. */
     xr_mr_entry *n;
-    ck_assert_int_eq(xr_mr_cache_get(&c, 0, 0x14000, 0x10, 0x14000, 0x10, 2, XR_MEM_HOST, 0, 0, &n), 0);
+    ck_assert_int_eq(xr__mrc_get(&c, 0, 0x14000, 0x10, 0x14000, 0x10, 2, XR_MEM_HOST, 0, 0, &n), 0);
     ck_assert_ptr_eq(n, m[2]);
     xr_mr_cache_stats st = stats();
     ck_assert_uint_eq(st.hits, 2);
@@ -148,17 +148,17 @@ START_TEST(hit_miss_enclosing)
     ck_assert_uint_eq(st.rail_registrations[1], 1);
     ck_assert_uint_eq(st.entries, 5);
     ck_assert_uint_eq(st.in_use, 5);
-    xr_mr_cache_put(&c, a);
-    xr_mr_cache_put(&c, b);
-    xr_mr_cache_put(&c, n);
+    xr__mrc_put(&c, a);
+    xr__mrc_put(&c, b);
+    xr__mrc_put(&c, n);
     for (int i = 0; i < 4; i++)
-        xr_mr_cache_put(&c, m[i]);
+        xr__mrc_put(&c, m[i]);
     st = stats();
     ck_assert_uint_eq(st.in_use, 0);
     ck_assert_uint_eq(st.entries, 5); /* kept for the next request */
     ck_assert_uint_eq(atomic_load(&deregs), 0);
     ck_assert_ptr_eq(get(0, 0x18000, 4), a); /* served after release */
-    xr_mr_cache_put(&c, a);
+    xr__mrc_put(&c, a);
     teardown();
 }
 END_TEST
@@ -172,32 +172,32 @@ START_TEST(limits_evict_lru_never_held)
     /* Four held, limit three: nothing can go. */
     ck_assert_uint_eq(stats().entries, 4);
     ck_assert_uint_eq(stats().evictions, 0);
-    xr_mr_cache_put(&c, e[2]); /* e2 goes at once: over the limit */
+    xr__mrc_put(&c, e[2]); /* e2 goes at once: over the limit */
     ck_assert_uint_eq(stats().evictions, 1);
-    xr_mr_cache_put(&c, e[0]);
-    xr_mr_cache_put(&c, e[1]); /* unused now, e0 older than e1 */
+    xr__mrc_put(&c, e[0]);
+    xr__mrc_put(&c, e[1]); /* unused now, e0 older than e1 */
     ck_assert_uint_eq(stats().entries, 3);
     e[4] = get(0, 0x900000, 0x1000); /* over again: the least recent, e0, goes */
     ck_assert_uint_eq(stats().evictions, 2);
     ck_assert_ptr_eq(get(0, 0x200000, 0x10), e[1]); /* e1 is still there */
     xr_mr_entry *again;
-    ck_assert_int_eq(xr_mr_cache_get(&c, 0, 0x100000, 0x10, 0x100000, 0x10, 1, XR_MEM_HOST, 0, 0, &again), 0);
+    ck_assert_int_eq(xr__mrc_get(&c, 0, 0x100000, 0x10, 0x100000, 0x10, 1, XR_MEM_HOST, 0, 0, &again), 0);
     ck_assert_ptr_ne(again, e[0]);
     ck_assert_uint_eq(stats().misses, 6);
-    xr_mr_cache_put(&c, again);
-    xr_mr_cache_put(&c, e[1]);
-    xr_mr_cache_put(&c, e[3]);
-    xr_mr_cache_put(&c, e[4]);
+    xr__mrc_put(&c, again);
+    xr__mrc_put(&c, e[1]);
+    xr__mrc_put(&c, e[3]);
+    xr__mrc_put(&c, e[4]);
     ck_assert_uint_le(stats().entries, 3);
 
     /* A byte limit evicts the same way. */
     xr_mr_cache_opts o = {.enabled = 1, .max_entries = 0, .max_bytes = 0x3000};
-    xr_mr_cache_set(&c, &o);
+    xr__mrc_set(&c, &o);
     ck_assert_uint_le(stats().bytes, 0x3000);
     xr_mr_entry *big = get(0, 0x40000000, 0x2000);
     ck_assert_uint_le(stats().bytes, 0x3000 + 0x2000);
     ck_assert_uint_eq(stats().bytes, 0x2000 + 0x1000);
-    xr_mr_cache_put(&c, big);
+    xr__mrc_put(&c, big);
     teardown();
 }
 END_TEST
@@ -207,26 +207,26 @@ START_TEST(flush_and_invalidate)
     setup(0, 0, 1);
     xr_mr_entry *held = get(0, 0x10000, 0x10000), *a = get(0, 0x40000, 0x1000),
                 *b = get(2, 0x40800, 0x1000), *far = get(0, 0x90000, 0x1000);
-    xr_mr_cache_put(&c, a);
-    xr_mr_cache_put(&c, b);
-    xr_mr_cache_put(&c, far);
+    xr__mrc_put(&c, a);
+    xr__mrc_put(&c, b);
+    xr__mrc_put(&c, far);
     /* [0x40000, +0x1000) is freed: what overlaps it on any rail goes, and
      * is never served again; the rest stays. */
-    xr_mr_cache_invalidate(&c, 0x40000, 0x1000);
+    xr__mrc_invalidate(&c, 0x40000, 0x1000);
     ck_assert_uint_eq(stats().invalidations, 2);
     ck_assert_uint_eq(stats().entries, 2);
     xr_mr_entry *x = get(0, 0x40000, 0x1000);
     ck_assert_uint_eq(stats().misses, 5);
-    xr_mr_cache_put(&c, x);
+    xr__mrc_put(&c, x);
     /* A held entry survives invalidation: its holder vouches for the memory. */
-    xr_mr_cache_invalidate(&c, 0x10000, 0x100);
+    xr__mrc_invalidate(&c, 0x10000, 0x100);
     ck_assert_ptr_eq(get(0, 0x10000, 0x100), held);
-    xr_mr_cache_put(&c, held);
+    xr__mrc_put(&c, held);
     /* Flush drops every unused entry, and only those. */
-    ck_assert_uint_eq(xr_mr_cache_drop_unused(&c), 2);
+    ck_assert_uint_eq(xr__mrc_drop_unused(&c), 2);
     ck_assert_uint_eq(stats().entries, 1);
-    xr_mr_cache_put(&c, held);
-    ck_assert_uint_eq(xr_mr_cache_drop_unused(&c), 1);
+    xr__mrc_put(&c, held);
+    ck_assert_uint_eq(xr__mrc_drop_unused(&c), 1);
     ck_assert_uint_eq(stats().entries, 0);
     ck_assert_uint_eq(atomic_load(&live), 0);
     teardown();
@@ -237,11 +237,11 @@ START_TEST(stale_cuda_buffer_id)
 {
     setup(0, 0, 1);
     xr_mr_entry *e, *f;
-    ck_assert_int_eq(xr_mr_cache_get(&c, 0, 0x7f00000000, 0x100000, 0x7f00000000, 0x100000, 1,
+    ck_assert_int_eq(xr__mrc_get(&c, 0, 0x7f00000000, 0x100000, 0x7f00000000, 0x100000, 1,
                                      XR_MEM_CUDA, 1, 41, &e), 0);
-    xr_mr_cache_put(&c, e);
+    xr__mrc_put(&c, e);
     /* Freed and reallocated at the same address: a new buffer id. */
-    ck_assert_int_eq(xr_mr_cache_get(&c, 0, 0x7f00000000, 0x1000, 0x7f00000000, 0x100000, 1,
+    ck_assert_int_eq(xr__mrc_get(&c, 0, 0x7f00000000, 0x1000, 0x7f00000000, 0x100000, 1,
                                      XR_MEM_CUDA, 1, 42, &f), 0);
     xr_mr_cache_stats st = stats();
     ck_assert_uint_eq(st.stale, 1);
@@ -250,15 +250,15 @@ START_TEST(stale_cuda_buffer_id)
     ck_assert_uint_eq(f->buffer_id, 42);
     /* The same allocation hits; another device misses. */
     xr_mr_entry *g, *h;
-    ck_assert_int_eq(xr_mr_cache_get(&c, 0, 0x7f00001000, 0x10, 0x7f00001000, 0x10, 1,
+    ck_assert_int_eq(xr__mrc_get(&c, 0, 0x7f00001000, 0x10, 0x7f00001000, 0x10, 1,
                                      XR_MEM_CUDA, 1, 42, &g), 0);
     ck_assert_ptr_eq(g, f);
-    ck_assert_int_eq(xr_mr_cache_get(&c, 0, 0x7f00001000, 0x10, 0x7f00001000, 0x10, 1,
+    ck_assert_int_eq(xr__mrc_get(&c, 0, 0x7f00001000, 0x10, 0x7f00001000, 0x10, 1,
                                      XR_MEM_CUDA, 2, 42, &h), 0);
     ck_assert_ptr_ne(h, f);
-    xr_mr_cache_put(&c, f);
-    xr_mr_cache_put(&c, g);
-    xr_mr_cache_put(&c, h);
+    xr__mrc_put(&c, f);
+    xr__mrc_put(&c, g);
+    xr__mrc_put(&c, h);
     teardown();
 }
 END_TEST
@@ -269,8 +269,8 @@ START_TEST(disabled_registers_every_time)
     for (int i = 0; i < 10; i++) {
         xr_mr_entry *a = get(0, 0x10000, 0x1000), *b = get(0, 0x10000, 0x1000);
         ck_assert_ptr_ne(a, b);
-        xr_mr_cache_put(&c, a);
-        xr_mr_cache_put(&c, b);
+        xr__mrc_put(&c, a);
+        xr__mrc_put(&c, b);
     }
     xr_mr_cache_stats st = stats();
     ck_assert_uint_eq(st.hits, 0);
@@ -279,21 +279,21 @@ START_TEST(disabled_registers_every_time)
     ck_assert_uint_eq(st.entries, 0);
     /* Turned on, then off with entries held and unused. */
     xr_mr_cache_opts on = {.enabled = 1}, off = {.enabled = 0};
-    xr_mr_cache_set(&c, &on);
+    xr__mrc_set(&c, &on);
     xr_mr_entry *held = get(0, 0x10000, 0x1000), *unused = get(0, 0x90000, 0x1000);
-    xr_mr_cache_put(&c, unused);
-    xr_mr_cache_set(&c, &off);
+    xr__mrc_put(&c, unused);
+    xr__mrc_set(&c, &off);
     ck_assert_uint_eq(stats().entries, 1); /* the unused one is gone */
     xr_mr_entry *other = get(0, 0x10000, 0x10);
     ck_assert_ptr_ne(other, held); /* and nothing is shared any more */
-    xr_mr_cache_put(&c, other);
-    xr_mr_cache_put(&c, held);
+    xr__mrc_put(&c, other);
+    xr__mrc_put(&c, held);
     ck_assert_uint_eq(stats().entries, 0);
     ck_assert_uint_eq(atomic_load(&live), 0);
     /* A failing registration leaves nothing behind. */
     fail_next = 1;
     xr_mr_entry *z = (xr_mr_entry *)0x1;
-    ck_assert_int_eq(xr_mr_cache_get(&c, 0, 0x10000, 0x10, 0x10000, 0x10, 1, XR_MEM_HOST, 0, 0, &z),
+    ck_assert_int_eq(xr__mrc_get(&c, 0, 0x10000, 0x10, 0x10000, 0x10, 1, XR_MEM_HOST, 0, 0, &z),
                      XR_EFABRIC);
     ck_assert_ptr_null(z);
     ck_assert_uint_eq(stats().entries, 0);
@@ -312,19 +312,19 @@ static void *churn(void *arg)
         int k = (int)(seed % 8);
         if (held[k]) {
             ck_assert_uint_gt(held[k]->refs, 0);
-            xr_mr_cache_put(&c, held[k]);
+            xr__mrc_put(&c, held[k]);
             held[k] = NULL;
         } else {
             atomic_fetch_add(&gets, 1);
             uint64_t addr = 0x1000 * ((seed >> 8) % 64), len = 1 + (seed >> 20) % 0x3000;
-            ck_assert_int_eq(xr_mr_cache_get(&c, (unsigned)(seed >> 40) % 2, addr, len, addr & ~0xfffull,
+            ck_assert_int_eq(xr__mrc_get(&c, (unsigned)(seed >> 40) % 2, addr, len, addr & ~0xfffull,
                                              ((addr + len + 0xfff) & ~0xfffull) - (addr & ~0xfffull),
                                              1, XR_MEM_HOST, 0, 0, &held[k]), 0);
             ck_assert(held[k]->addr <= addr && held[k]->addr + held[k]->len >= addr + len);
         }
     }
     for (int k = 0; k < 8; k++)
-        xr_mr_cache_put(&c, held[k]);
+        xr__mrc_put(&c, held[k]);
     return NULL;
 }
 
@@ -343,7 +343,7 @@ START_TEST(refcounts_under_concurrency)
     ck_assert_uint_gt(st.evictions, 0);
     ck_assert_uint_eq(st.registrations - st.deregistrations, st.entries);
     ck_assert_uint_eq(st.hits + st.misses, (uint64_t)atomic_load(&gets));
-    ck_assert_uint_eq(xr_mr_cache_drop_unused(&c), st.entries);
+    ck_assert_uint_eq(xr__mrc_drop_unused(&c), st.entries);
     ck_assert_int_eq(atomic_load(&live), 0);
     teardown();
 }

@@ -83,7 +83,7 @@ START_TEST(below_threshold_goes_whole_round_robin)
     unsigned rr = 0, uses[4] = {0};
     for (int i = 0; i < 400; i++) {
         R.n = 0;
-        ck_assert_uint_eq(xr_plan_split(&p, ~0ull, (128 << 10) - 1, &rr, record, &R), 1);
+        ck_assert_uint_eq(xr__plan_split(&p, ~0ull, (128 << 10) - 1, &rr, record, &R), 1);
         ck_assert_uint_eq(R.len[0], (128 << 10) - 1);
         uses[R.rail[0]]++;
     }
@@ -100,7 +100,7 @@ START_TEST(at_threshold_stripes_over_all_rails)
         unsigned rr = 0;
         R.n = 0;
         size_t len = 128 << 10;
-        xr_plan_split(&p, ~0ull, len, &rr, record, &R);
+        xr__plan_split(&p, ~0ull, len, &rr, record, &R);
         check_tiling(&p, len);
         for (unsigned k = 0; k < n; k++)
             ck_assert_msg(rail_bytes(k) > 0, "%u rails: rail %u unused", n, k);
@@ -116,7 +116,7 @@ START_TEST(weights_give_exact_shares)
     unsigned rr = 0;
     size_t len = (64 << 20) + 12345; /* not a multiple of anything */
     R.n = 0;
-    xr_plan_split(&p, ~0ull, len, &rr, record, &R);
+    xr__plan_split(&p, ~0ull, len, &rr, record, &R);
     check_tiling(&p, len);
     for (unsigned k = 0; k < 4; k++) {
         double want = (double)len * w[k] / 10.0, got = (double)rail_bytes(p.rail[k]);
@@ -134,7 +134,7 @@ START_TEST(chunks_respect_the_provider_cap)
     unsigned rr = 0;
     size_t len = (3 << 20) + 7;
     R.n = 0;
-    size_t n = xr_plan_split(&p, ~0ull, len, &rr, record, &R);
+    size_t n = xr__plan_split(&p, ~0ull, len, &rr, record, &R);
     ck_assert_uint_eq(n, R.n);
     check_tiling(&p, len);
     ck_assert_uint_ge(n, len / 8192);
@@ -147,14 +147,14 @@ START_TEST(mask_limits_rails)
     plan_make(&p, 8, NULL, 1 << 20, 1);
     unsigned rr = 0;
     R.n = 0;
-    xr_plan_split(&p, 0x5, 1 << 20, &rr, record, &R); /* only rails 0 and 2 */
+    xr__plan_split(&p, 0x5, 1 << 20, &rr, record, &R); /* only rails 0 and 2 */
     check_tiling(&p, 1 << 20);
     for (size_t i = 0; i < R.n; i++)
         ck_assert(R.rail[i] == 0 || R.rail[i] == 2);
     ck_assert_uint_eq(rail_bytes(0), 1 << 19);
     R.n = 0;
-    ck_assert_uint_eq(xr_plan_split(&p, 1ull << 40, 100, &rr, record, &R), 0);
-    ck_assert_uint_eq(xr_plan_split(&p, ~0ull, 0, &rr, record, &R), 0);
+    ck_assert_uint_eq(xr__plan_split(&p, 1ull << 40, 100, &rr, record, &R), 0);
+    ck_assert_uint_eq(xr__plan_split(&p, ~0ull, 0, &rr, record, &R), 0);
 }
 END_TEST
 
@@ -172,7 +172,7 @@ START_TEST(random_lengths_tile)
         size_t len = 1 + (s >> 20) % (4 << 20);
         unsigned rr = (unsigned)s;
         R.n = 0;
-        xr_plan_split(&p, ~0ull, len, &rr, record, &R);
+        xr__plan_split(&p, ~0ull, len, &rr, record, &R);
         check_tiling(&p, len);
     }
 }

@@ -16,7 +16,7 @@
 
 #include <lua.h>
 
-struct xr_engine;
+struct xr_logger;
 
 typedef struct xr_lua xr_lua;
 
@@ -25,22 +25,22 @@ typedef struct xr_lua_limits {
     uint64_t instructions;  /* per call; 0: 10 million */
 } xr_lua_limits;
 
-int xr_lua_new(const struct xr_engine *log_to, const xr_lua_limits *lim, xr_lua **out);
-void xr_lua_free(xr_lua *s);
-lua_State *xr_lua_state(xr_lua *s);
+int xr__lua_new(const struct xr_logger *log_to, const xr_lua_limits *lim, xr_lua **out);
+void xr__lua_free(xr_lua *s);
+lua_State *xr__lua_state(xr_lua *s);
 
 /*
  * Load and run a script's top-level chunk (text only), leaving its `nret`
  * results on the stack, then lock the globals. `name` is what error
  * messages call the script.
  */
-int xr_lua_load(xr_lua *s, const char *name, const char *src, size_t len, int nret);
+int xr__lua_load(xr_lua *s, const char *name, const char *src, size_t len, int nret);
 
 /* Call the function below `nargs` arguments on the stack, under the budget.
  * `what` names the hook in error messages ("plan", "register"). */
-int xr_lua_call(xr_lua *s, int nargs, int nresults, const char *what);
+int xr__lua_call(xr_lua *s, int nargs, int nresults, const char *what);
 
 /* Bytes the script's state holds now. */
-size_t xr_lua_mem_used(const xr_lua *s);
+size_t xr__lua_mem_used(const xr_lua *s);
 
 #endif

@@ -1,7 +1,8 @@
 /*
  * plan.h - how one descriptor is split over rails. Pure arithmetic, no
- * fabric: a plan is computed once per transfer and posting only walks the
- * chunks it produced.
+ * fabric: a plan is made once per class of transfers (policy.c caches it),
+ * a transfer is split once at create time, and posting only walks the
+ * chunks that produced.
  */
 #ifndef XR_PLAN_H
 #define XR_PLAN_H
@@ -30,7 +31,7 @@ typedef void (*xr_piece_fn)(void *arg, unsigned rail, size_t off, size_t len);
  * with boundaries aligned, then every piece is cut to the rail's chunk size.
  * Returns the number of chunks emitted, 0 when no rail is eligible.
  */
-size_t xr_plan_split(const xr_plan *p, uint64_t mask, size_t len, unsigned *rr,
+size_t xr__plan_split(const xr_plan *p, uint64_t mask, size_t len, unsigned *rr,
                      xr_piece_fn fn, void *arg);
 
 #endif

@@ -139,7 +139,7 @@ static cudaStream_t stream_of(int dev)
     return s;
 }
 
-int xr__copy_init(xr_copy *c)
+int xr__cuda_copy_init(xr_copy *c)
 {
     /* The event is made by the slot's first device copy: host-only staging
      * never touches CUDA. */
@@ -147,7 +147,7 @@ int xr__copy_init(xr_copy *c)
     return 0;
 }
 
-void xr__copy_fini(xr_copy *c)
+void xr__cuda_copy_fini(xr_copy *c)
 {
     for (int d = 0; d < XR_COPY_MAX_DEVICES; d++)
         if (c->event[d])
@@ -155,7 +155,7 @@ void xr__copy_fini(xr_copy *c)
     memset(c->event, 0, sizeof c->event);
 }
 
-int xr__copy_start(xr_copy *c, void *dst, const void *src, size_t len, int device, bool gpu)
+int xr__cuda_copy_start(xr_copy *c, void *dst, const void *src, size_t len, int device, bool gpu)
 {
     c->busy = false;
     if (!gpu) {
@@ -184,7 +184,7 @@ int xr__copy_start(xr_copy *c, void *dst, const void *src, size_t len, int devic
     return 0;
 }
 
-int xr__copy_poll(xr_copy *c)
+int xr__cuda_copy_poll(xr_copy *c)
 {
     if (!c->busy)
         return 1;
@@ -240,18 +240,18 @@ void xr__cuda_host_free(void *p, bool pinned)
     free(p);
 }
 
-int xr__copy_init(xr_copy *c)
+int xr__cuda_copy_init(xr_copy *c)
 {
     memset(c, 0, sizeof *c);
     return 0;
 }
 
-void xr__copy_fini(xr_copy *c)
+void xr__cuda_copy_fini(xr_copy *c)
 {
     (void)c;
 }
 
-int xr__copy_start(xr_copy *c, void *dst, const void *src, size_t len, int device, bool gpu)
+int xr__cuda_copy_start(xr_copy *c, void *dst, const void *src, size_t len, int device, bool gpu)
 {
     (void)device;
     c->busy = false;
@@ -261,7 +261,7 @@ int xr__copy_start(xr_copy *c, void *dst, const void *src, size_t len, int devic
     return 0;
 }
 
-int xr__copy_poll(xr_copy *c)
+int xr__cuda_copy_poll(xr_copy *c)
 {
     (void)c;
     return 1;

@@ -5,6 +5,6 @@
 #include <stdint.h>
 
 /* Continue a CRC: start with crc = 0. */
-uint32_t xr_crc32c(uint32_t crc, const void *buf, size_t len);
+uint32_t xr__crc32c_update(uint32_t crc, const void *buf, size_t len);
 
 #endif

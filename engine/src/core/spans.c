@@ -28,7 +28,7 @@ static void refresh(xr_spans *s, size_t from)
     }
 }
 
-int xr_spans_insert(xr_spans *s, uint64_t start, uint64_t end, void *item)
+int xr__spans_insert(xr_spans *s, uint64_t start, uint64_t end, void *item)
 {
     if (s->n == s->cap) {
         size_t cap = s->cap ? 2 * s->cap : 16;
@@ -50,7 +50,7 @@ int xr_spans_insert(xr_spans *s, uint64_t start, uint64_t end, void *item)
     return 0;
 }
 
-int xr_spans_remove(xr_spans *s, uint64_t start, void *item)
+int xr__spans_remove(xr_spans *s, uint64_t start, void *item)
 {
     /* Spans with this start sit just before upper(start). */
     for (size_t i = upper(s, start); i-- > 0 && s->v[i].start == start;) {
@@ -64,7 +64,7 @@ int xr_spans_remove(xr_spans *s, uint64_t start, void *item)
     return -1;
 }
 
-ptrdiff_t xr_spans_enclosing(const xr_spans *s, uint64_t a, uint64_t b, size_t from)
+ptrdiff_t xr__spans_enclosing(const xr_spans *s, uint64_t a, uint64_t b, size_t from)
 {
     size_t last = upper(s, a); /* candidates are [0, last) */
     if (from >= last)
@@ -86,7 +86,7 @@ ptrdiff_t xr_spans_enclosing(const xr_spans *s, uint64_t a, uint64_t b, size_t f
     return -1;
 }
 
-ptrdiff_t xr_spans_overlapping(const xr_spans *s, uint64_t a, uint64_t b, size_t from)
+ptrdiff_t xr__spans_overlapping(const xr_spans *s, uint64_t a, uint64_t b, size_t from)
 {
     size_t last = b ? upper(s, b - 1) : 0; /* spans starting before b */
     size_t lo = from, hi = last;
@@ -103,7 +103,7 @@ ptrdiff_t xr_spans_overlapping(const xr_spans *s, uint64_t a, uint64_t b, size_t
     return -1;
 }
 
-void xr_spans_free(xr_spans *s)
+void xr__spans_free(xr_spans *s)
 {
     free(s->v);
     free(s->maxend);

@@ -17,8 +17,8 @@
  */
 #include "layout.h"
 
-#include "config.h"
-#include "internal.h"
+#include "script.h"
+#include "log.h"
 #include "lua_sandbox.h"
 
 #include <lauxlib.h>
@@ -81,7 +81,7 @@ static void *own(xr_layout *l, void *p)
     return l->owned[l->nowned++] = p;
 }
 
-void xr_layout_destroy(xr_layout *l)
+void xr__layout_destroy(xr_layout *l)
 {
     if (!l)
         return;
@@ -91,12 +91,12 @@ void xr_layout_destroy(xr_layout *l)
     free(l);
 }
 
-const xr_schema *xr_layout_schema(const xr_layout *l)
+const xr_schema *xr__layout_schema(const xr_layout *l)
 {
-    return l ? l->top : &xr_md_schema;
+    return l ? l->top : &xr__layout_md_schema;
 }
 
-const char *xr_layout_path(const xr_layout *l)
+const char *xr__layout_path(const xr_layout *l)
 {
     return l ? l->path : NULL;
 }
@@ -118,13 +118,13 @@ static int bad(const build *b, const char *path, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    return xr__fail(XR_ESCRIPT, "layout %s: %s%s%s", b->script, path, *path ? ": " : "", msg);
+    return xr__error_set(XR_ESCRIPT, "layout %s: %s%s%s", b->script, path, *path ? ": " : "", msg);
 }
 
 static int type_by_name(const char *s)
 {
     for (int t = XR_FT_U8; t <= XR_FT_STRUCT; t++)
-        if (!strcmp(s, xr_layout_type_name((uint8_t)t)))
+        if (!strcmp(s, xr__layout_type_name((uint8_t)t)))
             return t;
     return 0;
 }
@@ -152,21 +152,21 @@ static int read_default(const build *b, const char *path, int idx, decl *d)
     if (d->type == XR_FT_STR || d->type == XR_FT_BYTES) {
         if (lua_type(L, idx) != LUA_TSTRING)
             return bad(b, path, "default must be a string for a %s, not a %s",
-                       xr_layout_type_name(d->type), luaL_typename(L, idx));
+                       xr__layout_type_name(d->type), luaL_typename(L, idx));
         size_t n;
         const char *s = lua_tolstring(L, idx, &n);
         if (d->type == XR_FT_STR && memchr(s, 0, n))
             return bad(b, path, "a string default cannot hold a NUL byte");
         d->def = own(b->l, malloc(n + 1)); /* terminated: the encoder takes strings as C strings */
         if (!d->def)
-            return xr__fail(XR_ENOMEM, "layout %s: out of memory", b->script);
+            return xr__error_set(XR_ENOMEM, "layout %s: out of memory", b->script);
         memcpy(d->def, s, n);
         d->def[n] = 0;
         d->ndef = (uint32_t)n;
         return 0;
     }
     if (!lua_isinteger(L, idx))
-        return bad(b, path, "default must be an integer for a %s", xr_layout_type_name(d->type));
+        return bad(b, path, "default must be an integer for a %s", xr__layout_type_name(d->type));
     lua_Integer v = lua_tointeger(L, idx);
     bool fits;
     switch (d->type) {
@@ -177,11 +177,11 @@ static int read_default(const build *b, const char *path, int idx, decl *d)
     default: fits = v >= 0; break;
     }
     if (!fits)
-        return bad(b, path, "default %lld does not fit a %s", (long long)v, xr_layout_type_name(d->type));
+        return bad(b, path, "default %lld does not fit a %s", (long long)v, xr__layout_type_name(d->type));
     d->ndef = (uint32_t)width(d->type);
     d->def = own(b->l, malloc(8));
     if (!d->def)
-        return xr__fail(XR_ENOMEM, "layout %s: out of memory", b->script);
+        return xr__error_set(XR_ENOMEM, "layout %s: out of memory", b->script);
     uint8_t u8 = (uint8_t)v;
     uint16_t u16 = (uint16_t)v;
     uint32_t u32 = (uint32_t)v;
@@ -270,7 +270,7 @@ static int build_custom(build *b, const char *path, xr_schema **out)
     decl *ds = own(l, calloc((size_t)n, sizeof *ds));
     xr_schema *s = own(l, calloc(1, sizeof *s));
     if (!fs || !ds || !s)
-        return xr__fail(XR_ENOMEM, "layout %s: out of memory", b->script);
+        return xr__error_set(XR_ENOMEM, "layout %s: out of memory", b->script);
     for (lua_Integer i = 0; i < n; i++) {
         char fpath[160];
         snprintf(fpath, sizeof fpath, "%.120s[%lld]", path, (long long)i + 1);
@@ -285,7 +285,7 @@ static int build_custom(build *b, const char *path, xr_schema **out)
         char *name = own(l, strdup(nm));
         lua_pop(L, 1);
         if (!name)
-            return xr__fail(XR_ENOMEM, "layout %s: out of memory", b->script);
+            return xr__error_set(XR_ENOMEM, "layout %s: out of memory", b->script);
         snprintf(fpath, sizeof fpath, "%.80s.%.63s", path, name);
         lua_Integer id;
         const char *ty;
@@ -342,7 +342,7 @@ static int build_struct(build *b, const char *path, const xr_schema *cat, bool t
     xr_field *fs = own(l, calloc((size_t)n, sizeof *fs));
     xr_schema *s = own(l, calloc(1, sizeof *s));
     if (!fs || !s)
-        return xr__fail(XR_ENOMEM, "layout %s: out of memory", b->script);
+        return xr__error_set(XR_ENOMEM, "layout %s: out of memory", b->script);
     for (lua_Integer i = 0; i < n; i++) {
         char fpath[160];
         snprintf(fpath, sizeof fpath, "%.120s[%lld]", *path ? path : "fields", (long long)i + 1);
@@ -380,7 +380,7 @@ static int build_struct(build *b, const char *path, const xr_schema *cat, bool t
             return bad(b, fpath, "unknown type '%s'", ty);
         if (type != want)
             return bad(b, fpath, "type %s, but the engine's field is a %s", ty,
-                       xr_layout_type_name(want));
+                       xr__layout_type_name(want));
         lua_getfield(L, -1, "default");
         if (!lua_isnil(L, -1))
             return bad(b, fpath, "defaults are for custom fields; the engine fills its own");
@@ -401,7 +401,7 @@ static int build_struct(build *b, const char *path, const xr_schema *cat, bool t
             if (cf->type == XR_FT_LIST && !lua_isnil(L, -1))
                 rc = build_struct(b, fpath, cf->elem, false, &sub);
             else if (!lua_isnil(L, -1))
-                rc = bad(b, fpath, "a %s has no sub-fields", xr_layout_type_name(cf->type));
+                rc = bad(b, fpath, "a %s has no sub-fields", xr__layout_type_name(cf->type));
             if (sub)
                 fs[i].elem = sub; /* else the built-in element layout */
             if (!strcmp(cf->name, "extra") && top)
@@ -462,35 +462,35 @@ static int build_layout(build *b)
         return bad(b, "version", "must be an integer from 1 to 65535");
     l->version = (unsigned)v;
     if (!l->name)
-        return xr__fail(XR_ENOMEM, "layout %s: out of memory", b->script);
+        return xr__error_set(XR_ENOMEM, "layout %s: out of memory", b->script);
     lua_getfield(L, t, "fields");
-    int rc = build_struct(b, "", &xr_md_schema, true, &l->top);
+    int rc = build_struct(b, "", &xr__layout_md_schema, true, &l->top);
     lua_pop(L, 1);
     return rc;
 }
 
-int xr_layout_load(const char *path, size_t script_mem, xr_layout **out)
+int xr__layout_load(const char *path, size_t script_mem, xr_layout **out)
 {
     *out = NULL;
     size_t len = 0;
-    char *src = xr__file_read(path, &len);
+    char *src = xr__script_read(path, &len);
     if (!src)
-        return xr__fail(XR_EINVAL, "layout: cannot read '%s'", path);
+        return xr__error_set(XR_EINVAL, "layout: cannot read '%s'", path);
     xr_layout *l = calloc(1, sizeof *l);
     xr_lua *lua = NULL;
     xr_lua_limits lim = {.mem_bytes = script_mem, .instructions = 0};
-    int rc = !l || !own(l, l->path = strdup(path)) ? xr__fail(XR_ENOMEM, "layout: out of memory")
-                                                    : xr_lua_new(NULL, &lim, &lua);
+    int rc = !l || !own(l, l->path = strdup(path)) ? xr__error_set(XR_ENOMEM, "layout: out of memory")
+                                                    : xr__lua_new(NULL, &lim, &lua);
     if (!rc)
-        rc = xr_lua_load(lua, path, src, len, 1);
+        rc = xr__lua_load(lua, path, src, len, 1);
     free(src);
     if (!rc) {
-        build b = {.l = l, .L = xr_lua_state(lua), .script = path};
+        build b = {.l = l, .L = xr__lua_state(lua), .script = path};
         rc = build_layout(&b);
     }
-    xr_lua_free(lua);
+    xr__lua_free(lua);
     if (rc) {
-        xr_layout_destroy(l);
+        xr__layout_destroy(l);
         return rc;
     }
     *out = l;
@@ -510,36 +510,36 @@ static const decl *find_decl(const xr_layout *l, const char *name, size_t *idx)
     return NULL;
 }
 
-int xr_layout_field_type(const xr_layout *l, const char *name)
+int xr__layout_field_type(const xr_layout *l, const char *name)
 {
     const decl *d = find_decl(l, name, NULL);
     return d ? d->type : 0;
 }
 
-int xr_layout_field_check(const xr_layout *l, const char *name, const void *value, size_t len)
+int xr__layout_field_check(const xr_layout *l, const char *name, const void *value, size_t len)
 {
     const decl *d = find_decl(l, name, NULL);
     if (!d) {
         if (l && !l->has_extra)
-            return xr__fail(XR_EINVAL, "field '%s' is not declared in layout '%s' (%s), which "
+            return xr__error_set(XR_EINVAL, "field '%s' is not declared in layout '%s' (%s), which "
                                        "has no \"extra\" section for undeclared fields",
                             name, l->name, l->path);
         return 0;
     }
     if (width(d->type) && len != width(d->type))
-        return xr__fail(XR_EINVAL, "field '%s' is a %s in layout '%s': its value must be %zu "
+        return xr__error_set(XR_EINVAL, "field '%s' is a %s in layout '%s': its value must be %zu "
                                    "bytes in host byte order, not %zu",
-                        name, xr_layout_type_name(d->type), l->name, width(d->type), len);
+                        name, xr__layout_type_name(d->type), l->name, width(d->type), len);
     if (d->type == XR_FT_STR && memchr(value, 0, len))
-        return xr__fail(XR_EINVAL, "field '%s' is a string in layout '%s': it cannot hold a NUL "
+        return xr__error_set(XR_EINVAL, "field '%s' is a string in layout '%s': it cannot hold a NUL "
                                    "byte", name, l->name);
     return 0;
 }
 
-int xr_layout_md_encode(const xr_layout *l, const xr_md *m, void *buf, size_t *len)
+int xr__layout_md_encode(const xr_layout *l, const xr_md *m, void *buf, size_t *len)
 {
     if (!l)
-        return xr_layout_encode(&xr_md_schema, m, buf, len);
+        return xr__layout_encode(&xr__layout_md_schema, m, buf, len);
     xr_md tmp = *m;
     size_t nd = l->custom ? l->custom->nfields : 0;
     custom_obj *obj = nd ? calloc(1, l->custom->size) : NULL;
@@ -547,7 +547,7 @@ int xr_layout_md_encode(const xr_layout *l, const xr_md *m, void *buf, size_t *l
     if ((nd && !obj) || (m->nfields && !extra)) {
         free(obj);
         free(extra);
-        return xr__fail(XR_ENOMEM, "metadata: out of memory");
+        return xr__error_set(XR_ENOMEM, "metadata: out of memory");
     }
     tmp.nfields = 0;
     int rc = 0;
@@ -558,7 +558,7 @@ int xr_layout_md_encode(const xr_layout *l, const xr_md *m, void *buf, size_t *l
         const xr_md_field *f = &m->fields[i];
         const decl *d = find_decl(l, f->name, &k);
         if (!d) {
-            rc = xr_layout_field_check(l, f->name, f->value, f->len);
+            rc = xr__layout_field_check(l, f->name, f->value, f->len);
             extra[tmp.nfields++] = *f;
             continue;
         }
@@ -569,7 +569,7 @@ int xr_layout_md_encode(const xr_layout *l, const xr_md *m, void *buf, size_t *l
         if (d->type == XR_FT_STR) { /* the encoder takes a C string; values have no NUL */
             obj->s[k].p = strs[k] = malloc(f->len + 1);
             if (!strs[k]) {
-                rc = xr__fail(XR_ENOMEM, "metadata: out of memory");
+                rc = xr__error_set(XR_ENOMEM, "metadata: out of memory");
                 break;
             }
             memcpy(strs[k], f->value, f->len);
@@ -582,7 +582,7 @@ int xr_layout_md_encode(const xr_layout *l, const xr_md *m, void *buf, size_t *l
         if ((obj->seen & (1ull << k)) || !d->required)
             continue;
         if (!d->has_default) {
-            rc = xr__fail(XR_EINVAL, "metadata: custom.%s is required by layout '%s' and has no "
+            rc = xr__error_set(XR_EINVAL, "metadata: custom.%s is required by layout '%s' and has no "
                                      "default: set it with xr_metadata_set_field", d->name, l->name);
             break;
         }
@@ -595,7 +595,7 @@ int xr_layout_md_encode(const xr_layout *l, const xr_md *m, void *buf, size_t *l
     tmp.fields = extra;
     tmp.custom = obj;
     if (!rc)
-        rc = xr_layout_encode(l->top, &tmp, buf, len);
+        rc = xr__layout_encode(l->top, &tmp, buf, len);
     for (size_t k = 0; k < nd; k++)
         free(strs[k]);
     free(obj);
@@ -603,9 +603,9 @@ int xr_layout_md_encode(const xr_layout *l, const xr_md *m, void *buf, size_t *l
     return rc;
 }
 
-int xr_layout_md_decode(const xr_layout *l, const void *buf, size_t len, size_t max, xr_md *m)
+int xr__layout_md_decode(const xr_layout *l, const void *buf, size_t len, size_t max, xr_md *m)
 {
-    int rc = xr_layout_decode(xr_layout_schema(l), buf, len, max, m);
+    int rc = xr__layout_decode(xr__layout_schema(l), buf, len, max, m);
     if (rc || !l || !l->custom)
         return rc;
     /* Fold the typed fields in front of the untyped ones; a typed name wins. */
@@ -613,8 +613,8 @@ int xr_layout_md_decode(const xr_layout *l, const void *buf, size_t len, size_t 
     const custom_obj *obj = m->custom;
     xr_md_field *all = calloc(nd + m->nfields + 1, sizeof *all);
     if (!all) {
-        xr_layout_free(l->top, m);
-        return xr__fail(XR_ENOMEM, "metadata: out of memory");
+        xr__layout_free(l->top, m);
+        return xr__error_set(XR_ENOMEM, "metadata: out of memory");
     }
     for (size_t k = 0; k < nd; k++) {
         const decl *d = &l->decls[k];
@@ -631,7 +631,7 @@ int xr_layout_md_decode(const xr_layout *l, const void *buf, size_t len, size_t 
         if (!all[n].name || !all[n].value) {
             free(all[n].name);
             free(all[n].value);
-            rc = xr__fail(XR_ENOMEM, "metadata: out of memory");
+            rc = xr__error_set(XR_ENOMEM, "metadata: out of memory");
             break;
         }
         if (vn)
@@ -651,7 +651,7 @@ int xr_layout_md_decode(const xr_layout *l, const void *buf, size_t len, size_t 
     m->fields = all;
     m->nfields = (uint32_t)n;
     if (rc)
-        xr_layout_free(l->top, m);
+        xr__layout_free(l->top, m);
     return rc;
 }
 
@@ -662,10 +662,10 @@ static void describe(const xr_layout *l, const xr_schema *s, int depth, char *bu
 {
     for (size_t i = 0; i < s->nfields; i++) {
         const xr_field *f = &s->fields[i];
-        xr__put(buf, cap, w, "%*s%-5u %-14s %s", 2 * depth, "", f->id, f->name,
-                xr_layout_type_name(f->type));
+        xr__text_put(buf, cap, w, "%*s%-5u %-14s %s", 2 * depth, "", f->id, f->name,
+                xr__layout_type_name(f->type));
         if (f->required)
-            xr__put(buf, cap, w, "%*s required", 6 - (int)strlen(xr_layout_type_name(f->type)), "");
+            xr__text_put(buf, cap, w, "%*s required", 6 - (int)strlen(xr__layout_type_name(f->type)), "");
         const decl *d = s == (l ? l->custom : NULL) ? &l->decls[i] : NULL;
         if (d && d->has_default) {
             if (width(d->type)) {
@@ -674,28 +674,28 @@ static void describe(const xr_layout *l, const xr_schema *s, int depth, char *bu
                 memcpy(&u, d->def, width(d->type));
                 memcpy(&i32, d->def, 4);
                 if (d->type == XR_FT_I32)
-                    xr__put(buf, cap, w, " default %d", i32);
+                    xr__text_put(buf, cap, w, " default %d", i32);
                 else
-                    xr__put(buf, cap, w, " default %llu", (unsigned long long)u);
+                    xr__text_put(buf, cap, w, " default %llu", (unsigned long long)u);
             } else {
-                xr__put(buf, cap, w, " default \"%.*s\"", (int)d->ndef, (const char *)d->def);
+                xr__text_put(buf, cap, w, " default \"%.*s\"", (int)d->ndef, (const char *)d->def);
             }
         }
-        xr__put(buf, cap, w, "\n");
+        xr__text_put(buf, cap, w, "\n");
         if (f->elem)
             describe(l, f->elem, depth + 1, buf, cap, w);
     }
 }
 
-int xr_layout_describe(const xr_layout *l, char *buf, size_t cap)
+int xr__layout_describe(const xr_layout *l, char *buf, size_t cap)
 {
     size_t w = 0;
-    const xr_schema *s = xr_layout_schema(l);
-    xr__put(buf, cap, &w, "layout %s version %u%s%s\n", s->name, s->layout_id, l ? " from " : " (built in)",
+    const xr_schema *s = xr__layout_schema(l);
+    xr__text_put(buf, cap, &w, "layout %s version %u%s%s\n", s->name, s->layout_id, l ? " from " : " (built in)",
         l ? l->path : "");
-    xr__put(buf, cap, &w, "id    field          type\n");
+    xr__text_put(buf, cap, &w, "id    field          type\n");
     describe(l, s, 0, buf, cap, &w);
     if (w >= cap)
-        return xr__fail(XR_ETOOSMALL, "layout: %zu bytes needed to describe '%s'", w + 1, s->name);
+        return xr__error_set(XR_ETOOSMALL, "layout: %zu bytes needed to describe '%s'", w + 1, s->name);
     return 0;
 }

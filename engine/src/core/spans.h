@@ -26,17 +26,17 @@ typedef struct xr_spans {
     size_t n, cap;
 } xr_spans;
 
-int xr_spans_insert(xr_spans *s, uint64_t start, uint64_t end, void *item);
+int xr__spans_insert(xr_spans *s, uint64_t start, uint64_t end, void *item);
 /* Remove `item`, inserted with `start`; 0 if it was there, -1 if not. */
-int xr_spans_remove(xr_spans *s, uint64_t start, void *item);
+int xr__spans_remove(xr_spans *s, uint64_t start, void *item);
 /*
  * The first span, in start order from index `from`, that encloses [a, b):
  * its index, or -1. Pass from = 0 for the first; from = i + 1 to go on
  * after a candidate the caller rejected.
  */
-ptrdiff_t xr_spans_enclosing(const xr_spans *s, uint64_t a, uint64_t b, size_t from);
+ptrdiff_t xr__spans_enclosing(const xr_spans *s, uint64_t a, uint64_t b, size_t from);
 /* Spans that overlap [a, b): the index of the first at or after `from`, or -1. */
-ptrdiff_t xr_spans_overlapping(const xr_spans *s, uint64_t a, uint64_t b, size_t from);
-void xr_spans_free(xr_spans *s);
+ptrdiff_t xr__spans_overlapping(const xr_spans *s, uint64_t a, uint64_t b, size_t from);
+void xr__spans_free(xr_spans *s);
 
 #endif

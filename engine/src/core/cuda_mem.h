@@ -35,12 +35,12 @@ typedef struct xr_copy {
     bool busy;
 } xr_copy;
 
-int xr__copy_init(xr_copy *c);
-void xr__copy_fini(xr_copy *c);
+int xr__cuda_copy_init(xr_copy *c);
+void xr__cuda_copy_fini(xr_copy *c);
 /* A copy between host and device memory of `device` (gpu), or a memcpy,
  * done at once. 0 started, -1 failed. */
-int xr__copy_start(xr_copy *c, void *dst, const void *src, size_t len, int device, bool gpu);
+int xr__cuda_copy_start(xr_copy *c, void *dst, const void *src, size_t len, int device, bool gpu);
 /* 1 done, 0 still running, -1 failed. */
-int xr__copy_poll(xr_copy *c);
+int xr__cuda_copy_poll(xr_copy *c);
 
 #endif

@@ -101,53 +101,53 @@ typedef struct xr_md {
     void *custom;           /* typed application fields of a layout script (layout_script.c) */
 } xr_md;
 
-extern const xr_schema xr_md_schema;
+extern const xr_schema xr__layout_md_schema;
 
 /*
  * Encode `obj` with header and CRC. *len in: capacity; out: size.
  * XR_ETOOSMALL (and the size) when buf is NULL or too small.
  */
-int xr_layout_encode(const xr_schema *s, const void *obj, void *buf, size_t *len);
+int xr__layout_encode(const xr_schema *s, const void *obj, void *buf, size_t *len);
 /*
  * Validate and decode a blob into *obj (zeroed first). `max` caps the blob
  * size. On failure *obj holds nothing and the last error names the field,
  * e.g. "metadata: rails[5].address truncated: need 56 bytes, 12 left".
  */
-int xr_layout_decode(const xr_schema *s, const void *buf, size_t len, size_t max, void *obj);
+int xr__layout_decode(const xr_schema *s, const void *buf, size_t len, size_t max, void *obj);
 /* The body parser alone, without header or CRC checks (for the fuzz tests). */
-int xr_layout_decode_body(const xr_schema *s, const void *body, size_t len, void *obj);
-void xr_layout_free(const xr_schema *s, void *obj);
-const char *xr_layout_type_name(uint8_t type);
+int xr__layout_decode_body(const xr_schema *s, const void *body, size_t len, void *obj);
+void xr__layout_free(const xr_schema *s, void *obj);
+const char *xr__layout_type_name(uint8_t type);
 
 /*
  * Layout scripts (layout_script.c): a Lua table declaring sections, field
  * ids, types, required flags and a version, built into schema tables over
  * the same structs as the built-in layout, plus typed custom fields. A NULL
- * layout everywhere below means the built-in one (xr_md_schema).
+ * layout everywhere below means the built-in one (xr__layout_md_schema).
  */
 typedef struct xr_layout xr_layout;
 
 /* Run a layout script and check it: a malformed one is XR_ESCRIPT naming
  * the field. `script_mem` caps the Lua state (0: the default). */
-int xr_layout_load(const char *path, size_t script_mem, xr_layout **out);
-void xr_layout_destroy(xr_layout *l);
-const xr_schema *xr_layout_schema(const xr_layout *l);
-const char *xr_layout_path(const xr_layout *l);
+int xr__layout_load(const char *path, size_t script_mem, xr_layout **out);
+void xr__layout_destroy(xr_layout *l);
+const xr_schema *xr__layout_schema(const xr_layout *l);
+const char *xr__layout_path(const xr_layout *l);
 
 /* Type of a declared custom field (XR_FT_*), or 0 if `name` is not declared. */
-int xr_layout_field_type(const xr_layout *l, const char *name);
+int xr__layout_field_type(const xr_layout *l, const char *name);
 /* Whether a value may be published under `name`: a declared integer needs
  * exactly its width (native byte order), a string no NUL byte, and an
  * undeclared name a layout with an "extra" section. */
-int xr_layout_field_check(const xr_layout *l, const char *name, const void *value, size_t len);
+int xr__layout_field_check(const xr_layout *l, const char *name, const void *value, size_t len);
 /* Encode `m`, whose `fields` hold every application field by name: the
  * declared ones go out typed in "custom" (a required one falls back to its
  * default, else is an error), the rest in "extra". */
-int xr_layout_md_encode(const xr_layout *l, const xr_md *m, void *buf, size_t *len);
+int xr__layout_md_encode(const xr_layout *l, const xr_md *m, void *buf, size_t *len);
 /* Decode, then fold the typed custom fields into m->fields, a missing
  * optional one as its default, so that readers see one name -> bytes list. */
-int xr_layout_md_decode(const xr_layout *l, const void *buf, size_t len, size_t max, xr_md *m);
+int xr__layout_md_decode(const xr_layout *l, const void *buf, size_t len, size_t max, xr_md *m);
 /* A readable listing of the layout (for `xrail layout show`). */
-int xr_layout_describe(const xr_layout *l, char *buf, size_t cap);
+int xr__layout_describe(const xr_layout *l, char *buf, size_t cap);
 
 #endif

@@ -1,5 +1,31 @@
-/* error.c - xr_strerror and xr_err_name, generated from XR_ERRNO_MAP. */
+/*
+ * error.c - xr_strerror and xr_err_name, generated from XR_ERRNO_MAP, and
+ * the last-error text.
+ *
+ * The last error is per thread, like errno: an engine is shared by threads,
+ * and one thread's failure must not overwrite the text another is reading.
+ */
+#include "log.h"
+
 #include "xrail.h"
+
+#include <stdio.h>
+
+static __thread char last_error[XR_ERRMSG_MAX];
+
+int xr__error_set(int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+const char *xr__error_last(void)
+{
+    return last_error;
+}
 
 const char *xr_strerror(int err)
 {

@@ -16,7 +16,7 @@
 
 #include "bytes.h"
 #include "crc32c.h"
-#include "internal.h"
+#include "log.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,10 +75,10 @@ static size_t enc_struct(const xr_schema *s, const void *obj, uint8_t *out);
 static size_t enc_record(uint16_t id, uint8_t type, size_t vlen, uint8_t *out)
 {
     if (out) {
-        xr__put_le(out, id, 2);
+        xr__bytes_put_le(out, id, 2);
         out[2] = type;
         out[3] = 0;
-        xr__put_le(out + 4, vlen, 4);
+        xr__bytes_put_le(out + 4, vlen, 4);
     }
     return XR_MD_RECORD;
 }
@@ -104,7 +104,7 @@ static size_t enc_field(const xr_field *f, const void *obj, uint8_t *out)
         uint32_t count = FIELD_U32(obj, f);
         const char *elems = FIELD_PTR(obj, f);
         if (v)
-            xr__put_le(v, count, 4);
+            xr__bytes_put_le(v, count, 4);
         vlen = 4;
         for (uint32_t i = 0; i < count; i++) {
             const void *el = elems + (size_t)i * f->elem->size;
@@ -121,7 +121,7 @@ static size_t enc_field(const xr_field *f, const void *obj, uint8_t *out)
     default:
         vlen = int_width(f->type);
         if (v)
-            xr__put_le(v, load_int(obj, f), vlen);
+            xr__bytes_put_le(v, load_int(obj, f), vlen);
         break;
     }
     enc_record(f->id, f->type, vlen, out);
@@ -144,30 +144,30 @@ static size_t enc_struct(const xr_schema *s, const void *obj, uint8_t *out)
 static uint32_t blob_crc(const uint8_t *p, size_t total)
 {
     static const uint8_t zero[4];
-    uint32_t c = xr_crc32c(0, p, 12);
-    c = xr_crc32c(c, zero, 4);
-    return xr_crc32c(c, p + XR_MD_HEADER, total - XR_MD_HEADER);
+    uint32_t c = xr__crc32c_update(0, p, 12);
+    c = xr__crc32c_update(c, zero, 4);
+    return xr__crc32c_update(c, p + XR_MD_HEADER, total - XR_MD_HEADER);
 }
 
-int xr_layout_encode(const xr_schema *s, const void *obj, void *buf, size_t *len)
+int xr__layout_encode(const xr_schema *s, const void *obj, void *buf, size_t *len)
 {
     if (!s || !obj || !len)
-        return xr__fail(XR_EINVAL, "metadata: encode: NULL argument");
+        return xr__error_set(XR_EINVAL, "metadata: encode: NULL argument");
     size_t total = XR_MD_HEADER + enc_struct(s, obj, NULL);
     if (total > UINT32_MAX)
-        return xr__fail(XR_EINVAL, "metadata: %zu bytes exceeds the 4 GiB format limit", total);
+        return xr__error_set(XR_EINVAL, "metadata: %zu bytes exceeds the 4 GiB format limit", total);
     if (!buf || *len < total) {
         size_t cap = buf ? *len : 0;
         *len = total;
-        return xr__fail(XR_ETOOSMALL, "metadata: need %zu bytes, buffer holds %zu", total, cap);
+        return xr__error_set(XR_ETOOSMALL, "metadata: need %zu bytes, buffer holds %zu", total, cap);
     }
     uint8_t *p = buf;
-    xr__put_le(p, XR_MD_MAGIC, 4);
-    xr__put_le(p + 4, XR_MD_FORMAT, 2);
-    xr__put_le(p + 6, s->layout_id, 2);
-    xr__put_le(p + 8, total, 4);
+    xr__bytes_put_le(p, XR_MD_MAGIC, 4);
+    xr__bytes_put_le(p + 4, XR_MD_FORMAT, 2);
+    xr__bytes_put_le(p + 6, s->layout_id, 2);
+    xr__bytes_put_le(p + 8, total, 4);
     enc_struct(s, obj, p + XR_MD_HEADER);
-    xr__put_le(p + 12, blob_crc(p, total), 4);
+    xr__bytes_put_le(p + 12, blob_crc(p, total), 4);
     *len = total;
     return 0;
 }
@@ -188,21 +188,21 @@ static int dec_list(const xr_field *f, const uint8_t *v, size_t vlen, void *obj,
                     const char *fpath, bool cut)
 {
     if (vlen < 4)
-        return xr__fail(XR_EBADMD, "metadata: %s count truncated: need 4 bytes, %zu left",
+        return xr__error_set(XR_EBADMD, "metadata: %s count truncated: need 4 bytes, %zu left",
                         fpath, vlen);
-    uint32_t count = (uint32_t)xr__get_le(v, 4);
+    uint32_t count = (uint32_t)xr__bytes_get_le(v, 4);
     size_t left = vlen - 4;
     /* Each element is at least one record header, so a count the bytes
      * cannot hold is rejected before anything is allocated for it. */
     if (cut && count > left / XR_MD_RECORD + 1)
         count = (uint32_t)(left / XR_MD_RECORD + 1);
     else if (!cut && count > left / XR_MD_RECORD)
-        return xr__fail(XR_EBADMD,
+        return xr__error_set(XR_EBADMD,
                         "metadata: %s count %u exceeds what %zu bytes can hold", fpath,
                         count, left);
     char *elems = count ? calloc(count, f->elem->size) : NULL; /* bounded by the bytes */
     if (count && !elems)
-        return xr__fail(XR_ENOMEM, "metadata: %s: cannot allocate %u elements", fpath, count);
+        return xr__error_set(XR_ENOMEM, "metadata: %s: cannot allocate %u elements", fpath, count);
     FIELD_PTR(obj, f) = elems;
     FIELD_U32(obj, f) = 0;
     const uint8_t *p = v + 4;
@@ -210,12 +210,12 @@ static int dec_list(const xr_field *f, const uint8_t *v, size_t vlen, void *obj,
         char epath[PATH_MAX_LEN];
         snprintf(epath, sizeof epath, "%.140s[%u]", fpath, i);
         if (left < XR_MD_RECORD)
-            return xr__fail(XR_EBADMD, "metadata: %s truncated: need %d bytes, %zu left",
+            return xr__error_set(XR_EBADMD, "metadata: %s truncated: need %d bytes, %zu left",
                             epath, XR_MD_RECORD, left);
         uint8_t type = p[2];
-        size_t elen = xr__get_le(p + 4, 4);
+        size_t elen = xr__bytes_get_le(p + 4, 4);
         if (type != XR_FT_STRUCT)
-            return xr__fail(XR_EBADMD, "metadata: %s: element type %u, expected struct", epath,
+            return xr__error_set(XR_EBADMD, "metadata: %s: element type %u, expected struct", epath,
                             type);
         if (elen > left - XR_MD_RECORD) {
             int rc = dec_struct(f->elem, p + XR_MD_RECORD, left - XR_MD_RECORD,
@@ -223,7 +223,7 @@ static int dec_list(const xr_field *f, const uint8_t *v, size_t vlen, void *obj,
             FIELD_U32(obj, f) = i + 1;
             if (rc)
                 return rc;
-            return xr__fail(XR_EBADMD, "metadata: %s truncated: need %zu bytes, %zu left",
+            return xr__error_set(XR_EBADMD, "metadata: %s truncated: need %zu bytes, %zu left",
                             epath, elen, left - XR_MD_RECORD);
         }
         FIELD_U32(obj, f) = i + 1; /* so that a failure frees what was decoded */
@@ -235,7 +235,7 @@ static int dec_list(const xr_field *f, const uint8_t *v, size_t vlen, void *obj,
         left -= XR_MD_RECORD + elen;
     }
     if (left)
-        return xr__fail(XR_EBADMD, "metadata: %s: %zu bytes after the last of %u elements",
+        return xr__error_set(XR_EBADMD, "metadata: %s: %zu bytes after the last of %u elements",
                         fpath, left, count);
     return 0;
 }
@@ -246,10 +246,10 @@ static int dec_field(const xr_field *f, const uint8_t *v, size_t vlen, void *obj
     switch (f->type) {
     case XR_FT_STR: {
         if (memchr(v, 0, vlen))
-            return xr__fail(XR_EBADMD, "metadata: %s contains a NUL byte", fpath);
+            return xr__error_set(XR_EBADMD, "metadata: %s contains a NUL byte", fpath);
         char *str = malloc(vlen + 1);
         if (!str)
-            return xr__fail(XR_ENOMEM, "metadata: %s: cannot allocate %zu bytes", fpath, vlen);
+            return xr__error_set(XR_ENOMEM, "metadata: %s: cannot allocate %zu bytes", fpath, vlen);
         memcpy(str, v, vlen);
         str[vlen] = 0;
         FIELD_PTR(obj, f) = str;
@@ -258,7 +258,7 @@ static int dec_field(const xr_field *f, const uint8_t *v, size_t vlen, void *obj
     case XR_FT_BYTES: {
         uint8_t *b = malloc(vlen ? vlen : 1);
         if (!b)
-            return xr__fail(XR_ENOMEM, "metadata: %s: cannot allocate %zu bytes", fpath, vlen);
+            return xr__error_set(XR_ENOMEM, "metadata: %s: cannot allocate %zu bytes", fpath, vlen);
         memcpy(b, v, vlen);
         FIELD_PTR(obj, f) = b;
         FIELD_U32(obj, f) = (uint32_t)vlen;
@@ -269,16 +269,16 @@ static int dec_field(const xr_field *f, const uint8_t *v, size_t vlen, void *obj
     case XR_FT_STRUCT: {
         void *sub = calloc(1, f->elem->size);
         if (!sub)
-            return xr__fail(XR_ENOMEM, "metadata: %s: cannot allocate %zu bytes", fpath,
+            return xr__error_set(XR_ENOMEM, "metadata: %s: cannot allocate %zu bytes", fpath,
                             f->elem->size);
         FIELD_PTR(obj, f) = sub;
         return dec_struct(f->elem, v, vlen, sub, fpath, cut);
     }
     default:
         if (vlen != int_width(f->type))
-            return xr__fail(XR_EBADMD, "metadata: %s: %s of %zu bytes, expected %zu", fpath,
+            return xr__error_set(XR_EBADMD, "metadata: %s: %s of %zu bytes, expected %zu", fpath,
                             type_name[f->type], vlen, int_width(f->type));
-        store_int(obj, f, xr__get_le(v, vlen));
+        store_int(obj, f, xr__bytes_get_le(v, vlen));
         return 0;
     }
 }
@@ -289,11 +289,11 @@ static int dec_struct(const xr_schema *s, const uint8_t *p, size_t len, void *ob
     uint64_t seen = 0;
     while (len) {
         if (len < XR_MD_RECORD)
-            return xr__fail(XR_EBADMD, "metadata: %s%srecord header truncated: need %d bytes, %zu left",
+            return xr__error_set(XR_EBADMD, "metadata: %s%srecord header truncated: need %d bytes, %zu left",
                             path, *path ? ": " : "", XR_MD_RECORD, len);
-        uint16_t id = (uint16_t)xr__get_le(p, 2);
+        uint16_t id = (uint16_t)xr__bytes_get_le(p, 2);
         uint8_t type = p[2];
-        size_t vlen = xr__get_le(p + 4, 4);
+        size_t vlen = xr__bytes_get_le(p + 4, 4);
         len -= XR_MD_RECORD;
         p += XR_MD_RECORD;
         const xr_field *f = NULL;
@@ -314,16 +314,16 @@ static int dec_struct(const xr_schema *s, const uint8_t *p, size_t len, void *ob
                 if (rc)
                     return rc;
             }
-            return xr__fail(XR_EBADMD, "metadata: %s truncated: need %zu bytes, %zu left", fpath,
+            return xr__error_set(XR_EBADMD, "metadata: %s truncated: need %zu bytes, %zu left", fpath,
                             vlen, len);
         }
         if (f) {
             if (type != f->type)
-                return xr__fail(XR_EBADMD, "metadata: %s: %s on the wire, %s in layout '%s'",
-                                fpath, xr_layout_type_name(type),
+                return xr__error_set(XR_EBADMD, "metadata: %s: %s on the wire, %s in layout '%s'",
+                                fpath, xr__layout_type_name(type),
                                 type_name[f->type], s->name);
             if (seen & (1ull << fi))
-                return xr__fail(XR_EBADMD, "metadata: %s appears twice", fpath);
+                return xr__error_set(XR_EBADMD, "metadata: %s appears twice", fpath);
             seen |= 1ull << fi;
             if (s->track_seen)
                 *(uint64_t *)((char *)obj + s->seen_off) = seen;
@@ -347,7 +347,7 @@ static int dec_struct(const xr_schema *s, const uint8_t *p, size_t len, void *ob
                     snprintf(fpath + n, sizeof fpath - n, ".%s", f->elem->fields[k].name);
                     break;
                 }
-            return xr__fail(XR_EBADMD, "metadata: %s missing (required by layout '%s')", fpath,
+            return xr__error_set(XR_EBADMD, "metadata: %s missing (required by layout '%s')", fpath,
                             s->name);
         }
     return 0;
@@ -373,18 +373,18 @@ static void free_struct(const xr_schema *s, void *obj)
     }
 }
 
-const char *xr_layout_type_name(uint8_t type)
+const char *xr__layout_type_name(uint8_t type)
 {
     return type >= XR_FT_U8 && type <= XR_FT_STRUCT ? type_name[type] : "unknown type";
 }
 
-void xr_layout_free(const xr_schema *s, void *obj)
+void xr__layout_free(const xr_schema *s, void *obj)
 {
     if (s && obj)
         free_struct(s, obj);
 }
 
-int xr_layout_decode_body(const xr_schema *s, const void *body, size_t len, void *obj)
+int xr__layout_decode_body(const xr_schema *s, const void *body, size_t len, void *obj)
 {
     memset(obj, 0, s->size);
     int rc = dec_struct(s, body, len, obj, "", false);
@@ -393,43 +393,43 @@ int xr_layout_decode_body(const xr_schema *s, const void *body, size_t len, void
     return rc;
 }
 
-int xr_layout_decode(const xr_schema *s, const void *buf, size_t len, size_t max, void *obj)
+int xr__layout_decode(const xr_schema *s, const void *buf, size_t len, size_t max, void *obj)
 {
     if (!s || !obj || (!buf && len))
-        return xr__fail(XR_EINVAL, "metadata: decode: NULL argument");
+        return xr__error_set(XR_EINVAL, "metadata: decode: NULL argument");
     memset(obj, 0, s->size);
     const uint8_t *p = buf;
     if (len < XR_MD_HEADER)
-        return xr__fail(XR_EBADMD, "metadata: header truncated: need %d bytes, %zu given",
+        return xr__error_set(XR_EBADMD, "metadata: header truncated: need %d bytes, %zu given",
                         XR_MD_HEADER, len);
-    uint32_t magic = (uint32_t)xr__get_le(p, 4);
+    uint32_t magic = (uint32_t)xr__bytes_get_le(p, 4);
     if (magic != XR_MD_MAGIC)
-        return xr__fail(XR_EBADMD, "metadata: bad magic 0x%08x (expected 0x%08x): not xrail metadata",
+        return xr__error_set(XR_EBADMD, "metadata: bad magic 0x%08x (expected 0x%08x): not xrail metadata",
                         magic, XR_MD_MAGIC);
-    unsigned format = (unsigned)xr__get_le(p + 4, 2), layout = (unsigned)xr__get_le(p + 6, 2);
-    size_t total = xr__get_le(p + 8, 4);
+    unsigned format = (unsigned)xr__bytes_get_le(p + 4, 2), layout = (unsigned)xr__bytes_get_le(p + 6, 2);
+    size_t total = xr__bytes_get_le(p + 8, 4);
     if (total < XR_MD_HEADER)
-        return xr__fail(XR_EBADMD, "metadata: total length %zu is shorter than the header", total);
+        return xr__error_set(XR_EBADMD, "metadata: total length %zu is shorter than the header", total);
     if (total > len)
-        return xr__fail(XR_EBADMD, "metadata: blob truncated: header says %zu bytes, %zu given",
+        return xr__error_set(XR_EBADMD, "metadata: blob truncated: header says %zu bytes, %zu given",
                         total, len);
     if (total < len)
-        return xr__fail(XR_EBADMD, "metadata: %zu trailing bytes after the %zu-byte blob",
+        return xr__error_set(XR_EBADMD, "metadata: %zu trailing bytes after the %zu-byte blob",
                         len - total, total);
     if (max && total > max)
-        return xr__fail(XR_EBADMD, "metadata: %zu bytes exceeds the configured maximum of %zu",
+        return xr__error_set(XR_EBADMD, "metadata: %zu bytes exceeds the configured maximum of %zu",
                         total, max);
-    uint32_t want = (uint32_t)xr__get_le(p + 12, 4), got = blob_crc(p, total);
+    uint32_t want = (uint32_t)xr__bytes_get_le(p + 12, 4), got = blob_crc(p, total);
     if (want != got)
-        return xr__fail(XR_EBADMD, "metadata: CRC32C mismatch (blob says 0x%08x, bytes give 0x%08x): corrupted",
+        return xr__error_set(XR_EBADMD, "metadata: CRC32C mismatch (blob says 0x%08x, bytes give 0x%08x): corrupted",
                         want, got);
     if (format != XR_MD_FORMAT)
-        return xr__fail(XR_EVERSION, "metadata: format version %u, this build reads %u", format,
+        return xr__error_set(XR_EVERSION, "metadata: format version %u, this build reads %u", format,
                         XR_MD_FORMAT);
     /* The layout version is informational: layouts are compatible field by
      * field (unknown records skipped, required ones checked), not by number. */
     (void)layout;
-    return xr_layout_decode_body(s, p + XR_MD_HEADER, total - XR_MD_HEADER, obj);
+    return xr__layout_decode_body(s, p + XR_MD_HEADER, total - XR_MD_HEADER, obj);
 }
 
 /* ---- the built-in layout ---- */
@@ -492,4 +492,4 @@ static const xr_field md_fields[] = {
     { .id = 5, .name = "extra", .type = XR_FT_LIST, .off = offsetof(xr_md, fields),
       .len_off = offsetof(xr_md, nfields), .elem = &custom_schema },
 };
-const xr_schema xr_md_schema = SCHEMA("xrail.v1", 1, xr_md, md_fields);
+const xr_schema xr__layout_md_schema = SCHEMA("xrail.v1", 1, xr_md, md_fields);

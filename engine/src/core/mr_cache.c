@@ -20,7 +20,7 @@
  */
 #include "mr_cache.h"
 
-#include "internal.h"
+#include "log.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -33,46 +33,29 @@ static uint64_t now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-void xr_mr_cache_init(xr_mr_cache *c, const xr_mr_backend *be, const xr_mr_cache_opts *o)
+void xr__mrc_init(xr_mr_cache *c, const xr_mr_backend *be, const xr_mr_cache_opts *o)
 {
     memset(c, 0, sizeof *c);
     pthread_mutex_init(&c->lock, NULL);
+    xr__list_init(&c->lru);
     c->be = *be;
     c->enabled = o->enabled != 0;
     c->max_entries = o->max_entries;
     c->max_bytes = o->max_bytes;
 }
 
-static void lru_unlink(xr_mr_cache *c, xr_mr_entry *e)
+/* The least recently released unused entry; NULL if none. */
+static xr_mr_entry *lru_oldest(xr_mr_cache *c)
 {
-    if (e->prev)
-        e->prev->next = e->next;
-    else if (c->lru_head == e)
-        c->lru_head = e->next;
-    if (e->next)
-        e->next->prev = e->prev;
-    else if (c->lru_tail == e)
-        c->lru_tail = e->prev;
-    e->prev = e->next = NULL;
-}
-
-static void lru_push(xr_mr_cache *c, xr_mr_entry *e)
-{
-    e->prev = NULL;
-    e->next = c->lru_head;
-    if (c->lru_head)
-        c->lru_head->prev = e;
-    c->lru_head = e;
-    if (!c->lru_tail)
-        c->lru_tail = e;
+    return xr__list_empty(&c->lru) ? NULL : xr__list_entry(c->lru.prev, xr_mr_entry, lru);
 }
 
 /* Deregister an unused entry and forget it. Cache lock held. */
 static void destroy(xr_mr_cache *c, xr_mr_entry *e)
 {
     if (e->indexed) {
-        xr_spans_remove(&c->index[e->rail], e->addr, e);
-        lru_unlink(c, e);
+        xr__spans_remove(&c->index[e->rail], e->addr, e);
+        xr__list_remove(&e->lru);
         e->indexed = false;
     }
     c->be.dereg(c->be.ctx, e);
@@ -92,8 +75,8 @@ static bool over_limits(const xr_mr_cache *c)
 /* Evict unused entries, least recently used first, until within limits. */
 static void evict(xr_mr_cache *c)
 {
-    while (over_limits(c) && c->lru_tail) {
-        destroy(c, c->lru_tail);
+    while (over_limits(c) && lru_oldest(c)) {
+        destroy(c, lru_oldest(c));
         c->evictions++;
     }
 }
@@ -104,18 +87,18 @@ static bool matches(const xr_mr_entry *e, uint64_t access, xr_mem_kind kind, int
            (kind == XR_MEM_HOST || e->device == device);
 }
 
-int xr_mr_cache_get(xr_mr_cache *c, unsigned rail, uint64_t addr, uint64_t len,
+int xr__mrc_get(xr_mr_cache *c, unsigned rail, uint64_t addr, uint64_t len,
                     uint64_t reg_addr, uint64_t reg_len, uint64_t access, xr_mem_kind kind,
                     int device, uint64_t buffer_id, xr_mr_entry **out)
 {
     *out = NULL;
     if (rail >= XR_MAX_RAILS || !len || reg_addr > addr || reg_addr + reg_len < addr + len)
-        return xr__fail(XR_EINVAL, "mr cache: bad request for [0x%llx, +%llu) on rail %u",
+        return xr__error_set(XR_EINVAL, "mr cache: bad request for [0x%llx, +%llu) on rail %u",
                         (unsigned long long)addr, (unsigned long long)len, rail);
     pthread_mutex_lock(&c->lock);
     xr_spans *ix = &c->index[rail];
-    for (ptrdiff_t i = xr_spans_enclosing(ix, addr, addr + len, 0); c->enabled && i >= 0;
-         i = xr_spans_enclosing(ix, addr, addr + len, (size_t)i + 1)) {
+    for (ptrdiff_t i = xr__spans_enclosing(ix, addr, addr + len, 0); c->enabled && i >= 0;
+         i = xr__spans_enclosing(ix, addr, addr + len, (size_t)i + 1)) {
         xr_mr_entry *e = ix->v[i].item;
         if (!matches(e, access, kind, device))
             continue;
@@ -124,15 +107,15 @@ int xr_mr_cache_get(xr_mr_cache *c, unsigned rail, uint64_t addr, uint64_t len,
              * stale and must never be served again. */
             c->stale++;
             e->indexed = false;
-            xr_spans_remove(ix, e->addr, e);
-            lru_unlink(c, e);
+            xr__spans_remove(ix, e->addr, e);
+            xr__list_remove(&e->lru);
             if (!e->refs)
                 destroy(c, e);
             i--; /* the array shifted down over the removed span */
             continue;
         }
         if (!e->refs++) {
-            lru_unlink(c, e);
+            xr__list_remove(&e->lru);
             c->in_use++;
         }
         c->hits++;
@@ -144,10 +127,11 @@ int xr_mr_cache_get(xr_mr_cache *c, unsigned rail, uint64_t addr, uint64_t len,
     xr_mr_entry *e = calloc(1, sizeof *e);
     if (!e) {
         pthread_mutex_unlock(&c->lock);
-        return xr__fail(XR_ENOMEM, "mr cache: out of memory");
+        return xr__error_set(XR_ENOMEM, "mr cache: out of memory");
     }
     *e = (xr_mr_entry){.addr = reg_addr, .len = reg_len, .rail = rail, .access = access,
                        .kind = kind, .device = device, .buffer_id = buffer_id, .refs = 1};
+    xr__list_init(&e->lru);
     /* Registration can take long (pinning); it runs under the cache lock so
      * that two requests for one range never both register it. */
     uint64_t t0 = now_ns();
@@ -165,7 +149,7 @@ int xr_mr_cache_get(xr_mr_cache *c, unsigned rail, uint64_t addr, uint64_t len,
     c->bytes += e->len;
     c->in_use++;
     if (c->enabled) {
-        if (xr_spans_insert(ix, e->addr, e->addr + e->len, e) == 0)
+        if (xr__spans_insert(ix, e->addr, e->addr + e->len, e) == 0)
             e->indexed = true; /* unindexed, it still works: it is just not shared */
     }
     evict(c);
@@ -174,7 +158,7 @@ int xr_mr_cache_get(xr_mr_cache *c, unsigned rail, uint64_t addr, uint64_t len,
     return 0;
 }
 
-void xr_mr_cache_put(xr_mr_cache *c, xr_mr_entry *e)
+void xr__mrc_put(xr_mr_cache *c, xr_mr_entry *e)
 {
     if (!e)
         return;
@@ -182,7 +166,7 @@ void xr_mr_cache_put(xr_mr_cache *c, xr_mr_entry *e)
     if (--e->refs == 0) {
         c->in_use--;
         if (e->indexed && c->enabled) {
-            lru_push(c, e);
+            xr__list_push_front(&c->lru, &e->lru);
             evict(c);
         } else {
             destroy(c, e);
@@ -191,39 +175,39 @@ void xr_mr_cache_put(xr_mr_cache *c, xr_mr_entry *e)
     pthread_mutex_unlock(&c->lock);
 }
 
-void xr_mr_cache_invalidate(xr_mr_cache *c, uint64_t addr, uint64_t len)
+void xr__mrc_invalidate(xr_mr_cache *c, uint64_t addr, uint64_t len)
 {
     pthread_mutex_lock(&c->lock);
     for (unsigned r = 0; r < XR_MAX_RAILS; r++) {
         xr_spans *ix = &c->index[r];
-        ptrdiff_t i = xr_spans_overlapping(ix, addr, addr + len, 0);
+        ptrdiff_t i = xr__spans_overlapping(ix, addr, addr + len, 0);
         while (i >= 0) {
             xr_mr_entry *e = ix->v[i].item;
             if (e->refs) {
-                i = xr_spans_overlapping(ix, addr, addr + len, (size_t)i + 1);
+                i = xr__spans_overlapping(ix, addr, addr + len, (size_t)i + 1);
                 continue;
             }
             destroy(c, e); /* the array shifts down: look again at i */
             c->invalidations++;
-            i = xr_spans_overlapping(ix, addr, addr + len, (size_t)i);
+            i = xr__spans_overlapping(ix, addr, addr + len, (size_t)i);
         }
     }
     pthread_mutex_unlock(&c->lock);
 }
 
-size_t xr_mr_cache_drop_unused(xr_mr_cache *c)
+size_t xr__mrc_drop_unused(xr_mr_cache *c)
 {
     size_t n = 0;
     pthread_mutex_lock(&c->lock);
-    while (c->lru_tail) {
-        destroy(c, c->lru_tail);
+    while (lru_oldest(c)) {
+        destroy(c, lru_oldest(c));
         n++;
     }
     pthread_mutex_unlock(&c->lock);
     return n;
 }
 
-int xr_mr_cache_set(xr_mr_cache *c, const xr_mr_cache_opts *o)
+int xr__mrc_set(xr_mr_cache *c, const xr_mr_cache_opts *o)
 {
     pthread_mutex_lock(&c->lock);
     c->max_entries = o->max_entries;
@@ -231,12 +215,12 @@ int xr_mr_cache_set(xr_mr_cache *c, const xr_mr_cache_opts *o)
     if (c->enabled && !o->enabled) {
         /* Off: drop what is unused, and stop sharing what is held, so that
          * its last release deregisters it. */
-        while (c->lru_tail)
-            destroy(c, c->lru_tail);
+        while (lru_oldest(c))
+            destroy(c, lru_oldest(c));
         for (unsigned r = 0; r < XR_MAX_RAILS; r++) {
             for (size_t i = 0; i < c->index[r].n; i++)
                 ((xr_mr_entry *)c->index[r].v[i].item)->indexed = false;
-            xr_spans_free(&c->index[r]);
+            xr__spans_free(&c->index[r]);
         }
     }
     c->enabled = o->enabled != 0;
@@ -245,7 +229,15 @@ int xr_mr_cache_set(xr_mr_cache *c, const xr_mr_cache_opts *o)
     return 0;
 }
 
-void xr_mr_cache_stats_read(xr_mr_cache *c, xr_mr_cache_stats *st)
+void xr__mrc_opts_get(xr_mr_cache *c, xr_mr_cache_opts *o)
+{
+    pthread_mutex_lock(&c->lock);
+    *o = (xr_mr_cache_opts){.enabled = c->enabled, .max_entries = c->max_entries,
+                            .max_bytes = c->max_bytes};
+    pthread_mutex_unlock(&c->lock);
+}
+
+void xr__mrc_stats_read(xr_mr_cache *c, xr_mr_cache_stats *st)
 {
     memset(st, 0, sizeof *st);
     pthread_mutex_lock(&c->lock);
@@ -267,18 +259,18 @@ void xr_mr_cache_stats_read(xr_mr_cache *c, xr_mr_cache_stats *st)
     pthread_mutex_unlock(&c->lock);
 }
 
-void xr_mr_cache_fini(xr_mr_cache *c)
+void xr__mrc_fini(xr_mr_cache *c)
 {
     pthread_mutex_lock(&c->lock);
-    while (c->lru_tail)
-        destroy(c, c->lru_tail);
+    while (lru_oldest(c))
+        destroy(c, lru_oldest(c));
     for (unsigned r = 0; r < XR_MAX_RAILS; r++) {
         xr_spans *ix = &c->index[r];
         while (ix->n) { /* held past the end: a leak upstream, but no fabric leak here */
             xr_mr_entry *e = ix->v[ix->n - 1].item;
             destroy(c, e);
         }
-        xr_spans_free(ix);
+        xr__spans_free(ix);
     }
     pthread_mutex_unlock(&c->lock);
     pthread_mutex_destroy(&c->lock);

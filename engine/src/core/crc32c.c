@@ -19,7 +19,7 @@ static void table_init(void)
     }
 }
 
-uint32_t xr_crc32c(uint32_t crc, const void *buf, size_t len)
+uint32_t xr__crc32c_update(uint32_t crc, const void *buf, size_t len)
 {
     pthread_once(&table_once, table_init);
     const uint8_t *p = buf;

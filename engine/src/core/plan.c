@@ -15,7 +15,7 @@ static size_t cut(const xr_plan *p, unsigned k, size_t off, size_t len, xr_piece
     return n;
 }
 
-size_t xr_plan_split(const xr_plan *p, uint64_t mask, size_t len, unsigned *rr,
+size_t xr__plan_split(const xr_plan *p, uint64_t mask, size_t len, unsigned *rr,
                      xr_piece_fn fn, void *arg)
 {
     unsigned elig[XR_MAX_RAILS], n = 0;

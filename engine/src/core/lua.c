@@ -1,7 +1,7 @@
 /* lua.c - the sandboxed Lua state (see lua_sandbox.h for what the sandbox allows). */
 #include "lua_sandbox.h"
 
-#include "internal.h"
+#include "log.h"
 
 #include <lauxlib.h>
 #include <lualib.h>
@@ -14,7 +14,7 @@
 
 struct xr_lua {
     lua_State *L;
-    const struct xr_engine *log_to;
+    const struct xr_logger *log_to;
     size_t mem_used, mem_limit;
     uint64_t budget, spent;
     int mem_hit;            /* the allocator refused during this call */
@@ -71,7 +71,7 @@ static int sandbox_print(lua_State *L)
         luaL_addvalue(&b);
     }
     luaL_pushresult(&b);
-    xr__log(s->log_to, XR_LOG_INFO, "[%s] %s", s->name ? s->name : "script",
+    xr__log_write(s->log_to, XR_LOG_INFO, "[%s] %s", s->name ? s->name : "script",
             lua_tostring(L, -1));
     return 0;
 }
@@ -114,11 +114,11 @@ static void open_libs(lua_State *L)
     lua_setglobal(L, "print");
 }
 
-int xr_lua_new(const struct xr_engine *log_to, const xr_lua_limits *lim, xr_lua **out)
+int xr__lua_new(const struct xr_logger *log_to, const xr_lua_limits *lim, xr_lua **out)
 {
     xr_lua *s = calloc(1, sizeof *s);
     if (!s)
-        return xr__fail(XR_ENOMEM, "lua: out of memory");
+        return xr__error_set(XR_ENOMEM, "lua: out of memory");
     s->log_to = log_to;
     s->mem_limit = lim && lim->mem_bytes ? lim->mem_bytes : 4u << 20;
     s->budget = lim && lim->instructions ? lim->instructions : 10000000;
@@ -126,14 +126,14 @@ int xr_lua_new(const struct xr_engine *log_to, const xr_lua_limits *lim, xr_lua 
     if (!s->L) {
         size_t cap = s->mem_limit;
         free(s);
-        return xr__fail(XR_ENOMEM, "lua: cannot create a state within %zu bytes", cap);
+        return xr__error_set(XR_ENOMEM, "lua: cannot create a state within %zu bytes", cap);
     }
     open_libs(s->L);
     *out = s;
     return 0;
 }
 
-void xr_lua_free(xr_lua *s)
+void xr__lua_free(xr_lua *s)
 {
     if (!s)
         return;
@@ -141,12 +141,12 @@ void xr_lua_free(xr_lua *s)
     free(s);
 }
 
-lua_State *xr_lua_state(xr_lua *s)
+lua_State *xr__lua_state(xr_lua *s)
 {
     return s->L;
 }
 
-size_t xr_lua_mem_used(const xr_lua *s)
+size_t xr__lua_mem_used(const xr_lua *s)
 {
     return s->mem_used;
 }
@@ -163,14 +163,14 @@ static int protected(xr_lua *s, int nargs, int nresults, const char *what)
     if (rc == LUA_OK && (s->budget_hit || s->mem_hit)) {
         /* The script caught the stop with its own pcall and carried on. */
         lua_pop(L, nresults);
-        return xr__fail(XR_ESCRIPT, "script %s: %s: %s (caught by the script's own pcall, "
+        return xr__error_set(XR_ESCRIPT, "script %s: %s: %s (caught by the script's own pcall, "
                                     "still refused)",
                         s->name, what, s->budget_hit ? "instruction budget exceeded"
                                                      : "memory limit exceeded");
     }
     if (rc != LUA_OK) {
         const char *msg = lua_tostring(L, -1);
-        int r = xr__fail(XR_ESCRIPT, "script %s: %s: %s%s", s->name, what,
+        int r = xr__error_set(XR_ESCRIPT, "script %s: %s: %s%s", s->name, what,
                          msg ? msg : "error object is not a string",
                          rc == LUA_ERRMEM || s->mem_hit ? " (memory limit exceeded)" : "");
         lua_pop(L, 1);
@@ -179,7 +179,7 @@ static int protected(xr_lua *s, int nargs, int nresults, const char *what)
     return 0;
 }
 
-int xr_lua_load(xr_lua *s, const char *name, const char *src, size_t len, int nret)
+int xr__lua_load(xr_lua *s, const char *name, const char *src, size_t len, int nret)
 {
     lua_State *L = s->L;
     s->name = name;
@@ -187,7 +187,7 @@ int xr_lua_load(xr_lua *s, const char *name, const char *src, size_t len, int nr
     snprintf(chunk, sizeof chunk, "@%s", name);
     int rc = luaL_loadbufferx(L, src, len, chunk, "t");
     if (rc != LUA_OK) {
-        int r = xr__fail(XR_ESCRIPT, "script %s: load: %s", name, lua_tostring(L, -1));
+        int r = xr__error_set(XR_ESCRIPT, "script %s: load: %s", name, lua_tostring(L, -1));
         lua_pop(L, 1);
         return r;
     }
@@ -209,7 +209,7 @@ int xr_lua_load(xr_lua *s, const char *name, const char *src, size_t len, int nr
     return 0;
 }
 
-int xr_lua_call(xr_lua *s, int nargs, int nresults, const char *what)
+int xr__lua_call(xr_lua *s, int nargs, int nresults, const char *what)
 {
     return protected(s, nargs, nresults, what);
 }

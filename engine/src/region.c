@@ -1,11 +1,12 @@
 /*
- * mr.c - memory regions: registration through the MR cache (mr_cache.c) on
- * the rails a region uses, the index used to check local buffers, the
- * cache's backend on real rails, and the cache's public calls.
+ * region.c - memory regions: registration through the MR cache
+ * (core/mr_cache.c) on the rails a region uses, the index used to check
+ * local buffers, the cache's backend on real rails, and the cache's public
+ * calls. Which rails a region uses is decided above (mem.c asks the policy).
  */
-#include "cuda_mem.h"
-#include "internal.h"
-#include "policy.h"
+#include "region.h"
+
+#include "core/cuda_mem.h"
 
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -13,7 +14,6 @@
 #include <unistd.h>
 #include <string.h>
 
-#define LOCAL_ACCESS (FI_READ | FI_WRITE | FI_SEND | FI_RECV)
 
 /* ---- the cache's backend: registration on a real rail ---- */
 
@@ -23,7 +23,7 @@ static int backend_reg(void *ctx, xr_mr_entry *m)
     xr_rail *r = &e->rails[m->rail];
     if (!m->access)
         return 0; /* a staged region's record: no rail reaches the memory */
-    uint64_t key = atomic_fetch_add(&e->next_key, 1) + 1;
+    uint64_t key = xr__engine_key(e);
     struct fid_mr *mr;
     int rc = xr__rail_mr_reg(r, (void *)(uintptr_t)m->addr, m->len, m->access, key, m->kind,
                              m->device, &mr);
@@ -41,14 +41,14 @@ static int backend_reg(void *ctx, xr_mr_entry *m)
         m->raw_len = n;
         if (!m->raw_key) {
             fi_close(&mr->fid);
-            return xr__fail(XR_ENOMEM, "region: raw key of %zu bytes", n);
+            return xr__error_set(XR_ENOMEM, "region: raw key of %zu bytes", n);
         }
         rc = fi_mr_raw_attr(mr, &base, m->raw_key, &n, 0);
         if (rc) {
             fi_close(&mr->fid);
             free(m->raw_key);
             m->raw_key = NULL;
-            return xr__fail(XR_EFABRIC, "rail %u (%s): fi_mr_raw_attr failed: %s", m->rail,
+            return xr__error_set(XR_EFABRIC, "rail %u (%s): fi_mr_raw_attr failed: %s", m->rail,
                             r->provider, fi_strerror(-rc));
         }
     }
@@ -62,42 +62,41 @@ static void backend_dereg(void *ctx, xr_mr_entry *m)
         fi_close(&((struct fid_mr *)m->mr)->fid);
 }
 
-void xr__mr_cache_start(xr_engine *e)
+void xr__region_cache_start(xr_engine *e)
 {
     xr_mr_backend be = {backend_reg, backend_dereg, e};
-    xr_mr_cache_init(&e->mrc, &be, &e->opts.mr_cache);
+    xr__mrc_init(&e->mrc, &be, &e->opts.mr_cache);
 }
 
 int xr_mr_cache_configure(xr_engine *e, const xr_mr_cache_opts *o)
 {
     if (!e || !o)
-        return xr__fail(XR_EINVAL, "xr_mr_cache_configure: NULL argument");
-    e->opts.mr_cache = *o;
-    return xr_mr_cache_set(&e->mrc, o);
+        return xr__error_set(XR_EINVAL, "xr_mr_cache_configure: NULL argument");
+    return xr__mrc_set(&e->mrc, o);
 }
 
 int xr_mr_cache_opts_get(xr_engine *e, xr_mr_cache_opts *o)
 {
     if (!e || !o)
-        return xr__fail(XR_EINVAL, "xr_mr_cache_opts_get: NULL argument");
-    *o = e->opts.mr_cache;
+        return xr__error_set(XR_EINVAL, "xr_mr_cache_opts_get: NULL argument");
+    xr__mrc_opts_get(&e->mrc, o);
     return 0;
 }
 
 int xr_mr_cache_flush(xr_engine *e)
 {
     if (!e)
-        return xr__fail(XR_EINVAL, "xr_mr_cache_flush: NULL engine");
-    size_t n = xr_mr_cache_drop_unused(&e->mrc);
-    xr__log(e, XR_LOG_INFO, "mr cache: flushed %zu unused registration(s)", n);
+        return xr__error_set(XR_EINVAL, "xr_mr_cache_flush: NULL engine");
+    size_t n = xr__mrc_drop_unused(&e->mrc);
+    xr__log_write(&e->log, XR_LOG_INFO, "mr cache: flushed %zu unused registration(s)", n);
     return 0;
 }
 
 int xr_mr_cache_stats_get(xr_engine *e, xr_mr_cache_stats *st)
 {
     if (!e || !st)
-        return xr__fail(XR_EINVAL, "xr_mr_cache_stats_get: NULL argument");
-    xr_mr_cache_stats_read(&e->mrc, st);
+        return xr__error_set(XR_EINVAL, "xr_mr_cache_stats_get: NULL argument");
+    xr__mrc_stats_read(&e->mrc, st);
     return 0;
 }
 
@@ -107,22 +106,33 @@ static void region_release(xr_region *g)
 {
     for (unsigned i = 0; i < XR_MAX_RAILS; i++)
         if (g->ent[i]) {
-            xr_mr_cache_put(&g->e->mrc, g->ent[i]);
+            xr__mrc_put(&g->e->mrc, g->ent[i]);
             g->ent[i] = NULL;
         }
 }
 
 xr_region *xr__region_find(xr_engine *e, uint64_t addr, size_t len)
 {
-    ptrdiff_t i = xr_spans_enclosing(&e->regions, addr, addr + len, 0);
+    ptrdiff_t i = xr__spans_enclosing(&e->regions, addr, addr + len, 0);
     return i < 0 ? NULL : e->regions.v[i].item;
+}
+
+xr_region *xr__region_find_staged(xr_engine *e, uint64_t addr, size_t len, unsigned need)
+{
+    for (ptrdiff_t k = xr__spans_enclosing(&e->regions, addr, addr + len, 0); k >= 0;
+         k = xr__spans_enclosing(&e->regions, addr, addr + len, (size_t)k + 1)) {
+        xr_region *g = e->regions.v[k].item;
+        if (g->staged && (g->access & need))
+            return g;
+    }
+    return NULL;
 }
 
 int xr__region_rail(xr_region *g, unsigned i)
 {
     if (g->ent[i])
         return 0;
-    uint64_t access = LOCAL_ACCESS, ra = g->addr, rl = g->len;
+    uint64_t access = XR_FI_LOCAL_ACCESS, ra = g->addr, rl = g->len;
     if (g->access & XR_ACCESS_READ)
         access |= FI_REMOTE_READ;
     if (g->access & XR_ACCESS_WRITE)
@@ -150,7 +160,7 @@ int xr__region_rail(xr_region *g, unsigned i)
     }
     uint64_t id = g->kind == XR_MEM_CUDA ? xr__cuda_buffer_id((void *)(uintptr_t)g->addr) : 0;
     xr_mr_entry *m;
-    int rc = xr_mr_cache_get(&g->e->mrc, i, g->addr, g->len, ra, rl, access, g->kind, g->device,
+    int rc = xr__mrc_get(&g->e->mrc, i, g->addr, g->len, ra, rl, access, g->kind, g->device,
                              id, &m);
     if (rc)
         return rc;
@@ -185,15 +195,15 @@ static void hmem_probe(xr_engine *e, uint64_t addr, size_t len, int device)
         pthread_mutex_lock(&r->lock);
         if (r->hmem && !r->hmem_probed) {
             struct fid_mr *mr;
-            uint64_t key = atomic_fetch_add(&e->next_key, 1) + 1;
+            uint64_t key = xr__engine_key(e);
             int rc = xr__rail_mr_reg(r, (void *)(uintptr_t)addr, len < 65536 ? len : 65536,
-                                     LOCAL_ACCESS | FI_REMOTE_READ | FI_REMOTE_WRITE, key,
+                                     XR_FI_LOCAL_ACCESS | FI_REMOTE_READ | FI_REMOTE_WRITE, key,
                                      XR_MEM_CUDA, device, &mr);
             if (rc) {
                 r->hmem = false;
-                xr__log(e, XR_LOG_INFO, "rail %u (%s) lists FI_HMEM but cannot register CUDA "
+                xr__log_write(&e->log, XR_LOG_INFO, "rail %u (%s) lists FI_HMEM but cannot register CUDA "
                                         "memory; it stages CUDA memory: %s",
-                        i, r->provider, xr_engine_last_error(e));
+                        i, r->provider, xr__error_last());
             } else {
                 fi_close(&mr->fid);
             }
@@ -216,12 +226,12 @@ static bool staged(const xr_engine *e, xr_mem_kind kind)
     return false;
 }
 
-static xr_region *region_new(xr_engine *e, uint64_t addr, size_t len, xr_mem_kind kind,
-                             int device, unsigned access)
+int xr__region_new(xr_engine *e, uint64_t addr, size_t len, xr_mem_kind kind, int device,
+                   unsigned access, xr_region **out)
 {
     xr_region *g = calloc(1, sizeof *g);
     if (!g)
-        return NULL;
+        return xr__error_set(XR_ENOMEM, "region: out of memory");
     g->e = e;
     g->addr = addr;
     g->len = len;
@@ -232,64 +242,24 @@ static xr_region *region_new(xr_engine *e, uint64_t addr, size_t len, xr_mem_kin
     if (kind == XR_MEM_CUDA)
         hmem_probe(e, addr, len, device);
     g->staged = staged(e, kind);
-    return g;
+    *out = g;
+    return 0;
 }
 
-int xr_mem_register(xr_engine *e, void *addr, size_t len, xr_mem_kind kind, int device,
-                    unsigned access, xr_region **out)
+int xr__region_publish(xr_region *g)
 {
-    if (out)
-        *out = NULL;
-    if (!e || !addr || !len || !out)
-        return xr__fail(XR_EINVAL, "xr_mem_register: needs an engine, a non-NULL address, a "
-                                   "length and an out pointer");
-    if (access > XR_ACCESS_RW)
-        return xr__fail(XR_EINVAL, "xr_mem_register: access 0x%x is not a XR_ACCESS_* value",
-                        access);
-    if (kind != XR_MEM_HOST && kind != XR_MEM_CUDA)
-        return xr__fail(XR_EINVAL, "xr_mem_register: memory kind %d is not a XR_MEM_* value",
-                        (int)kind);
-    if (kind == XR_MEM_CUDA) {
-        int dev;
-        if (!xr__cuda_devices())
-            return xr__fail(XR_ENOTSUP, "xr_mem_register: CUDA memory, but %s",
-#ifdef XR_HAVE_CUDA
-                            "the CUDA runtime sees no GPU here"
-#else
-                            "this build has no CUDA support"
-#endif
-            );
-        if (xr__cuda_classify(addr, &dev) != XR_MEM_CUDA || dev != device)
-            return xr__fail(XR_EINVAL, "xr_mem_register: %p is not memory of CUDA device %d "
-                                       "(the runtime says %s %d)",
-                            addr, device, dev < 0 ? "host memory, device" : "device", dev);
-    }
-    xr_region *g = region_new(e, (uintptr_t)addr, len, kind, device, access);
-    if (!g)
-        return xr__fail(XR_ENOMEM, "xr_mem_register: out of memory");
-
-    pthread_mutex_lock(&e->lock);
-    int rc = xr__policy_region_rails(e, g, &g->rail_mask);
-    /* A peer's request for staged memory lands in receive slots, which
-     * exist from the first such region on. */
-    if (!rc && g->staged && g->access)
-        rc = xr__stage_need(e, true);
+    xr_engine *e = g->e;
+    int rc = 0;
     /* Peers get keys for every rail of the mask in the metadata, so a
      * region they reach is registered on all of them now. */
     for (unsigned i = 0; !rc && g->access && i < e->nrails; i++)
         if ((g->rail_mask >> i) & 1)
             rc = xr__region_rail(g, i);
-    if (!rc && xr_spans_insert(&e->regions, g->addr, g->addr + len, g))
-        rc = xr__fail(XR_ENOMEM, "xr_mem_register: region index");
-    if (rc) {
+    if (!rc && xr__spans_insert(&e->regions, g->addr, g->addr + g->len, g))
+        rc = xr__error_set(XR_ENOMEM, "xr_mem_register: region index");
+    if (rc)
         region_release(g);
-        pthread_mutex_unlock(&e->lock);
-        free(g);
-        return rc;
-    }
-    pthread_mutex_unlock(&e->lock);
-    *out = g;
-    return 0;
+    return rc;
 }
 
 /* Whether every page of [addr, addr + len) is mapped: registration on
@@ -316,15 +286,16 @@ int xr__region_implicit(xr_engine *e, uint64_t addr, size_t len, xr_region **out
     int dev;
     xr_mem_kind kind = xr__cuda_classify((void *)(uintptr_t)addr, &dev);
     if (kind == XR_MEM_HOST && !mapped(addr, len))
-        return xr__fail(XR_ENOTREG, "local buffer [0x%llx, +%zu) is not registered, and is not "
+        return xr__error_set(XR_ENOTREG, "local buffer [0x%llx, +%zu) is not registered, and is not "
                                     "mapped memory that could be registered on demand",
                         (unsigned long long)addr, len);
-    xr_region *g = region_new(e, addr, len, kind, dev, XR_ACCESS_NONE);
-    if (!g)
-        return xr__fail(XR_ENOMEM, "on-demand region: out of memory");
+    xr_region *g;
+    int rc = xr__region_new(e, addr, len, kind, dev, XR_ACCESS_NONE, &g);
+    if (rc)
+        return rc;
     /* The plan picks the rails; registration follows it lazily, through
      * the cache, so a buffer sent again hits the entry this one leaves. */
-    g->rail_mask = e->nrails >= 64 ? ~0ull : (1ull << e->nrails) - 1;
+    g->rail_mask = xr__engine_all_rails(e);
     *out = g;
     return 0;
 }
@@ -338,30 +309,30 @@ void xr__region_drop(xr_region *g)
 int xr_mem_invalidate(xr_engine *e, const void *addr, size_t len)
 {
     if (!e || !addr || !len)
-        return xr__fail(XR_EINVAL, "xr_mem_invalidate: needs an engine, an address and a length");
-    xr_mr_cache_invalidate(&e->mrc, (uintptr_t)addr, len);
+        return xr__error_set(XR_EINVAL, "xr_mem_invalidate: needs an engine, an address and a length");
+    xr__mrc_invalidate(&e->mrc, (uintptr_t)addr, len);
     return 0;
 }
 
 int xr_mem_deregister(xr_region *g)
 {
     if (!g)
-        return xr__fail(XR_EINVAL, "xr_mem_deregister: NULL region");
+        return xr__error_set(XR_EINVAL, "xr_mem_deregister: NULL region");
     xr_engine *e = g->e;
     pthread_mutex_lock(&e->lock);
     if (g->refs) {
         unsigned n = g->refs;
         pthread_mutex_unlock(&e->lock);
-        return xr__fail(XR_EBUSY, "xr_mem_deregister: region [0x%llx, +%zu) is used by %u "
+        return xr__error_set(XR_EBUSY, "xr_mem_deregister: region [0x%llx, +%zu) is used by %u "
                                   "transfer(s); release them first",
                         (unsigned long long)g->addr, g->len, n);
     }
-    xr_spans_remove(&e->regions, g->addr, g);
+    xr__spans_remove(&e->regions, g->addr, g);
     region_release(g);
     pthread_mutex_unlock(&e->lock);
     /* The memory may be freed after this: registrations of it that nobody
      * else holds must never be served again. */
-    xr_mr_cache_invalidate(&e->mrc, g->addr, g->len);
+    xr__mrc_invalidate(&e->mrc, g->addr, g->len);
     free(g);
     return 0;
 }
@@ -373,5 +344,5 @@ void xr__region_free_all(xr_engine *e)
         region_release(g);
         free(g);
     }
-    xr_spans_free(&e->regions);
+    xr__spans_free(&e->regions);
 }

@@ -1,0 +1,38 @@
+/*
+ * log.h - the error and log helpers every layer uses: the per-thread
+ * last-error text behind every negative XR_E* return (error.c), the log
+ * (log.c), and a bounded text builder (text.c).
+ */
+#ifndef XR_CORE_LOG_H
+#define XR_CORE_LOG_H
+
+#include "xrail.h"
+
+#include <stdarg.h>
+#include <stddef.h>
+
+#define XR_ERRMSG_MAX 512
+
+enum { XR_LOG_ERROR = 0, XR_LOG_WARN = 1, XR_LOG_INFO = 2, XR_LOG_DEBUG = 3 };
+
+/* Who logs and how much: an engine's name and level. NULL logs warnings
+ * and errors under the name "-". */
+typedef struct xr_logger {
+    const char *name;
+    int level;
+} xr_logger;
+
+/* Set the calling thread's last-error text; returns `code`, so that a
+ * failure reads `return xr__error_set(XR_EINVAL, "...")`. */
+int xr__error_set(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The calling thread's last-error text. */
+const char *xr__error_last(void);
+
+void xr__log_write(const xr_logger *lg, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Append to buf at *w; *w counts what would not fit, so *w >= cap means too small. */
+void xr__text_put(char *buf, size_t cap, size_t *w, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+#endif

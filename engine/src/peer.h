@@ -1,0 +1,50 @@
+/*
+ * peer.h - remote engines loaded from their metadata, and this engine's
+ * own metadata (peer.c).
+ */
+#ifndef XR_PEER_H
+#define XR_PEER_H
+
+#include "engine.h"
+
+/* A region a peer published, with its key already mapped for each local rail. */
+typedef struct xr_peer_region {
+    uint64_t addr, len;
+    unsigned access;
+    bool staged;                    /* keyless: the peer's staging serves it (stage.c) */
+    uint64_t path_mask;             /* local rails with a usable key */
+    uint64_t key[XR_MAX_RAILS];     /* indexed by local rail */
+    uint64_t base[XR_MAX_RAILS];    /* where the key's registration starts: offsets count from it */
+    bool mapped[XR_MAX_RAILS];      /* key came from fi_mr_map_raw and must be unmapped */
+} xr_peer_region;
+
+struct xr_peer {
+    xr_engine *e;
+    xr_list link;                   /* the engine's loaded peers */
+    char *name;
+    unsigned nrails;                /* the peer's own rail count */
+    int peer_rail[XR_MAX_RAILS];    /* per local rail: the peer rail it talks to, -1 none */
+    fi_addr_t fi_addr[XR_MAX_RAILS];
+    bool virt_addr[XR_MAX_RAILS];   /* peer rail addresses by VA (else by offset) */
+    uint64_t mask;
+    size_t nregions;
+    xr_peer_region *regions;
+    xr_spans index;                 /* the regions by address; they may nest */
+    unsigned refs;                  /* 1 for the user + 1 per live transfer; engine lock */
+    bool unloaded;
+    struct xr_md_field *fields;     /* the peer's custom fields, from its metadata */
+    uint32_t nfields;
+};
+
+int xr__peer_init(xr_engine *e);
+/* Free every peer and this engine's fields. Engine lock not needed: no
+ * other thread runs. */
+void xr__peer_fini(xr_engine *e);
+/* A published region enclosing the range, one granting `need` (XR_ACCESS_*)
+ * if any does; NULL if none encloses it. */
+const xr_peer_region *xr__peer_region_find(const xr_peer *p, uint64_t addr, uint64_t len,
+                                           unsigned need);
+void xr__peer_get(xr_peer *p);      /* engine lock held */
+void xr__peer_put(xr_peer *p);      /* engine lock held */
+
+#endif

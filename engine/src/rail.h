@@ -1,0 +1,158 @@
+/*
+ * rail.h - one libfabric RDM endpoint per NIC, and how operations travel on
+ * it (rail.c). The lowest layer above core: it keeps the fabric objects,
+ * reads the CQ and pumps per-rail queues of work, and knows no kind of
+ * operation. Every operation carries its completion function in its
+ * context; every queued item carries its post function.
+ */
+#ifndef XR_RAIL_H
+#define XR_RAIL_H
+
+#include "core/list.h"
+#include "core/log.h"
+#include "xrail.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include <rdma/fabric.h>
+#include <rdma/fi_cm.h>
+#include <rdma/fi_domain.h>
+#include <rdma/fi_endpoint.h>
+#include <rdma/fi_rma.h>
+
+#define XR_ADDR_MAX 256
+#define XR_RAIL_AFTER_MAX 64
+/* What memory the engine itself touches through a rail needs. */
+#define XR_FI_LOCAL_ACCESS (FI_READ | FI_WRITE | FI_SEND | FI_RECV)
+
+typedef struct xr_rail xr_rail;
+typedef struct xr_opctx xr_opctx;
+
+/*
+ * How an operation ends: `len` (receives), 0 or an XR_E* code, and the
+ * reason. Called with the rail lock held, from the CQ read or from
+ * xr__rail_complete; work that may lock a rail again goes through
+ * xr__rail_after.
+ */
+typedef void (*xr_op_done_fn)(xr_opctx *op, xr_rail *r, size_t len, int err, const char *why);
+
+enum {
+    XR_OPF_RX = 1,    /* a receive: one canceled by a closing endpoint is not an error */
+    XR_OPF_DEPTH = 2, /* counts against the rail's depth, and its errors go to the policy */
+};
+
+/* The context of every operation posted to a rail. */
+struct xr_opctx {
+    struct fi_context2 fctx; /* first: libfabric hands this pointer back */
+    xr_op_done_fn done;
+    uint8_t flags;           /* XR_OPF_* */
+};
+
+/* A queued item: its post function posts what it can, rail lock held.
+ * The item is off the queue during the call; MORE and WAIT put it back at
+ * the front, DONE leaves it to its owner. */
+typedef struct xr_work xr_work;
+enum { XR_WORK_MORE = 0, XR_WORK_DONE = 1, XR_WORK_WAIT = 2 };
+typedef int (*xr_work_post_fn)(xr_work *w, xr_rail *r); /* XR_WORK_* */
+struct xr_work {
+    xr_list link;
+    xr_work_post_fn post;
+};
+
+/* Bulk data waits for the rail's depth; control messages never wait
+ * behind it. */
+enum { XR_LANE_DATA = 0, XR_LANE_CTRL = 1, XR_LANES = 2 };
+
+typedef void (*xr_after_fn)(void *arg);
+
+/* What the rails of one engine share. */
+typedef struct xr_rail_cfg {
+    const xr_logger *log;
+    unsigned depth;             /* the most DEPTH operations in flight per rail */
+    atomic_bool *error_flag;    /* set when a rail records an error for the policy */
+} xr_rail_cfg;
+
+struct xr_rail {
+    const xr_rail_cfg *cfg;
+    unsigned index;
+    struct fi_info *info;
+    struct fid_fabric *fabric;
+    struct fid_domain *domain;
+    struct fid_ep *ep;
+    struct fid_cq *cq;
+    struct fid_av *av;
+
+    uint64_t mr_mode;
+    size_t max_msg;
+    bool delivery_complete;
+    bool hmem;                /* the provider registers CUDA memory (FI_HMEM) */
+    bool hmem_probed;         /* hmem was tried on real device memory (region.c) */
+    char addr[XR_ADDR_MAX];
+    size_t addrlen;
+    char provider[64], domain_name[64], fabric_name[64];
+    uint64_t speed_mbps;
+    int numa_node;
+    int gpu;
+    char pci[32];
+    atomic_int up;
+    atomic_bool post_on_enqueue; /* else the rail's progress thread posts */
+
+    /* Everything below is guarded by `lock`: the endpoint and CQ are driven
+     * by one thread at a time per rail, so rails never contend with each other. */
+    pthread_mutex_t lock;
+    unsigned inflight, depth;
+    xr_list lane[XR_LANES];
+    struct {
+        xr_after_fn fn;
+        void *arg;
+    } after[XR_RAIL_AFTER_MAX];
+    unsigned nafter;
+    xr_rail_counters ctr;
+    /* The last error of a DEPTH operation since the policy's on_rail_error
+     * hook last ran; the hook runs from progress, outside every rail lock. */
+    bool err_pending;
+    char err_why[256];
+};
+
+/* Open the rails `o` asks for into rails[XR_MAX_RAILS]; *n counts them,
+ * also on failure (close those with xr__rail_close_all). */
+int xr__rail_open_all(const xr_engine_opts *o, const xr_rail_cfg *cfg, xr_rail *rails,
+                      unsigned *n);
+/* Close every endpoint: nothing completes after this, so the memory that
+ * receives were posted into may be freed. */
+void xr__rail_close_eps(xr_rail *rails, unsigned n);
+/* Close what is left (MRs registered on a domain must be closed first). */
+void xr__rail_close_all(xr_rail *rails, unsigned n);
+
+/* Read the CQ, complete through each context, post queued work. The
+ * number of completions handled. */
+int xr__rail_progress(xr_rail *r);
+/* Queue an item on a lane, and post now unless the rail's thread does. */
+void xr__rail_enqueue(xr_rail *r, unsigned lane, xr_work *w);
+/*
+ * Post an RMA (write or read) whose completion comes to ctx->done. A DEPTH
+ * operation waits for room under the rail's depth. 0, -FI_EAGAIN (no room
+ * now: try again from the queue), or another negative fi_errno. Rail lock held.
+ */
+int xr__rail_rma(xr_rail *r, bool write, void *buf, size_t len, void *desc, fi_addr_t dst,
+                 uint64_t raddr, uint64_t key, xr_opctx *ctx);
+/* Run fn(arg) once the rail lock is released. Rail lock held. */
+void xr__rail_after(xr_rail *r, xr_after_fn fn, void *arg);
+/* End an operation that never reached the CQ (a staged chunk) as if the CQ
+ * had returned it. No rail lock held. */
+void xr__rail_complete(xr_rail *r, xr_opctx *ctx, int err, const char *why);
+/* Register memory on one rail, honouring FI_MR_ENDPOINT; `key` is used
+ * unless the provider picks keys itself (FI_MR_PROV_KEY). */
+int xr__rail_mr_reg(xr_rail *r, void *buf, size_t len, uint64_t access, uint64_t key,
+                    xr_mem_kind kind, int device, struct fid_mr **out);
+/* The largest chunk a rail takes: `chunk`, or the provider's message cap. */
+static inline size_t xr__rail_chunk_cap(const xr_rail *r, size_t chunk)
+{
+    return chunk < r->max_msg ? chunk : r->max_msg;
+}
+void xr__rail_addr_format(const xr_rail *r, const void *addr, size_t len, char *out, size_t cap);
+void xr__rail_info(xr_rail *r, xr_rail_info *info);
+
+#endif
