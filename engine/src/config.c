@@ -35,193 +35,181 @@ void xr__config_free(xr_config *c)
     memset(c, 0, sizeof *c);
 }
 
-static char *opt_string(lua_State *L, int t, const char *key, const char *path, int *rc)
+/*
+ * The readers below run inside the sandbox's protected call (read_config):
+ * a malformed value is a luaL_error naming the key, a metamethod the table
+ * carries runs under the budget, and nothing is left on the stack by hand.
+ * Everything they allocate is stored in the xr_config at once, so that
+ * xr__config_free releases it whichever error ends the read. `ctx` says
+ * where the key is ("rails[2]", "stage").
+ */
+static int cfg_error(lua_State *L, const char *ctx, const char *fmt, ...)
 {
-    lua_getfield(L, t, key);
+    char msg[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return luaL_error(L, "%s%s%s", ctx ? ctx : "", ctx ? ": " : "", msg);
+}
+
+static char *opt_string(lua_State *L, int t, const char *key, const char *ctx)
+{
     char *v = NULL;
-    if (lua_type(L, -1) == LUA_TSTRING)
+    int type = lua_getfield(L, t, key);
+    if (type == LUA_TSTRING) {
         v = strdup(lua_tostring(L, -1));
-    else if (!lua_isnil(L, -1))
-        *rc = xr__error_set(XR_ESCRIPT, "config %s: '%s' must be a string, not a %s", path, key,
-                       luaL_typename(L, -1));
+        if (!v)
+            cfg_error(L, ctx, "out of memory");
+    } else if (type != LUA_TNIL) {
+        cfg_error(L, ctx, "'%s' must be a string, not a %s", key, luaL_typename(L, -1));
+    }
     lua_pop(L, 1);
     return v;
 }
 
 static lua_Integer opt_int(lua_State *L, int t, const char *key, lua_Integer min,
-                           lua_Integer dflt, const char *path, int *rc)
+                           lua_Integer dflt, const char *ctx)
 {
-    lua_getfield(L, t, key);
     lua_Integer v = dflt;
-    if (!lua_isnil(L, -1)) {
+    if (lua_getfield(L, t, key) != LUA_TNIL) {
         int isint;
         v = lua_tointegerx(L, -1, &isint);
-        if (!isint || v < min) {
-            *rc = xr__error_set(XR_ESCRIPT, "config %s: '%s' must be an integer >= %lld", path, key,
-                           (long long)min);
-            v = dflt;
-        }
+        if (!isint || v < min)
+            cfg_error(L, ctx, "'%s' must be an integer >= %lld", key, (long long)min);
     }
     lua_pop(L, 1);
     return v;
-}
-
-/* Push the config's sub-table `name` and check its keys against `keys`:
- * its stack index, or 0 when it is absent or wrong (then *rc says which).
- * The caller pops one value either way. */
-static int sub_table(lua_State *L, int t, const char *name, const char *const keys[],
-                     const char *path, char *ctx, size_t cap, int *rc)
-{
-    lua_getfield(L, t, name);
-    if (!lua_istable(L, -1)) {
-        if (!lua_isnil(L, -1))
-            *rc = xr__error_set(XR_ESCRIPT, "config %s: %s must be a table", path, name);
-        return 0;
-    }
-    int m = lua_gettop(L);
-    snprintf(ctx, cap, "%s %s", path, name);
-    lua_pushnil(L);
-    while (!*rc && lua_next(L, m)) {
-        lua_pop(L, 1);
-        const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
-        bool known = false;
-        for (size_t i = 0; keys[i] && !known; i++)
-            known = !strcmp(k, keys[i]);
-        if (!known) {
-            char list[128];
-            size_t w = 0;
-            for (size_t i = 0; keys[i]; i++)
-                xr__text_put(list, sizeof list, &w, "%s%s", i ? ", " : "", keys[i]);
-            *rc = xr__error_set(XR_ESCRIPT, "config %s: unknown key '%s' (%s)", ctx,
-                           *k ? k : luaL_typename(L, -1), list);
-            lua_pop(L, 1);
-        }
-    }
-    return *rc ? 0 : m;
 }
 
 /* true/false as 1/0; -1 when absent. */
-static int opt_bool(lua_State *L, int t, const char *key, const char *ctx, int *rc)
+static int opt_bool(lua_State *L, int t, const char *key, const char *ctx)
 {
-    lua_getfield(L, t, key);
-    int v = -1;
-    if (lua_isboolean(L, -1))
+    int v = -1, type = lua_getfield(L, t, key);
+    if (type == LUA_TBOOLEAN)
         v = lua_toboolean(L, -1);
-    else if (!*rc && !lua_isnil(L, -1))
-        *rc = xr__error_set(XR_ESCRIPT, "config %s: %s must be true or false", ctx, key);
+    else if (type != LUA_TNIL)
+        cfg_error(L, ctx, "%s must be true or false", key);
     lua_pop(L, 1);
     return v;
 }
 
+/* Every key of the table at t is one of `keys`. */
+static void check_keys(lua_State *L, int t, const char *const keys[], const char *ctx)
+{
+    const char *bad = xr__lua_unknown_key(L, t, keys);
+    char list[256];
+    if (bad)
+        cfg_error(L, ctx, "unknown key '%s' (%s)", bad, xr__lua_key_list(keys, list, sizeof list));
+}
+
+/* The config's sub-table `name`, pushed and its keys checked; 0 when absent
+ * (nil pushed). */
+static int sub_table(lua_State *L, int t, const char *name, const char *const keys[])
+{
+    int type = lua_getfield(L, t, name);
+    if (type == LUA_TNIL)
+        return 0;
+    if (type != LUA_TTABLE)
+        cfg_error(L, NULL, "%s must be a table", name);
+    check_keys(L, -1, keys, name);
+    return lua_gettop(L);
+}
+
 /* mr_cache = { enabled = true, max_entries = N, max_bytes = N } */
-static int read_mr_cache(lua_State *L, int t, const char *path, xr_config *c)
+static void read_mr_cache(lua_State *L, int t, xr_config *c)
 {
     static const char *const keys[] = {"enabled", "max_entries", "max_bytes", NULL};
-    c->mrc_enabled = -1;
-    c->mrc_max_entries = c->mrc_max_bytes = -1;
-    int rc = 0;
-    char ctx[256];
-    int m = sub_table(L, t, "mr_cache", keys, path, ctx, sizeof ctx, &rc);
+    int m = sub_table(L, t, "mr_cache", keys);
     if (m) {
-        c->mrc_enabled = opt_bool(L, m, "enabled", ctx, &rc);
-        c->mrc_max_entries = opt_int(L, m, "max_entries", 0, -1, ctx, &rc);
-        c->mrc_max_bytes = opt_int(L, m, "max_bytes", 0, -1, ctx, &rc);
+        c->mrc_enabled = opt_bool(L, m, "enabled", "mr_cache");
+        c->mrc_max_entries = opt_int(L, m, "max_entries", 0, -1, "mr_cache");
+        c->mrc_max_bytes = opt_int(L, m, "max_bytes", 0, -1, "mr_cache");
     }
     lua_pop(L, 1);
-    return rc;
 }
 
 /* stage = { chunk = N, slots = N, rx_slots = N, host = false } */
-static int read_stage(lua_State *L, int t, const char *path, xr_config *c)
+static void read_stage(lua_State *L, int t, xr_config *c)
 {
     static const char *const keys[] = {"chunk", "slots", "rx_slots", "host", NULL};
-    c->stage_chunk = c->stage_slots = c->stage_rx_slots = -1;
-    c->stage_host = -1;
-    int rc = 0;
-    char ctx[256];
-    int m = sub_table(L, t, "stage", keys, path, ctx, sizeof ctx, &rc);
+    int m = sub_table(L, t, "stage", keys);
     if (m) {
-        c->stage_host = opt_bool(L, m, "host", ctx, &rc);
-        c->stage_chunk = opt_int(L, m, "chunk", 4096, -1, ctx, &rc);
-        c->stage_slots = opt_int(L, m, "slots", 1, -1, ctx, &rc);
-        c->stage_rx_slots = opt_int(L, m, "rx_slots", 1, -1, ctx, &rc);
+        c->stage_host = opt_bool(L, m, "host", "stage");
+        c->stage_chunk = opt_int(L, m, "chunk", 4096, -1, "stage");
+        c->stage_slots = opt_int(L, m, "slots", 1, -1, "stage");
+        c->stage_rx_slots = opt_int(L, m, "rx_slots", 1, -1, "stage");
     }
     lua_pop(L, 1);
-    return rc;
 }
 
-/* One rail entry: { provider=, domain=, src_addr=, count=, speed= }. */
-static int read_rail(lua_State *L, int t, const char *path, const char *where, xr_rail_spec *s)
+/* One rail entry: { provider=, domain=, src_addr=, count=, speed=, numa=, gpu=, pci= }. */
+static void read_rail(lua_State *L, int t, const char *ctx, xr_rail_spec *s)
 {
-    int rc = 0;
-    char ctx[256];
-    snprintf(ctx, sizeof ctx, "%s %s", path, where);
-    s->provider = opt_string(L, t, "provider", ctx, &rc);
-    s->domain = opt_string(L, t, "domain", ctx, &rc);
-    s->src_addr = opt_string(L, t, "src_addr", ctx, &rc);
-    s->count = (unsigned)opt_int(L, t, "count", 1, 1, ctx, &rc);
-    s->speed_mbps = (uint64_t)opt_int(L, t, "speed", 0, 0, ctx, &rc);
-    lua_Integer numa = opt_int(L, t, "numa", -1, -2, ctx, &rc);
-    lua_Integer gpu = opt_int(L, t, "gpu", -1, -2, ctx, &rc);
-    s->pci = opt_string(L, t, "pci", ctx, &rc);
+    s->provider = opt_string(L, t, "provider", ctx);
+    s->domain = opt_string(L, t, "domain", ctx);
+    s->src_addr = opt_string(L, t, "src_addr", ctx);
+    s->pci = opt_string(L, t, "pci", ctx);
+    s->count = (unsigned)opt_int(L, t, "count", 1, 1, ctx);
+    s->speed_mbps = (uint64_t)opt_int(L, t, "speed", 0, 0, ctx);
+    lua_Integer numa = opt_int(L, t, "numa", -1, -2, ctx);
+    lua_Integer gpu = opt_int(L, t, "gpu", -1, -2, ctx);
     if (numa != -2)
         s->declared |= XR_DECL_NUMA, s->numa_node = (int)numa;
     if (gpu != -2)
         s->declared |= XR_DECL_GPU, s->gpu = (int)gpu;
     if (s->pci)
         s->declared |= XR_DECL_PCI;
-    if (!rc && s->count > XR_MAX_RAILS)
-        rc = xr__error_set(XR_ESCRIPT, "config %s: count %u exceeds %d", ctx, s->count, XR_MAX_RAILS);
-    return rc;
+    if (s->count > XR_MAX_RAILS)
+        cfg_error(L, ctx, "count %u exceeds %d", s->count, XR_MAX_RAILS);
 }
 
-static int read_rails(lua_State *L, int t, const char *path, xr_config *c)
+static void read_rails(lua_State *L, int t, xr_config *c)
 {
-    int rc = 0;
-    lua_getfield(L, t, "rails");
-    if (lua_isnil(L, -1)) {
+    int type = lua_getfield(L, t, "rails");
+    if (type == LUA_TNIL) {
         lua_pop(L, 1);
-        return 0;
+        return;
     }
-    if (!lua_istable(L, -1)) {
-        lua_pop(L, 1);
-        return xr__error_set(XR_ESCRIPT, "config %s: 'rails' must be a table", path);
-    }
+    if (type != LUA_TTABLE)
+        cfg_error(L, NULL, "'rails' must be a table");
     int rt = lua_gettop(L);
-    c->max_rails = (unsigned)opt_int(L, rt, "max", 1, 0, path, &rc);
-    if (!rc && c->max_rails > XR_MAX_RAILS)
-        rc = xr__error_set(XR_ESCRIPT, "config %s: rails.max %u exceeds %d", path, c->max_rails,
-                      XR_MAX_RAILS);
+    c->max_rails = (unsigned)opt_int(L, rt, "max", 1, 0, NULL);
+    if (c->max_rails > XR_MAX_RAILS)
+        cfg_error(L, NULL, "rails.max %u exceeds %d", c->max_rails, XR_MAX_RAILS);
     lua_Integer n = luaL_len(L, rt);
-    if (!rc && n > XR_MAX_RAILS)
-        rc = xr__error_set(XR_ESCRIPT, "config %s: %lld rail entries, at most %d", path, (long long)n,
-                      XR_MAX_RAILS);
-    for (lua_Integer k = 1; !rc && k <= n; k++) { /* an explicit list */
-        lua_rawgeti(L, rt, k);
+    if (n > XR_MAX_RAILS)
+        cfg_error(L, NULL, "%lld rail entries, at most %d", (long long)n, XR_MAX_RAILS);
+    for (lua_Integer k = 1; k <= n; k++) { /* an explicit list */
         char where[32];
         snprintf(where, sizeof where, "rails[%lld]", (long long)k);
-        if (!lua_istable(L, -1))
-            rc = xr__error_set(XR_ESCRIPT, "config %s: %s must be a table", path, where);
-        else
-            rc = read_rail(L, lua_gettop(L), path, where, &c->rails[c->nrails++]);
+        if (lua_geti(L, rt, k) != LUA_TTABLE)
+            cfg_error(L, NULL, "%s must be a table", where);
+        read_rail(L, lua_gettop(L), where, &c->rails[c->nrails++]);
         lua_pop(L, 1);
     }
-    if (!rc && n == 0) {
+    if (n == 0) {
         /* A single entry in the table itself: with a count it opens that
          * many rails; without one it is a discovery filter. */
-        lua_getfield(L, rt, "count");
-        bool counted = !lua_isnil(L, -1);
+        bool counted = lua_getfield(L, rt, "count") != LUA_TNIL;
         lua_pop(L, 1);
         if (counted) {
-            rc = read_rail(L, rt, path, "rails", &c->rails[0]);
             c->nrails = 1;
-        } else {
-            c->provider = opt_string(L, rt, "provider", path, &rc);
-            c->domain = opt_string(L, rt, "domain", path, &rc);
+            read_rail(L, rt, "rails", &c->rails[0]);
+        } else { /* a filter here stands for the top-level provider and domain */
+            char *p = opt_string(L, rt, "provider", "rails");
+            if (p) {
+                free(c->provider);
+                c->provider = p;
+            }
+            char *d = opt_string(L, rt, "domain", "rails");
+            if (d) {
+                free(c->domain);
+                c->domain = d;
+            }
         }
     }
     lua_pop(L, 1);
-    return rc;
 }
 
 static const char *const known_keys[] = {"provider", "domain", "rails", "stripe_min",
@@ -229,65 +217,60 @@ static const char *const known_keys[] = {"provider", "domain", "rails", "stripe_
                                          "progress_threads", "policy",
                                          "layout", "log", "mr_cache", "stage", NULL};
 
+/* read_config(table, config): the whole script's answer. */
+static int read_config(lua_State *L)
+{
+    xr_config *c = lua_touserdata(L, 2);
+    if (!lua_istable(L, 1))
+        return cfg_error(L, NULL, "must return a table, returned a %s", luaL_typename(L, 1));
+    check_keys(L, 1, known_keys, NULL);
+    c->provider = opt_string(L, 1, "provider", NULL);
+    c->domain = opt_string(L, 1, "domain", NULL);
+    c->policy = opt_string(L, 1, "policy", NULL);
+    c->layout = opt_string(L, 1, "layout", NULL);
+    c->stripe_min = opt_int(L, 1, "stripe_min", 0, -1, NULL);
+    c->chunk_size = opt_int(L, 1, "chunk", 1, -1, NULL);
+    c->log_level = (int)opt_int(L, 1, "log", 0, -1, NULL);
+    c->progress_sleep_us = opt_int(L, 1, "progress_sleep_us", 0, -1, NULL);
+    c->progress_threads = opt_int(L, 1, "progress_threads", 1, -1, NULL);
+    int type = lua_getfield(L, 1, "progress");
+    const char *progress = type == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+    if (type != LUA_TNIL &&
+        (!progress || (strcmp(progress, "thread") && strcmp(progress, "manual"))))
+        cfg_error(L, NULL, "progress must be \"manual\" or \"thread\", not %s%s%s",
+                  progress ? "\"" : "a ", progress ? progress : luaL_typename(L, -1),
+                  progress ? "\"" : "");
+    c->progress_thread = progress && !strcmp(progress, "thread");
+    lua_pop(L, 1);
+    read_rails(L, 1, c);
+    read_mr_cache(L, 1, c);
+    read_stage(L, 1, c);
+    return 0;
+}
+
 int xr__config_load(const xr_engine_opts *o, const char *path, xr_config *c)
 {
     memset(c, 0, sizeof *c);
+    c->mrc_enabled = c->stage_host = -1;
+    c->mrc_max_entries = c->mrc_max_bytes = -1;
+    c->stage_chunk = c->stage_slots = c->stage_rx_slots = -1;
     size_t len = 0;
     char *src = xr__script_read(path, &len);
     if (!src)
         return xr__error_set(XR_EINVAL, "config: cannot read '%s'", path);
-    xr_lua *lua;
+    xr_lua *lua = NULL;
     xr_lua_limits lim = {.mem_bytes = o->script_mem, .instructions = 0};
     int rc = xr__lua_new(NULL, &lim, &lua);
     if (!rc)
         rc = xr__lua_load(lua, path, src, len, 1);
     free(src);
-    if (rc) {
-        xr__lua_free(lua);
-        return rc;
-    }
-    lua_State *L = xr__lua_state(lua);
-    if (!lua_istable(L, -1))
-        rc = xr__error_set(XR_ESCRIPT, "config %s: must return a table, returned a %s", path,
-                      luaL_typename(L, -1));
-    int t = lua_gettop(L);
-    /* A misspelt key would otherwise be silently ignored. */
-    lua_pushnil(L);
-    while (!rc && lua_next(L, t)) {
-        lua_pop(L, 1);
-        const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
-        bool ok = false;
-        for (int i = 0; k && known_keys[i] && !ok; i++)
-            ok = strcmp(k, known_keys[i]) == 0;
-        if (!ok) {
-            rc = xr__error_set(XR_ESCRIPT, "config %s: unknown key '%s'", path,
-                          k ? k : luaL_typename(L, -1));
-            lua_pop(L, 1);
-        }
-    }
     if (!rc) {
-        c->provider = opt_string(L, t, "provider", path, &rc);
-        c->domain = opt_string(L, t, "domain", path, &rc);
-        c->policy = opt_string(L, t, "policy", path, &rc);
-        c->layout = opt_string(L, t, "layout", path, &rc);
-        c->stripe_min = opt_int(L, t, "stripe_min", 0, -1, path, &rc);
-        c->chunk_size = opt_int(L, t, "chunk", 1, -1, path, &rc);
-        c->log_level = (int)opt_int(L, t, "log", 0, -1, path, &rc);
-        c->progress_sleep_us = opt_int(L, t, "progress_sleep_us", 0, -1, path, &rc);
-        c->progress_threads = opt_int(L, t, "progress_threads", 1, -1, path, &rc);
-        char *progress = opt_string(L, t, "progress", path, &rc);
-        if (progress && strcmp(progress, "thread") && strcmp(progress, "manual"))
-            rc = xr__error_set(XR_ESCRIPT, "config %s: progress must be \"manual\" or \"thread\", "
-                                      "not \"%s\"", path, progress);
-        c->progress_thread = progress && !strcmp(progress, "thread");
-        free(progress);
+        lua_State *L = xr__lua_state(lua);
+        lua_pushcfunction(L, read_config);
+        lua_insert(L, -2);
+        lua_pushlightuserdata(L, c);
+        rc = xr__lua_call(lua, 2, 0, "config");
     }
-    if (!rc)
-        rc = read_rails(L, t, path, c);
-    if (!rc)
-        rc = read_mr_cache(L, t, path, c);
-    if (!rc)
-        rc = read_stage(L, t, path, c);
     xr__lua_free(lua);
     if (rc)
         xr__config_free(c);

@@ -16,6 +16,7 @@
 #include "xfer.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,21 +28,30 @@
 #define XR_NAME_MAX 255
 #define DRAIN_MS 5000
 
+/* The defaults, written once: xr_engine_opts_init copies them, and a field
+ * left 0 where 0 means nothing gets its default back at creation. */
+static const xr_engine_opts defaults = {
+    .stripe_min = 128 * 1024, /* NIXL's documented striping threshold */
+    .chunk_size = 1 << 20,
+    .rail_depth = 64,
+    .max_metadata = 256u << 20,
+    .max_notif = 256u << 20,
+    .log_level = XR_LOG_WARN,
+    .progress_sleep_us = 20,
+    .script_mem = 4u << 20,
+    .mr_cache = {.enabled = 1, .max_entries = 16384, .max_bytes = 0},
+    .stage = {.chunk = 1 << 20, .slots = 16, .rx_slots = 2, .host = 0},
+};
+
 void xr_engine_opts_init(xr_engine_opts *o)
 {
-    if (!o)
-        return;
-    memset(o, 0, sizeof *o);
-    o->stripe_min = 128 * 1024; /* NIXL's documented striping threshold */
-    o->chunk_size = 1 << 20;
-    o->rail_depth = 64;
-    o->max_metadata = 256u << 20;
-    o->max_notif = 256u << 20;
-    o->log_level = XR_LOG_WARN;
-    o->progress_sleep_us = 20;
-    o->script_mem = 4u << 20;
-    o->mr_cache = (xr_mr_cache_opts){.enabled = 1, .max_entries = 16384, .max_bytes = 0};
-    o->stage = (xr_stage_opts){.chunk = 1 << 20, .slots = 16, .rx_slots = 2, .host = 0};
+    if (o)
+        *o = defaults;
+}
+
+static long long clamp(long long v, long long lo, long long hi)
+{
+    return v < lo ? lo : v > hi ? hi : v;
 }
 
 /* Parsed XRAIL_RAILS entries live with the engine, as opts points at them. */
@@ -148,12 +158,12 @@ static int apply_env(xr_engine_opts *o, env_rails *er)
     if (!rc && (v = getenv("XRAIL_PROGRESS_SLEEP_US")) && *v) {
         size_t n;
         rc = parse_size("XRAIL_PROGRESS_SLEEP_US", v, &n);
-        o->progress_sleep_us = n > 999999 ? 999999 : (int)n;
+        o->progress_sleep_us = (int)clamp(n, 0, INT_MAX);
     }
     if (!rc && (v = getenv("XRAIL_PROGRESS_THREADS")) && *v) {
         size_t n;
         rc = parse_size("XRAIL_PROGRESS_THREADS", v, &n);
-        o->progress_threads = n > XR_MAX_PROGRESS_THREADS ? XR_MAX_PROGRESS_THREADS : (unsigned)n;
+        o->progress_threads = (unsigned)clamp(n, 0, UINT_MAX);
     }
     if (!rc && (v = getenv("XRAIL_STRIPE_MIN")) && *v)
         rc = parse_size("XRAIL_STRIPE_MIN", v, &o->stripe_min);
@@ -186,8 +196,7 @@ static int config_apply(xr_engine_opts *o, xr_config *cfg)
     rc = xr__config_load(o, path, cfg);
     if (rc)
         return rc;
-    xr_engine_opts d;
-    xr_engine_opts_init(&d);
+    const xr_engine_opts d = defaults;
     if (!o->provider)
         o->provider = cfg->provider;
     if (!o->domain)
@@ -205,11 +214,9 @@ static int config_apply(xr_engine_opts *o, xr_config *cfg)
     if (!o->progress_thread)
         o->progress_thread = cfg->progress_thread;
     if (!o->progress_threads && cfg->progress_threads > 0)
-        o->progress_threads = (unsigned)(cfg->progress_threads > XR_MAX_PROGRESS_THREADS
-                                             ? XR_MAX_PROGRESS_THREADS
-                                             : cfg->progress_threads);
+        o->progress_threads = (unsigned)clamp(cfg->progress_threads, 0, UINT_MAX);
     if (o->progress_sleep_us == d.progress_sleep_us && cfg->progress_sleep_us >= 0)
-        o->progress_sleep_us = (int)(cfg->progress_sleep_us > 999999 ? 999999 : cfg->progress_sleep_us);
+        o->progress_sleep_us = (int)clamp(cfg->progress_sleep_us, 0, INT_MAX);
     if (!o->policy)
         o->policy = cfg->policy;
     if (!o->layout)
@@ -339,22 +346,22 @@ int xr_engine_create(const xr_engine_opts *opts, xr_engine **out)
     if (!rc && !opts->ignore_env)
         rc = apply_env(o, er);
     if (!o->stripe_min)
-        o->stripe_min = 1;
+        o->stripe_min = 1; /* 0: stripe every descriptor */
     if (!o->chunk_size)
-        o->chunk_size = 1 << 20;
+        o->chunk_size = defaults.chunk_size;
     if (!o->rail_depth)
-        o->rail_depth = 64;
+        o->rail_depth = defaults.rail_depth;
     if (!o->stage.chunk)
-        o->stage.chunk = 1 << 20;
+        o->stage.chunk = defaults.stage.chunk;
     if (!o->stage.slots)
-        o->stage.slots = 16;
+        o->stage.slots = defaults.stage.slots;
     if (!o->stage.rx_slots)
-        o->stage.rx_slots = 2;
+        o->stage.rx_slots = defaults.stage.rx_slots;
     e->log.level = o->log_level;
-    if (o->progress_sleep_us < 0)
-        o->progress_sleep_us = 0;
-    if (o->progress_sleep_us > 999999) /* a nanosleep takes less than a second */
-        o->progress_sleep_us = 999999;
+    /* The one place options are clamped, whichever source set them. A
+     * nanosleep takes less than a second. */
+    o->progress_sleep_us = (int)clamp(o->progress_sleep_us, 0, 999999);
+    o->progress_threads = (unsigned)clamp(o->progress_threads, 0, XR_MAX_PROGRESS_THREADS);
     e->name = strdup(opts->name);
     e->log.name = e->name;
     o->name = e->name;
@@ -389,8 +396,6 @@ int xr_engine_create(const xr_engine_opts *opts, xr_engine **out)
     xr__config_free(&cfg);
     if (!rc && o->progress_thread) {
         unsigned n = o->progress_threads ? o->progress_threads : 1;
-        if (n > XR_MAX_PROGRESS_THREADS)
-            n = XR_MAX_PROGRESS_THREADS;
         if (n > e->nrails) /* a thread with no rail would only spin */
             n = e->nrails;
         o->progress_threads = n;

@@ -127,6 +127,12 @@ static void config_tests(void)
         {"return { stage = { chunk = 100 } }", "'chunk' must be an integer >= 4096"},
         {"return { stage = { host = 1 } }", "host must be true or false"},
         {"return { mr_cache = { enabled = 'yes' } }", "enabled must be true or false"},
+        /* A metamethod that raises, read outside a protected call, would
+         * have aborted the process (Lua's panic). */
+        {"return setmetatable({}, { __index = function(t, k) error('trap ' .. k) end })",
+         "trap provider"},
+        {"return { stage = setmetatable({}, { __index = function() while true do end end }) }",
+         "instruction budget"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         const char *c = write_config("%s", bad[i].body);

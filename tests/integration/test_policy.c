@@ -431,6 +431,10 @@ int main(int argc, char **argv)
     expect_rejected("return { plan = function() return { rails = { 0 }, chunk = 0 } end }",
                     "chunk must be an integer > 0");
     expect_rejected("return { plan = function() while true do end end }", "instruction budget");
+    /* plan()'s answer is read under the sandbox too: a trap in its
+     * metatable is the script's error, not Lua's panic. */
+    expect_rejected("return { plan = function() return setmetatable({}, { __index = "
+                    "function(t, k) error('trap ' .. k) end }) end }", "trap rails");
     expect_rejected("return { plan = function() local t = {} while true do "
                     "t[#t + 1] = string.rep('x', 65536) end end }", "memory");
     expect_rejected("return { plan = function() return os.execute('true') end }",

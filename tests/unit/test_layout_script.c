@@ -97,6 +97,8 @@ static const struct {
     {"bad name", "return { name = 'a b', version = 1, fields = {} }", "name"},
     {"top-level loop", "while true do end", "instruction"},
     {"os.execute", "os.execute('true') return {}", "os"},
+    {"a trap in the table", "return setmetatable({}, { __index = function(t, k) "
+     "error('trap ' .. k) end })", "trap name"},
 #define CORE "{ id = 1, name = 'name', type = 'string', required = true }, " \
              "{ id = 2, name = 'instance', type = 'u64', required = true }, " \
              "{ id = 3, name = 'rails', type = 'list', required = true }, "

@@ -30,7 +30,7 @@ static const char *const type_name[] = {
     [XR_FT_BYTES] = "bytes", [XR_FT_LIST] = "list", [XR_FT_STRUCT] = "struct",
 };
 
-static size_t int_width(uint8_t t)
+size_t xr__layout_int_width(uint8_t t)
 {
     switch (t) {
     case XR_FT_U8: return 1;
@@ -119,7 +119,7 @@ static size_t enc_field(const xr_field *f, const void *obj, uint8_t *out)
         vlen = enc_struct(f->elem, FIELD_PTR(obj, f), v);
         break;
     default:
-        vlen = int_width(f->type);
+        vlen = xr__layout_int_width(f->type);
         if (v)
             xr__bytes_put_le(v, load_int(obj, f), vlen);
         break;
@@ -275,9 +275,9 @@ static int dec_field(const xr_field *f, const uint8_t *v, size_t vlen, void *obj
         return dec_struct(f->elem, v, vlen, sub, fpath, cut);
     }
     default:
-        if (vlen != int_width(f->type))
+        if (vlen != xr__layout_int_width(f->type))
             return xr__error_set(XR_EBADMD, "metadata: %s: %s of %zu bytes, expected %zu", fpath,
-                            type_name[f->type], vlen, int_width(f->type));
+                            type_name[f->type], vlen, xr__layout_int_width(f->type));
         store_int(obj, f, xr__bytes_get_le(v, vlen));
         return 0;
     }

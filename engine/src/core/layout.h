@@ -118,6 +118,8 @@ int xr__layout_decode(const xr_schema *s, const void *buf, size_t len, size_t ma
 int xr__layout_decode_body(const xr_schema *s, const void *body, size_t len, void *obj);
 void xr__layout_free(const xr_schema *s, void *obj);
 const char *xr__layout_type_name(uint8_t type);
+/* Bytes of an integer type on the wire (and in memory); 0 for other types. */
+size_t xr__layout_int_width(uint8_t type);
 
 /*
  * Layout scripts (layout_script.c): a Lua table declaring sections, field

@@ -107,6 +107,7 @@ typedef struct build {
     xr_layout *l;
     lua_State *L;
     const char *script;
+    int rc;                /* what the build answered, when no Lua error ended it */
 } build;
 
 static int bad(const build *b, const char *path, const char *fmt, ...)
@@ -138,11 +139,6 @@ static bool name_ok(const char *s, size_t n)
               (s[i] >= '0' && s[i] <= '9') || s[i] == '_' || s[i] == '.' || s[i] == '-'))
             return false;
     return true;
-}
-
-static size_t width(uint8_t t)
-{
-    return t == XR_FT_U8 ? 1 : t == XR_FT_U16 ? 2 : t == XR_FT_U64 ? 8 : t <= XR_FT_I32 ? 4 : 0;
 }
 
 /* A custom field's default, checked against its type, as native bytes. */
@@ -178,7 +174,7 @@ static int read_default(const build *b, const char *path, int idx, decl *d)
     }
     if (!fits)
         return bad(b, path, "default %lld does not fit a %s", (long long)v, xr__layout_type_name(d->type));
-    d->ndef = (uint32_t)width(d->type);
+    d->ndef = (uint32_t)xr__layout_int_width(d->type);
     d->def = own(b->l, malloc(8));
     if (!d->def)
         return xr__error_set(XR_ENOMEM, "layout %s: out of memory", b->script);
@@ -204,21 +200,11 @@ static int open_entry(const build *b, int arr, lua_Integer i, const char *path)
     lua_geti(L, arr, i + 1);
     if (!lua_istable(L, -1))
         return bad(b, path, "must be a table, not a %s", luaL_typename(L, -1));
-    int t = lua_gettop(L);
-    lua_pushnil(L);
-    while (lua_next(L, t)) {
-        lua_pop(L, 1);
-        const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
-        bool ok = false;
-        for (int i = 0; k && entry_keys[i] && !ok; i++)
-            ok = !strcmp(k, entry_keys[i]);
-        if (!ok) {
-            int rc = bad(b, path, "unknown key '%s' (a field has id, name, type, required, "
-                                  "default, fields)", k ? k : luaL_typename(L, -1));
-            lua_pop(L, 1);
-            return rc;
-        }
-    }
+    char list[128];
+    const char *k = xr__lua_unknown_key(L, -1, entry_keys);
+    if (k)
+        return bad(b, path, "unknown key '%s' (a field has %s)", k,
+                   xr__lua_key_list(entry_keys, list, sizeof list));
     return 0;
 }
 
@@ -437,17 +423,12 @@ static int build_layout(build *b)
     int t = lua_gettop(L);
     if (!lua_istable(L, t))
         return bad(b, "", "must return a table, returned a %s", luaL_typename(L, t));
-    lua_pushnil(L);
-    while (lua_next(L, t)) {
-        lua_pop(L, 1);
-        const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
-        if (strcmp(k, "name") && strcmp(k, "version") && strcmp(k, "fields")) {
-            int rc = bad(b, "", "unknown key '%s' (a layout has name, version, fields)",
-                         *k ? k : luaL_typename(L, -1));
-            lua_pop(L, 1);
-            return rc;
-        }
-    }
+    static const char *const top_keys[] = {"name", "version", "fields", NULL};
+    char list[64];
+    const char *k = xr__lua_unknown_key(L, t, top_keys);
+    if (k)
+        return bad(b, "", "unknown key '%s' (a layout has %s)", k,
+                   xr__lua_key_list(top_keys, list, sizeof list));
     lua_getfield(L, t, "name");
     size_t nlen = 0;
     const char *nm = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &nlen) : NULL;
@@ -469,6 +450,15 @@ static int build_layout(build *b)
     return rc;
 }
 
+/* build_layout(table, build) under lua_pcall. */
+static int build_protected(lua_State *L)
+{
+    build *b = lua_touserdata(L, 2);
+    lua_settop(L, 1);
+    b->rc = build_layout(b);
+    return 0;
+}
+
 int xr__layout_load(const char *path, size_t script_mem, xr_layout **out)
 {
     *out = NULL;
@@ -485,8 +475,17 @@ int xr__layout_load(const char *path, size_t script_mem, xr_layout **out)
         rc = xr__lua_load(lua, path, src, len, 1);
     free(src);
     if (!rc) {
+        /* Built under the sandbox's protected call: a metamethod on the
+         * script's tables runs under the budget, and its error is the
+         * layout's error, not a panic. What the build allocated is owned by
+         * l either way. */
         build b = {.l = l, .L = xr__lua_state(lua), .script = path};
-        rc = build_layout(&b);
+        lua_pushcfunction(b.L, build_protected);
+        lua_insert(b.L, -2);
+        lua_pushlightuserdata(b.L, &b);
+        rc = xr__lua_call(lua, 2, 0, "layout");
+        if (!rc)
+            rc = b.rc;
     }
     xr__lua_free(lua);
     if (rc) {
@@ -526,10 +525,10 @@ int xr__layout_field_check(const xr_layout *l, const char *name, const void *val
                             name, l->name, l->path);
         return 0;
     }
-    if (width(d->type) && len != width(d->type))
+    if (xr__layout_int_width(d->type) && len != xr__layout_int_width(d->type))
         return xr__error_set(XR_EINVAL, "field '%s' is a %s in layout '%s': its value must be %zu "
                                    "bytes in host byte order, not %zu",
-                        name, xr__layout_type_name(d->type), l->name, width(d->type), len);
+                        name, xr__layout_type_name(d->type), l->name, xr__layout_int_width(d->type), len);
     if (d->type == XR_FT_STR && memchr(value, 0, len))
         return xr__error_set(XR_EINVAL, "field '%s' is a string in layout '%s': it cannot hold a NUL "
                                    "byte", name, l->name);
@@ -562,8 +561,8 @@ int xr__layout_md_encode(const xr_layout *l, const xr_md *m, void *buf, size_t *
             extra[tmp.nfields++] = *f;
             continue;
         }
-        if (width(d->type))
-            memcpy(&obj->s[k].u, f->value, width(d->type));
+        if (xr__layout_int_width(d->type))
+            memcpy(&obj->s[k].u, f->value, xr__layout_int_width(d->type));
         obj->s[k].p = f->value;
         obj->s[k].n = f->len;
         if (d->type == XR_FT_STR) { /* the encoder takes a C string; values have no NUL */
@@ -586,8 +585,8 @@ int xr__layout_md_encode(const xr_layout *l, const xr_md *m, void *buf, size_t *
                                      "default: set it with xr_metadata_set_field", d->name, l->name);
             break;
         }
-        if (width(d->type))
-            memcpy(&obj->s[k].u, d->def, width(d->type));
+        if (xr__layout_int_width(d->type))
+            memcpy(&obj->s[k].u, d->def, xr__layout_int_width(d->type));
         obj->s[k].p = d->def;
         obj->s[k].n = d->ndef;
         obj->seen |= 1ull << k;
@@ -621,9 +620,9 @@ int xr__layout_md_decode(const xr_layout *l, const void *buf, size_t len, size_t
         bool have = obj && (obj->seen & (1ull << k));
         if (!have && !d->has_default)
             continue;
-        const void *v = have ? (width(d->type) ? (const void *)&obj->s[k].u : obj->s[k].p) : d->def;
+        const void *v = have ? (xr__layout_int_width(d->type) ? (const void *)&obj->s[k].u : obj->s[k].p) : d->def;
         /* A decoded string is NUL-terminated and has no length of its own. */
-        uint32_t vn = !have ? d->ndef : width(d->type) ? (uint32_t)width(d->type)
+        uint32_t vn = !have ? d->ndef : xr__layout_int_width(d->type) ? (uint32_t)xr__layout_int_width(d->type)
                     : d->type == XR_FT_STR ? (uint32_t)strlen((const char *)obj->s[k].p) : obj->s[k].n;
         all[n].name = strdup(d->name);
         all[n].value = malloc(vn ? vn : 1);
@@ -668,10 +667,10 @@ static void describe(const xr_layout *l, const xr_schema *s, int depth, char *bu
             xr__text_put(buf, cap, w, "%*s required", 6 - (int)strlen(xr__layout_type_name(f->type)), "");
         const decl *d = s == (l ? l->custom : NULL) ? &l->decls[i] : NULL;
         if (d && d->has_default) {
-            if (width(d->type)) {
+            if (xr__layout_int_width(d->type)) {
                 uint64_t u = 0;
                 int32_t i32;
-                memcpy(&u, d->def, width(d->type));
+                memcpy(&u, d->def, xr__layout_int_width(d->type));
                 memcpy(&i32, d->def, 4);
                 if (d->type == XR_FT_I32)
                     xr__text_put(buf, cap, w, " default %d", i32);

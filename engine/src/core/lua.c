@@ -5,6 +5,8 @@
 
 #include <lauxlib.h>
 #include <lualib.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -212,4 +214,32 @@ int xr__lua_load(xr_lua *s, const char *name, const char *src, size_t len, int n
 int xr__lua_call(xr_lua *s, int nargs, int nresults, const char *what)
 {
     return protected(s, nargs, nresults, what);
+}
+
+const char *xr__lua_unknown_key(lua_State *L, int t, const char *const keys[])
+{
+    t = lua_absindex(L, t);
+    lua_pushnil(L);
+    while (lua_next(L, t)) {
+        lua_pop(L, 1);
+        const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+        bool known = false;
+        for (size_t i = 0; k && keys[i] && !known; i++)
+            known = !strcmp(k, keys[i]);
+        if (!known) {
+            const char *name = k ? k : luaL_typename(L, -1);
+            lua_pop(L, 1); /* a string key stays alive in the table */
+            return name;
+        }
+    }
+    return NULL;
+}
+
+const char *xr__lua_key_list(const char *const keys[], char *buf, size_t cap)
+{
+    size_t w = 0;
+    buf[0] = 0;
+    for (size_t i = 0; keys[i]; i++)
+        xr__text_put(buf, cap, &w, "%s%s", i ? ", " : "", keys[i]);
+    return buf;
 }

@@ -40,6 +40,17 @@ int xr__lua_load(xr_lua *s, const char *name, const char *src, size_t len, int n
  * `what` names the hook in error messages ("plan", "register"). */
 int xr__lua_call(xr_lua *s, int nargs, int nresults, const char *what);
 
+/*
+ * The first key of the table at index t that `keys` (NULL-terminated) does
+ * not list: the key itself, or its type's name when it is not a string;
+ * NULL when every key is known. Readers of script tables call it so that a
+ * misspelt key is an error, not silently ignored. The text lives as long
+ * as the table.
+ */
+const char *xr__lua_unknown_key(lua_State *L, int t, const char *const keys[]);
+/* "a, b, c" from a NULL-terminated list, for the error that follows. */
+const char *xr__lua_key_list(const char *const keys[], char *buf, size_t cap);
+
 /* Bytes the script's state holds now. */
 size_t xr__lua_mem_used(const xr_lua *s);
 
