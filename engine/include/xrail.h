@@ -230,7 +230,8 @@ typedef struct xr_rail_info {
     int up;                 /* 1 when the rail carries traffic */
     uint64_t max_msg_size;
     uint64_t mr_mode;       /* FI_MR_* bits the provider asked for */
-    int delivery_complete;  /* 1 when a write completion means visible at the target */
+    int delivery_complete;  /* always 1: a write completion means visible at the target (a
+                               provider without FI_DELIVERY_COMPLETE is refused) */
     xr_rail_counters counters;
 } xr_rail_info;
 

@@ -76,22 +76,33 @@ static bool info_matches(const struct fi_info *i, const char *domain)
     return i->domain_attr->name && strcmp(i->domain_attr->name, domain) == 0;
 }
 
-/* Passes from the most wanted: FI_HMEM (only asked for when there is a
- * GPU to use it), then delivery-complete. */
-static int getinfo(const rail_req *q, struct fi_info **out, bool *dc, bool *hmem)
+/*
+ * FI_HMEM is asked for first when there is a GPU to use it. Delivery
+ * complete is required: a write's completion must mean its bytes are in
+ * target memory, or a notification sent after it could arrive first. A
+ * provider that offers RMA only without it (asked for in a last pass, to
+ * say so) is refused with XR_ENOTSUP.
+ */
+static int getinfo(const rail_req *q, struct fi_info **out, bool *hmem)
 {
     int rc = -FI_ENODATA;
-    for (int pass = xr__cuda_devices() ? 0 : 2; pass < 4; pass++) {
-        struct fi_info *h = hints_new(q, pass % 2 == 0, pass < 2);
+    for (int pass = xr__cuda_devices() ? 0 : 1; pass < 2 && rc; pass++) {
+        struct fi_info *h = hints_new(q, true, pass == 0);
         if (!h)
             return -FI_ENOMEM;
         rc = fi_getinfo(XR_FI_VERSION, NULL, NULL, 0, h, out);
         fi_freeinfo(h);
-        if (rc == 0) {
-            *dc = pass % 2 == 0;
-            *hmem = pass < 2;
-            return 0;
+        *hmem = pass == 0;
+    }
+    if (rc == -FI_ENODATA) {
+        struct fi_info *h = hints_new(q, false, false), *any = NULL;
+        if (!h)
+            return -FI_ENOMEM;
+        if (fi_getinfo(XR_FI_VERSION, NULL, NULL, 0, h, &any) == 0) {
+            fi_freeinfo(any);
+            rc = -FI_EOPNOTSUPP;
         }
+        fi_freeinfo(h);
     }
     return rc;
 }
@@ -152,8 +163,8 @@ static void pci_of(const struct fi_info *i, char *out, size_t cap)
     }
 }
 
-static int rail_open(xr_rail *r, const xr_rail_cfg *cfg, struct fi_info *info, bool dc,
-                     bool hmem, uint64_t speed, const xr_rail_spec *decl)
+static int rail_open(xr_rail *r, const xr_rail_cfg *cfg, struct fi_info *info, bool hmem,
+                     uint64_t speed, const xr_rail_spec *decl)
 {
     r->cfg = cfg;
     xr__list_init(&r->lane[XR_LANE_DATA]);
@@ -168,7 +179,7 @@ static int rail_open(xr_rail *r, const xr_rail_cfg *cfg, struct fi_info *info, b
              info->fabric_attr->name ? info->fabric_attr->name : "");
     r->mr_mode = info->domain_attr->mr_mode;
     r->max_msg = info->ep_attr->max_msg_size ? info->ep_attr->max_msg_size : SIZE_MAX;
-    r->delivery_complete = dc;
+    r->delivery_complete = true; /* getinfo refuses a provider without it */
     r->hmem = hmem;
     r->numa_node = numa_of(info);
     r->gpu = -1;
@@ -242,13 +253,13 @@ typedef struct rail_set {
     unsigned *n, cap;
 } rail_set;
 
-static int open_one(rail_set *rs, const rail_req *q, struct fi_info *info, bool dc, bool hmem)
+static int open_one(rail_set *rs, const rail_req *q, struct fi_info *info, bool hmem)
 {
     if (*rs->n >= XR_MAX_RAILS)
         return xr__error_set(XR_EINVAL, "rails: more than %d requested", XR_MAX_RAILS);
     xr_rail *r = &rs->rails[*rs->n];
     r->index = *rs->n;
-    int rc = rail_open(r, rs->cfg, info, dc, hmem, q->speed_mbps, q->spec);
+    int rc = rail_open(r, rs->cfg, info, hmem, q->speed_mbps, q->spec);
     if (rc) {
         rail_close(r);
         return rc;
@@ -260,8 +271,13 @@ static int open_one(rail_set *rs, const rail_req *q, struct fi_info *info, bool 
 static int open_spec(rail_set *rs, const rail_req *q, unsigned count)
 {
     struct fi_info *list = NULL;
-    bool dc = false, hmem = false;
-    int rc = getinfo(q, &list, &dc, &hmem);
+    bool hmem = false;
+    int rc = getinfo(q, &list, &hmem);
+    if (rc == -FI_EOPNOTSUPP)
+        return xr__error_set(XR_ENOTSUP, "rails: provider '%s' domain '%s' offers RMA only "
+                                         "without FI_DELIVERY_COMPLETE: a notification could "
+                                         "reach the peer before the bytes it announces",
+                             q->provider ? q->provider : "(any)", q->domain ? q->domain : "(any)");
     if (rc)
         return xr__error_set(XR_ENORAIL, "rails: no RDM provider with RMA for provider '%s' domain '%s': %s",
                         q->provider ? q->provider : "(any)", q->domain ? q->domain : "(any)",
@@ -284,11 +300,11 @@ static int open_spec(rail_set *rs, const rail_req *q, unsigned count)
                 dup = strcmp(rs->rails[k].domain_name, i->domain_attr->name) == 0 &&
                       strcmp(rs->rails[k].provider, i->fabric_attr->prov_name) == 0;
             if (!dup)
-                rc = open_one(rs, q, i, dc, hmem);
+                rc = open_one(rs, q, i, hmem);
         }
     } else {
         for (unsigned k = 0; k < count && *rs->n < rs->cap && !rc; k++)
-            rc = open_one(rs, q, pick, dc, hmem);
+            rc = open_one(rs, q, pick, hmem);
     }
     fi_freeinfo(list);
     return rc;

@@ -1,0 +1,112 @@
+/* test_error.c - the error table and last-error text (engine/src/core/error.c),
+ * the log (log.c) and the text builder (text.c). */
+#include "log.h"
+#include "unit.h"
+#include "xrail.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+START_TEST(every_code_has_a_name_and_text)
+{
+    int n = 0;
+#define XR__CHECK(name, code, msg)                                                           \
+    ck_assert_str_eq(xr_err_name(XR_E##name), "XR_E" #name);                                \
+    ck_assert_str_eq(xr_strerror(XR_E##name), msg);                                         \
+    ck_assert_int_eq(XR_E##name, -(code));                                                  \
+    n++;
+    XR_ERRNO_MAP(XR__CHECK)
+#undef XR__CHECK
+    ck_assert_int_gt(n, 10);
+    ck_assert_str_eq(xr_strerror(0), "success");
+    ck_assert_str_eq(xr_err_name(0), "XR_OK");
+    ck_assert_str_eq(xr_strerror(-9999), "unknown error");
+    ck_assert_str_eq(xr_err_name(7), "XR_E?");
+}
+END_TEST
+
+static void *other_thread(void *arg)
+{
+    (void)arg;
+    xr__error_set(XR_EIO, "the other thread's failure");
+    return NULL;
+}
+
+START_TEST(last_error_is_per_thread)
+{
+    ck_assert_int_eq(xr__error_set(XR_EINVAL, "field %s: %d bytes", "rails[5]", 12), XR_EINVAL);
+    ck_assert_str_eq(xr__error_last(), "field rails[5]: 12 bytes");
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, other_thread, NULL), 0);
+    pthread_join(t, NULL);
+    ck_assert_str_eq(xr__error_last(), "field rails[5]: 12 bytes");
+    char big[2 * XR_ERRMSG_MAX];
+    memset(big, 'a', sizeof big - 1);
+    big[sizeof big - 1] = 0;
+    xr__error_set(XR_EIO, "%s", big); /* cut, never overrun */
+    ck_assert_uint_eq(strlen(xr__error_last()), XR_ERRMSG_MAX - 1);
+}
+END_TEST
+
+START_TEST(text_put_counts_past_the_end)
+{
+    char buf[8];
+    size_t w = 0;
+    xr__text_put(buf, sizeof buf, &w, "%s", "abc");
+    xr__text_put(buf, sizeof buf, &w, "%d", 12345);
+    ck_assert_uint_eq(w, 8); /* would need 9 bytes with its NUL: too small */
+    ck_assert_str_eq(buf, "abc1234");
+    xr__text_put(buf, sizeof buf, &w, "more");
+    ck_assert_uint_eq(w, 12);
+    ck_assert_str_eq(buf, "abc1234");
+    w = 0;
+    xr__text_put(NULL, 0, &w, "%s", "size only");
+    ck_assert_uint_eq(w, 9);
+}
+END_TEST
+
+/* What log_write prints at `level` for a logger at `max`. */
+static void logged(int max, int level, char *out, size_t cap)
+{
+    int fds[2];
+    ck_assert_int_eq(pipe(fds), 0);
+    fflush(stderr);
+    int saved = dup(2);
+    dup2(fds[1], 2);
+    xr_logger lg = {.name = "eng", .level = max};
+    xr__log_write(&lg, level, "rail %u down", 3u);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    close(fds[1]);
+    ssize_t n = read(fds[0], out, cap - 1);
+    out[n > 0 ? n : 0] = 0;
+    close(fds[0]);
+}
+
+START_TEST(log_filters_by_level)
+{
+    char out[256];
+    logged(XR_LOG_WARN, XR_LOG_WARN, out, sizeof out);
+    ck_assert_str_eq(out, "xrail[eng] warn: rail 3 down\n");
+    logged(XR_LOG_WARN, XR_LOG_INFO, out, sizeof out);
+    ck_assert_str_eq(out, "");
+    logged(XR_LOG_DEBUG, XR_LOG_DEBUG, out, sizeof out);
+    ck_assert_str_eq(out, "xrail[eng] debug: rail 3 down\n");
+}
+END_TEST
+
+static void add(TCase *tc)
+{
+    tcase_add_test(tc, every_code_has_a_name_and_text);
+    tcase_add_test(tc, last_error_is_per_thread);
+    tcase_add_test(tc, text_put_counts_past_the_end);
+    tcase_add_test(tc, log_filters_by_level);
+}
+
+int main(void)
+{
+    return unit_run("error", add);
+}
