@@ -4,7 +4,8 @@
 #   check.sh --self-test LAYERS         prove the check fails on a call upward
 # Reads each object's defined and undefined symbols (nm) and fails when a
 # file calls a function defined in a higher layer (engine/layers.txt), when
-# a core object names libfabric, when a listed file has no object, or when
+# a core object names libfabric, when a listed file has no object, when a
+# global name is neither xr__<module>_<verb> nor a call of xrail.h, or when
 # the CLI calls an internal function that is not core's.
 set -euo pipefail
 
@@ -14,7 +15,8 @@ if [ "$layers" = --self-test ]; then
   t=$(mktemp -d)
   trap 'rm -rf "$t"' EXIT
   # rail.c calling engine.c is the shape this check exists to catch.
-  mkdir -p "$t/src/core"
+  mkdir -p "$t/src/core" "$t/include"
+  touch "$t/include/xrail.h"
   printf 'int xr__engine_thing(void) { return 1; }\n' > "$t/engine.c"
   printf 'int xr__engine_thing(void);\nint xr__rail_thing(void) { return xr__engine_thing(); }\n' > "$t/rail.c"
   cc -c "$t/engine.c" -o "$t/src/engine.c.o"
@@ -30,6 +32,10 @@ if [ "$layers" = --self-test ]; then
 fi
 objdir=$2
 cli=${3:-}
+header=$(dirname "$layers")/include/xrail.h
+declare -A public
+while read -r name; do public[$name]=1; done < <(grep -o 'XR_API[^(]*\bxr_[a-z0-9_]*(' "$header" |
+  grep -o 'xr_[a-z0-9_]*(' | tr -d '(')
 
 declare -A layer_of_file rank_of_layer file_of_sym obj_of_file
 rank=0
@@ -47,7 +53,14 @@ for f in "${!layer_of_file[@]}"; do
     echo "no object for $f under $objdir"; fail=1; continue
   fi
   obj_of_file[$f]=$o
-  while read -r sym; do file_of_sym[$sym]=$f; done < <(nm -g --defined-only "$o" | awk '$2 ~ /[TDBR]/ {print $3}')
+  while read -r sym; do
+    file_of_sym[$sym]=$f
+    # Names say their module: xr__<module>_<verb>, or a call of xrail.h.
+    if [[ $sym != xr__* ]] && [ -z "${public[$sym]:-}" ]; then
+      echo "$f defines $sym: internal names are xr__<module>_<verb>; xr_ names are xrail.h's"
+      fail=1
+    fi
+  done < <(nm -g --defined-only "$o" | awk '$2 ~ /[TDBR]/ {print $3}')
 done
 
 for f in "${!obj_of_file[@]}"; do
