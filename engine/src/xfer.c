@@ -67,7 +67,10 @@ static void fill_piece(void *arg, unsigned rail, size_t off, size_t len)
         size_t n = len - done < unit ? len - done : unit;
         xr_chunk *c = &x->chunks[f->next[rail]++];
         uint64_t raddr = f->remote[f->d].addr + off + done;
-        c->ctx = (xr_opctx){.done = chunk_done, .flags = ref->stage ? 0 : XR_OPF_DEPTH};
+        /* The chunk array is zeroed: only what differs is written, as this
+         * runs once per chunk of a transfer that may have thousands. */
+        c->ctx.done = chunk_done;
+        c->ctx.flags = ref->stage ? 0 : XR_OPF_DEPTH;
         c->x = x;
         c->buf = (void *)(uintptr_t)(f->local[f->d].addr + off + done);
         c->desc = ref->lg->desc[rail];

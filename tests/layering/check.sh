@@ -60,7 +60,7 @@ for f in "${!layer_of_file[@]}"; do
       echo "$f defines $sym: internal names are xr__<module>_<verb>; xr_ names are xrail.h's"
       fail=1
     fi
-  done < <(nm -g --defined-only "$o" | awk '$2 ~ /[TDBR]/ {print $3}')
+  done < <(nm -g --defined-only "$o" | awk '$2 ~ /[TDBR]/ && $3 !~ /^__/ {print $3}') # __: the sanitizers' own
 done
 
 for f in "${!obj_of_file[@]}"; do
