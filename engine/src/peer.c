@@ -237,6 +237,60 @@ static int map_key(xr_engine *e, xr_peer *p, const xr_md *m, size_t k, unsigned 
     return 0; /* not registered on that peer rail: the path is not used for it */
 }
 
+/* Values the format can carry and the meaning cannot, refused before any
+ * is used, each naming its field. */
+static int md_check(const xr_md *m)
+{
+    const char *n = m->name;
+    for (uint32_t j = 0; j < m->nrails; j++) {
+        const xr_md_rail *r = &m->rails[j];
+        if (r->index != j)
+            return xr__error_set(XR_EBADMD, "metadata: peer '%s': rails[%u].index is %u; its %u "
+                                            "rails are listed in order", n, j, r->index, m->nrails);
+        if (!r->addrlen || r->addrlen > XR_ADDR_MAX)
+            return xr__error_set(XR_EBADMD, "metadata: peer '%s': rails[%u].addr is %u bytes; "
+                                            "1 to %d", n, j, r->addrlen, XR_ADDR_MAX);
+    }
+    for (uint32_t k = 0; k < m->nregions; k++) {
+        const xr_md_region *g = &m->regions[k];
+        if (g->len == 0 || g->addr + g->len < g->addr)
+            return xr__error_set(XR_EBADMD, "metadata: peer '%s': regions[%u] [0x%llx, +%llu) is "
+                                            "empty or wraps", n, k, (unsigned long long)g->addr,
+                                 (unsigned long long)g->len);
+        if (g->access & ~(unsigned)XR_ACCESS_RW)
+            return xr__error_set(XR_EBADMD, "metadata: peer '%s': regions[%u].access 0x%x is "
+                                            "unknown", n, k, g->access);
+        if (g->kind != XR_MEM_HOST && g->kind != XR_MEM_CUDA)
+            return xr__error_set(XR_EBADMD, "metadata: peer '%s': regions[%u].kind %u is unknown",
+                                 n, k, g->kind);
+        if (g->staged > 1 || (g->staged && g->nkeys))
+            return xr__error_set(XR_EBADMD, "metadata: peer '%s': regions[%u].staged is %u with "
+                                            "%u keys; a staged region is 1 and keyless",
+                                 n, k, g->staged, g->nkeys);
+        uint64_t seen = 0;
+        for (uint32_t i = 0; i < g->nkeys; i++) {
+            const xr_md_key *key = &g->keys[i];
+            if (key->rail >= m->nrails)
+                return xr__error_set(XR_EBADMD, "metadata: peer '%s': regions[%u].keys[%u].rail is "
+                                                "%u, but the peer has %u rails",
+                                     n, k, i, key->rail, m->nrails);
+            if ((seen >> key->rail) & 1)
+                return xr__error_set(XR_EBADMD, "metadata: peer '%s': regions[%u].keys[%u] is a "
+                                                "second key for rail %u", n, k, i, key->rail);
+            seen |= 1ull << key->rail;
+            if (key->raw > 1)
+                return xr__error_set(XR_EBADMD, "metadata: peer '%s': regions[%u].keys[%u].raw is "
+                                                "%u, not 0 or 1", n, k, i, key->raw);
+            if (key->base > g->addr)
+                return xr__error_set(XR_EBADMD, "metadata: peer '%s': regions[%u].keys[%u].base "
+                                                "0x%llx lies above the region at 0x%llx",
+                                     n, k, i, (unsigned long long)key->base,
+                                     (unsigned long long)g->addr);
+        }
+    }
+    return 0;
+}
+
 static int load_regions(xr_engine *e, xr_peer *p, const xr_md *m)
 {
     p->nregions = m->nregions;
@@ -245,12 +299,6 @@ static int load_regions(xr_engine *e, xr_peer *p, const xr_md *m)
         return xr__error_set(XR_ENOMEM, "peer '%s': %u regions", m->name, m->nregions);
     for (size_t k = 0; k < m->nregions; k++) {
         const xr_md_region *mg = &m->regions[k];
-        if (mg->len == 0 || mg->addr + mg->len < mg->addr)
-            return xr__error_set(XR_EBADMD, "peer '%s': regions[%zu] [0x%llx, +%llu) is empty or wraps",
-                            m->name, k, (unsigned long long)mg->addr, (unsigned long long)mg->len);
-        if (mg->access & ~(unsigned)XR_ACCESS_RW)
-            return xr__error_set(XR_EBADMD, "peer '%s': regions[%zu].access 0x%x is unknown", m->name,
-                            k, mg->access);
         p->regions[k].addr = mg->addr;
         p->regions[k].len = mg->len;
         p->regions[k].access = mg->access;
@@ -260,11 +308,6 @@ static int load_regions(xr_engine *e, xr_peer *p, const xr_md *m)
             p->regions[k].path_mask = p->mask;
             continue;
         }
-        for (uint32_t n = 0; n < mg->nkeys; n++)
-            if (mg->keys[n].rail >= m->nrails)
-                return xr__error_set(XR_EBADMD, "peer '%s': regions[%zu].keys[%u].rail is %u, but the "
-                                           "peer has %u rails",
-                                m->name, k, n, mg->keys[n].rail, m->nrails);
         for (unsigned i = 0; i < e->nrails; i++)
             if (p->peer_rail[i] >= 0) {
                 int rc = map_key(e, p, m, k, i);
@@ -296,6 +339,8 @@ int xr_peer_load(xr_engine *e, const void *md, size_t len, xr_peer **out)
     else if (m.nrails > XR_MAX_RAILS)
         rc = xr__error_set(XR_EBADMD, "metadata: peer '%s' has %u rails; at most %d are supported",
                       m.name, m.nrails, XR_MAX_RAILS);
+    else
+        rc = md_check(&m);
     xr_peer *p = rc ? NULL : calloc(1, sizeof *p);
     if (!rc && (!p || !(p->name = strdup(m.name))))
         rc = xr__error_set(XR_ENOMEM, "xr_peer_load: out of memory");

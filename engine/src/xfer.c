@@ -133,8 +133,19 @@ static int validate(xr_engine *e, xr_xfer *x, const xr_iov *local, const xr_iov 
         if (local[d].len != remote[d].len)
             return xr__error_set(XR_EINVAL, "xfer: descriptor %zu: local length %zu != remote length %zu",
                             d, local[d].len, remote[d].len);
+        /* Every range is checked before any sum is trusted: a remote one
+         * that wraps would pass the region lookup and reach the target's
+         * provider, which writes where it points. */
         if (!local[d].len)
-            continue;
+            return xr__error_set(XR_ERANGE, "xfer: descriptor %zu: empty (0 bytes)", d);
+        if (local[d].addr + local[d].len < local[d].addr)
+            return xr__error_set(XR_ERANGE, "xfer: descriptor %zu: local range [0x%llx, +%zu) "
+                                            "wraps the address space",
+                                 d, (unsigned long long)local[d].addr, local[d].len);
+        if (remote[d].addr + remote[d].len < remote[d].addr)
+            return xr__error_set(XR_ERANGE, "xfer: descriptor %zu: remote range [0x%llx, +%zu) "
+                                            "wraps the address space",
+                                 d, (unsigned long long)remote[d].addr, remote[d].len);
         ref[d].lg = xr__region_find(e, local[d].addr, local[d].len);
         if (!ref[d].lg) {
             int rc = own_region(e, x, local[d].addr, local[d].len, &ref[d].lg);

@@ -83,22 +83,73 @@ static int run(xr_engine *e, xr_peer *p, xr_op op, uint64_t l, uint64_t r, size_
     return rc;
 }
 
-/* Rewrite the peer's metadata so that its read-only region claims write
- * access, under a new name: the provider itself must refuse the WRITE. */
-static void *forge(const void *md, size_t len, size_t *out_len)
+/* Rewrite the peer's metadata, under a new name, with a valid CRC: what
+ * only a forger (or a bug) would send. */
+static void *forge_with(const void *md, size_t len, void (*change)(xr_md *m), size_t *out_len)
 {
     xr_md m;
     H_OK(xr__layout_decode(&xr__layout_md_schema, md, len, 0, &m));
     free(m.name);
     m.name = strdup("decode-forged");
-    for (uint32_t i = 0; i < m.nregions; i++)
-        m.regions[i].access = XR_ACCESS_RW;
+    change(&m);
     *out_len = 0;
     xr__layout_encode(&xr__layout_md_schema, &m, NULL, out_len);
     void *f = malloc(*out_len);
     H_OK(xr__layout_encode(&xr__layout_md_schema, &m, f, out_len));
     xr__layout_free(&xr__layout_md_schema, &m);
     return f;
+}
+
+/* Its read-only region claims write access: the provider itself must
+ * refuse the WRITE. */
+static void grant_all(xr_md *m)
+{
+    for (uint32_t i = 0; i < m->nregions; i++)
+        m->regions[i].access = XR_ACCESS_RW;
+}
+
+static void *forge(const void *md, size_t len, size_t *out_len)
+{
+    return forge_with(md, len, grant_all, out_len);
+}
+
+/* Values the format can carry and the meaning cannot. */
+static void far_rail(xr_md *m) { m->rails[0].index = 8978446; }
+static void staged_165(xr_md *m) { m->regions[0].staged = 165; }
+static void kind_9(xr_md *m) { m->regions[0].kind = 9; }
+static void raw_7(xr_md *m) { m->regions[0].keys[0].raw = 7; }
+static void two_keys_one_rail(xr_md *m)
+{
+    if (m->regions[0].nkeys > 1)
+        m->regions[0].keys[1].rail = m->regions[0].keys[0].rail;
+    else
+        m->regions[0].nkeys = 0, m->regions[0].staged = 0, m->regions[0].len = 0;
+}
+static void base_above(xr_md *m) { m->regions[0].keys[0].base = m->regions[0].addr + 1; }
+static void long_addr(xr_md *m) { m->rails[0].addrlen = 4096; }
+
+static void impossible_metadata(xr_engine *e, const void *md, size_t len)
+{
+    static const struct {
+        void (*change)(xr_md *m);
+        const char *needle, *what;
+    } cases[] = {
+        {far_rail, "rails[0].index is 8978446", "a rail index past the rail count"},
+        {staged_165, "regions[0].staged is 165", "a staged flag of 165"},
+        {kind_9, "regions[0].kind 9 is unknown", "an unknown region kind"},
+        {raw_7, "regions[0].keys[0].raw is 7", "a key flag of 7"},
+        {two_keys_one_rail, "regions[0]", "two keys for one rail, or an empty region"},
+        {base_above, "regions[0].keys[0].base", "a key registered above its region"},
+        {long_addr, "rails[0].addr", "a rail address longer than any"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t flen;
+        void *f = forge_with(md, len, cases[i].change, &flen);
+        xr_peer *p = NULL;
+        expect(xr_peer_load(e, f, flen, &p), XR_EBADMD, cases[i].needle, cases[i].what);
+        H_CHECK(!p, "%s: a peer was made", cases[i].what);
+        free(f);
+    }
 }
 
 static void initiator(int fd, void *arg)
@@ -154,6 +205,20 @@ static void initiator(int fd, void *arg)
     expect(run(e, p, XR_OP_WRITE, (uintptr_t)two + (uintptr_t)pg, a, 20, NULL, NULL),
            XR_ENOTREG, "is not mapped memory", "unmapped local buffer");
     munmap(two, (size_t)pg);
+    /* Ranges that wrap the address space, or hold nothing, are refused
+     * before anything is posted: a wrapping one used to pass the region
+     * check and crash the target. */
+    xr_iov lw = {lp, 100}, rw = {0xfffffffffffffff5ull, 100};
+    expect(xr_xfer_create(e, p, XR_OP_WRITE, &lw, &rw, 1, NULL, 0, &x), XR_ERANGE,
+           "descriptor 0: remote range [0xfffffffffffffff5, +100) wraps", "wrapping remote range");
+    lw = (xr_iov){UINTPTR_MAX - 10, 100};
+    rw = (xr_iov){a, 100};
+    expect(xr_xfer_create(e, p, XR_OP_WRITE, &lw, &rw, 1, NULL, 0, &x), XR_ERANGE,
+           "descriptor 0: local range", "wrapping local range");
+    xr_iov le[2] = {{lp, 100}, {lp, 0}}, re[2] = {{a, 100}, {a, 0}};
+    expect(xr_xfer_create(e, p, XR_OP_WRITE, le, re, 2, NULL, 0, &x), XR_ERANGE,
+           "descriptor 1: empty", "empty descriptor");
+    impossible_metadata(e, md, len);
     li[0].len = 99;
     ri[2] = (xr_iov){a + 200, 20};
     expect(xr_xfer_create(e, p, XR_OP_WRITE, li, ri, 3, NULL, 0, &x), XR_EINVAL,
