@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # Set up, configure, build and run every test through ctest.
-#   scripts/test.sh              the suite, warnings as errors
-#   scripts/test.sh --sanitize   the same suite built with ASan and UBSan
+#   scripts/test.sh                     the suite, warnings as errors
+#   scripts/test.sh --sanitize          the same suite built with ASan and UBSan
+#   scripts/test.sh --libfabric PREFIX  the same suite against the libfabric
+#                                       installed in PREFIX (e.g. 2.6.0 built by
+#                                       ../shared/deps/build-libfabric.sh)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
 build=build
 flags=(-DXRAIL_WERROR=ON)
-if [ "${1:-}" = "--sanitize" ]; then
+case "${1:-}" in
+--sanitize)
   build=build-asan
   flags+=(-DXRAIL_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug)
   # libfabric keeps provider state for the life of the process; what it
@@ -16,7 +20,19 @@ if [ "${1:-}" = "--sanitize" ]; then
   export LSAN_OPTIONS="suppressions=$root/tests/lsan.supp:print_suppressions=0"
   export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0"
   export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
-fi
+  ;;
+--libfabric)
+  prefix=$(cd "${2:?usage: scripts/test.sh --libfabric PREFIX}" && pwd)
+  [ -f "$prefix/lib/pkgconfig/libfabric.pc" ] || { echo "test.sh: no libfabric in $prefix" >&2; exit 2; }
+  version=$(PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config --modversion libfabric)
+  build=build-libfabric-$version
+  export PKG_CONFIG_PATH="$prefix/lib/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
+  export LD_LIBRARY_PATH="$prefix/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  echo "test.sh: against libfabric $version in $prefix"
+  ;;
+"") ;;
+*) echo "usage: scripts/test.sh [--sanitize | --libfabric PREFIX]" >&2; exit 2 ;;
+esac
 
 bash scripts/setup.sh
 cmake -S . -B "$build" "${flags[@]}"

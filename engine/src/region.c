@@ -32,7 +32,14 @@ static int backend_reg(void *ctx, xr_mr_entry *m)
     m->mr = mr;
     m->desc = fi_mr_desc(mr);
     m->key = fi_mr_key(mr);
-    if (m->key == FI_KEY_NOTAVAIL || (r->mr_mode & FI_MR_RAW)) {
+    /* Only a registration peers reach needs a key. Without remote access
+     * a provider may give none (libfabric 2.x's shm answers
+     * FI_KEY_NOTAVAIL and has no raw key either); a key too large for 64
+     * bits (FI_MR_RAW) is read raw and mapped by the peer. */
+    bool remote = m->access & (FI_REMOTE_READ | FI_REMOTE_WRITE);
+    if (m->key == FI_KEY_NOTAVAIL && !remote) {
+        m->key = 0;
+    } else if (remote && (m->key == FI_KEY_NOTAVAIL || (r->mr_mode & FI_MR_RAW))) {
         /* Raw keys are larger than 64 bits; the peer maps them with fi_mr_map_raw. */
         uint64_t base = m->addr;
         size_t n = 0;
