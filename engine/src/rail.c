@@ -21,6 +21,7 @@
 
 #define XR_FI_VERSION FI_VERSION(1, 14)
 #define CQ_BATCH 32
+#define LOG_INTERVAL_NS 1000000000ull
 
 /* MR mode bits xrail can honour; the provider picks the ones it needs. */
 #define XR_MR_MODES (FI_MR_LOCAL | FI_MR_VIRT_ADDR | FI_MR_PROV_KEY | FI_MR_ALLOCATED | \
@@ -230,6 +231,10 @@ static void close_ep(xr_rail *r)
 
 static void rail_close(xr_rail *r)
 {
+    if (r->err_log.held) /* what a flood held back is said before the rail goes */
+        xr__log_write(r->cfg->log, XR_LOG_WARN, "rail %u (%s %s): %u more completion errors "
+                                                "since the last line", r->index, r->provider,
+                      r->domain_name, r->err_log.held);
     /* The endpoint goes first so that nothing completes into freed memory. */
     close_ep(r);
     if (r->av)
@@ -483,8 +488,16 @@ int xr__rail_progress(xr_rail *r)
              * in error failed, whatever the code (tcp reports a remote
              * access violation as FI_ECANCELED). */
             bool closing = ee.err == FI_ECANCELED && ctx && (ctx->flags & XR_OPF_RX);
-            if (!closing)
-                xr__log_write(r->cfg->log, XR_LOG_WARN, "%s", why);
+            unsigned held;
+            /* A dead peer fails every chunk in flight: the first error is
+             * written in full, then a line a second with the count. */
+            if (!closing && xr__log_limit_pass(&r->err_log, LOG_INTERVAL_NS, &held)) {
+                char more[96] = "";
+                if (held)
+                    snprintf(more, sizeof more, " (and %u more on this rail since the last line)",
+                             held);
+                xr__log_write(r->cfg->log, XR_LOG_WARN, "%s%s", why, more);
+            }
             if (ctx)
                 complete(r, ctx, ee.len, closing ? XR_ECANCELED : XR_EIO, why);
             handled = 1;
@@ -493,6 +506,11 @@ int xr__rail_progress(xr_rail *r)
         xr__log_write(r->cfg->log, XR_LOG_WARN, "rail %u: fi_cq_read failed: %s", r->index,
                       fi_strerror((int)-n));
     }
+    unsigned held;
+    if (r->err_log.held && xr__log_limit_due(&r->err_log, LOG_INTERVAL_NS, &held))
+        xr__log_write(r->cfg->log, XR_LOG_WARN, "rail %u (%s %s): %u more completion errors "
+                                                "since the last line", r->index, r->provider,
+                      r->domain_name, held); /* the count of a flood that stopped */
     rail_pump(r);
     unlock_and_run(r);
     return handled;

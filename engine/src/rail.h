@@ -114,6 +114,7 @@ struct xr_rail {
      * hook last ran; the hook runs from progress, outside every rail lock. */
     bool err_pending;
     char err_why[256];
+    xr_log_limit err_log;     /* completion errors: one line a second, then counts */
 };
 
 /* Open the rails `o` asks for into rails[XR_MAX_RAILS]; *n counts them,

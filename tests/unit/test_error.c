@@ -98,12 +98,34 @@ START_TEST(log_filters_by_level)
 }
 END_TEST
 
+START_TEST(log_limit_holds_floods_back)
+{
+    xr_log_limit l = {0};
+    unsigned held = 99;
+    ck_assert(xr__log_limit_pass(&l, 50000000, &held)); /* the first line, in full */
+    ck_assert_uint_eq(held, 0);
+    for (int i = 0; i < 895; i++)
+        ck_assert(!xr__log_limit_pass(&l, 50000000, &held));
+    ck_assert(!xr__log_limit_due(&l, 50000000, &held)); /* asking counts nothing */
+    usleep(60000);
+    ck_assert(xr__log_limit_pass(&l, 50000000, &held)); /* the next interval: the count */
+    ck_assert_uint_eq(held, 895);
+    ck_assert(!xr__log_limit_pass(&l, 50000000, &held));
+    ck_assert(!xr__log_limit_due(&l, 50000000, &held));
+    usleep(60000);
+    ck_assert(xr__log_limit_due(&l, 50000000, &held)); /* a flood that stopped is counted */
+    ck_assert_uint_eq(held, 1);
+    ck_assert(!xr__log_limit_due(&l, 50000000, &held));
+}
+END_TEST
+
 static void add(TCase *tc)
 {
     tcase_add_test(tc, every_code_has_a_name_and_text);
     tcase_add_test(tc, last_error_is_per_thread);
     tcase_add_test(tc, text_put_counts_past_the_end);
     tcase_add_test(tc, log_filters_by_level);
+    tcase_add_test(tc, log_limit_holds_floods_back);
 }
 
 int main(void)
