@@ -150,6 +150,9 @@ static int cmd_rails(const args *a)
         printf("%-4u %-14s %-10s %-36s %-8s %-5d %s\n", ri.index, ri.provider, ri.domain,
                ri.address, speed, ri.numa_node, ri.up ? "up" : "down");
     }
+    char why[4096];
+    if (!xr_rail_explain(e, why, sizeof why))
+        printf("%s", why);
     xr_engine_destroy(e);
     return 0;
 }

@@ -237,6 +237,14 @@ typedef struct xr_rail_info {
 
 XR_API int xr_rail_count(xr_engine *e);
 XR_API int xr_rail_info_get(xr_engine *e, unsigned index, xr_rail_info *info);
+/*
+ * How the rails were chosen, as text: with no provider named, discovery
+ * takes the best provider family offered (cxi > efa > verbs > opx > psm3 >
+ * tcp > tcp;ofi_rxm) and leaves out shm, udp, sockets and net, and
+ * loopback interfaces unless named; it says what was offered, taken and
+ * left out, and why. XR_ETOOSMALL if cap is too small.
+ */
+XR_API int xr_rail_explain(xr_engine *e, char *buf, size_t cap);
 /* Take a rail out of (up=0) or back into (up=1) new transfers. */
 XR_API int xr_rail_set_state(xr_engine *e, unsigned index, int up);
 

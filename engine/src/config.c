@@ -293,7 +293,16 @@ int xr_engine_config_get(xr_engine *e, char *buf, size_t cap)
             *r->pci ? ", pci = \"" : "", r->pci, *r->pci ? "\"" : "", i,
             atomic_load(&r->up) ? "" : " (down)");
     }
-    xr__text_put(buf, cap, &w, "  },\n  stripe_min = %zu,\n  chunk = %zu,\n  progress = \"%s\",\n"
+    xr__text_put(buf, cap, &w, "  },\n");
+    if (*e->rail_note) { /* a comment per line, so that the output stays a config script */
+        for (const char *l = e->rail_note; *l;) {
+            const char *end = strchr(l, '\n');
+            int n = end ? (int)(end - l) : (int)strlen(l);
+            xr__text_put(buf, cap, &w, "  -- %.*s\n", n, l);
+            l += n + (end ? 1 : 0);
+        }
+    }
+    xr__text_put(buf, cap, &w, "  stripe_min = %zu,\n  chunk = %zu,\n  progress = \"%s\",\n"
             "  progress_threads = %u,\n  progress_sleep_us = %d,\n", o->stripe_min, o->chunk_size,
             e->progress_nthreads ? "thread" : "manual",
             o->progress_threads ? o->progress_threads : 1, o->progress_sleep_us);

@@ -312,7 +312,8 @@ static int engine_open(xr_engine *e)
     e->rail_cfg = (xr_rail_cfg){.log = &e->log, .depth = e->opts.rail_depth,
                                 .error_flag = &e->rail_err};
     if (!rc)
-        rc = xr__rail_open_all(&e->opts, &e->rail_cfg, e->rails, &e->nrails);
+        rc = xr__rail_open_all(&e->opts, &e->rail_cfg, e->rails, &e->nrails, e->rail_note,
+                               sizeof e->rail_note);
     for (unsigned i = 0; !rc && i < e->nrails; i++)
         rc = xr__notif_rail_open(e, &e->rails[i]);
     return rc;
@@ -488,6 +489,21 @@ int xr_rail_info_get(xr_engine *e, unsigned index, xr_rail_info *info)
     if (index >= e->nrails)
         return xr__error_set(XR_ENOENT, "xr_rail_info_get: rail %u of %u", index, e->nrails);
     xr__rail_info(&e->rails[index], info);
+    return 0;
+}
+
+int xr_rail_explain(xr_engine *e, char *buf, size_t cap)
+{
+    if (!e || !buf || !cap)
+        return xr__error_set(XR_EINVAL, "xr_rail_explain: NULL argument");
+    size_t w = 0;
+    if (*e->rail_note)
+        xr__text_put(buf, cap, &w, "%s", e->rail_note);
+    else
+        xr__text_put(buf, cap, &w, "%u rail(s) as the options, config or environment named "
+                                   "them; no discovery\n", e->nrails);
+    if (w >= cap)
+        return xr__error_set(XR_ETOOSMALL, "xr_rail_explain: %zu bytes needed", w + 1);
     return 0;
 }
 

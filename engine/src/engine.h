@@ -40,6 +40,7 @@ struct xr_engine {
     unsigned nrails;
     xr_rail *rails;
     xr_rail_cfg rail_cfg;           /* what every rail shares */
+    char rail_note[2048];           /* how discovery chose the rails; empty when named */
     atomic_bool rail_err;           /* some rail has err_pending (rail.c sets it) */
 
     pthread_mutex_t lock;           /* regions, peers, transfers, the policy */

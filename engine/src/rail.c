@@ -12,6 +12,8 @@
 #include "core/cuda_mem.h"
 
 #include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -256,7 +258,42 @@ typedef struct rail_set {
     const xr_rail_cfg *cfg;
     xr_rail *rails;
     unsigned *n, cap;
+    char *note;                 /* how discovery chose, for xr_rail_explain */
+    size_t note_cap, note_w;
 } rail_set;
+
+/*
+ * Provider families in the order a default engine takes them: the fastest
+ * fabric offered wins and is used alone, as striping over EFA and sockets
+ * together would run at the pace of sockets. shm reaches only this host,
+ * and udp, sockets and net are fallbacks for testing: none is discovered;
+ * each is used when named. (NIXL's order is cxi > efa > tcp.)
+ */
+static const char *const family_order[] = {"cxi", "efa", "verbs;ofi_rxm", "verbs", "opx",
+                                           "psm3", "tcp", "tcp;ofi_rxm", NULL};
+
+static int family_rank(const char *prov)
+{
+    for (int k = 0; family_order[k]; k++)
+        if (!strcmp(prov, family_order[k]))
+            return k;
+    return -1;
+}
+
+/* Whether a domain is a loopback interface: its rail would reach only this host. */
+static bool is_loopback(const char *domain)
+{
+    struct ifaddrs *ifs;
+    bool lo = false;
+    if (!domain || getifaddrs(&ifs))
+        return false;
+    for (struct ifaddrs *i = ifs; i && !lo; i = i->ifa_next)
+        lo = i->ifa_name && !strcmp(i->ifa_name, domain) && (i->ifa_flags & IFF_LOOPBACK);
+    freeifaddrs(ifs);
+    return lo;
+}
+
+
 
 static int open_one(rail_set *rs, const rail_req *q, struct fi_info *info, bool hmem)
 {
@@ -271,6 +308,73 @@ static int open_one(rail_set *rs, const rail_req *q, struct fi_info *info, bool 
     }
     (*rs->n)++;
     return 0;
+}
+
+/*
+ * Discovery: one rail per distinct (provider, domain) that fi_getinfo
+ * offers. Without a provider named, the best family offered is taken
+ * alone; without a domain named, loopback interfaces are left out. What was
+ * taken and left out goes into the note.
+ */
+static int discover(rail_set *rs, const rail_req *q, struct fi_info *list, bool hmem)
+{
+    bool any = !q->provider || !*q->provider, named_domain = q->domain && *q->domain;
+    int best = -1;
+    for (struct fi_info *i = list; any && i; i = i->next) {
+        int k = family_rank(i->fabric_attr->prov_name);
+        if (k >= 0 && info_matches(i, q->domain) &&
+            (named_domain || !is_loopback(i->domain_attr->name)) && (best < 0 || k < best))
+            best = k;
+    }
+    const char *family = any && best >= 0 ? family_order[best] : NULL;
+    /* What was left out, by reason: each entry once. */
+    enum { SLOWER, NOT_DISCOVERED, LOOPBACK, NREASONS };
+    static const char *const reason[] = {"a slower family than the one taken",
+                                         "not discovered; used when named",
+                                         "loopback; used when named"};
+    char left[NREASONS][512] = {"", "", ""}, took[512] = "";
+    size_t lw[NREASONS] = {0}, tw = 0;
+    int rc = 0;
+    for (struct fi_info *i = list; i && *rs->n < rs->cap && !rc; i = i->next) {
+        const char *prov = i->fabric_attr->prov_name, *dom = i->domain_attr->name;
+        if (!info_matches(i, q->domain))
+            continue;
+        int why = -1;
+        if (any && (!family || strcmp(prov, family)))
+            why = family_rank(prov) < 0 ? NOT_DISCOVERED : SLOWER;
+        else if (!named_domain && is_loopback(dom))
+            why = LOOPBACK;
+        char item[160];
+        snprintf(item, sizeof item, "%s on %s", prov, dom ? dom : "?");
+        char *buf = why >= 0 ? left[why] : took;
+        size_t *w = why >= 0 ? &lw[why] : &tw;
+        if (!strstr(buf, item))
+            xr__text_put(buf, 512, w, "%s%s", *w ? ", " : "", item);
+        if (why >= 0)
+            continue;
+        bool dup = false;
+        for (unsigned k = 0; k < *rs->n && !dup; k++)
+            dup = strcmp(rs->rails[k].domain_name, dom) == 0 &&
+                  strcmp(rs->rails[k].provider, prov) == 0;
+        if (!dup)
+            rc = open_one(rs, q, i, hmem);
+    }
+    if (rs->note) {
+        xr__text_put(rs->note, rs->note_cap, &rs->note_w, "discovery%s%s: took %s\n",
+                     any ? "" : " of ", any ? "" : q->provider, tw ? took : "nothing");
+        if (any)
+            xr__text_put(rs->note, rs->note_cap, &rs->note_w, "  the best family offered, in the "
+                                                              "order cxi > efa > verbs > opx > "
+                                                              "psm3 > tcp > tcp;ofi_rxm\n");
+        for (int k = 0; k < NREASONS; k++)
+            if (lw[k])
+                xr__text_put(rs->note, rs->note_cap, &rs->note_w, "  left out (%s): %s\n",
+                             reason[k], left[k]);
+    }
+    if (!rc && any && !family)
+        rc = xr__error_set(XR_ENORAIL, "rails: discovery found no fabric to use; name a "
+                                       "provider (and domain) to use one of those offered");
+    return rc;
 }
 
 static int open_spec(rail_set *rs, const rail_req *q, unsigned count)
@@ -297,16 +401,7 @@ static int open_spec(rail_set *rs, const rail_req *q, unsigned count)
                         q->provider ? q->provider : "(any)", q->domain);
     }
     if (count == 0) { /* discovery: one rail per distinct domain */
-        for (struct fi_info *i = list; i && *rs->n < rs->cap && !rc; i = i->next) {
-            if (!info_matches(i, q->domain))
-                continue;
-            bool dup = false;
-            for (unsigned k = 0; k < *rs->n && !dup; k++)
-                dup = strcmp(rs->rails[k].domain_name, i->domain_attr->name) == 0 &&
-                      strcmp(rs->rails[k].provider, i->fabric_attr->prov_name) == 0;
-            if (!dup)
-                rc = open_one(rs, q, i, hmem);
-        }
+        rc = discover(rs, q, list, hmem);
     } else {
         for (unsigned k = 0; k < count && *rs->n < rs->cap && !rc; k++)
             rc = open_one(rs, q, pick, hmem);
@@ -316,9 +411,11 @@ static int open_spec(rail_set *rs, const rail_req *q, unsigned count)
 }
 
 int xr__rail_open_all(const xr_engine_opts *o, const xr_rail_cfg *cfg, xr_rail *rails,
-                      unsigned *n)
+                      unsigned *n, char *note, size_t note_cap)
 {
-    rail_set rs = {.cfg = cfg, .rails = rails, .n = n,
+    if (note && note_cap)
+        note[0] = 0;
+    rail_set rs = {.cfg = cfg, .rails = rails, .n = n, .note = note, .note_cap = note_cap,
                    .cap = o->max_rails && o->max_rails < XR_MAX_RAILS ? o->max_rails
                                                                       : XR_MAX_RAILS};
     *n = 0;
@@ -335,7 +432,8 @@ int xr__rail_open_all(const xr_engine_opts *o, const xr_rail_cfg *cfg, xr_rail *
         rc = open_spec(&rs, &q, 0);
     }
     if (!rc && *n == 0)
-        rc = xr__error_set(XR_ENORAIL, "rails: none opened");
+        rc = xr__error_set(XR_ENORAIL, "rails: none opened%s%s", note && *note ? ": " : "",
+                           note ? note : "");
     return rc;
 }
 

@@ -118,9 +118,10 @@ struct xr_rail {
 };
 
 /* Open the rails `o` asks for into rails[XR_MAX_RAILS]; *n counts them,
- * also on failure (close those with xr__rail_close_all). */
+ * also on failure (close those with xr__rail_close_all). How discovery
+ * chose, if it ran, goes into note (empty otherwise). */
 int xr__rail_open_all(const xr_engine_opts *o, const xr_rail_cfg *cfg, xr_rail *rails,
-                      unsigned *n);
+                      unsigned *n, char *note, size_t note_cap);
 /* Close every endpoint: nothing completes after this, so the memory that
  * receives were posted into may be freed. */
 void xr__rail_close_eps(xr_rail *rails, unsigned n);

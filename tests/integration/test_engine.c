@@ -288,6 +288,51 @@ static xr_engine *create_env(const char *rails_env, const char *max_env, int *rc
     return e;
 }
 
+/* Nothing named: discovery takes the best family offered, alone; never the
+ * fallbacks, the host-local shm, or a loopback interface; and says why. */
+static void discovery_tests(void)
+{
+    xr_engine_opts o;
+    xr_engine_opts_init(&o);
+    o.name = "discover";
+    o.ignore_env = 1;
+    xr_engine *e = NULL;
+    int rc = xr_engine_create(&o, &e);
+    if (rc == XR_ENORAIL) { /* a machine with no interface but loopback */
+        H_CHECK(strstr(xr_engine_last_error(NULL), "discovery"), "ENORAIL without a reason: %s",
+                xr_engine_last_error(NULL));
+        h_log("ok: discovery found nothing it takes here: %s", xr_engine_last_error(NULL));
+        return;
+    }
+    H_CHECK(rc == 0, "discovery: %s", xr_engine_last_error(NULL));
+    static const char *const never[] = {"shm", "sockets", "udp;ofi_rxd", "net", "net;ofi_rxm"};
+    xr_rail_info r0;
+    H_OK(xr_rail_info_get(e, 0, &r0));
+    for (int i = 0; i < xr_rail_count(e); i++) {
+        xr_rail_info ri;
+        H_OK(xr_rail_info_get(e, (unsigned)i, &ri));
+        H_CHECK(!strcmp(ri.provider, r0.provider), "discovery mixed %s and %s", r0.provider,
+                ri.provider);
+        for (size_t k = 0; k < sizeof never / sizeof never[0]; k++)
+            H_CHECK(strcmp(ri.provider, never[k]), "discovery took %s", ri.provider);
+        H_CHECK(strcmp(ri.domain, "lo"), "discovery took the loopback interface");
+    }
+    char why[4096];
+    H_OK(xr_rail_explain(e, why, sizeof why));
+    H_CHECK(strstr(why, "discovery: took ") && strstr(why, r0.provider), "explain: %s", why);
+    h_log("ok: discovery took %d rail(s) of %s:\n%s", xr_rail_count(e), r0.provider, why);
+    xr_engine_destroy(e);
+    /* A named provider without a domain leaves loopback out too; named, it is used. */
+    xr_rail_spec lo = {.provider = "tcp;ofi_rxm", .domain = "lo", .count = 1};
+    o.rails = &lo;
+    o.n_rail_specs = 1;
+    if (xr_engine_create(&o, &e) == 0) {
+        H_OK(xr_rail_explain(e, why, sizeof why));
+        H_CHECK(strstr(why, "no discovery"), "named rails explained as: %s", why);
+        xr_engine_destroy(e);
+    }
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 3)
@@ -296,6 +341,7 @@ int main(int argc, char **argv)
     scripts = argv[2];
     h_require_provider(provider);
     int rc;
+    discovery_tests();
 
     /* XRAIL_RAILS=N opens N rails on the provider the environment names. */
     xr_engine *e = create_env("3", NULL, &rc);
