@@ -8,6 +8,8 @@
 #include "log.h"
 #include "xrail.h"
 
+#include "unit.h"
+
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -391,20 +393,17 @@ START_TEST(random_damage_typed)
 }
 END_TEST
 
-int main(void)
+static void add(TCase *tc)
 {
-    Suite *s = suite_create("layout_script");
-    TCase *tc = tcase_create("core");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, default_script_is_builtin);
     tcase_add_loop_test(tc, malformed_layouts, 0, sizeof malformed / sizeof malformed[0]);
     tcase_add_test(tc, custom_field_types);
     tcase_add_test(tc, compatibility_matrix);
     tcase_add_test(tc, random_damage_typed);
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+}
+
+int main(void)
+{
+    return unit_run("layout_script", add);
 }

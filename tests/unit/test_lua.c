@@ -5,6 +5,8 @@
 #include "log.h"
 #include "xrail.h"
 
+#include "unit.h"
+
 #include <check.h>
 #include <stdio.h>
 #include <lauxlib.h>
@@ -185,10 +187,8 @@ START_TEST(bad_chunks_refused)
 }
 END_TEST
 
-int main(void)
+static void add(TCase *tc)
 {
-    Suite *s = suite_create("lua");
-    TCase *tc = tcase_create("sandbox");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, no_os_io_require_load_dump);
@@ -197,10 +197,9 @@ int main(void)
     tcase_add_test(tc, memory_and_stack_bombs_stop);
     tcase_add_test(tc, errors_name_script_and_line);
     tcase_add_test(tc, bad_chunks_refused);
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+}
+
+int main(void)
+{
+    return unit_run("lua", add);
 }

@@ -8,6 +8,8 @@
 #include "mr_cache.h"
 #include "spans.h"
 
+#include "unit.h"
+
 #include <check.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -349,10 +351,8 @@ START_TEST(refcounts_under_concurrency)
 }
 END_TEST
 
-int main(void)
+static void add(TCase *tc)
 {
-    Suite *s = suite_create("mr_cache");
-    TCase *tc = tcase_create("core");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, spans_against_brute_force);
     tcase_add_test(tc, hit_miss_enclosing);
@@ -361,10 +361,9 @@ int main(void)
     tcase_add_test(tc, stale_cuda_buffer_id);
     tcase_add_test(tc, disabled_registers_every_time);
     tcase_add_test(tc, refcounts_under_concurrency);
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+}
+
+int main(void)
+{
+    return unit_run("mr_cache", add);
 }

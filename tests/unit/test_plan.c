@@ -1,6 +1,8 @@
 /* test_plan.c - striping arithmetic (engine/src/plan.c). */
 #include "plan.h"
 
+#include "unit.h"
+
 #include <check.h>
 #include <stdlib.h>
 #include <string.h>
@@ -178,10 +180,8 @@ START_TEST(random_lengths_tile)
 }
 END_TEST
 
-int main(void)
+static void add(TCase *tc)
 {
-    Suite *s = suite_create("plan");
-    TCase *tc = tcase_create("split");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, below_threshold_goes_whole_round_robin);
     tcase_add_test(tc, at_threshold_stripes_over_all_rails);
@@ -189,10 +189,9 @@ int main(void)
     tcase_add_test(tc, chunks_respect_the_provider_cap);
     tcase_add_test(tc, mask_limits_rails);
     tcase_add_test(tc, random_lengths_tile);
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+}
+
+int main(void)
+{
+    return unit_run("plan", add);
 }
