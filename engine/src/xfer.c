@@ -212,7 +212,7 @@ static int take_refs(xr_xfer *x, const desc_ref *ref, size_t count)
         return xr__error_set(XR_ENOMEM, "xfer: out of memory");
     for (size_t d = 0; d < count; d++) {
         xr_region *g = ref[d].lg;
-        if (!g || (x->nregions && x->regions[x->nregions - 1] == g))
+        if (x->nregions && x->regions[x->nregions - 1] == g)
             continue;
         bool seen = false;
         for (size_t k = 0; k < x->nregions && !seen; k++)
@@ -274,9 +274,10 @@ int xr_xfer_create(xr_engine *e, xr_peer *peer, xr_op op, const xr_iov *local,
     unsigned rr0 = atomic_fetch_add(&e->rr, 1), rr = rr0;
     fill_ctx f = {.x = x, .next = next, .count = counts, .local = local, .remote = remote,
                   .ref = ref};
-    for (size_t d = 0; !rc && d < count; d++)
-        if (local[d].len)
-            xr__plan_split(ref[d].plan, ref[d].mask, local[d].len, &rr, count_piece, &f);
+    /* f.d names the descriptor in both passes: a staged one is cut to the
+     * slot size, and the count must be cut as the fill will be. */
+    for (f.d = 0; !rc && f.d < count; f.d++)
+        xr__plan_split(ref[f.d].plan, ref[f.d].mask, local[f.d].len, &rr, count_piece, &f);
     for (unsigned i = 0; i < e->nrails; i++) {
         next[i] = x->nchunks;
         x->nchunks += counts[i];
@@ -292,9 +293,7 @@ int xr_xfer_create(xr_engine *e, xr_peer *peer, xr_op op, const xr_iov *local,
         }
         rr = rr0;
         for (f.d = 0; f.d < count; f.d++)
-            if (local[f.d].len)
-                xr__plan_split(ref[f.d].plan, ref[f.d].mask, local[f.d].len, &rr, fill_piece,
-                              &f);
+            xr__plan_split(ref[f.d].plan, ref[f.d].mask, local[f.d].len, &rr, fill_piece, &f);
         rc = take_refs(x, ref, count);
     }
     if (!rc)
