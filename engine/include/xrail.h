@@ -57,7 +57,8 @@ extern "C" {
     X(NORAIL, 17, "no usable rail")                                            \
     X(NOTSUP, 18, "not supported")                                             \
     X(CANCELED, 19, "canceled")                                                \
-    X(SCRIPT, 20, "Lua script failed")
+    X(SCRIPT, 20, "Lua script failed")                                         \
+    X(PEER, 21, "peer stopped answering")
 
 typedef enum xr_errno {
 #define XR__ERR_ENUM(name, code, msg) XR_E##name = -(code),
@@ -130,6 +131,26 @@ typedef struct xr_stage_opts {
                                the staging protocol on machines without a GPU (tests) */
 } xr_stage_opts;
 
+/*
+ * How rails and peers are watched (docs/reliability.md). Every operation
+ * with a provider has a deadline. A rail that completes nothing while work
+ * it holds is past the deadline is down: its endpoint is closed and
+ * reopened at the same address, which cancels what it held, and its chunks
+ * go to the peer's other rails. A peer that completes nothing on any rail
+ * for a deadline fails its transfers with XR_EPEER. A down rail is probed
+ * (an 8-byte READ of a peer's region) after probe_ms, doubling up to
+ * probe_max_ms, and returns to plans when a probe completes.
+ */
+typedef struct xr_health_opts {
+    unsigned deadline_ms;          /* default 1500: a dead link is seen within 2 s */
+    unsigned probe_ms;             /* first probe of a down rail; default 250 */
+    unsigned probe_max_ms;         /* the longest wait between probes; default 4000 */
+    unsigned retries;              /* times a failed chunk is posted again on another
+                                      rail before its transfer fails; default 3 */
+    unsigned xfer_timeout_ms;      /* a transfer not finished after this fails with
+                                      XR_ETIMEDOUT; 0 (default): none but the deadlines */
+} xr_health_opts;
+
 typedef struct xr_engine_opts {
     const char *name;              /* unique among peers; required */
     const char *provider;          /* provider for discovery; NULL: any RDM provider with RMA */
@@ -166,6 +187,8 @@ typedef struct xr_engine_opts {
     xr_mr_cache_opts mr_cache;     /* default: on, 16384 entries, no byte limit; the config's
                                       mr_cache table and XRAIL_MR_CACHE* override */
     xr_stage_opts stage;           /* the config's stage table and XRAIL_STAGE_HOST override */
+    xr_health_opts health;         /* deadlines, retries and probing; the config's health
+                                      table and XRAIL_DEADLINE_MS override */
 } xr_engine_opts;
 
 /* Fill `opts` with defaults. Call before setting fields. */
@@ -215,7 +238,20 @@ typedef struct xr_rail_counters {
     uint64_t notif_rx;      /* notification frames received */
     uint64_t staged;        /* of the chunks, those that went through bounce slots */
     uint64_t staged_served; /* peers' staged requests this engine answered */
+    uint64_t stalls;        /* times work on it passed the deadline with nothing completing */
+    uint64_t resets;        /* times its endpoint was closed and reopened */
+    uint64_t failovers;     /* chunks that failed or were canceled here and went elsewhere */
+    uint64_t probes;        /* probes posted while it was down */
 } xr_rail_counters;
+
+/* A rail's health: up and suspect rails carry traffic; down and disabled
+ * ones are out of plans. */
+typedef enum xr_rail_state {
+    XR_RAIL_UP = 0,
+    XR_RAIL_SUSPECT = 1,    /* an error since its last success; still in plans */
+    XR_RAIL_DOWN = 2,       /* stalled, or disabled by the policy; probed with backoff */
+    XR_RAIL_DISABLED = 3,   /* by xr_rail_set_state(e, i, 0); never probed */
+} xr_rail_state;
 
 typedef struct xr_rail_info {
     unsigned index;
@@ -227,7 +263,11 @@ typedef struct xr_rail_info {
     int numa_node;          /* -1 unknown */
     int gpu;                /* declared GPU affinity; -1 unknown */
     char pci[32];           /* PCI address of the NIC; "" unknown */
-    int up;                 /* 1 when the rail carries traffic */
+    int up;                 /* 1 when the rail carries traffic (state UP or SUSPECT) */
+    int state;              /* xr_rail_state */
+    char reason[160];       /* why it is in that state; "" when up */
+    char last_error[256];   /* the last completion error or stall on it; "" none */
+    uint64_t state_age_ms;  /* how long it has been in that state */
     uint64_t max_msg_size;
     uint64_t mr_mode;       /* FI_MR_* bits the provider asked for */
     int delivery_complete;  /* always 1: a write completion means visible at the target (a
@@ -363,8 +403,25 @@ XR_API uint64_t xr_peer_rail_mask(xr_peer *p);
 XR_API int xr_xfer_create(xr_engine *e, xr_peer *peer, xr_op op, const xr_iov *local,
                           const xr_iov *remote, size_t count, const void *notif,
                           size_t notif_len, xr_xfer **out);
-/* Start (or restart, once finished) the transfer. XR_EBUSY while it runs. */
+/*
+ * Start (or restart, once finished) the transfer. XR_EBUSY while it runs.
+ * A chunk that fails or whose rail goes down is posted again on another
+ * rail that reaches the peer (opts.health.retries times); the notification
+ * still follows every byte. A peer that stops answering fails it with
+ * XR_EPEER within the deadline (opts.health).
+ */
 XR_API int xr_xfer_post(xr_xfer *x);
+/*
+ * Cancel a posted transfer: nothing more of it is posted, and it ends with
+ * XR_ECANCELED once the chunks the provider holds have come back (within
+ * the deadline: a rail that keeps them longer is reset). Its notification
+ * is not sent. Returns at once; 0, or XR_EINVAL if it is not in flight.
+ */
+XR_API int xr_xfer_cancel(xr_xfer *x);
+/* Fail the transfer with XR_ETIMEDOUT if a post has not finished after
+ * timeout_ms (0: no limit but the deadlines); takes effect at the next post.
+ * The default is opts.health.xfer_timeout_ms. */
+XR_API int xr_xfer_set_timeout(xr_xfer *x, unsigned timeout_ms);
 /* XR_EINPROGRESS while running, 0 when done, or the error it failed with. */
 XR_API int xr_xfer_status(xr_xfer *x);
 /* Detail of a failed transfer (which rail, which descriptor); "" otherwise. */

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <stddef.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -41,6 +42,9 @@ static const xr_engine_opts defaults = {
     .script_mem = 4u << 20,
     .mr_cache = {.enabled = 1, .max_entries = 16384, .max_bytes = 0},
     .stage = {.chunk = 1 << 20, .slots = 16, .rx_slots = 2, .host = 0},
+    /* 1.5 s: a dead link is seen within 2 s with the 10 ms health period
+     * (TENT trips a rail after 3 errors in 10 s; NIXL waited forever). */
+    .health = {.deadline_ms = 1500, .probe_ms = 250, .probe_max_ms = 4000, .retries = 3},
 };
 
 void xr_engine_opts_init(xr_engine_opts *o)
@@ -155,6 +159,21 @@ static int apply_env(xr_engine_opts *o, env_rails *er)
         rc = parse_size("XRAIL_STAGE_SLOTS", v, &n);
         o->stage.slots = (unsigned)n;
     }
+    /* Health: whole milliseconds, and a count of retries. */
+    static const struct {
+        const char *name;
+        size_t off;
+    } hv[] = {{"XRAIL_DEADLINE_MS", offsetof(xr_engine_opts, health.deadline_ms)},
+              {"XRAIL_PROBE_MS", offsetof(xr_engine_opts, health.probe_ms)},
+              {"XRAIL_PROBE_MAX_MS", offsetof(xr_engine_opts, health.probe_max_ms)},
+              {"XRAIL_RETRIES", offsetof(xr_engine_opts, health.retries)},
+              {"XRAIL_XFER_TIMEOUT_MS", offsetof(xr_engine_opts, health.xfer_timeout_ms)}};
+    for (size_t k = 0; !rc && k < sizeof hv / sizeof hv[0]; k++)
+        if ((v = getenv(hv[k].name)) && *v) {
+            size_t n;
+            rc = parse_size(hv[k].name, v, &n);
+            *(unsigned *)((char *)o + hv[k].off) = (unsigned)clamp((long long)n, 0, 1u << 30);
+        }
     if (!rc && (v = getenv("XRAIL_PROGRESS_SLEEP_US")) && *v) {
         size_t n;
         rc = parse_size("XRAIL_PROGRESS_SLEEP_US", v, &n);
@@ -277,6 +296,7 @@ static void engine_free(xr_engine *e)
     if (e->rails)
         xr__rail_close_eps(e->rails, e->nrails);
     xr__xfer_free_all(e);
+    xr__xfer_fini(e);
     xr__peer_fini(e);
     xr__region_free_all(e);
     xr__mrc_fini(&e->mrc);
@@ -307,6 +327,8 @@ static int engine_open(xr_engine *e)
         rc = xr__notif_init(e);
     if (!rc)
         rc = xr__stage_init(e);
+    if (!rc)
+        rc = xr__xfer_init(e);
     if (!rc && !(e->rails = calloc(XR_MAX_RAILS, sizeof *e->rails)))
         rc = xr__error_set(XR_ENOMEM, "rails: cannot allocate");
     e->rail_cfg = (xr_rail_cfg){.log = &e->log, .depth = e->opts.rail_depth,
@@ -358,6 +380,13 @@ int xr_engine_create(const xr_engine_opts *opts, xr_engine **out)
         o->stage.slots = defaults.stage.slots;
     if (!o->stage.rx_slots)
         o->stage.rx_slots = defaults.stage.rx_slots;
+    if (!o->health.deadline_ms)
+        o->health.deadline_ms = defaults.health.deadline_ms;
+    if (!o->health.probe_ms)
+        o->health.probe_ms = defaults.health.probe_ms;
+    if (o->health.probe_max_ms < o->health.probe_ms)
+        o->health.probe_max_ms = o->health.probe_ms > defaults.health.probe_max_ms
+                                     ? o->health.probe_ms : defaults.health.probe_max_ms;
     e->log.level = o->log_level;
     /* The one place options are clamped, whichever source set them. A
      * nanosleep takes less than a second. */
@@ -514,7 +543,8 @@ int xr_rail_set_state(xr_engine *e, unsigned index, int up)
     if (index >= e->nrails)
         return xr__error_set(XR_ENOENT, "xr_rail_set_state: rail %u of %u", index, e->nrails);
     pthread_mutex_lock(&e->lock);
-    xr__policy_rail_state(e, index, up != 0);
+    xr__policy_rail_state(e, index, up ? XR_RAIL_UP : XR_RAIL_DISABLED,
+                          up ? "" : "taken out by the application");
     pthread_mutex_unlock(&e->lock);
     return 0;
 }

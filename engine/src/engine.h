@@ -52,6 +52,12 @@ struct xr_engine {
     xr_list xfers;                  /* live transfers */
     atomic_uint rr;                 /* round-robin start for small descriptors */
     atomic_uint orphans;            /* transfers released in flight, not yet freed */
+    pthread_mutex_t fail_lock;      /* the failed list and the retry lanes' lists */
+    xr_list failed;                 /* chunks waiting for failover */
+    atomic_bool fail_pending;
+    struct xr_retry_lane *retry;    /* per rail */
+    /* health.c */
+    atomic_uint_fast64_t health_at; /* the next health pass (rails' clock, ns) */
     /* modules' own state */
     struct xr_policies *policy;     /* policy.c: the script, the plan cache, counters */
     struct xr_peers *peers;         /* peer.c: loaded peers, our custom fields */

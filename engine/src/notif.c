@@ -63,6 +63,7 @@ struct xr_notif_msg {
     unsigned inflight;
     bool queued;
     int err;
+    unsigned resent;                /* times a reset canceled it and it went again */
 };
 
 typedef struct ready {
@@ -121,9 +122,13 @@ void xr__notif_fini(xr_engine *e)
 /* Rail lock held, or the rail not yet shared. */
 static void rx_post(xr_rail *r, frame *f)
 {
+    if (!r->ep)
+        return; /* a reset could not reopen it; the next one posts it */
     ssize_t rc = fi_recv(r->ep, f->buf, f->nr->frame_size, f->nr->desc, FI_ADDR_UNSPEC,
                          &f->ctx.fctx);
-    if (rc)
+    if (!rc)
+        xr__rail_held(r, &f->ctx, FI_ADDR_UNSPEC);
+    else
         xr__log_write(&f->nr->e->log, XR_LOG_ERROR, "rail %u: posting a notification receive "
                                                     "failed: %s", r->index, fi_strerror((int)-rc));
 }
@@ -260,7 +265,8 @@ static int msg_post(xr_work *w, xr_rail *r)
     xr__frame_hdr_put(f->buf, &(xr_frame_hdr){.instance = m->e->instance, .seq = m->seq,
                                                .total = m->len, .off = m->sent});
     memcpy(f->buf + XR_FRAME_HDR, m->data + m->sent, n);
-    ssize_t rc = fi_send(r->ep, f->buf, XR_FRAME_HDR + n, nr->desc, m->dst, &f->ctx.fctx);
+    ssize_t rc = r->ep ? fi_send(r->ep, f->buf, XR_FRAME_HDR + n, nr->desc, m->dst, &f->ctx.fctx)
+                       : -FI_ENOTCONN;
     if (rc == -FI_EAGAIN) {
         r->ctr.eagain++;
         return XR_WORK_WAIT;
@@ -271,6 +277,7 @@ static int msg_post(xr_work *w, xr_rail *r)
         m->err = XR_EIO;
         return XR_WORK_MORE;
     }
+    xr__rail_held(r, &f->ctx, m->dst);
     xr__list_remove(&f->link);
     f->msg = m;
     m->inflight++;
@@ -279,9 +286,23 @@ static int msg_post(xr_work *w, xr_rail *r)
     return XR_WORK_MORE;
 }
 
+/* A message a rail reset canceled goes again, whole, under a new sequence
+ * number, on the lowest rail up (the reset rail may be down by now). At
+ * least once: a frame that arrived before its completion was canceled is
+ * delivered twice. */
+static void resend(void *arg)
+{
+    xr_notif_msg *m = arg;
+    int rc = xr__notif_submit(m->e, m);
+    if (rc) {
+        m->err = rc;
+        msg_finish(m);
+    }
+}
+
 static void tx_done(xr_opctx *ctx, xr_rail *r, size_t len, int err, const char *why)
 {
-    (void)r, (void)len, (void)why;
+    (void)len, (void)why;
     frame *f = (frame *)ctx;
     xr_notif_msg *m = f->msg;
     f->msg = NULL;
@@ -289,7 +310,11 @@ static void tx_done(xr_opctx *ctx, xr_rail *r, size_t len, int err, const char *
     m->inflight--;
     if (err && !m->err)
         m->err = err;
-    if (!m->queued && !m->inflight)
+    if (m->queued || m->inflight)
+        return;
+    if (m->err == XR_ECANCELED && m->resent++ < 2)
+        xr__rail_after(r, resend, m);
+    else
         msg_finish(m);
 }
 
@@ -320,8 +345,8 @@ static void rx_done(xr_opctx *ctx, xr_rail *r, size_t len, int err, const char *
     (void)why;
     frame *f = (frame *)ctx;
     xr_engine *e = f->nr->e;
-    if (err == XR_ECANCELED)
-        return; /* the endpoint is closing */
+    /* A closing endpoint completes nothing; a canceled receive comes from a
+     * reset, and is posted again on the new endpoint. */
     if (!err) {
         r->ctr.notif_rx++;
         struct xr_notifs *n = e->notif;

@@ -155,6 +155,43 @@ void xr__peer_fini(xr_engine *e)
     e->peers = NULL;
 }
 
+xr_peer *xr__peer_by_addr(xr_engine *e, unsigned rail, fi_addr_t dst)
+{
+    xr__list_each(n, &e->peers->loaded) {
+        xr_peer *p = xr__list_entry(n, xr_peer, link);
+        if (((p->mask >> rail) & 1) && p->fi_addr[rail] == dst)
+            return p;
+    }
+    return NULL;
+}
+
+bool xr__peer_probe_target(xr_engine *e, unsigned rail, fi_addr_t *dst, uint64_t *raddr,
+                           uint64_t *key)
+{
+    const xr_peer *best = NULL;
+    const xr_peer_region *bg = NULL;
+    xr__list_each(n, &e->peers->loaded) {
+        const xr_peer *p = xr__list_entry(n, xr_peer, link);
+        if (!((p->mask >> rail) & 1) || (best && atomic_load(&best->last_ok) >=
+                                                     atomic_load(&p->last_ok)))
+            continue;
+        for (size_t k = 0; k < p->nregions; k++) {
+            const xr_peer_region *g = &p->regions[k];
+            if (!g->staged && (g->access & XR_ACCESS_READ) && g->len >= 8 &&
+                ((g->path_mask >> rail) & 1)) {
+                best = p, bg = g;
+                break;
+            }
+        }
+    }
+    if (!best)
+        return false;
+    *dst = best->fi_addr[rail];
+    *raddr = best->virt_addr[rail] ? bg->addr : bg->addr - bg->base[rail];
+    *key = bg->key[rail];
+    return true;
+}
+
 const xr_peer_region *xr__peer_region_find(const xr_peer *p, uint64_t addr, uint64_t len,
                                            unsigned need)
 {

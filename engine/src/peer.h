@@ -34,6 +34,11 @@ struct xr_peer {
     bool unloaded;
     struct xr_md_field *fields;     /* the peer's custom fields, from its metadata */
     uint32_t nfields;
+    /* Liveness (health.c): when a chunk to it last completed (ns, the
+     * rails' coarse clock), and how many of its transfers are in flight. */
+    _Atomic uint64_t last_ok;
+    atomic_uint busy;
+    atomic_bool answered;           /* a chunk to it completed since it was loaded */
 };
 
 int xr__peer_init(xr_engine *e);
@@ -44,6 +49,12 @@ void xr__peer_fini(xr_engine *e);
  * if any does; NULL if none encloses it. */
 const xr_peer_region *xr__peer_region_find(const xr_peer *p, uint64_t addr, uint64_t len,
                                            unsigned need);
+/* The loaded peer that rail `rail` reaches at `dst`, or NULL. Engine lock held. */
+xr_peer *xr__peer_by_addr(xr_engine *e, unsigned rail, fi_addr_t dst);
+/* Somewhere a probe of rail `rail` may READ 8 bytes: a region of the loaded
+ * peer that answered last, readable through the rail. Engine lock held. */
+bool xr__peer_probe_target(xr_engine *e, unsigned rail, fi_addr_t *dst, uint64_t *raddr,
+                           uint64_t *key);
 void xr__peer_get(xr_peer *p);      /* engine lock held */
 void xr__peer_put(xr_peer *p);      /* engine lock held */
 

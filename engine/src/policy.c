@@ -480,37 +480,57 @@ int xr__policy_region_rails(xr_engine *e, uint64_t addr, size_t len, xr_mem_kind
     return xr__lua_call(sc->lua, 3, 0, "register");
 }
 
-/* Ask on_rail_error about rail i; true if the answer is "disable". Engine lock held. */
-static bool ask_rail_error(xr_engine *e, script *sc, unsigned i, const char *why)
+/* Ask on_rail_error about rail i: its answer as XR_RAIL_ACT_*, or -1 for
+ * none (the hook failed or answered something else). Engine lock held. */
+static int ask_rail_error(xr_engine *e, script *sc, unsigned i, const char *why, int fi_err)
 {
     lua_State *L = xr__lua_state(sc->lua);
     lua_rawgeti(L, LUA_REGISTRYINDEX, sc->rail_error_ref);
     push_rail(L, e, i, xr__engine_all_rails(e));
-    lua_createtable(L, 0, 2);
+    lua_createtable(L, 0, 4);
     lua_pushstring(L, why);
     lua_setfield(L, -2, "message");
-    lua_pushstring(L, "XR_EIO");
+    /* The provider's own code and name (fi_errno.h), and ours. */
+    lua_pushstring(L, fi_err == FI_ETIMEDOUT ? "XR_ETIMEDOUT" : "XR_EIO");
     lua_setfield(L, -2, "code");
+    lua_pushinteger(L, fi_err);
+    lua_setfield(L, -2, "fi_errno");
+    lua_pushstring(L, fi_err ? fi_strerror(fi_err) : "");
+    lua_setfield(L, -2, "fi_error");
     atomic_fetch_add(&e->policy->rail_error_calls, 1);
     if (xr__lua_call(sc->lua, 2, 1, "on_rail_error")) {
         xr__log_write(&e->log, XR_LOG_WARN, "%s", xr__error_last());
-        return false;
+        return -1;
     }
+    static const char *const names[] = {"retry", "disable", "fail"};
     const char *ans = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
-    bool disable = ans && strcmp(ans, "disable") == 0;
-    if (!ans || (!disable && strcmp(ans, "retry") && strcmp(ans, "fail")))
+    int act = -1;
+    for (int k = 0; k < 3 && ans; k++)
+        if (!strcmp(ans, names[k]))
+            act = k;
+    if (act < 0)
         xr__log_write(&e->log, XR_LOG_WARN, "script %s: on_rail_error answered '%s'; expected "
-                                            "\"retry\", \"disable\" or \"fail\"; rail %u stays "
-                                            "as it is",
-                      sc->path, ans ? ans : luaL_typename(L, -1), i);
+                                            "\"retry\", \"disable\" or \"fail\"; taken as "
+                                            "\"retry\"",
+                      sc->path, ans ? ans : luaL_typename(L, -1));
     lua_pop(L, 1);
-    return disable;
+    return act;
 }
 
-void xr__policy_rail_state(xr_engine *e, unsigned i, bool up)
+void xr__policy_rail_state(xr_engine *e, unsigned i, int state, const char *reason)
 {
-    atomic_store(&e->rails[i].up, up ? 1 : 0);
-    xr__policy_flush(e); /* plans are re-asked with the new rail states */
+    xr_rail *r = &e->rails[i];
+    bool up = state == XR_RAIL_UP || state == XR_RAIL_SUSPECT;
+    pthread_mutex_lock(&r->lock);
+    if (r->state != state)
+        r->state_since = xr__rail_now();
+    r->state = state;
+    snprintf(r->reason, sizeof r->reason, "%s", reason ? reason : "");
+    if (up)
+        r->probe_wait = 0; /* the next time it goes down, probing starts over */
+    pthread_mutex_unlock(&r->lock);
+    if (atomic_exchange(&r->up, up ? 1 : 0) != (up ? 1 : 0))
+        xr__policy_flush(e); /* plans are re-asked with the new rail states */
 }
 
 void xr__policy_rail_errors(xr_engine *e)
@@ -520,6 +540,7 @@ void xr__policy_rail_errors(xr_engine *e)
         char why[sizeof r->err_why];
         pthread_mutex_lock(&r->lock);
         bool pending = r->err_pending;
+        int fi_err = r->err_fi;
         r->err_pending = false;
         memcpy(why, r->err_why, sizeof why);
         pthread_mutex_unlock(&r->lock);
@@ -527,10 +548,17 @@ void xr__policy_rail_errors(xr_engine *e)
             continue;
         pthread_mutex_lock(&e->lock);
         script *sc = e->policy->script;
-        bool disable = sc && sc->rail_error_ref != LUA_NOREF && atomic_load(&r->up) &&
-                       ask_rail_error(e, sc, i, why);
-        if (disable)
-            xr__policy_rail_state(e, i, false);
+        int act = sc && sc->rail_error_ref != LUA_NOREF ? ask_rail_error(e, sc, i, why, fi_err)
+                                                        : -1;
+        if (act < 0)
+            act = XR_RAIL_ACT_RETRY;
+        atomic_store(&r->err_action, act);
+        bool disable = act == XR_RAIL_ACT_DISABLE && atomic_load(&r->up);
+        char reason[sizeof r->reason];
+        snprintf(reason, sizeof reason, "%s after: %.120s",
+                 disable ? "disabled by the policy" : "an error", why);
+        if (disable || (atomic_load(&r->up) && r->state == XR_RAIL_UP))
+            xr__policy_rail_state(e, i, disable ? XR_RAIL_DOWN : XR_RAIL_SUSPECT, reason);
         pthread_mutex_unlock(&e->lock);
         if (disable) {
             atomic_fetch_add(&e->policy->rails_disabled, 1);

@@ -27,12 +27,14 @@ void xr__policy_flush(xr_engine *e);
  * every rail. Engine lock held. */
 int xr__policy_region_rails(xr_engine *e, uint64_t addr, size_t len, xr_mem_kind kind,
                             int device, unsigned access, uint64_t *mask);
-/* Give each rail's pending chunk error to on_rail_error and act on the
- * answer ("disable" takes the rail out of plans). No lock held. */
+/* Give each rail's pending chunk error to on_rail_error and keep its
+ * answer in the rail's err_action (XR_RAIL_ACT_*; "retry" without a hook):
+ * "disable" takes the rail down, and the others leave it suspect until it
+ * completes again. No lock held. */
 void xr__policy_rail_errors(xr_engine *e);
-/* Set a rail up or down and forget the plans made with its old state.
- * Engine lock held. */
-void xr__policy_rail_state(xr_engine *e, unsigned i, bool up);
+/* Put a rail in a state (xr_rail_state) for a reason, and forget the plans
+ * made with its old state if it entered or left plans. Engine lock held. */
+void xr__policy_rail_state(xr_engine *e, unsigned i, int state, const char *reason);
 /* The loaded policy's path, or NULL for the built-in one. Engine lock held. */
 const char *xr__policy_path(const xr_engine *e);
 

@@ -6,6 +6,7 @@
  */
 #include "progress.h"
 
+#include "health.h"
 #include "notif.h"
 #include "policy.h"
 #include "stage.h"
@@ -27,6 +28,8 @@ int xr__progress_share(xr_engine *e, unsigned part, unsigned of)
             xr__xfer_reap_orphans(e);
         if (atomic_exchange(&e->rail_err, false))
             xr__policy_rail_errors(e);
+        xr__xfer_failover(e); /* after the policy: its answers decide */
+        xr__health_pass(e);
     }
     return n;
 }

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <rdma/fi_tagged.h>
 
@@ -166,6 +167,16 @@ static void pci_of(const struct fi_info *i, char *out, size_t cap)
     }
 }
 
+/* An endpoint on the rail's CQ and AV, enabled. */
+static int ep_open(xr_rail *r, struct fi_info *info)
+{
+    FI_TRY(fi_endpoint(r->domain, info, &r->ep, NULL), "fi_endpoint");
+    FI_TRY(fi_ep_bind(r->ep, &r->cq->fid, FI_TRANSMIT | FI_RECV), "fi_ep_bind(cq)");
+    FI_TRY(fi_ep_bind(r->ep, &r->av->fid, 0), "fi_ep_bind(av)");
+    FI_TRY(fi_enable(r->ep), "fi_enable");
+    return 0;
+}
+
 static int rail_open(xr_rail *r, const xr_rail_cfg *cfg, struct fi_info *info, bool hmem,
                      uint64_t speed, const xr_rail_spec *decl)
 {
@@ -202,6 +213,10 @@ static int rail_open(xr_rail *r, const xr_rail_cfg *cfg, struct fi_info *info, b
     pthread_mutex_init(&r->lock, NULL);
     atomic_store(&r->up, 1);
     atomic_store(&r->post_on_enqueue, true);
+    xr__list_init(&r->held_tx);
+    xr__list_init(&r->held_rx);
+    r->state = XR_RAIL_UP;
+    r->state_since = r->last_done = xr__rail_now();
 
     FI_TRY(fi_fabric(info->fabric_attr, &r->fabric, NULL), "fi_fabric");
     FI_TRY(fi_domain(r->fabric, info, &r->domain, NULL), "fi_domain");
@@ -215,12 +230,15 @@ static int rail_open(xr_rail *r, const xr_rail_cfg *cfg, struct fi_info *info, b
     if (av_attr.type == FI_AV_UNSPEC)
         av_attr.type = FI_AV_TABLE;
     FI_TRY(fi_av_open(r->domain, &av_attr, &r->av, NULL), "fi_av_open");
-    FI_TRY(fi_endpoint(r->domain, info, &r->ep, NULL), "fi_endpoint");
-    FI_TRY(fi_ep_bind(r->ep, &r->cq->fid, FI_TRANSMIT | FI_RECV), "fi_ep_bind(cq)");
-    FI_TRY(fi_ep_bind(r->ep, &r->av->fid, 0), "fi_ep_bind(av)");
-    FI_TRY(fi_enable(r->ep), "fi_enable");
+    int rc = ep_open(r, info);
+    if (rc)
+        return rc;
     r->addrlen = sizeof r->addr;
     FI_TRY(fi_getname(&r->ep->fid, r->addr, &r->addrlen), "fi_getname");
+    /* The probe's landing place; without it a down rail is not probed. */
+    if (xr__rail_mr_reg(r, &r->probe_buf, sizeof r->probe_buf, XR_FI_LOCAL_ACCESS, 0,
+                        XR_MEM_HOST, -1, &r->probe_mr))
+        r->probe_mr = NULL;
     return 0;
 }
 
@@ -239,6 +257,8 @@ static void rail_close(xr_rail *r)
                       r->domain_name, r->err_log.held);
     /* The endpoint goes first so that nothing completes into freed memory. */
     close_ep(r);
+    if (r->probe_mr)
+        fi_close(&r->probe_mr->fid);
     if (r->av)
         fi_close(&r->av->fid);
     if (r->cq)
@@ -532,28 +552,52 @@ static void rail_pump(xr_rail *r)
     }
 }
 
+uint64_t xr__rail_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+void xr__rail_held(xr_rail *r, xr_opctx *ctx, fi_addr_t dst)
+{
+    ctx->t_post = xr__rail_now();
+    ctx->dst = dst;
+    xr__list_push_back(ctx->flags & XR_OPF_RX ? &r->held_rx : &r->held_tx, &ctx->link);
+}
+
 int xr__rail_rma(xr_rail *r, bool write, void *buf, size_t len, void *desc, fi_addr_t dst,
                  uint64_t raddr, uint64_t key, xr_opctx *ctx)
 {
     bool counted = ctx->flags & XR_OPF_DEPTH;
     if (counted && r->inflight >= r->depth)
         return -FI_EAGAIN;
+    if (!r->ep)
+        return -FI_ENOTCONN; /* a reset could not reopen it */
     ssize_t rc = write ? fi_write(r->ep, buf, len, desc, dst, raddr, key, &ctx->fctx)
                        : fi_read(r->ep, buf, len, desc, dst, raddr, key, &ctx->fctx);
     if (rc == -FI_EAGAIN)
         r->ctr.eagain++; /* the next CQ read frees room */
-    else if (!rc && counted)
-        r->inflight++;
+    else if (!rc) {
+        xr__rail_held(r, ctx, dst);
+        if (counted)
+            r->inflight++;
+    }
     return (int)rc;
 }
 
 /* One completion, through its context. Rail lock held. */
 static void complete(xr_rail *r, xr_opctx *ctx, size_t len, int err, const char *why)
 {
+    if (ctx->link.next) { /* held: it leaves the provider's list */
+        xr__list_remove(&ctx->link);
+        ctx->link.next = ctx->link.prev = NULL;
+    }
     if (ctx->flags & XR_OPF_DEPTH)
         r->inflight--;
     if (err && err != XR_ECANCELED) {
         r->ctr.errors++;
+        snprintf(r->last_error, sizeof r->last_error, "%.255s", why ? why : xr_strerror(err));
         if (ctx->flags & XR_OPF_DEPTH) {
             r->err_pending = true;
             snprintf(r->err_why, sizeof r->err_why, "%.255s", why ? why : xr_strerror(err));
@@ -563,13 +607,14 @@ static void complete(xr_rail *r, xr_opctx *ctx, size_t len, int err, const char 
     ctx->done(ctx, r, len, err, why);
 }
 
-int xr__rail_progress(xr_rail *r)
+/* Read one batch from the CQ and complete it. Rail lock held. */
+static int cq_poll(xr_rail *r)
 {
     struct fi_cq_data_entry ent[CQ_BATCH];
     int handled = 0;
-    pthread_mutex_lock(&r->lock);
     ssize_t n = fi_cq_read(r->cq, ent, CQ_BATCH);
     if (n > 0) {
+        r->last_done = r->last_good = xr__rail_now();
         for (ssize_t i = 0; i < n; i++)
             complete(r, ent[i].op_context, ent[i].len, 0, NULL);
         handled = (int)n;
@@ -581,6 +626,7 @@ int xr__rail_progress(xr_rail *r)
             snprintf(why, sizeof why, "rail %u (%s %s): completion error: %s (%s)", r->index,
                      r->provider, r->domain_name, fi_strerror(ee.err), pe ? pe : "");
             xr_opctx *ctx = ee.op_context;
+            r->last_done = xr__rail_now();
             /* Only a receive canceled by a closing endpoint (or taken back
              * by fi_cancel) is benign; any other operation that completes
              * in error failed, whatever the code (tcp reports a remote
@@ -596,6 +642,8 @@ int xr__rail_progress(xr_rail *r)
                              held);
                 xr__log_write(r->cfg->log, XR_LOG_WARN, "%s%s", why, more);
             }
+            if (!closing)
+                r->err_fi = ee.err;
             if (ctx)
                 complete(r, ctx, ee.len, closing ? XR_ECANCELED : XR_EIO, why);
             handled = 1;
@@ -604,6 +652,13 @@ int xr__rail_progress(xr_rail *r)
         xr__log_write(r->cfg->log, XR_LOG_WARN, "rail %u: fi_cq_read failed: %s", r->index,
                       fi_strerror((int)-n));
     }
+    return handled;
+}
+
+int xr__rail_progress(xr_rail *r)
+{
+    pthread_mutex_lock(&r->lock);
+    int handled = cq_poll(r);
     unsigned held;
     if (r->err_log.held && xr__log_limit_due(&r->err_log, LOG_INTERVAL_NS, &held))
         xr__log_write(r->cfg->log, XR_LOG_WARN, "rail %u (%s %s): %u more completion errors "
@@ -612,6 +667,114 @@ int xr__rail_progress(xr_rail *r)
     rail_pump(r);
     unlock_and_run(r);
     return handled;
+}
+
+bool xr__rail_overdue(xr_rail *r, uint64_t now, uint64_t deadline, fi_addr_t *dst,
+                      bool *silent)
+{
+    pthread_mutex_lock(&r->lock);
+    bool late = false;
+    if (!xr__list_empty(&r->held_tx)) {
+        xr_opctx *old = xr__list_entry(r->held_tx.next, xr_opctx, link);
+        late = now > old->t_post + deadline;
+        *dst = old->dst;
+        *silent = now > r->last_done + deadline;
+    }
+    pthread_mutex_unlock(&r->lock);
+    return late;
+}
+
+/* Complete every operation on `list` as canceled. Rail lock held; it is
+ * dropped between batches so that what the completions defer has room. */
+static void cancel_all(xr_rail *r, xr_list *list, const char *why)
+{
+    xr_list mine;
+    xr__list_init(&mine);
+    xr__list_splice(&mine, list);
+    while (!xr__list_empty(&mine)) {
+        xr_opctx *ctx = xr__list_entry(mine.next, xr_opctx, link);
+        complete(r, ctx, 0, XR_ECANCELED, why);
+        if (!after_room(r)) {
+            unlock_and_run(r);
+            pthread_mutex_lock(&r->lock);
+        }
+    }
+}
+
+int xr__rail_reset(xr_rail *r, const char *why)
+{
+    pthread_mutex_lock(&r->lock);
+    /* What already completed is taken first, as it completed. */
+    for (int k = 0; k < 64 && r->ep && cq_poll(r) > 0; k++)
+        ;
+    close_ep(r);
+    /* Some providers flush what the endpoint held into the CQ as it
+     * closes; those entries are dropped, as every held operation is
+     * completed below, once. */
+    struct fi_cq_data_entry ent[CQ_BATCH];
+    for (int k = 0; k < 64; k++) {
+        ssize_t n = fi_cq_read(r->cq, ent, CQ_BATCH);
+        if (n == -FI_EAVAIL) {
+            struct fi_cq_err_entry ee = {0};
+            n = fi_cq_readerr(r->cq, &ee, 0);
+        }
+        if (n <= 0)
+            break;
+    }
+    /* The same address, so that peers holding our metadata still reach us. */
+    struct fi_info *info = fi_dupinfo(r->info);
+    int rc = XR_ENOMEM;
+    if (info) {
+        free(info->src_addr);
+        info->src_addr = malloc(r->addrlen);
+        if (info->src_addr) {
+            memcpy(info->src_addr, r->addr, r->addrlen);
+            info->src_addrlen = r->addrlen;
+            rc = ep_open(r, info);
+        }
+        fi_freeinfo(info);
+    }
+    if (rc) {
+        close_ep(r);
+        xr__log_write(r->cfg->log, XR_LOG_ERROR, "rail %u (%s %s): reopening its endpoint "
+                                                 "failed: %s", r->index, r->provider,
+                      r->domain_name, rc == XR_ENOMEM ? "out of memory" : xr__error_last());
+    }
+    r->ctr.resets++;
+    r->last_done = xr__rail_now();
+    cancel_all(r, &r->held_tx, why);
+    r->probe_busy = false;
+    /* Receives come back once there is an endpoint to post them on again. */
+    if (!rc)
+        cancel_all(r, &r->held_rx, why);
+    rail_pump(r);
+    unlock_and_run(r);
+    return rc ? XR_EFABRIC : 0;
+}
+
+static void probe_done(xr_opctx *ctx, xr_rail *r, size_t len, int err, const char *why)
+{
+    (void)ctx, (void)len, (void)why;
+    r->probe_busy = false;
+    r->probe_result = err ? -1 : 1;
+}
+
+int xr__rail_probe(xr_rail *r, fi_addr_t dst, uint64_t raddr, uint64_t key)
+{
+    pthread_mutex_lock(&r->lock);
+    int rc = 0;
+    if (!r->probe_mr || !r->ep) {
+        rc = XR_ENOTSUP;
+    } else if (!r->probe_busy) {
+        r->probe = (xr_opctx){.done = probe_done};
+        rc = xr__rail_rma(r, false, &r->probe_buf, sizeof r->probe_buf, fi_mr_desc(r->probe_mr),
+                          dst, raddr, key, &r->probe);
+        r->probe_busy = rc == 0;
+        r->ctr.probes += rc == 0;
+        rc = rc ? XR_EIO : 0;
+    }
+    pthread_mutex_unlock(&r->lock);
+    return rc;
 }
 
 void xr__rail_enqueue(xr_rail *r, unsigned lane, xr_work *w)
@@ -652,5 +815,10 @@ void xr__rail_info(xr_rail *r, xr_rail_info *info)
     info->delivery_complete = r->delivery_complete;
     pthread_mutex_lock(&r->lock);
     info->counters = r->ctr;
+    info->state = r->state;
+    snprintf(info->reason, sizeof info->reason, "%s", r->reason);
+    snprintf(info->last_error, sizeof info->last_error, "%s", r->last_error);
+    uint64_t now = xr__rail_now();
+    info->state_age_ms = now > r->state_since ? (now - r->state_since) / 1000000 : 0;
     pthread_mutex_unlock(&r->lock);
 }

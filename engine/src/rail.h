@@ -47,6 +47,9 @@ enum {
 struct xr_opctx {
     struct fi_context2 fctx; /* first: libfabric hands this pointer back */
     xr_op_done_fn done;
+    xr_list link;            /* on the rail's list of what the provider holds */
+    uint64_t t_post;         /* when it was posted (ns, coarse): its deadline counts from it */
+    fi_addr_t dst;           /* where it went: health asks who stopped answering */
     uint8_t flags;           /* XR_OPF_* */
 };
 
@@ -60,6 +63,10 @@ struct xr_work {
     xr_list link;
     xr_work_post_fn post;
 };
+
+/* What on_rail_error answered (policy.c), and what failover does with the
+ * chunks that failed on the rail (xfer.c). */
+enum { XR_RAIL_ACT_RETRY = 0, XR_RAIL_ACT_DISABLE = 1, XR_RAIL_ACT_FAIL = 2 };
 
 /* Bulk data waits for the rail's depth; control messages never wait
  * behind it. */
@@ -96,7 +103,7 @@ struct xr_rail {
     int numa_node;
     int gpu;
     char pci[32];
-    atomic_int up;
+    atomic_int up;               /* in plans: state UP or SUSPECT */
     atomic_bool post_on_enqueue; /* else the rail's progress thread posts */
 
     /* Everything below is guarded by `lock`: the endpoint and CQ are driven
@@ -113,8 +120,28 @@ struct xr_rail {
     /* The last error of a DEPTH operation since the policy's on_rail_error
      * hook last ran; the hook runs from progress, outside every rail lock. */
     bool err_pending;
+    int err_fi;               /* its provider error code (fi_errno.h); 0 none */
     char err_why[256];
+    atomic_int err_action;    /* the policy's last answer for it: XR_RAIL_ACT_* */
     xr_log_limit err_log;     /* completion errors: one line a second, then counts */
+
+    /* What the provider holds, oldest first (each op's ctx->link): sends
+     * and RMA in tx, receives in rx. A reset completes them all. */
+    xr_list held_tx, held_rx;
+    uint64_t last_done;       /* when the CQ last returned something (ns, coarse) */
+    uint64_t last_good;       /* when it last returned a success */
+    /* Health, written by the health pass (health.c) under the rail lock. */
+    int state;                /* xr_rail_state */
+    uint64_t state_since;
+    char reason[160];
+    char last_error[256];
+    uint64_t probe_at, probe_wait; /* next probe (ns), and the wait that doubles */
+    /* A probe: an 8-byte READ into a buffer of the rail's own. */
+    xr_opctx probe;
+    bool probe_busy;
+    int probe_result;         /* 1 came back, -1 failed, 0 none since the last look */
+    uint64_t probe_buf;
+    struct fid_mr *probe_mr;
 };
 
 /* Open the rails `o` asks for into rails[XR_MAX_RAILS]; *n counts them,
@@ -128,6 +155,30 @@ void xr__rail_close_eps(xr_rail *rails, unsigned n);
 /* Close what is left (MRs registered on a domain must be closed first). */
 void xr__rail_close_all(xr_rail *rails, unsigned n);
 
+/* The coarse monotonic clock every deadline is read on, in ns. */
+uint64_t xr__rail_now(void);
+/* Record an operation the provider accepted (rail lock held): from now on
+ * it has a deadline, and a reset completes it if the CQ does not. RMA
+ * posted with xr__rail_rma is recorded already. */
+void xr__rail_held(xr_rail *r, xr_opctx *ctx, fi_addr_t dst);
+/*
+ * Whether the oldest send or RMA the rail holds was posted more than
+ * `deadline` ns ago; if so, where it went, and whether the rail has
+ * completed nothing at all in that time (silent).
+ */
+bool xr__rail_overdue(xr_rail *r, uint64_t now, uint64_t deadline, fi_addr_t *dst,
+                      bool *silent);
+/*
+ * Close the endpoint and open it again at the same address, with the same
+ * CQ and AV: what the provider held is canceled, and its operations
+ * complete with XR_ECANCELED and `why` (receives once the new endpoint can
+ * take them again, so their owners post them anew). 0, or XR_EFABRIC if
+ * the endpoint could not be reopened (the rail then has none; the next
+ * reset tries again).
+ */
+int xr__rail_reset(xr_rail *r, const char *why);
+/* Post a probe READ of 8 bytes at raddr/key through dst. Rail lock not held. */
+int xr__rail_probe(xr_rail *r, fi_addr_t dst, uint64_t raddr, uint64_t key);
 /* Read the CQ, complete through each context, post queued work. The
  * number of completions handled. */
 int xr__rail_progress(xr_rail *r);

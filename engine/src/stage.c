@@ -232,10 +232,14 @@ static int post_rx(sop *s)
 {
     xr_stage *st = s->st;
     unsigned i = s->r->index;
+    if (!s->r->ep)
+        return -FI_ENOTCONN; /* a reset could not reopen it */
     ssize_t rc = fi_trecv(s->r->ep, hdr_b(s), HDR + st->chunk, st->in.desc[i], FI_ADDR_UNSPEC,
                           TAG_REQ, 0, &s->rx.fctx);
-    if (!rc)
+    if (!rc) {
         s->state = S_POSTED;
+        xr__rail_held(s->r, &s->rx, FI_ADDR_UNSPEC);
+    }
     return (int)rc;
 }
 
@@ -291,20 +295,21 @@ static int post_initiator(sop *s)
     const xr_stage_req *q = &s->req;
     xr_rail *r = s->r;
     void *desc = st->out.desc[r->index];
+    if (!r->ep)
+        return -FI_ENOTCONN; /* a reset could not reopen it */
     if (!q->remote) {
-        ssize_t rc = q->write ? fi_write(r->ep, payload(s), q->len, desc, q->dst, q->raddr,
-                                         q->key, &s->tx.fctx)
-                              : fi_read(r->ep, payload(s), q->len, desc, q->dst, q->raddr,
-                                        q->key, &s->tx.fctx);
+        int rc = xr__rail_rma(r, q->write, payload(s), q->len, desc, q->dst, q->raddr, q->key,
+                              &s->tx);
         if (!rc)
             s->pend = 1;
-        return (int)rc;
+        return rc;
     }
     if (!s->rx_posted) {
         ssize_t rc = fi_trecv(r->ep, hdr_b(s), HDR + (q->write ? 0 : q->len), desc, q->dst,
                               TAG_RSP | s->cookie, 0, &s->rx.fctx);
         if (rc)
             return (int)rc;
+        xr__rail_held(r, &s->rx, q->dst);
         s->rx_posted = true;
         s->pend++;
     }
@@ -320,15 +325,17 @@ static int post_initiator(sop *s)
     } else {
         rc = fi_tsend(r->ep, hdr_a(s), HDR, desc, q->dst, TAG_REQ, &s->tx.fctx);
     }
-    if (!rc)
+    if (!rc) {
+        xr__rail_held(r, &s->tx, q->dst);
         s->pend++;
+    }
     return (int)rc;
 }
 
 /* Rail lock held: a posted receive that will never match is taken back. */
 static void cancel_rx(sop *s)
 {
-    if (s->rx_posted && s->pend)
+    if (s->rx_posted && s->pend && s->r->ep)
         fi_cancel(&s->r->ep->fid, &s->rx.fctx);
 }
 
@@ -602,9 +609,11 @@ static bool target_step(sop *s)
         size_t n = HDR + (h->op == XR_OP_READ && !h->status ? h->len : 0);
         xr__stage_wire_put(hdr_b(s), h, false);
         pthread_mutex_lock(&s->r->lock);
-        rc = (int)fi_tsend(s->r->ep, hdr_b(s), n, s->st->in.desc[s->r->index], s->reply,
-                           TAG_RSP | (h->cookie & COOKIE_MASK), &s->tx.fctx);
+        rc = !s->r->ep ? -FI_ENOTCONN
+                       : (int)fi_tsend(s->r->ep, hdr_b(s), n, s->st->in.desc[s->r->index],
+                                       s->reply, TAG_RSP | (h->cookie & COOKIE_MASK), &s->tx.fctx);
         if (!rc) {
+            xr__rail_held(s->r, &s->tx, s->reply);
             /* Under the rail lock: its completion may come at once. */
             s->state = S_RESPONDING;
             if (!h->status)
@@ -662,8 +671,13 @@ static void rx_done(xr_opctx *ctx, xr_rail *r, size_t len, int err, const char *
         initiator_done(s, true, len, err, why);
         return;
     }
-    if (err == XR_ECANCELED)
-        return; /* the endpoint is closing */
+    if (err == XR_ECANCELED) {
+        /* A reset: the slot waits for requests on the new endpoint. (A
+         * closing endpoint completes nothing; only a reset cancels.) */
+        s->state = S_REPOST;
+        activate(s);
+        return;
+    }
     if (err) {
         xr__log_write(&s->st->e->log, XR_LOG_WARN, "staging: rail %u: a request failed to "
                                                    "arrive: %s", r->index,

@@ -57,6 +57,19 @@ static void count_piece(void *arg, unsigned rail, size_t off, size_t len)
 
 static void chunk_done(xr_opctx *ctx, xr_rail *r, size_t len, int err, const char *why);
 
+/* Point a chunk at a rail: its local MR, the peer's key and the address as
+ * that rail's peer endpoint names it. */
+static void chunk_aim(xr_chunk *c, unsigned rail)
+{
+    const xr_peer *p = c->x->peer;
+    c->rail = (uint8_t)rail;
+    c->desc = c->lg->desc[rail];
+    c->key = c->rg->key[rail];
+    /* Without FI_MR_VIRT_ADDR the peer's provider addresses a region by
+     * offset; a staged peer region is addressed by the peer itself. */
+    c->raddr = p->virt_addr[rail] || c->rg->staged ? c->rvirt : c->rvirt - c->rg->base[rail];
+}
+
 static void fill_piece(void *arg, unsigned rail, size_t off, size_t len)
 {
     fill_ctx *f = arg;
@@ -66,19 +79,16 @@ static void fill_piece(void *arg, unsigned rail, size_t off, size_t len)
     for (size_t done = 0; done < len;) {
         size_t n = len - done < unit ? len - done : unit;
         xr_chunk *c = &x->chunks[f->next[rail]++];
-        uint64_t raddr = f->remote[f->d].addr + off + done;
         /* The chunk array is zeroed: only what differs is written, as this
          * runs once per chunk of a transfer that may have thousands. */
         c->ctx.done = chunk_done;
         c->ctx.flags = ref->stage ? 0 : XR_OPF_DEPTH;
         c->x = x;
         c->buf = (void *)(uintptr_t)(f->local[f->d].addr + off + done);
-        c->desc = ref->lg->desc[rail];
-        /* Without FI_MR_VIRT_ADDR the peer's provider addresses a region by
-         * offset; a staged peer region is addressed by the peer itself. */
-        c->raddr = x->peer->virt_addr[rail] || ref->rg->staged ? raddr
-                                                               : raddr - ref->rg->base[rail];
-        c->key = ref->rg->key[rail];
+        c->lg = ref->lg;
+        c->rg = ref->rg;
+        c->rvirt = f->remote[f->d].addr + off + done;
+        chunk_aim(c, rail);
         c->len = n;
         c->desc_index = (uint32_t)f->d;
         c->stage = ref->stage;
@@ -264,6 +274,7 @@ int xr_xfer_create(xr_engine *e, xr_peer *peer, xr_op op, const xr_iov *local,
     x->e = e;
     xr__list_init(&x->link);
     x->peer = peer;
+    x->timeout_ms = e->opts.health.xfer_timeout_ms;
     x->op = op;
     atomic_store(&x->status, XR_STATUS_NOT_POSTED);
 
@@ -333,6 +344,7 @@ static void record_error(xr_xfer *x, int err, const char *fmt, ...)
  * else, as the first error it met or 0. */
 static void finish(xr_xfer *x)
 {
+    atomic_fetch_sub(&x->peer->busy, 1);
     atomic_store(&x->status, atomic_load(&x->err));
 }
 
@@ -365,20 +377,80 @@ static void count_off(xr_xfer *x, xr_rail *r, size_t n)
         xr__rail_after(r, chunks_done, x);
 }
 
+/* Hand a chunk to failover (xr__xfer_failover, from progress): the
+ * decision may need the policy's answer and another rail's lock. */
+static void fail_over(xr_xfer *x, xr_chunk *c, int err, const char *why)
+{
+    xr_engine *e = x->e;
+    pthread_mutex_lock(&e->fail_lock);
+    c->err = err;
+    if (why)
+        snprintf(x->fail_why, sizeof x->fail_why, "%s", why);
+    xr__list_push_back(&e->failed, &c->fail);
+    pthread_mutex_unlock(&e->fail_lock);
+    atomic_store(&e->fail_pending, true);
+}
+
 static void chunk_done(xr_opctx *ctx, xr_rail *r, size_t len, int err, const char *why)
 {
     (void)len;
     xr_chunk *c = (xr_chunk *)ctx;
-    if (err) {
-        record_error(c->x, err, "descriptor %u: %s", c->desc_index,
-                     why ? why : xr_strerror(err));
-    } else {
+    xr_xfer *x = c->x;
+    if (!err) {
         r->ctr.chunks++;
         r->ctr.tx_bytes += c->len;
         if (c->stage)
             r->ctr.staged++;
+        atomic_store_explicit(&x->peer->last_ok, r->last_done, memory_order_relaxed);
+        if (!atomic_load_explicit(&x->peer->answered, memory_order_relaxed))
+            atomic_store(&x->peer->answered, true);
+    } else if (!c->stage && !atomic_load(&x->err)) {
+        /* Staged chunks fail where they are: their slots and the peer's
+         * protocol state belong to the rail they started on. */
+        fail_over(x, c, err, why);
+        return;
+    } else {
+        record_error(x, err, "descriptor %u: %s", c->desc_index, why ? why : xr_strerror(err));
     }
-    count_off(c->x, r, 1);
+    count_off(x, r, 1);
+}
+
+/* Post one chunk on rail r: XR_WORK_WAIT if the rail has no room now, else
+ * XR_WORK_MORE (posted, or handed to its completion). Rail lock held. */
+static int post_chunk(xr_xfer *x, xr_chunk *c, xr_rail *r)
+{
+    if (atomic_load(&x->err)) {
+        count_off(x, r, 1); /* failed elsewhere: not sent */
+        return XR_WORK_MORE;
+    }
+    fi_addr_t dst = x->peer->fi_addr[r->index];
+    bool write = x->op == XR_OP_WRITE;
+    if (c->stage) {
+        /* Staged chunks are bounded by the bounce slots, not the rail's
+         * depth; stage.c posts them from progress. */
+        xr_stage_req q = {.done = &c->ctx, .buf = c->buf, .len = c->len, .raddr = c->raddr,
+                          .key = c->key, .dst = dst, .peer = x->peer->name, .write = write,
+                          .remote = c->stage == XR_STAGE_REMOTE, .gpu = c->gpu,
+                          .device = c->device};
+        return xr__stage_start(x->e, r, &q) == XR_EAGAIN ? XR_WORK_WAIT : XR_WORK_MORE;
+    }
+    if (!atomic_load(&r->up)) {
+        /* The rail left plans after this was planned: it goes elsewhere
+         * without being tried here, and without spending a retry. */
+        c->tries--;
+        fail_over(x, c, XR_ECANCELED, "its rail is down");
+        return XR_WORK_MORE;
+    }
+    int rc = xr__rail_rma(r, write, c->buf, c->len, c->desc, dst, c->raddr, c->key, &c->ctx);
+    if (rc == -FI_EAGAIN)
+        return XR_WORK_WAIT; /* the next CQ read frees room */
+    if (rc) {
+        char why[256];
+        snprintf(why, sizeof why, "rail %u (%s): posting fi_%s of %zu bytes failed: %s",
+                 r->index, r->provider, write ? "write" : "read", c->len, fi_strerror(-rc));
+        chunk_done(&c->ctx, r, 0, XR_EIO, why);
+    }
+    return XR_WORK_MORE;
 }
 
 /* Post this rail's next chunk of a transfer; the rail's data lane calls it. */
@@ -394,31 +466,168 @@ static int lane_post(xr_work *w, xr_rail *r)
         count_off(x, r, left);
         return XR_WORK_DONE;
     }
-    xr_chunk *c = &x->chunks[s->cursor];
-    fi_addr_t dst = x->peer->fi_addr[r->index];
-    bool write = x->op == XR_OP_WRITE;
-    if (c->stage) {
-        /* Staged chunks are bounded by the bounce slots, not the rail's
-         * depth; stage.c posts them from progress. */
-        xr_stage_req q = {.done = &c->ctx, .buf = c->buf, .len = c->len, .raddr = c->raddr,
-                          .key = c->key, .dst = dst, .peer = x->peer->name, .write = write,
-                          .remote = c->stage == XR_STAGE_REMOTE, .gpu = c->gpu,
-                          .device = c->device};
-        if (xr__stage_start(x->e, r, &q) == XR_EAGAIN)
-            return XR_WORK_WAIT;
-        return ++s->cursor == s->end ? XR_WORK_DONE : XR_WORK_MORE;
+    if (post_chunk(x, &x->chunks[s->cursor], r) == XR_WORK_WAIT)
+        return XR_WORK_WAIT;
+    return ++s->cursor == s->end ? XR_WORK_DONE : XR_WORK_MORE;
+}
+
+/* Post the next chunk another rail gave up; the rail's data lane calls it. */
+static int retry_post(xr_work *w, xr_rail *r)
+{
+    struct xr_retry_lane *l = xr__list_entry(w, struct xr_retry_lane, work);
+    pthread_mutex_lock(&l->e->fail_lock);
+    xr_list *n = xr__list_pop_front(&l->chunks);
+    if (!n)
+        l->queued = false;
+    pthread_mutex_unlock(&l->e->fail_lock);
+    if (!n)
+        return XR_WORK_DONE;
+    xr_chunk *c = xr__list_entry(n, xr_chunk, fail);
+    if (post_chunk(c->x, c, r) == XR_WORK_WAIT) {
+        pthread_mutex_lock(&l->e->fail_lock);
+        xr__list_push_front(&l->chunks, &c->fail);
+        pthread_mutex_unlock(&l->e->fail_lock);
+        return XR_WORK_WAIT;
     }
-    int rc = xr__rail_rma(r, write, c->buf, c->len, c->desc, dst, c->raddr, c->key, &c->ctx);
-    if (rc == -FI_EAGAIN)
-        return XR_WORK_WAIT; /* the next CQ read frees room */
-    s->cursor++;
-    if (rc) {
+    return XR_WORK_MORE;
+}
+
+int xr__xfer_init(xr_engine *e)
+{
+    pthread_mutex_init(&e->fail_lock, NULL);
+    xr__list_init(&e->failed);
+    e->retry = calloc(XR_MAX_RAILS, sizeof *e->retry);
+    if (!e->retry)
+        return xr__error_set(XR_ENOMEM, "xfer: out of memory");
+    for (unsigned i = 0; i < XR_MAX_RAILS; i++) {
+        e->retry[i] = (struct xr_retry_lane){.work.post = retry_post, .e = e};
+        xr__list_init(&e->retry[i].work.link);
+        xr__list_init(&e->retry[i].chunks);
+    }
+    return 0;
+}
+
+void xr__xfer_fini(xr_engine *e)
+{
+    if (e->retry)
+        pthread_mutex_destroy(&e->fail_lock);
+    free(e->retry);
+    e->retry = NULL;
+}
+
+/* The rail a failed chunk goes to next: one that is up, that reaches the
+ * peer and holds a key for its region, other than the one it failed on if
+ * there is such a rail; the least loaded of those. -1: none. Engine lock held. */
+static int pick_rail(xr_engine *e, const xr_chunk *c)
+{
+    uint64_t ok = c->x->peer->mask & c->rg->path_mask;
+    int best = -1;
+    unsigned load = 0;
+    for (int pass = 0; pass < 2 && best < 0; pass++)
+        for (uint64_t m = ok; m; m &= m - 1) {
+            unsigned i = (unsigned)__builtin_ctzll(m);
+            xr_rail *r = &e->rails[i];
+            if (!atomic_load(&r->up) || (pass == 0 && i == c->rail))
+                continue;
+            unsigned l = r->inflight; /* a hint; read without its lock */
+            if ((best < 0 || l < load) && xr__region_rail(c->lg, i) == 0)
+                best = (int)i, load = l;
+        }
+    return best;
+}
+
+/* A chunk that will not be posted again ends its part of the transfer. */
+static void chunk_give_up(xr_chunk *c, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void chunk_give_up(xr_chunk *c, int err, const char *fmt, ...)
+{
+    xr_xfer *x = c->x;
+    if (err) {
+        char why[XR_ERRMSG_MAX];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(why, sizeof why, fmt, ap);
+        va_end(ap);
+        record_error(x, err, "descriptor %u: %s", c->desc_index, why);
+    }
+    if (atomic_fetch_sub(&x->pending, 1) == 1)
+        chunks_done(x); /* no rail lock is held here */
+}
+
+void xr__xfer_failover(xr_engine *e)
+{
+    if (!atomic_exchange(&e->fail_pending, false))
+        return;
+    xr_list todo;
+    xr__list_init(&todo);
+    pthread_mutex_lock(&e->fail_lock);
+    xr__list_splice(&todo, &e->failed);
+    pthread_mutex_unlock(&e->fail_lock);
+    for (xr_list *n; (n = xr__list_pop_front(&todo));) {
+        xr_chunk *c = xr__list_entry(n, xr_chunk, fail);
+        xr_xfer *x = c->x;
+        xr_rail *from = &e->rails[c->rail];
         char why[256];
-        snprintf(why, sizeof why, "rail %u (%s): posting fi_%s of %zu bytes failed: %s",
-                 r->index, r->provider, write ? "write" : "read", c->len, fi_strerror(-rc));
-        chunk_done(&c->ctx, r, 0, XR_EIO, why);
+        pthread_mutex_lock(&e->fail_lock);
+        snprintf(why, sizeof why, "%s", x->fail_why);
+        pthread_mutex_unlock(&e->fail_lock);
+        if (atomic_load(&x->err)) {
+            chunk_give_up(c, 0, "%s", "");
+            continue;
+        }
+        if (c->err != XR_ECANCELED && atomic_load(&from->err_action) == XR_RAIL_ACT_FAIL) {
+            chunk_give_up(c, c->err, "%s (the policy answered \"fail\")", why);
+            continue;
+        }
+        if (++c->tries > e->opts.health.retries) {
+            chunk_give_up(c, c->err == XR_ECANCELED ? XR_EIO : c->err,
+                          "failed on %u rails; the last: %s", c->tries, why);
+            continue;
+        }
+        pthread_mutex_lock(&e->lock);
+        int to = pick_rail(e, c);
+        if (to >= 0)
+            chunk_aim(c, (unsigned)to);
+        pthread_mutex_unlock(&e->lock);
+        if (to < 0) { /* the chunk's own error says more than "no rail" */
+            chunk_give_up(c, c->err == XR_ECANCELED ? XR_ENORAIL : c->err,
+                          "no other rail that is up reaches peer '%s' with a key for its "
+                          "region; it failed: %s", x->peer->name, why);
+            continue;
+        }
+        pthread_mutex_lock(&from->lock);
+        from->ctr.failovers++;
+        pthread_mutex_unlock(&from->lock);
+        struct xr_retry_lane *l = &e->retry[to];
+        pthread_mutex_lock(&e->fail_lock);
+        xr__list_push_back(&l->chunks, &c->fail);
+        bool enqueue = !l->queued;
+        l->queued = true;
+        pthread_mutex_unlock(&e->fail_lock);
+        if (enqueue)
+            xr__rail_enqueue(&e->rails[to], XR_LANE_DATA, &l->work);
     }
-    return s->cursor == s->end ? XR_WORK_DONE : XR_WORK_MORE;
+}
+
+void xr__xfer_fail_peer(xr_engine *e, xr_peer *peer, int err, const char *why)
+{
+    xr__list_each(n, &e->xfers) {
+        xr_xfer *x = xr__list_entry(n, xr_xfer, link);
+        if (x->peer == peer && atomic_load(&x->status) == XR_EINPROGRESS)
+            record_error(x, err, "%s", why);
+    }
+}
+
+void xr__xfer_expire(xr_engine *e, uint64_t now)
+{
+    xr__list_each(n, &e->xfers) {
+        xr_xfer *x = xr__list_entry(n, xr_xfer, link);
+        if (x->deadline && now > x->deadline && atomic_load(&x->status) == XR_EINPROGRESS)
+            record_error(x, XR_ETIMEDOUT, "not finished after %u ms (%zu of %zu chunks "
+                                          "pending); what the rails hold comes back within "
+                                          "their deadline",
+                         x->timeout_ms, atomic_load(&x->pending), x->nchunks);
+    }
 }
 
 int xr_xfer_post(xr_xfer *x)
@@ -431,6 +640,13 @@ int xr_xfer_post(xr_xfer *x)
         return xr__error_set(XR_ENOENT, "xr_xfer_post: peer '%s' was unloaded", x->peer->name);
     atomic_store(&x->err, 0);
     x->errmsg[0] = 0;
+    for (size_t k = 0; k < x->nchunks; k++)
+        x->chunks[k].tries = 0;
+    uint64_t now = xr__rail_now();
+    x->deadline = x->timeout_ms ? now + (uint64_t)x->timeout_ms * 1000000 : 0;
+    /* A peer's silence is counted from the moment it has work again. */
+    if (atomic_fetch_add(&x->peer->busy, 1) == 0)
+        atomic_store(&x->peer->last_ok, now);
     atomic_store(&x->pending, x->nchunks);
     atomic_store(&x->status, XR_EINPROGRESS);
     atomic_store(&x->posted, true);
@@ -445,6 +661,24 @@ int xr_xfer_post(xr_xfer *x)
             xr__rail_enqueue(&x->e->rails[i], XR_LANE_DATA, &s->work);
         }
     }
+    return 0;
+}
+
+int xr_xfer_cancel(xr_xfer *x)
+{
+    if (!x)
+        return xr__error_set(XR_EINVAL, "xr_xfer_cancel: NULL transfer");
+    if (atomic_load(&x->status) != XR_EINPROGRESS)
+        return xr__error_set(XR_EINVAL, "xr_xfer_cancel: the transfer is not in flight");
+    record_error(x, XR_ECANCELED, "canceled by the application");
+    return 0;
+}
+
+int xr_xfer_set_timeout(xr_xfer *x, unsigned timeout_ms)
+{
+    if (!x)
+        return xr__error_set(XR_EINVAL, "xr_xfer_set_timeout: NULL transfer");
+    x->timeout_ms = timeout_ms;
     return 0;
 }
 

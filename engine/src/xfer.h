@@ -21,7 +21,24 @@ typedef struct xr_chunk {
     uint8_t stage;                  /* XR_STAGE_*: how the bytes reach the rail */
     bool gpu;                       /* the local buffer is device memory */
     int device;                     /* its CUDA device */
+    /* Failover: what it takes to aim the chunk at another rail. */
+    xr_list fail;                   /* on the engine's failed list or a retry lane */
+    xr_region *lg;                  /* the local region (its MR per rail) */
+    const xr_peer_region *rg;       /* the peer's region (its key per rail) */
+    uint64_t rvirt;                 /* the remote address before any per-rail offset */
+    int err;                        /* why it last failed */
+    uint8_t rail;                   /* where it was last aimed */
+    uint8_t tries;                  /* times it went to another rail in this post */
 } xr_chunk;
+
+/* Chunks posted again on one rail after failing or being canceled on
+ * another: a work item on the rail's data lane (engine.h holds one per rail). */
+struct xr_retry_lane {
+    xr_work work;
+    xr_engine *e;
+    xr_list chunks;                 /* guarded by e->fail_lock */
+    bool queued;                    /* the work item is on the rail's lane */
+};
 
 /* A chunk's path: RMA straight from and to its buffers, RMA through a
  * local bounce slot, or the request/response protocol with a peer whose
@@ -54,9 +71,22 @@ struct xr_xfer {
     atomic_int err;                 /* first error seen while running */
     atomic_bool posted;
     bool orphan;                    /* released while in flight; reaped when done */
+    unsigned timeout_ms;            /* per post; 0 none */
+    uint64_t deadline;              /* this post's end (rails' clock, ns); 0 none */
     char errmsg[XR_ERRMSG_MAX];
+    char fail_why[256];             /* the last chunk error, kept for failover's verdict */
 };
 
+int xr__xfer_init(xr_engine *e);
+void xr__xfer_fini(xr_engine *e);
+/* Post the chunks that failed or were canceled again on another rail, or
+ * fail their transfers (retries spent, the policy said "fail", no rail
+ * left). Progress calls it; no lock held. */
+void xr__xfer_failover(xr_engine *e);
+/* Fail every transfer in flight to `peer` (or, with peer NULL, every one
+ * past its timeout at `now`) with err and a reason. Engine lock held. */
+void xr__xfer_fail_peer(xr_engine *e, xr_peer *peer, int err, const char *why);
+void xr__xfer_expire(xr_engine *e, uint64_t now);
 /* Whether a transfer is still in flight. */
 bool xr__xfer_busy(xr_engine *e);
 /* Free transfers released in flight that have finished since. */

@@ -141,7 +141,9 @@ static void register_hook(void)
 }
 
 /* on_rail_error(rail, err): a WRITE to a region the target deregistered
- * fails on a tcp rail; the hook answers "disable" and plans drop the rail. */
+ * fails on a tcp rail; the hook answers "disable", plans drop the rail, and
+ * the chunk goes to the other rail, where it fails too (the key is dead on
+ * every rail), and that rail is disabled as well. */
 static void rail_error_hook(void)
 {
     h_policy = write_tmp(
@@ -171,19 +173,24 @@ static void rail_error_hook(void)
     unsigned failed = xr_xfer_chunk_count(x, 0) ? 0 : 1;
     H_OK(xr_xfer_post(x));
     int rc = wait_pair(x, a3, b3);
-    H_CHECK(rc == XR_EIO, "WRITE to a deregistered region gave %s", xr_err_name(rc));
+    H_CHECK(rc == XR_EIO, "WRITE to a deregistered region gave %s: %s", xr_err_name(rc),
+            xr_xfer_error(x));
     xr_xfer_release(x);
     xr_progress(a3); /* the hook runs from progress */
     xr_policy_stats st;
     H_OK(xr_policy_stats_get(a3, &st));
-    xr_rail_info ri;
+    xr_rail_info ri, ro;
     H_OK(xr_rail_info_get(a3, failed, &ri));
-    H_CHECK(st.rail_error_calls >= 1 && st.rails_disabled >= 1 && !ri.up,
-            "on_rail_error: %llu calls, %llu disabled, rail %u up=%d",
+    H_OK(xr_rail_info_get(a3, 1 - failed, &ro));
+    H_CHECK(st.rail_error_calls >= 2 && st.rails_disabled == 2 && !ri.up && !ro.up &&
+            ri.state == XR_RAIL_DOWN && ri.counters.failovers == 1,
+            "on_rail_error: %llu calls, %llu disabled, rail %u up=%d state %d, %llu failovers",
             (unsigned long long)st.rail_error_calls, (unsigned long long)st.rails_disabled,
-            failed, ri.up);
-    h_log("ok: on_rail_error ran %llu time(s) and took rail %u out",
-          (unsigned long long)st.rail_error_calls, failed);
+            failed, ri.up, ri.state, (unsigned long long)ri.counters.failovers);
+    h_log("ok: on_rail_error ran %llu time(s), took rail %u out (%s), and the chunk failed "
+          "over to rail %u, which failed too: %s", (unsigned long long)st.rail_error_calls,
+          failed, ri.reason, 1 - failed, ro.reason);
+    H_OK(xr_rail_set_state(a3, 1 - failed, 1));
     /* The next transfer is planned without that rail, and it succeeds. */
     H_OK(xr_peer_unload(p));
     H_OK(xr_mem_register(b3, dst, SIZE, XR_MEM_HOST, 0, XR_ACCESS_WRITE, &rd));

@@ -1,0 +1,177 @@
+/*
+ * health.c - watching rails and peers (docs/reliability.md): deadlines on
+ * what the providers hold, rails taken down and probed back, peers that
+ * stopped answering, transfers past their timeout. Progress runs a pass
+ * every HEALTH_PERIOD; nothing here is on the data path.
+ *
+ * The rule, per rail, when the oldest operation it holds is past the
+ * deadline:
+ *   - its peer completed nothing on any rail for the deadline: the peer
+ *     stopped answering (killed, stopped, its host gone). Its transfers fail
+ *     with XR_EPEER, and the rail is reset to take back what it held; the
+ *     rail stays up, as it serves other peers.
+ *   - the rail completed nothing for the deadline while the peer completes
+ *     elsewhere: the rail's link is gone. It goes down, is reset (its chunks
+ *     fail over to the peer's other rails) and is probed with backoff.
+ *   - both answer but this operation is older than PATH_FACTOR deadlines:
+ *     the path between them is broken; the rail is reset and its chunks
+ *     fail over.
+ * Age alone is no sign: a deep queue on a slow link holds operations for
+ * seconds while it completes others. A peer that has not answered since it
+ * was loaded gets PATH_FACTOR deadlines: first contact connects.
+ */
+#include "health.h"
+
+#include "policy.h"
+#include "xfer.h"
+
+#include <stdio.h>
+
+#define HEALTH_PERIOD_NS 10000000ull /* 10 ms */
+#define PATH_FACTOR 4
+#define MS 1000000ull
+
+/* Take a rail down and cancel what it holds. Engine lock not held. */
+static void rail_down(xr_engine *e, xr_rail *r, const char *reason)
+{
+    pthread_mutex_lock(&e->lock);
+    xr__policy_rail_state(e, r->index, XR_RAIL_DOWN, reason);
+    pthread_mutex_unlock(&e->lock);
+    xr__log_write(&e->log, XR_LOG_WARN, "rail %u (%s %s) down: %s; its chunks go to the "
+                                        "other rails", r->index, r->provider, r->domain_name,
+                  reason);
+}
+
+static void reset(xr_engine *e, xr_rail *r, const char *why)
+{
+    if (xr__rail_reset(r, why))
+        xr__log_write(&e->log, XR_LOG_ERROR, "rail %u: %s", r->index, xr__error_last());
+}
+
+/* Apply the rule above to one rail. */
+static void check_rail(xr_engine *e, xr_rail *r, uint64_t now, uint64_t deadline)
+{
+    fi_addr_t dst;
+    bool silent = false;
+    if (!xr__rail_overdue(r, now, deadline, &dst, &silent))
+        return;
+    char why[256];
+    pthread_mutex_lock(&e->lock);
+    xr_peer *p = xr__peer_by_addr(e, r->index, dst);
+    /* First contact sets up connections on every rail at once (2.3 s for
+     * 32 tcp rails here, docs/reliability.md): a peer that has not
+     * answered yet gets PATH_FACTOR deadlines. */
+    if (p && !atomic_load(&p->answered)) {
+        deadline *= PATH_FACTOR;
+        if (!xr__rail_overdue(r, now, deadline, &dst, &silent)) {
+            pthread_mutex_unlock(&e->lock);
+            return;
+        }
+    }
+    bool peer_silent = p && atomic_load(&p->busy) &&
+                       now > atomic_load(&p->last_ok) + deadline;
+    if (peer_silent) {
+        snprintf(why, sizeof why, "peer '%s' completed nothing on any rail for %llu ms",
+                 p->name, (unsigned long long)(deadline / MS));
+        xr__xfer_fail_peer(e, p, XR_EPEER, why);
+    }
+    pthread_mutex_unlock(&e->lock);
+    if (peer_silent) {
+        xr__log_write(&e->log, XR_LOG_WARN, "%s: its transfers fail; rail %u is reset", why,
+                      r->index);
+        reset(e, r, why);
+        return;
+    }
+    if (silent) {
+        snprintf(why, sizeof why, "completed nothing for %llu ms with work in flight",
+                 (unsigned long long)(deadline / MS));
+        pthread_mutex_lock(&r->lock);
+        r->ctr.stalls++;
+        snprintf(r->last_error, sizeof r->last_error, "stall: %.240s", why);
+        bool was_down = r->state == XR_RAIL_DOWN || r->state == XR_RAIL_DISABLED;
+        pthread_mutex_unlock(&r->lock);
+        if (!was_down)
+            rail_down(e, r, why);
+        reset(e, r, why);
+        return;
+    }
+    if (!xr__rail_overdue(r, now, PATH_FACTOR * deadline, &dst, &silent))
+        return;
+    snprintf(why, sizeof why, "an operation waited %llu ms while the rail and its peer "
+                              "completed others", (unsigned long long)(PATH_FACTOR * deadline / MS));
+    pthread_mutex_lock(&r->lock);
+    r->ctr.stalls++;
+    snprintf(r->last_error, sizeof r->last_error, "stall: %.240s", why);
+    pthread_mutex_unlock(&r->lock);
+    reset(e, r, why);
+}
+
+/* A down rail: read its last probe, and send the next when it is due. */
+static void probe_rail(xr_engine *e, xr_rail *r, uint64_t now)
+{
+    const xr_health_opts *h = &e->opts.health;
+    pthread_mutex_lock(&r->lock);
+    bool down = r->state == XR_RAIL_DOWN, busy = r->probe_busy;
+    int result = r->probe_result;
+    r->probe_result = 0;
+    if (down && !r->probe_wait) { /* just went down */
+        r->probe_wait = (uint64_t)h->probe_ms * MS;
+        r->probe_at = now + r->probe_wait;
+    } else if (down && result < 0) { /* the probe failed or was canceled: wait longer */
+        r->probe_wait *= 2;
+        if (r->probe_wait > (uint64_t)h->probe_max_ms * MS)
+            r->probe_wait = (uint64_t)h->probe_max_ms * MS;
+        r->probe_at = now + r->probe_wait;
+    }
+    bool due = down && !busy && result <= 0 && now >= r->probe_at;
+    pthread_mutex_unlock(&r->lock);
+    if (!down)
+        return;
+    if (result > 0) {
+        pthread_mutex_lock(&e->lock);
+        xr__policy_rail_state(e, r->index, XR_RAIL_UP, "");
+        pthread_mutex_unlock(&e->lock);
+        xr__log_write(&e->log, XR_LOG_WARN, "rail %u (%s %s) is back: a probe completed",
+                      r->index, r->provider, r->domain_name);
+        return;
+    }
+    if (!due)
+        return;
+    fi_addr_t dst;
+    uint64_t raddr, key;
+    pthread_mutex_lock(&e->lock);
+    bool target = xr__peer_probe_target(e, r->index, &dst, &raddr, &key);
+    pthread_mutex_unlock(&e->lock);
+    int rc = target ? xr__rail_probe(r, dst, raddr, key) : XR_ENOTSUP;
+    pthread_mutex_lock(&r->lock);
+    if (rc) { /* nothing to probe with, or the post failed: try again later */
+        r->probe_result = -1;
+    }
+    pthread_mutex_unlock(&r->lock);
+}
+
+void xr__health_pass(xr_engine *e)
+{
+    uint64_t now = xr__rail_now(), at = atomic_load(&e->health_at);
+    if (now < at || !atomic_compare_exchange_strong(&e->health_at, &at, now + HEALTH_PERIOD_NS))
+        return;
+    uint64_t deadline = (uint64_t)e->opts.health.deadline_ms * MS;
+    for (unsigned i = 0; i < e->nrails; i++) {
+        xr_rail *r = &e->rails[i];
+        check_rail(e, r, now, deadline);
+        probe_rail(e, r, now);
+        /* A suspect rail that completed something since is up again. */
+        pthread_mutex_lock(&r->lock);
+        bool healed = r->state == XR_RAIL_SUSPECT && r->last_good > r->state_since &&
+                      !r->err_pending;
+        pthread_mutex_unlock(&r->lock);
+        if (healed) {
+            pthread_mutex_lock(&e->lock);
+            xr__policy_rail_state(e, i, XR_RAIL_UP, "");
+            pthread_mutex_unlock(&e->lock);
+        }
+    }
+    pthread_mutex_lock(&e->lock);
+    xr__xfer_expire(e, now);
+    pthread_mutex_unlock(&e->lock);
+}
