@@ -26,6 +26,7 @@
 #include "xfer.h"
 
 #include <stdio.h>
+#include <string.h>
 
 #define HEALTH_PERIOD_NS 10000000ull /* 10 ms */
 #define PATH_FACTOR 4
@@ -44,6 +45,8 @@ static void rail_down(xr_engine *e, xr_rail *r, const char *reason)
 
 static void reset(xr_engine *e, xr_rail *r, const char *why)
 {
+    xr__log_write(&e->log, XR_LOG_INFO, "rail %u (%s %s): reset: %s", r->index, r->provider,
+                  r->domain_name, why);
     if (xr__rail_reset(r, why))
         xr__log_write(&e->log, XR_LOG_ERROR, "rail %u: %s", r->index, xr__error_last());
 }
@@ -68,11 +71,12 @@ static void check_rail(xr_engine *e, xr_rail *r, uint64_t now, uint64_t deadline
             return;
         }
     }
-    bool peer_silent = p && atomic_load(&p->busy) &&
+    bool peer_silent = p && atomic_load(&p->held) > 0 &&
                        now > atomic_load(&p->last_ok) + deadline;
     if (peer_silent) {
         snprintf(why, sizeof why, "peer '%s' completed nothing on any rail for %llu ms",
                  p->name, (unsigned long long)(deadline / MS));
+        atomic_store(&p->lost, true);
         xr__xfer_fail_peer(e, p, XR_EPEER, why);
     }
     pthread_mutex_unlock(&e->lock);
@@ -82,6 +86,12 @@ static void check_rail(xr_engine *e, xr_rail *r, uint64_t now, uint64_t deadline
         reset(e, r, why);
         return;
     }
+    /* A peer neither clearly answering elsewhere nor yet silent for the
+     * deadline: wait. Which of the two failed is not known yet, and on a
+     * provider where a dead peer blocks a rail for all (shm), the peer's
+     * verdict comes first, with its own deadline. */
+    if (silent && p && now > atomic_load(&p->last_ok) + deadline / 2)
+        return;
     if (silent) {
         snprintf(why, sizeof why, "completed nothing for %llu ms with work in flight",
                  (unsigned long long)(deadline / MS));
@@ -156,6 +166,27 @@ void xr__health_pass(xr_engine *e)
     if (now < at || !atomic_compare_exchange_strong(&e->health_at, &at, now + HEALTH_PERIOD_NS))
         return;
     uint64_t deadline = (uint64_t)e->opts.health.deadline_ms * MS;
+    /* Transfers first: a peer found silent is lost, and every rail that
+     * holds something for it is reset, which frees what waits behind it. */
+    fi_addr_t addr[XR_MAX_RAILS];
+    uint64_t mask = 0;
+    char why[256] = "";
+    pthread_mutex_lock(&e->lock);
+    xr_peer *lost = xr__xfer_watch(e, now, deadline, PATH_FACTOR);
+    if (lost) {
+        mask = lost->mask;
+        memcpy(addr, lost->fi_addr, sizeof addr);
+        snprintf(why, sizeof why, "peer '%s' stopped answering", lost->name);
+    }
+    pthread_mutex_unlock(&e->lock);
+    if (lost)
+        xr__log_write(&e->log, XR_LOG_WARN, "%s: its transfers fail with XR_EPEER", why);
+    for (uint64_t m = mask; m; m &= m - 1) {
+        xr_rail *r = &e->rails[__builtin_ctzll(m)];
+        if (xr__rail_holds(r, addr[r->index])) {
+            reset(e, r, why);
+        }
+    }
     for (unsigned i = 0; i < e->nrails; i++) {
         xr_rail *r = &e->rails[i];
         check_rail(e, r, now, deadline);
@@ -171,7 +202,4 @@ void xr__health_pass(xr_engine *e)
             pthread_mutex_unlock(&e->lock);
         }
     }
-    pthread_mutex_lock(&e->lock);
-    xr__xfer_expire(e, now);
-    pthread_mutex_unlock(&e->lock);
 }

@@ -39,6 +39,14 @@ struct xr_peer {
     _Atomic uint64_t last_ok;
     atomic_uint busy;
     atomic_bool answered;           /* a chunk to it completed since it was loaded */
+    atomic_int held;                /* its chunks a provider holds now */
+    _Atomic uint64_t pushed_back;   /* when a provider last refused one with EAGAIN
+                                       while the rail had room; 0 after a post */
+    atomic_bool lost;               /* it stopped answering: nothing more is posted to it
+                                       (a provider may wedge on a dead peer: 1.17 shm
+                                       spins on a lock the dead process held) */
+    _Atomic uint64_t path_down;     /* rails whose connection to it failed (XR_EPEER);
+                                       each new post tries them again */
 };
 
 int xr__peer_init(xr_engine *e);

@@ -12,6 +12,7 @@
 #include "core/cuda_mem.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <ifaddrs.h>
 #include <net/if.h>
 #include <netinet/in.h>
@@ -267,6 +268,7 @@ static void rail_close(xr_rail *r)
         fi_close(&r->domain->fid);
     if (r->fabric)
         fi_close(&r->fabric->fid);
+    free(r->avlog);
     if (r->info) {
         fi_freeinfo(r->info);
         pthread_mutex_destroy(&r->lock);
@@ -607,6 +609,22 @@ static void complete(xr_rail *r, xr_opctx *ctx, size_t len, int err, const char 
     ctx->done(ctx, r, len, err, why);
 }
 
+/*
+ * A completion error as an XR_E* code: XR_EPEER when the connection to the
+ * peer is gone (refused, reset, not connected, unreachable), XR_EIO for the
+ * rest. tcp and rxm report a dropped connection as FI_ECANCELED with the
+ * socket's errno as the provider's code, so that code is read too.
+ */
+static int error_code(const struct fi_cq_err_entry *ee)
+{
+    static const int conn[] = {FI_ECONNREFUSED, FI_ECONNRESET, FI_ENOTCONN, FI_ECONNABORTED,
+                               FI_EHOSTUNREACH, FI_ENETUNREACH, FI_ENETDOWN, EPIPE};
+    for (size_t k = 0; k < sizeof conn / sizeof conn[0]; k++)
+        if (ee->err == conn[k] || (ee->err == FI_ECANCELED && ee->prov_errno == conn[k]))
+            return XR_EPEER;
+    return XR_EIO;
+}
+
 /* Read one batch from the CQ and complete it. Rail lock held. */
 static int cq_poll(xr_rail *r)
 {
@@ -645,7 +663,7 @@ static int cq_poll(xr_rail *r)
             if (!closing)
                 r->err_fi = ee.err;
             if (ctx)
-                complete(r, ctx, ee.len, closing ? XR_ECANCELED : XR_EIO, why);
+                complete(r, ctx, ee.len, closing ? XR_ECANCELED : error_code(&ee), why);
             handled = 1;
         }
     } else if (n != -FI_EAGAIN) {
@@ -682,6 +700,78 @@ bool xr__rail_overdue(xr_rail *r, uint64_t now, uint64_t deadline, fi_addr_t *ds
     }
     pthread_mutex_unlock(&r->lock);
     return late;
+}
+
+bool xr__rail_holds(xr_rail *r, fi_addr_t dst)
+{
+    bool any = false;
+    pthread_mutex_lock(&r->lock);
+    xr__list_each(n, &r->held_tx)
+        any = any || xr__list_entry(n, xr_opctx, link)->dst == dst;
+    pthread_mutex_unlock(&r->lock);
+    return any;
+}
+
+struct xr_av_entry {
+    uint8_t addr[XR_ADDR_MAX];
+    size_t len;
+    fi_addr_t fa;
+    bool removed;
+};
+
+int xr__rail_av_insert(xr_rail *r, const void *addr, size_t len, fi_addr_t *out)
+{
+    if (len > XR_ADDR_MAX)
+        return -FI_EINVAL;
+    if (r->navlog == r->avcap) {
+        size_t cap = r->avcap ? 2 * r->avcap : 16;
+        struct xr_av_entry *v = realloc(r->avlog, cap * sizeof *v);
+        if (!v)
+            return -FI_ENOMEM;
+        r->avlog = v;
+        r->avcap = cap;
+    }
+    int rc = fi_av_insert(r->av, addr, 1, out, 0, NULL);
+    if (rc == 1) {
+        struct xr_av_entry *a = &r->avlog[r->navlog++];
+        memcpy(a->addr, addr, len);
+        a->len = len;
+        a->fa = *out;
+        a->removed = false;
+    }
+    return rc;
+}
+
+void xr__rail_av_remove(xr_rail *r, fi_addr_t fa)
+{
+    fi_av_remove(r->av, &fa, 1, 0);
+    for (size_t k = 0; k < r->navlog; k++)
+        if (r->avlog[k].fa == fa)
+            r->avlog[k].removed = true;
+}
+
+/* A new AV with the entries of the old, at the same fi_addr_t values. */
+static int av_rebuild(xr_rail *r)
+{
+    if (r->av)
+        fi_close(&r->av->fid);
+    r->av = NULL;
+    struct fi_av_attr av_attr = {.type = r->info->domain_attr->av_type};
+    if (av_attr.type == FI_AV_UNSPEC)
+        av_attr.type = FI_AV_TABLE;
+    FI_TRY(fi_av_open(r->domain, &av_attr, &r->av, NULL), "fi_av_open");
+    for (size_t k = 0; k < r->navlog; k++) {
+        fi_addr_t fa;
+        struct xr_av_entry *a = &r->avlog[k];
+        if (fi_av_insert(r->av, a->addr, 1, &fa, 0, NULL) != 1 || fa != a->fa)
+            return xr__error_set(XR_EFABRIC, "rail %u (%s): the rebuilt address vector gave "
+                                             "entry %zu another address", r->index, r->provider,
+                                 k);
+    }
+    for (size_t k = 0; k < r->navlog; k++)
+        if (r->avlog[k].removed)
+            fi_av_remove(r->av, &r->avlog[k].fa, 1, 0);
+    return 0;
 }
 
 /* Complete every operation on `list` as canceled. Rail lock held; it is
@@ -722,18 +812,22 @@ int xr__rail_reset(xr_rail *r, const char *why)
             break;
     }
     /* The same address, so that peers holding our metadata still reach us. */
-    struct fi_info *info = fi_dupinfo(r->info);
-    int rc = XR_ENOMEM;
-    if (info) {
+    int rc = av_rebuild(r);
+    struct fi_info *info = rc ? NULL : fi_dupinfo(r->info);
+    if (!rc && info) {
         free(info->src_addr);
         info->src_addr = malloc(r->addrlen);
+        rc = XR_ENOMEM;
         if (info->src_addr) {
             memcpy(info->src_addr, r->addr, r->addrlen);
             info->src_addrlen = r->addrlen;
             rc = ep_open(r, info);
         }
-        fi_freeinfo(info);
+    } else if (!rc) {
+        rc = XR_ENOMEM;
     }
+    if (info)
+        fi_freeinfo(info);
     if (rc) {
         close_ep(r);
         xr__log_write(r->cfg->log, XR_LOG_ERROR, "rail %u (%s %s): reopening its endpoint "

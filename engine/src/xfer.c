@@ -396,6 +396,7 @@ static void chunk_done(xr_opctx *ctx, xr_rail *r, size_t len, int err, const cha
     (void)len;
     xr_chunk *c = (xr_chunk *)ctx;
     xr_xfer *x = c->x;
+    atomic_fetch_sub_explicit(&x->peer->held, 1, memory_order_relaxed);
     if (!err) {
         r->ctr.chunks++;
         r->ctr.tx_bytes += c->len;
@@ -405,6 +406,14 @@ static void chunk_done(xr_opctx *ctx, xr_rail *r, size_t len, int err, const cha
         if (!atomic_load_explicit(&x->peer->answered, memory_order_relaxed))
             atomic_store(&x->peer->answered, true);
     } else if (!c->stage && !atomic_load(&x->err)) {
+        /* A reset canceled it: another peer's silence, or its rail's, was
+         * the cause, so this peer's deadline starts again. */
+        if (err == XR_ECANCELED)
+            atomic_store(&x->peer->last_ok, xr__rail_now());
+        /* A connection that failed is not tried again by this post's
+         * chunks: each attempt would connect again (rxm does, per post). */
+        if (err == XR_EPEER)
+            atomic_fetch_or(&x->peer->path_down, 1ull << r->index);
         /* Staged chunks fail where they are: their slots and the peer's
          * protocol state belong to the rail they started on. */
         fail_over(x, c, err, why);
@@ -432,18 +441,33 @@ static int post_chunk(xr_xfer *x, xr_chunk *c, xr_rail *r)
                           .key = c->key, .dst = dst, .peer = x->peer->name, .write = write,
                           .remote = c->stage == XR_STAGE_REMOTE, .gpu = c->gpu,
                           .device = c->device};
-        return xr__stage_start(x->e, r, &q) == XR_EAGAIN ? XR_WORK_WAIT : XR_WORK_MORE;
-    }
-    if (!atomic_load(&r->up)) {
-        /* The rail left plans after this was planned: it goes elsewhere
-         * without being tried here, and without spending a retry. */
-        c->tries--;
-        fail_over(x, c, XR_ECANCELED, "its rail is down");
+        if (xr__stage_start(x->e, r, &q) == XR_EAGAIN)
+            return XR_WORK_WAIT;
+        atomic_fetch_add_explicit(&x->peer->held, 1, memory_order_relaxed);
         return XR_WORK_MORE;
     }
+    if (!atomic_load(&r->up) || ((atomic_load(&x->peer->path_down) >> r->index) & 1)) {
+        /* The rail left plans after this was planned, or its connection to
+         * the peer failed: the chunk goes elsewhere without being tried
+         * here, and without spending a retry. */
+        c->tries--;
+        fail_over(x, c, XR_ECANCELED, atomic_load(&r->up) ? "its rail lost the peer"
+                                                          : "its rail is down");
+        return XR_WORK_MORE;
+    }
+    bool room = r->inflight < r->depth;
     int rc = xr__rail_rma(r, write, c->buf, c->len, c->desc, dst, c->raddr, c->key, &c->ctx);
-    if (rc == -FI_EAGAIN)
-        return XR_WORK_WAIT; /* the next CQ read frees room */
+    if (rc == -FI_EAGAIN) {
+        /* Our depth is full (the next CQ read frees room), or the provider
+         * pushed back: the latter counts against the peer's deadline, as a
+         * provider that cannot reach a peer may say EAGAIN forever. */
+        if (room && !atomic_load_explicit(&x->peer->pushed_back, memory_order_relaxed))
+            atomic_store(&x->peer->pushed_back, xr__rail_now());
+        return XR_WORK_WAIT;
+    }
+    atomic_fetch_add_explicit(&x->peer->held, 1, memory_order_relaxed);
+    if (atomic_load_explicit(&x->peer->pushed_back, memory_order_relaxed))
+        atomic_store(&x->peer->pushed_back, 0);
     if (rc) {
         char why[256];
         snprintf(why, sizeof why, "rail %u (%s): posting fi_%s of %zu bytes failed: %s",
@@ -520,7 +544,7 @@ void xr__xfer_fini(xr_engine *e)
  * there is such a rail; the least loaded of those. -1: none. Engine lock held. */
 static int pick_rail(xr_engine *e, const xr_chunk *c)
 {
-    uint64_t ok = c->x->peer->mask & c->rg->path_mask;
+    uint64_t ok = c->x->peer->mask & c->rg->path_mask & ~atomic_load(&c->x->peer->path_down);
     int best = -1;
     unsigned load = 0;
     for (int pass = 0; pass < 2 && best < 0; pass++)
@@ -590,7 +614,8 @@ void xr__xfer_failover(xr_engine *e)
             chunk_aim(c, (unsigned)to);
         pthread_mutex_unlock(&e->lock);
         if (to < 0) { /* the chunk's own error says more than "no rail" */
-            chunk_give_up(c, c->err == XR_ECANCELED ? XR_ENORAIL : c->err,
+            bool lost = atomic_load(&x->peer->path_down) & x->peer->mask;
+            chunk_give_up(c, c->err != XR_ECANCELED ? c->err : lost ? XR_EPEER : XR_ENORAIL,
                           "no other rail that is up reaches peer '%s' with a key for its "
                           "region; it failed: %s", x->peer->name, why);
             continue;
@@ -618,16 +643,48 @@ void xr__xfer_fail_peer(xr_engine *e, xr_peer *peer, int err, const char *why)
     }
 }
 
-void xr__xfer_expire(xr_engine *e, uint64_t now)
+/* Whether a transfer's peer is silent: chunks a provider holds, or refuses,
+ * and nothing completed for `allow`. Chunks queued behind another peer's
+ * (a stopped peer fills a rail's depth) are not this peer's silence. */
+static bool peer_silent(const xr_peer *p, uint64_t now, uint64_t allow)
 {
+    return (atomic_load(&p->held) > 0 || atomic_load(&p->pushed_back)) &&
+           now > atomic_load(&p->last_ok) + allow;
+}
+
+xr_peer *xr__xfer_watch(xr_engine *e, uint64_t now, uint64_t deadline, unsigned first_factor)
+{
+    /* One peer is judged a pass, the one silent longest: a provider where
+     * a dead peer blocks a rail (rxm's queue, shm's) silences every peer
+     * on it, and the reset that follows the verdict frees the others. */
+    xr_peer *worst = NULL;
+    uint64_t allow = 0;
     xr__list_each(n, &e->xfers) {
         xr_xfer *x = xr__list_entry(n, xr_xfer, link);
-        if (x->deadline && now > x->deadline && atomic_load(&x->status) == XR_EINPROGRESS)
+        if (atomic_load(&x->status) != XR_EINPROGRESS || atomic_load(&x->err))
+            continue;
+        if (x->deadline && now > x->deadline) {
             record_error(x, XR_ETIMEDOUT, "not finished after %u ms (%zu of %zu chunks "
-                                          "pending); what the rails hold comes back within "
-                                          "their deadline",
-                         x->timeout_ms, atomic_load(&x->pending), x->nchunks);
+                                          "pending)", x->timeout_ms,
+                         atomic_load(&x->pending), x->nchunks);
+            continue;
+        }
+        xr_peer *p = x->peer;
+        uint64_t a = atomic_load(&p->answered) ? deadline : first_factor * deadline;
+        if (peer_silent(p, now, a) &&
+            (!worst || atomic_load(&p->last_ok) < atomic_load(&worst->last_ok)))
+            worst = p, allow = a;
     }
+    if (!worst)
+        return NULL;
+    atomic_store(&worst->lost, true);
+    char why[256];
+    snprintf(why, sizeof why, "peer '%s' completed nothing on any rail for %llu ms (%d chunks "
+                              "held by providers%s)", worst->name,
+             (unsigned long long)(allow / 1000000), atomic_load(&worst->held),
+             atomic_load(&worst->pushed_back) ? ", refused with EAGAIN" : "");
+    xr__xfer_fail_peer(e, worst, XR_EPEER, why);
+    return worst;
 }
 
 int xr_xfer_post(xr_xfer *x)
@@ -638,12 +695,16 @@ int xr_xfer_post(xr_xfer *x)
         return xr__error_set(XR_EBUSY, "xr_xfer_post: the transfer is still in flight");
     if (x->peer->unloaded)
         return xr__error_set(XR_ENOENT, "xr_xfer_post: peer '%s' was unloaded", x->peer->name);
+    if (atomic_load(&x->peer->lost))
+        return xr__error_set(XR_EPEER, "xr_xfer_post: peer '%s' stopped answering; load its "
+                                       "metadata again to try it again", x->peer->name);
     atomic_store(&x->err, 0);
     x->errmsg[0] = 0;
     for (size_t k = 0; k < x->nchunks; k++)
         x->chunks[k].tries = 0;
     uint64_t now = xr__rail_now();
     x->deadline = x->timeout_ms ? now + (uint64_t)x->timeout_ms * 1000000 : 0;
+    atomic_store(&x->peer->path_down, 0);
     /* A peer's silence is counted from the moment it has work again. */
     if (atomic_fetch_add(&x->peer->busy, 1) == 0)
         atomic_store(&x->peer->last_ok, now);

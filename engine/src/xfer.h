@@ -83,10 +83,14 @@ void xr__xfer_fini(xr_engine *e);
  * fail their transfers (retries spent, the policy said "fail", no rail
  * left). Progress calls it; no lock held. */
 void xr__xfer_failover(xr_engine *e);
-/* Fail every transfer in flight to `peer` (or, with peer NULL, every one
- * past its timeout at `now`) with err and a reason. Engine lock held. */
+/* Fail every transfer in flight to `peer` with err and a reason. Engine
+ * lock held. */
 void xr__xfer_fail_peer(xr_engine *e, xr_peer *peer, int err, const char *why);
-void xr__xfer_expire(xr_engine *e, uint64_t now);
+/* Fail the transfers past their timeout (XR_ETIMEDOUT), and those of the
+ * peer silent longest, if one completed nothing for the deadline (XR_EPEER;
+ * first_factor times it for a peer not heard from since it was loaded):
+ * that peer is lost, and returned. Engine lock held. */
+xr_peer *xr__xfer_watch(xr_engine *e, uint64_t now, uint64_t deadline, unsigned first_factor);
 /* Whether a transfer is still in flight. */
 bool xr__xfer_busy(xr_engine *e);
 /* Free transfers released in flight that have finished since. */

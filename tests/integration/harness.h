@@ -8,6 +8,7 @@
 
 #include "xrail.h"
 
+#include <errno.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -74,7 +75,9 @@ static inline void h_read_all(int fd, void *buf, size_t len)
     char *p = buf;
     while (len) {
         ssize_t n = read(fd, p, len);
-        H_CHECK(n > 0, "side channel closed by the other process");
+        if (n < 0 && errno == EINTR)
+            continue;
+        H_CHECK(n > 0, "side channel closed by the other process (%s)", n ? strerror(errno) : "EOF");
         p += n;
         len -= (size_t)n;
     }
