@@ -47,8 +47,10 @@ static void reset(xr_engine *e, xr_rail *r, const char *why)
 {
     xr__log_write(&e->log, XR_LOG_INFO, "rail %u (%s %s): reset: %s", r->index, r->provider,
                   r->domain_name, why);
-    if (xr__rail_reset(r, why))
-        xr__log_write(&e->log, XR_LOG_ERROR, "rail %u: %s", r->index, xr__error_last());
+    int rc = xr__rail_reset(r, why);
+    if (rc) /* a refusal (XR_EBUSY) recurs each pass while the link is down */
+        xr__log_write(&e->log, rc == XR_EBUSY ? XR_LOG_INFO : XR_LOG_ERROR, "rail %u: %s",
+                      r->index, xr__error_last());
 }
 
 /* Apply the rule above to one rail. */
@@ -56,7 +58,11 @@ static void check_rail(xr_engine *e, xr_rail *r, uint64_t now, uint64_t deadline
 {
     fi_addr_t dst;
     bool silent = false;
-    if (!xr__rail_overdue(r, now, deadline, &dst, &silent))
+    /* A down rail holds at most its probe; probe_rail watches it. */
+    pthread_mutex_lock(&r->lock);
+    bool down = r->state == XR_RAIL_DOWN;
+    pthread_mutex_unlock(&r->lock);
+    if (down || !xr__rail_overdue(r, now, deadline, &dst, &silent))
         return;
     char why[256];
     pthread_mutex_lock(&e->lock);
@@ -134,7 +140,12 @@ static void probe_rail(xr_engine *e, xr_rail *r, uint64_t now)
         r->probe_at = now + r->probe_wait;
     }
     bool due = down && !busy && result <= 0 && now >= r->probe_at;
+    /* A probe unanswered for the deadline is taken back by a reset, and the
+     * next one connects afresh (TCP's own SYN retries back off to seconds). */
+    bool stuck = down && busy && now > r->probe.t_post + (uint64_t)h->deadline_ms * MS;
     pthread_mutex_unlock(&r->lock);
+    if (stuck)
+        reset(e, r, "its probe went unanswered");
     if (!down)
         return;
     if (result > 0) {

@@ -122,7 +122,7 @@ static void peer_free(xr_peer *p)
             if (p->regions[k].mapped[i])
                 fi_mr_unmap_key(r->domain, p->regions[k].key[i]);
         if (p->peer_rail[i] >= 0)
-            xr__rail_av_remove(r, p->fi_addr[i]);
+            fi_av_remove(r->av, &p->fi_addr[i], 1, 0);
         pthread_mutex_unlock(&r->lock);
     }
     fields_free(p->fields, p->nfields);
@@ -221,7 +221,7 @@ static int pair_rails(xr_engine *e, xr_peer *p, const xr_md *m)
             continue;
         unsigned j = compat[i % n];
         pthread_mutex_lock(&r->lock);
-        int rc = xr__rail_av_insert(r, m->rails[j].addr, m->rails[j].addrlen, &p->fi_addr[i]);
+        int rc = fi_av_insert(r->av, m->rails[j].addr, 1, &p->fi_addr[i], 0, NULL);
         pthread_mutex_unlock(&r->lock);
         if (rc != 1)
             return xr__error_set(XR_EFABRIC, "peer '%s': rails[%u].addr (%u bytes) was refused by "

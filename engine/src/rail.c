@@ -218,6 +218,7 @@ static int rail_open(xr_rail *r, const xr_rail_cfg *cfg, struct fi_info *info, b
     xr__list_init(&r->held_rx);
     r->state = XR_RAIL_UP;
     r->state_since = r->last_done = xr__rail_now();
+    r->reset_reads_crash = FI_MAJOR(fi_version()) < 2 && strstr(r->provider, "ofi_rxm");
 
     FI_TRY(fi_fabric(info->fabric_attr, &r->fabric, NULL), "fi_fabric");
     FI_TRY(fi_domain(r->fabric, info, &r->domain, NULL), "fi_domain");
@@ -248,6 +249,9 @@ static void close_ep(xr_rail *r)
     if (r->ep)
         fi_close(&r->ep->fid);
     r->ep = NULL;
+    if (r->ep_info)
+        fi_freeinfo(r->ep_info);
+    r->ep_info = NULL;
 }
 
 static void rail_close(xr_rail *r)
@@ -268,7 +272,6 @@ static void rail_close(xr_rail *r)
         fi_close(&r->domain->fid);
     if (r->fabric)
         fi_close(&r->fabric->fid);
-    free(r->avlog);
     if (r->info) {
         fi_freeinfo(r->info);
         pthread_mutex_destroy(&r->lock);
@@ -576,6 +579,7 @@ int xr__rail_rma(xr_rail *r, bool write, void *buf, size_t len, void *desc, fi_a
         return -FI_EAGAIN;
     if (!r->ep)
         return -FI_ENOTCONN; /* a reset could not reopen it */
+    ctx->flags = (uint8_t)(write ? ctx->flags & ~XR_OPF_READ : ctx->flags | XR_OPF_READ);
     ssize_t rc = write ? fi_write(r->ep, buf, len, desc, dst, raddr, key, &ctx->fctx)
                        : fi_read(r->ep, buf, len, desc, dst, raddr, key, &ctx->fctx);
     if (rc == -FI_EAGAIN)
@@ -712,68 +716,6 @@ bool xr__rail_holds(xr_rail *r, fi_addr_t dst)
     return any;
 }
 
-struct xr_av_entry {
-    uint8_t addr[XR_ADDR_MAX];
-    size_t len;
-    fi_addr_t fa;
-    bool removed;
-};
-
-int xr__rail_av_insert(xr_rail *r, const void *addr, size_t len, fi_addr_t *out)
-{
-    if (len > XR_ADDR_MAX)
-        return -FI_EINVAL;
-    if (r->navlog == r->avcap) {
-        size_t cap = r->avcap ? 2 * r->avcap : 16;
-        struct xr_av_entry *v = realloc(r->avlog, cap * sizeof *v);
-        if (!v)
-            return -FI_ENOMEM;
-        r->avlog = v;
-        r->avcap = cap;
-    }
-    int rc = fi_av_insert(r->av, addr, 1, out, 0, NULL);
-    if (rc == 1) {
-        struct xr_av_entry *a = &r->avlog[r->navlog++];
-        memcpy(a->addr, addr, len);
-        a->len = len;
-        a->fa = *out;
-        a->removed = false;
-    }
-    return rc;
-}
-
-void xr__rail_av_remove(xr_rail *r, fi_addr_t fa)
-{
-    fi_av_remove(r->av, &fa, 1, 0);
-    for (size_t k = 0; k < r->navlog; k++)
-        if (r->avlog[k].fa == fa)
-            r->avlog[k].removed = true;
-}
-
-/* A new AV with the entries of the old, at the same fi_addr_t values. */
-static int av_rebuild(xr_rail *r)
-{
-    if (r->av)
-        fi_close(&r->av->fid);
-    r->av = NULL;
-    struct fi_av_attr av_attr = {.type = r->info->domain_attr->av_type};
-    if (av_attr.type == FI_AV_UNSPEC)
-        av_attr.type = FI_AV_TABLE;
-    FI_TRY(fi_av_open(r->domain, &av_attr, &r->av, NULL), "fi_av_open");
-    for (size_t k = 0; k < r->navlog; k++) {
-        fi_addr_t fa;
-        struct xr_av_entry *a = &r->avlog[k];
-        if (fi_av_insert(r->av, a->addr, 1, &fa, 0, NULL) != 1 || fa != a->fa)
-            return xr__error_set(XR_EFABRIC, "rail %u (%s): the rebuilt address vector gave "
-                                             "entry %zu another address", r->index, r->provider,
-                                 k);
-    }
-    for (size_t k = 0; k < r->navlog; k++)
-        if (r->avlog[k].removed)
-            fi_av_remove(r->av, &r->avlog[k].fa, 1, 0);
-    return 0;
-}
-
 /* Complete every operation on `list` as canceled. Rail lock held; it is
  * dropped between batches so that what the completions defer has room. */
 static void cancel_all(xr_rail *r, xr_list *list, const char *why)
@@ -794,6 +736,16 @@ static void cancel_all(xr_rail *r, xr_list *list, const char *why)
 int xr__rail_reset(xr_rail *r, const char *why)
 {
     pthread_mutex_lock(&r->lock);
+    bool reads = false;
+    xr__list_each(n, &r->held_tx)
+        reads = reads || (xr__list_entry(n, xr_opctx, link)->flags & XR_OPF_READ);
+    if (reads && r->reset_reads_crash) {
+        pthread_mutex_unlock(&r->lock);
+        return xr__error_set(XR_EBUSY, "rail %u (%s): not reset: it holds READs, and closing "
+                                       "its endpoint under them crashes libfabric %u.%u; they "
+                                       "finish when the link returns", r->index, r->provider,
+                             FI_MAJOR(fi_version()), FI_MINOR(fi_version()));
+    }
     /* What already completed is taken first, as it completed. */
     for (int k = 0; k < 64 && r->ep && cq_poll(r) > 0; k++)
         ;
@@ -811,9 +763,10 @@ int xr__rail_reset(xr_rail *r, const char *why)
         if (n <= 0)
             break;
     }
-    /* The same address, so that peers holding our metadata still reach us. */
-    int rc = av_rebuild(r);
-    struct fi_info *info = rc ? NULL : fi_dupinfo(r->info);
+    /* The same address, so that peers holding our metadata still reach us;
+     * the same AV, as the values peers and staging hold stay valid. */
+    int rc = 0;
+    struct fi_info *info = fi_dupinfo(r->info);
     if (!rc && info) {
         free(info->src_addr);
         info->src_addr = malloc(r->addrlen);
@@ -826,8 +779,12 @@ int xr__rail_reset(xr_rail *r, const char *why)
     } else if (!rc) {
         rc = XR_ENOMEM;
     }
-    if (info)
+    /* The info stays with the endpoint: rxm reads it after fi_endpoint (a
+     * second reset crashed in fi_close when it was freed here). */
+    if (rc && info)
         fi_freeinfo(info);
+    else if (info)
+        r->ep_info = info;
     if (rc) {
         close_ep(r);
         xr__log_write(r->cfg->log, XR_LOG_ERROR, "rail %u (%s %s): reopening its endpoint "

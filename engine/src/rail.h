@@ -41,6 +41,7 @@ typedef void (*xr_op_done_fn)(xr_opctx *op, xr_rail *r, size_t len, int err, con
 enum {
     XR_OPF_RX = 1,    /* a receive: one canceled by a closing endpoint is not an error */
     XR_OPF_DEPTH = 2, /* counts against the rail's depth, and its errors go to the policy */
+    XR_OPF_READ = 4,  /* an RMA read (xr__rail_rma sets it) */
 };
 
 /* The context of every operation posted to a rail. */
@@ -142,10 +143,11 @@ struct xr_rail {
     int probe_result;         /* 1 came back, -1 failed, 0 none since the last look */
     uint64_t probe_buf;
     struct fid_mr *probe_mr;
-    /* Every address put in the AV, in order, so that a reset rebuilds it
-     * with the same fi_addr_t values (rxm keeps connection state there). */
-    struct xr_av_entry *avlog;
-    size_t navlog, avcap;
+    struct fi_info *ep_info;  /* what a reset opened the endpoint with; freed with it */
+    /* libfabric 1.x rxm crashes in fi_close when the endpoint holds a READ
+     * over a dead connection (tests/faults/test_link.c): such a rail is not
+     * reset while it holds one, and its READs finish when the link returns. */
+    bool reset_reads_crash;
 };
 
 /* Open the rails `o` asks for into rails[XR_MAX_RAILS]; *n counts them,
@@ -172,19 +174,16 @@ void xr__rail_held(xr_rail *r, xr_opctx *ctx, fi_addr_t dst);
  */
 bool xr__rail_overdue(xr_rail *r, uint64_t now, uint64_t deadline, fi_addr_t *dst,
                       bool *silent);
-/* Put an address in the rail's AV, or take one out. Rail lock held. */
-int xr__rail_av_insert(xr_rail *r, const void *addr, size_t len, fi_addr_t *out);
-void xr__rail_av_remove(xr_rail *r, fi_addr_t fa);
 /* Whether the rail holds a send or RMA to dst. */
 bool xr__rail_holds(xr_rail *r, fi_addr_t dst);
 /*
- * Close the endpoint and its AV and open them again, the endpoint at the
- * same address and the AV with the same entries: what the provider held is
- * canceled, and its operations
+ * Close the endpoint and open it again at the same address, with the same
+ * CQ and AV: what the provider held is canceled, and its operations
  * complete with XR_ECANCELED and `why` (receives once the new endpoint can
- * take them again, so their owners post them anew). 0, or XR_EFABRIC if
- * the endpoint could not be reopened (the rail then has none; the next
- * reset tries again).
+ * take them again, so their owners post them anew). 0, XR_EFABRIC if the
+ * endpoint could not be reopened (the rail then has none; the next reset
+ * tries again), or XR_EBUSY if a READ it holds forbids it
+ * (reset_reads_crash).
  */
 int xr__rail_reset(xr_rail *r, const char *why);
 /* Post a probe READ of 8 bytes at raddr/key through dst. Rail lock not held. */

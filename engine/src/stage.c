@@ -507,7 +507,7 @@ static int reply_addr(sop *s, const xr_stage_hdr *h, fi_addr_t *out)
     k->len = h->srclen;
     memcpy(k->addr, h->src, k->len);
     pthread_mutex_lock(&s->r->lock);
-    int n = xr__rail_av_insert(s->r, k->addr, k->len, &k->fa);
+    int n = fi_av_insert(s->r->av, k->addr, 1, &k->fa, 0, NULL);
     pthread_mutex_unlock(&s->r->lock);
     if (n != 1) {
         free(k);

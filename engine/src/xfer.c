@@ -646,10 +646,19 @@ void xr__xfer_fail_peer(xr_engine *e, xr_peer *peer, int err, const char *why)
 /* Whether a transfer's peer is silent: chunks a provider holds, or refuses,
  * and nothing completed for `allow`. Chunks queued behind another peer's
  * (a stopped peer fills a rail's depth) are not this peer's silence. */
-static bool peer_silent(const xr_peer *p, uint64_t now, uint64_t allow)
+static bool peer_silent(xr_engine *e, const xr_peer *p, uint64_t now, uint64_t allow)
 {
-    return (atomic_load(&p->held) > 0 || atomic_load(&p->pushed_back)) &&
-           now > atomic_load(&p->last_ok) + allow;
+    if (now <= atomic_load(&p->last_ok) + allow)
+        return false;
+    if (atomic_load(&p->pushed_back))
+        return true;
+    /* What a down rail holds waits for its link, not for the peer. */
+    bool held = false;
+    for (uint64_t m = p->mask; m && !held && atomic_load(&p->held) > 0; m &= m - 1) {
+        xr_rail *r = &e->rails[__builtin_ctzll(m)];
+        held = atomic_load(&r->up) && xr__rail_holds(r, p->fi_addr[r->index]);
+    }
+    return held;
 }
 
 xr_peer *xr__xfer_watch(xr_engine *e, uint64_t now, uint64_t deadline, unsigned first_factor)
@@ -671,7 +680,7 @@ xr_peer *xr__xfer_watch(xr_engine *e, uint64_t now, uint64_t deadline, unsigned 
         }
         xr_peer *p = x->peer;
         uint64_t a = atomic_load(&p->answered) ? deadline : first_factor * deadline;
-        if (peer_silent(p, now, a) &&
+        if (peer_silent(e, p, now, a) &&
             (!worst || atomic_load(&p->last_ok) < atomic_load(&worst->last_ok)))
             worst = p, allow = a;
     }

@@ -1,0 +1,314 @@
+/*
+ * test_link.c - real links failing under a transfer: 4 tcp rails, each a
+ * shaped veth pair between two network namespaces (scripts/netns-rails.sh,
+ * run by tests/faults/netns_faults.sh, which skips without root).
+ *
+ *   test_link PREFIX down|flap|loss
+ *
+ * down  512 MiB WRITE, rail 1's link set down 1.5 s in; then a 512 MiB
+ *       READ, the link down again 1.5 s in. Every byte verified. Printed:
+ *       the time to detect, and the time to finish against the no-fault
+ *       time and the goal (detect + 1.2 x bytes left / surviving rate).
+ * flap  rail 1 down for 2 s in the middle of a WRITE, then up: the rail
+ *       comes back (printed: how long after the link), and the next
+ *       transfer moves bytes on all 4 rails.
+ * loss  netem 5% loss and 20 ms delay on rail 2: a WRITE and a READ of
+ *       256 MiB complete, verified.
+ */
+#define _GNU_SOURCE
+#include "../integration/harness.h"
+
+#include <fcntl.h>
+#include <sched.h>
+#include <sys/prctl.h>
+#include <time.h>
+
+#define RAILS 4
+#define BIG (512u << 20)
+#define MIB (1024.0 * 1024.0)
+
+static const char *prefix;
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+static void nap_ms(unsigned ms)
+{
+    struct timespec t = {ms / 1000, (long)(ms % 1000) * 1000000};
+    nanosleep(&t, NULL);
+}
+
+static void enter(char side)
+{
+    char path[160];
+    snprintf(path, sizeof path, "/run/netns/%s-%c", prefix, side);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    H_CHECK(fd >= 0 && setns(fd, CLONE_NEWNET) == 0, "cannot enter %s: %m", path);
+    close(fd);
+}
+
+static void sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void sh(const char *fmt, ...)
+{
+    char cmd[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    H_CHECK(system(cmd) == 0, "'%s' failed", cmd);
+}
+
+static void link_set(unsigned rail, const char *state)
+{
+    sh("ip -n %s-a link set %s%u %s", prefix, prefix, rail, state);
+}
+
+static xr_engine *engine(const char *name, char side)
+{
+    xr_engine_opts o;
+    xr_engine_opts_init(&o);
+    o.name = name;
+    o.ignore_env = 1;
+    o.progress_thread = 1;
+    xr_rail_spec spec[RAILS];
+    char dom[RAILS][32], src[RAILS][32];
+    for (unsigned i = 0; i < RAILS; i++) {
+        snprintf(dom[i], sizeof dom[i], "%s%u", prefix, i);
+        snprintf(src[i], sizeof src[i], "198.18.%u.%d", i, side == 'a' ? 1 : 2);
+        spec[i] = (xr_rail_spec){.provider = "tcp;ofi_rxm", .domain = dom[i], .count = 1,
+                                 .src_addr = src[i]};
+    }
+    o.rails = spec;
+    o.n_rail_specs = RAILS;
+    xr_engine *e;
+    H_OK(xr_engine_create(&o, &e));
+    return e;
+}
+
+/* The target: a region peers may read and write; it checks or fills the
+ * pattern on the initiator's word. */
+static void target(int fd)
+{
+    h_role = "target";
+    enter('b');
+    xr_engine *e = engine("decode", 'b');
+    uint8_t *buf = aligned_alloc(4096, BIG);
+    xr_region *reg;
+    H_OK(xr_mem_register(e, buf, BIG, XR_MEM_HOST, 0, XR_ACCESS_RW, &reg));
+    h_send_metadata(fd, e);
+    h_send_u64(fd, (uintptr_t)buf);
+    for (;;) {
+        uint64_t cmd = h_recv_u64(fd, NULL), tag = cmd >> 1;
+        if (cmd == UINT64_MAX)
+            break;
+        uint64_t len = h_recv_u64(fd, NULL);
+        if (cmd & 1) { /* fill, for a READ */
+            h_fill(buf, len, tag, 0);
+            h_send_u64(fd, 0);
+        } else {
+            long long bad = h_verify(buf, len, tag, 0);
+            h_send_u64(fd, bad < 0 ? 0 : (uint64_t)bad + 1);
+        }
+    }
+    H_OK(xr_mem_deregister(reg));
+    xr_engine_destroy(e);
+    free(buf);
+}
+
+typedef struct run {
+    xr_engine *e;
+    xr_peer *p;
+    int fd;
+    uint8_t *buf;
+    uint64_t raddr;
+    uint64_t tag;
+} run;
+
+static int rail_state(xr_engine *e, unsigned i)
+{
+    xr_rail_info ri;
+    H_OK(xr_rail_info_get(e, i, &ri));
+    return ri.state;
+}
+
+typedef struct outcome {
+    double secs, t_detect; /* t_detect: from the fault to the rail down; -1 none */
+} outcome;
+
+/*
+ * One transfer of `len` bytes, verified. With fault_at >= 0, rail `rail`'s
+ * link goes down fault_at seconds in, and back up up_after seconds later
+ * (never if < 0).
+ */
+static outcome transfer(run *u, xr_op op, size_t len, double fault_at, unsigned rail,
+                        double up_after)
+{
+    u->tag++;
+    if (op == XR_OP_WRITE) {
+        h_fill(u->buf, len, u->tag, 0);
+    } else {
+        h_send_u64(u->fd, u->tag << 1 | 1);
+        h_send_u64(u->fd, len);
+        h_recv_u64(u->fd, NULL);
+        memset(u->buf, 0, len);
+    }
+    xr_iov l = {(uintptr_t)u->buf, len}, r = {u->raddr, len};
+    xr_xfer *x;
+    H_OK(xr_xfer_create(u->e, u->p, op, &l, &r, 1, NULL, 0, &x));
+    outcome o = {0, -1};
+    double t0 = now_s(), t_fault = -1, t_up = -1;
+    H_OK(xr_xfer_post(x));
+    int rc;
+    while ((rc = xr_xfer_status(x)) == XR_EINPROGRESS && now_s() - t0 < 120) {
+        double t = now_s() - t0;
+        if (fault_at >= 0 && t_fault < 0 && t >= fault_at) {
+            link_set(rail, "down");
+            t_fault = now_s();
+        }
+        if (t_fault >= 0 && o.t_detect < 0 && rail_state(u->e, rail) == XR_RAIL_DOWN)
+            o.t_detect = now_s() - t_fault;
+        if (t_fault >= 0 && up_after >= 0 && t_up < 0 && now_s() - t_fault >= up_after) {
+            link_set(rail, "up");
+            t_up = now_s();
+        }
+        nap_ms(5);
+    }
+    o.secs = now_s() - t0;
+    H_CHECK(rc == 0, "%s of %zu MiB: %s: %s", op == XR_OP_WRITE ? "WRITE" : "READ", len >> 20,
+            xr_err_name(rc), xr_xfer_error(x));
+    xr_xfer_release(x);
+    if (op == XR_OP_WRITE) {
+        h_send_u64(u->fd, u->tag << 1);
+        h_send_u64(u->fd, len);
+        uint64_t bad = h_recv_u64(u->fd, NULL);
+        H_CHECK(bad == 0, "WRITE: byte %llu differs at the target", (unsigned long long)bad - 1);
+    } else {
+        long long bad = h_verify(u->buf, len, u->tag, 0);
+        H_CHECK(bad < 0, "READ: byte %lld differs", bad);
+    }
+    if (t_fault >= 0 && up_after < 0)
+        link_set(rail, "up");
+    return o;
+}
+
+/* Wait for rail i to come back after its link did; the seconds it took. */
+static double wait_up(run *u, unsigned i, double limit)
+{
+    double t0 = now_s();
+    while (rail_state(u->e, i) != XR_RAIL_UP && now_s() - t0 < limit)
+        nap_ms(10);
+    H_CHECK(rail_state(u->e, i) == XR_RAIL_UP, "rail %u did not come back within %.0f s", i,
+            limit);
+    return now_s() - t0;
+}
+
+static void check_fault(const char *what, outcome base, outcome f, double fault_at,
+                        unsigned deadline_ms, size_t len)
+{
+    H_CHECK(f.t_detect >= 0, "%s: the rail never went down", what);
+    /* The goal: detection, then what was left at the fault at 3/4 of the
+     * no-fault rate, with 20% slack. */
+    double rate = (double)len / base.secs, left = (double)len - rate * fault_at;
+    double goal = fault_at + f.t_detect + 1.2 * left / (0.75 * rate);
+    h_log("%s: detected in %.2f s; finished in %.2f s against %.2f s without the fault "
+          "(goal %.2f s: %s)", what, f.t_detect, f.secs, base.secs, goal,
+          f.secs <= goal ? "met" : "missed");
+    printf("faults.link.%s: detect %.2f s, finish %.2f s, no-fault %.2f s, goal %.2f s\n", what,
+           f.t_detect, f.secs, base.secs, goal);
+    H_CHECK(f.t_detect * 1000 <= deadline_ms + 1000, "%s: detection took %.2f s (deadline %u ms)",
+            what, f.t_detect, deadline_ms);
+}
+
+static void initiator(run *u, const char *mode)
+{
+    xr_engine_opts o;
+    xr_engine_opts_init(&o);
+    unsigned deadline = o.health.deadline_ms;
+    /* The peer answers once: first contact has a longer deadline. */
+    transfer(u, XR_OP_WRITE, 1 << 20, -1, 0, -1);
+    if (!strcmp(mode, "down")) {
+        outcome bw = transfer(u, XR_OP_WRITE, BIG, -1, 0, -1);
+        outcome fw = transfer(u, XR_OP_WRITE, BIG, 1.5, 1, -1);
+        check_fault("down.write", bw, fw, 1.5, deadline, BIG);
+        h_log("rail 1 came back %.2f s after its link", wait_up(u, 1, 30));
+        outcome br = transfer(u, XR_OP_READ, BIG, -1, 0, -1);
+        /* The link returns after 6 s: libfabric 1.x rxm cannot have a rail
+         * holding READs reset (it crashes), so there the READs the rail
+         * held finish when it is back; 2.x fails them over. */
+        outcome fr = transfer(u, XR_OP_READ, BIG, 1.5, 1, 6.0);
+        check_fault("down.read", br, fr, 1.5, deadline, BIG);
+    } else if (!strcmp(mode, "flap")) {
+        transfer(u, XR_OP_WRITE, BIG / 2, 1.0, 1, 2.0);
+        double back = wait_up(u, 1, 30);
+        h_log("flap: rail 1 came back %.2f s after the link's 2 s outage ended", back);
+        xr_rail_info before, after;
+        H_OK(xr_rail_info_get(u->e, 1, &before));
+        transfer(u, XR_OP_WRITE, 64 << 20, -1, 0, -1);
+        H_OK(xr_rail_info_get(u->e, 1, &after));
+        uint64_t moved = after.counters.tx_bytes - before.counters.tx_bytes;
+        H_CHECK(moved > 0, "flap: the next transfer did not use rail 1");
+        printf("faults.link.flap: rail 1 back %.2f s after the link; next transfer put %.1f MiB "
+               "on it\n", back, moved / MIB);
+    } else {
+        /* netem replaces the rail's shaper, rate included, on both ends. */
+        for (int k = 0; k < 2; k++)
+            sh("tc -n %s-%c qdisc replace dev %s2 root netem rate 200mbit loss 5%% delay 20ms",
+               prefix, k ? 'b' : 'a', prefix);
+        outcome w = transfer(u, XR_OP_WRITE, BIG / 2, -1, 0, -1);
+        outcome r = transfer(u, XR_OP_READ, BIG / 2, -1, 0, -1);
+        printf("faults.link.loss: 256 MiB WRITE %.2f s, READ %.2f s with 5%% loss and 20 ms on "
+               "rail 2\n", w.secs, r.secs);
+    }
+    for (unsigned i = 0; i < RAILS; i++) {
+        xr_rail_info ri;
+        H_OK(xr_rail_info_get(u->e, i, &ri));
+        h_log("rail %u: %s, %llu stalls, %llu resets, %llu failovers, %llu probes; last error: %s",
+              i, ri.up ? "up" : "down", (unsigned long long)ri.counters.stalls,
+              (unsigned long long)ri.counters.resets, (unsigned long long)ri.counters.failovers,
+              (unsigned long long)ri.counters.probes, ri.last_error);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 3) {
+        fprintf(stderr, "usage: %s PREFIX down|flap|loss\n", argv[0]);
+        return 2;
+    }
+    prefix = argv[1];
+    int sv[2];
+    H_CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0, "socketpair");
+    fflush(NULL);
+    pid_t pid = fork();
+    H_CHECK(pid >= 0, "fork");
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        close(sv[0]);
+        target(sv[1]);
+        exit(0);
+    }
+    close(sv[1]);
+    h_role = "initiator";
+    enter('a');
+    run u = {.fd = sv[0]};
+    u.e = engine("prefill", 'a');
+    u.buf = aligned_alloc(4096, BIG);
+    xr_region *reg;
+    H_OK(xr_mem_register(u.e, u.buf, BIG, XR_MEM_HOST, 0, XR_ACCESS_NONE, &reg));
+    u.p = h_load_peer(u.fd, u.e);
+    u.raddr = h_recv_u64(u.fd, NULL);
+    initiator(&u, argv[2]);
+    h_send_u64(u.fd, UINT64_MAX);
+    H_OK(xr_peer_unload(u.p));
+    H_OK(xr_mem_deregister(reg));
+    xr_engine_destroy(u.e);
+    free(u.buf);
+    int st;
+    waitpid(pid, &st, 0);
+    H_CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the target failed (status 0x%x)", st);
+    return 0;
+}
