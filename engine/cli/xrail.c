@@ -147,8 +147,18 @@ static int cmd_rails(const args *a)
         char speed[32] = "?";
         if (ri.speed_mbps)
             snprintf(speed, sizeof speed, "%llu", (unsigned long long)ri.speed_mbps);
+        static const char *const states[] = {"up", "suspect", "down", "disabled"};
         printf("%-4u %-14s %-10s %-36s %-8s %-5d %s\n", ri.index, ri.provider, ri.domain,
-               ri.address, speed, ri.numa_node, ri.up ? "up" : "down");
+               ri.address, speed, ri.numa_node,
+               ri.state >= 0 && ri.state < 4 ? states[ri.state] : "?");
+        if (*ri.reason || *ri.last_error || ri.counters.stalls || ri.counters.resets)
+            printf("     %s%s%s%s; %llu stalls, %llu resets, %llu failovers, %llu probes\n",
+                   *ri.reason ? "reason: " : "", ri.reason,
+                   *ri.last_error ? " last error: " : "", ri.last_error,
+                   (unsigned long long)ri.counters.stalls,
+                   (unsigned long long)ri.counters.resets,
+                   (unsigned long long)ri.counters.failovers,
+                   (unsigned long long)ri.counters.probes);
     }
     char why[4096];
     if (!xr_rail_explain(e, why, sizeof why))

@@ -143,6 +143,20 @@ static void read_stage(lua_State *L, int t, xr_config *c)
     lua_pop(L, 1);
 }
 
+/* health = { deadline_ms = N, probe_ms = N, probe_max_ms = N, retries = N,
+ * xfer_timeout_ms = N } */
+static void read_health(lua_State *L, int t, xr_config *c)
+{
+    static const char *const keys[] = {"deadline_ms", "probe_ms", "probe_max_ms", "retries",
+                                       "xfer_timeout_ms", NULL};
+    int m = sub_table(L, t, "health", keys);
+    if (m) {
+        for (int k = 0; keys[k]; k++)
+            c->health[k] = opt_int(L, m, keys[k], k == 3 || k == 4 ? 0 : 1, -1, "health");
+    }
+    lua_pop(L, 1);
+}
+
 /* One rail entry: { provider=, domain=, src_addr=, count=, speed=, numa=, gpu=, pci= }. */
 static void read_rail(lua_State *L, int t, const char *ctx, xr_rail_spec *s)
 {
@@ -215,7 +229,8 @@ static void read_rails(lua_State *L, int t, xr_config *c)
 static const char *const known_keys[] = {"provider", "domain", "rails", "stripe_min",
                                          "chunk", "progress", "progress_sleep_us",
                                          "progress_threads", "policy",
-                                         "layout", "log", "mr_cache", "stage", NULL};
+                                         "layout", "log", "mr_cache", "stage", "health",
+                                         NULL};
 
 /* read_config(table, config): the whole script's answer. */
 static int read_config(lua_State *L)
@@ -245,6 +260,7 @@ static int read_config(lua_State *L)
     read_rails(L, 1, c);
     read_mr_cache(L, 1, c);
     read_stage(L, 1, c);
+    read_health(L, 1, c);
     return 0;
 }
 
@@ -254,6 +270,8 @@ int xr__config_load(const xr_engine_opts *o, const char *path, xr_config *c)
     c->mrc_enabled = c->stage_host = -1;
     c->mrc_max_entries = c->mrc_max_bytes = -1;
     c->stage_chunk = c->stage_slots = c->stage_rx_slots = -1;
+    for (int k = 0; k < 5; k++)
+        c->health[k] = -1;
     size_t len = 0;
     char *src = xr__script_read(path, &len);
     if (!src)
@@ -328,6 +346,10 @@ int xr_engine_config_get(xr_engine *e, char *buf, size_t cap)
             mc->enabled ? "true" : "false", mc->max_entries, mc->max_bytes);
     xr__text_put(buf, cap, &w, "  stage = { chunk = %zu, slots = %u, rx_slots = %u, host = %s },\n",
             so->chunk, so->slots, so->rx_slots, so->host ? "true" : "false");
+    const xr_health_opts *h = &o->health;
+    xr__text_put(buf, cap, &w, "  health = { deadline_ms = %u, probe_ms = %u, probe_max_ms = %u, "
+                               "retries = %u, xfer_timeout_ms = %u },\n",
+                 h->deadline_ms, h->probe_ms, h->probe_max_ms, h->retries, h->xfer_timeout_ms);
     xr__text_put(buf, cap, &w, "  log = %d,\n}\n-- rail_depth %u, max_metadata %zu, max_notif %zu, "
                       "script_mem %zu, script_path %s\n",
         e->log.level, o->rail_depth, o->max_metadata, o->max_notif, o->script_mem,

@@ -240,6 +240,14 @@ static int config_apply(xr_engine_opts *o, xr_config *cfg)
         o->policy = cfg->policy;
     if (!o->layout)
         o->layout = cfg->layout;
+    /* health: each field the application left at its default */
+    unsigned *hf[] = {&o->health.deadline_ms, &o->health.probe_ms, &o->health.probe_max_ms,
+                      &o->health.retries, &o->health.xfer_timeout_ms};
+    const unsigned hd[] = {d.health.deadline_ms, d.health.probe_ms, d.health.probe_max_ms,
+                           d.health.retries, d.health.xfer_timeout_ms};
+    for (int k = 0; k < 5; k++)
+        if (cfg->health[k] >= 0 && *hf[k] == hd[k])
+            *hf[k] = (unsigned)clamp(cfg->health[k], 0, 1u << 30);
     if (!memcmp(&o->stage, &d.stage, sizeof d.stage)) {
         if (cfg->stage_chunk > 0)
             o->stage.chunk = (size_t)cfg->stage_chunk;

@@ -379,11 +379,12 @@ static void count_off(xr_xfer *x, xr_rail *r, size_t n)
 
 /* Hand a chunk to failover (xr__xfer_failover, from progress): the
  * decision may need the policy's answer and another rail's lock. */
-static void fail_over(xr_xfer *x, xr_chunk *c, int err, const char *why)
+static void fail_over(xr_xfer *x, xr_chunk *c, int err, bool spend, const char *why)
 {
     xr_engine *e = x->e;
     pthread_mutex_lock(&e->fail_lock);
     c->err = err;
+    c->spend = spend;
     if (why)
         snprintf(x->fail_why, sizeof x->fail_why, "%s", why);
     xr__list_push_back(&e->failed, &c->fail);
@@ -416,7 +417,7 @@ static void chunk_done(xr_opctx *ctx, xr_rail *r, size_t len, int err, const cha
             atomic_fetch_or(&x->peer->path_down, 1ull << r->index);
         /* Staged chunks fail where they are: their slots and the peer's
          * protocol state belong to the rail they started on. */
-        fail_over(x, c, err, why);
+        fail_over(x, c, err, true, why);
         return;
     } else {
         record_error(x, err, "descriptor %u: %s", c->desc_index, why ? why : xr_strerror(err));
@@ -450,9 +451,8 @@ static int post_chunk(xr_xfer *x, xr_chunk *c, xr_rail *r)
         /* The rail left plans after this was planned, or its connection to
          * the peer failed: the chunk goes elsewhere without being tried
          * here, and without spending a retry. */
-        c->tries--;
-        fail_over(x, c, XR_ECANCELED, atomic_load(&r->up) ? "its rail lost the peer"
-                                                          : "its rail is down");
+        fail_over(x, c, XR_ECANCELED, false,
+                  atomic_load(&r->up) ? "its rail lost the peer" : "its rail is down");
         return XR_WORK_MORE;
     }
     bool room = r->inflight < r->depth;
@@ -603,7 +603,7 @@ void xr__xfer_failover(xr_engine *e)
             chunk_give_up(c, c->err, "%s (the policy answered \"fail\")", why);
             continue;
         }
-        if (++c->tries > e->opts.health.retries) {
+        if (c->spend && ++c->tries > e->opts.health.retries) {
             chunk_give_up(c, c->err == XR_ECANCELED ? XR_EIO : c->err,
                           "failed on %u rails; the last: %s", c->tries, why);
             continue;

@@ -29,6 +29,8 @@ typedef struct xr_chunk {
     int err;                        /* why it last failed */
     uint8_t rail;                   /* where it was last aimed */
     uint8_t tries;                  /* times it went to another rail in this post */
+    bool spend;                     /* this failover counts as one of them (a chunk
+                                       rerouted before it was posted does not) */
 } xr_chunk;
 
 /* Chunks posted again on one rail after failing or being canceled on

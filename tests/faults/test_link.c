@@ -20,7 +20,6 @@
 
 #include <fcntl.h>
 #include <sched.h>
-#include <sys/prctl.h>
 #include <time.h>
 
 #define RAILS 4
@@ -91,8 +90,9 @@ static xr_engine *engine(const char *name, char side)
 
 /* The target: a region peers may read and write; it checks or fills the
  * pattern on the initiator's word. */
-static void target(int fd)
+static void target(int fd, void *unused)
 {
+    (void)unused;
     h_role = "target";
     enter('b');
     xr_engine *e = engine("decode", 'b');
@@ -280,21 +280,11 @@ int main(int argc, char **argv)
         return 2;
     }
     prefix = argv[1];
-    int sv[2];
-    H_CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0, "socketpair");
-    fflush(NULL);
-    pid_t pid = fork();
-    H_CHECK(pid >= 0, "fork");
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        close(sv[0]);
-        target(sv[1]);
-        exit(0);
-    }
-    close(sv[1]);
+    pid_t pid;
+    int fd = h_spawn(target, NULL, &pid);
     h_role = "initiator";
     enter('a');
-    run u = {.fd = sv[0]};
+    run u = {.fd = fd};
     u.e = engine("prefill", 'a');
     u.buf = aligned_alloc(4096, BIG);
     xr_region *reg;

@@ -16,7 +16,6 @@
  */
 #include "../integration/harness.h"
 
-#include <sys/prctl.h>
 #include <time.h>
 
 #define RAILS 4
@@ -63,22 +62,9 @@ static void target(int fd, const char *name)
     free(buf);
 }
 
-static pid_t spawn(const char *name, int *fd)
+static void target_main(int fd, void *name)
 {
-    int sv[2];
-    H_CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0, "socketpair");
-    fflush(NULL);
-    pid_t pid = fork();
-    H_CHECK(pid >= 0, "fork");
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL); /* a stopped victim must not outlive a failed run */
-        close(sv[0]);
-        target(sv[1], name);
-        exit(0);
-    }
-    close(sv[1]);
-    *fd = sv[0];
-    return pid;
+    target(fd, name);
 }
 
 typedef struct side {
@@ -173,8 +159,8 @@ int main(int argc, char **argv)
     rxm_stop = !kill_it && strstr(provider, "ofi_rxm");
     h_require_provider(provider);
     side vic = {0}, sur = {0};
-    vic.pid = spawn("victim", &vic.fd);
-    sur.pid = spawn("survivor", &sur.fd);
+    vic.fd = h_spawn(target_main, "victim", &vic.pid);
+    sur.fd = h_spawn(target_main, "survivor", &sur.pid);
     h_role = "prefill";
 
     xr_engine *e;
@@ -201,6 +187,27 @@ int main(int argc, char **argv)
         verify_at(s, tag, s == &vic ? "victim" : "survivor");
         xr_xfer_release(x);
     }
+    /* A transfer canceled, and one past its timeout, end with their codes
+     * once the providers give back what they hold; the peer stays usable. */
+    struct timespec nap = {0, 20 * 1000000};
+    for (int k = 0; k < 2; k++) {
+        xr_xfer *x = write_n(e, &sur, src2, 64);
+        if (k == 1)
+            H_OK(xr_xfer_set_timeout(x, 50));
+        double t0 = now_s();
+        H_OK(xr_xfer_post(x));
+        if (k == 0) {
+            nanosleep(&nap, NULL);
+            H_OK(xr_xfer_cancel(x));
+        }
+        int rc = xr_xfer_wait(x, 30000);
+        H_CHECK(rc == (k ? XR_ETIMEDOUT : XR_ECANCELED), "%s gave %s: %s",
+                k ? "a 50 ms timeout" : "cancel", xr_err_name(rc), xr_xfer_error(x));
+        h_log("ok: %s ended with %s after %.3f s: %s", k ? "a 4 GiB WRITE with a 50 ms timeout"
+              : "a 4 GiB WRITE canceled after 20 ms", xr_err_name(rc), now_s() - t0,
+              xr_xfer_error(x));
+        xr_xfer_release(x);
+    }
     double ended = 0;
     double before = survivor_rate(e, &sur, src2, WINDOW_MS, &tag, NULL, NULL);
 
@@ -209,7 +216,6 @@ int main(int argc, char **argv)
     vic.x = write_n(e, &vic, src, 64); /* 4 GiB */
     xr_xfer_set_timeout(vic.x, 60000);
     H_OK(xr_xfer_post(vic.x));
-    struct timespec nap = {0, 20 * 1000000};
     nanosleep(&nap, NULL);
     H_CHECK(xr_xfer_status(vic.x) == XR_EINPROGRESS,
             "the victim's 4 GiB WRITE ended before the signal; nothing was tested");

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -227,6 +228,27 @@ static inline long long h_verify(const uint8_t *p, size_t len, uint64_t tag, uin
         if (p[i] != h_byte(tag, pos + i))
             return (long long)i;
     return -1;
+}
+
+/* Fork a child that runs fn(fd, arg) and exits; *pid gets it, and the
+ * return is this side's end of the socketpair joining them. The child dies
+ * with this process, so that one stopped by a test never outlives it. */
+static inline int h_spawn(void (*fn)(int fd, void *arg), void *arg, pid_t *pid)
+{
+    int sv[2];
+    H_CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0, "socketpair");
+    fflush(NULL);
+    *pid = fork();
+    H_CHECK(*pid >= 0, "fork");
+    if (*pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        close(sv[0]);
+        fn(sv[1], arg);
+        close(sv[1]);
+        exit(0); /* not _exit: LeakSanitizer checks the child at exit too */
+    }
+    close(sv[1]);
+    return sv[0];
 }
 
 /* Run `target` in this process and `initiator` in a child, joined by a socketpair. */

@@ -54,6 +54,7 @@ static const struct {
     {XR_ENOTSUP, "NotSupported", NULL},
     {XR_ECANCELED, "Canceled", NULL},
     {XR_ESCRIPT, "ScriptError", NULL},
+    {XR_EPEER, "PeerLost", NULL},
 };
 
 /* Raise the class of `rc` with `msg` (the engine's detail when NULL). */
@@ -394,19 +395,24 @@ static PyObject *engine_get_closed(EngineObject *self, void *c)
 static PyObject *rail_dict(const xr_rail_info *ri)
 {
     const xr_rail_counters *k = &ri->counters;
+    static const char *const states[] = {"up", "suspect", "down", "disabled"};
     return Py_BuildValue(
-        "{s:I,s:s,s:s,s:s,s:s,s:K,s:i,s:i,s:s,s:O,s:K,s:K,s:O,"
-        "s:{s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K}}",
+        "{s:I,s:s,s:s,s:s,s:s,s:K,s:i,s:i,s:s,s:O,s:s,s:s,s:s,s:K,s:K,s:O,"
+        "s:{s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K}}",
         "index", ri->index, "provider", ri->provider, "domain", ri->domain, "fabric", ri->fabric,
         "address", ri->address, "speed_mbps", (unsigned long long)ri->speed_mbps, "numa_node",
         ri->numa_node, "gpu", ri->gpu, "pci", ri->pci, "up", ri->up ? Py_True : Py_False,
+        "state", ri->state >= 0 && ri->state < 4 ? states[ri->state] : "?", "reason", ri->reason,
+        "last_error", ri->last_error,
         "max_msg_size", (unsigned long long)ri->max_msg_size, "mr_mode",
         (unsigned long long)ri->mr_mode, "delivery_complete",
         ri->delivery_complete ? Py_True : Py_False, "counters", "tx_bytes",
         (unsigned long long)k->tx_bytes, "chunks", (unsigned long long)k->chunks, "errors",
         (unsigned long long)k->errors, "eagain", (unsigned long long)k->eagain, "notif_tx",
         (unsigned long long)k->notif_tx, "notif_rx", (unsigned long long)k->notif_rx, "staged",
-        (unsigned long long)k->staged, "staged_served", (unsigned long long)k->staged_served);
+        (unsigned long long)k->staged, "staged_served", (unsigned long long)k->staged_served,
+        "stalls", (unsigned long long)k->stalls, "resets", (unsigned long long)k->resets,
+        "failovers", (unsigned long long)k->failovers, "probes", (unsigned long long)k->probes);
 }
 
 static PyObject *engine_rail_info(EngineObject *self, PyObject *unused)
@@ -1277,6 +1283,24 @@ static PyObject *xfer_repost(TransferObject *self, PyObject *unused)
     return rc ? raise_xr(rc) : (Py_INCREF(Py_None), Py_None);
 }
 
+static PyObject *xfer_cancel(TransferObject *self, PyObject *unused)
+{
+    (void)unused;
+    if (!xfer_ok(self))
+        return NULL;
+    int rc = xr_xfer_cancel(self->x);
+    return rc ? raise_xr(rc) : (Py_INCREF(Py_None), Py_None);
+}
+
+static PyObject *xfer_set_timeout(TransferObject *self, PyObject *args)
+{
+    unsigned ms = 0;
+    if (!PyArg_ParseTuple(args, "I:set_timeout", &ms) || !xfer_ok(self))
+        return NULL;
+    int rc = xr_xfer_set_timeout(self->x, ms);
+    return rc ? raise_xr(rc) : (Py_INCREF(Py_None), Py_None);
+}
+
 static PyObject *xfer_chunks(TransferObject *self, PyObject *args)
 {
     int rail = -1;
@@ -1306,6 +1330,10 @@ static PyMethodDef xfer_methods[] = {
     {"done", (PyCFunction)xfer_done, METH_NOARGS, "done() -> bool, driving progress once."},
     {"repost", (PyCFunction)xfer_repost, METH_NOARGS,
      "Post the same transfer again (its plan is reused); Busy while in flight."},
+    {"cancel", (PyCFunction)xfer_cancel, METH_NOARGS,
+     "Stop posting it; it ends with Canceled once the providers give back what they hold."},
+    {"set_timeout", (PyCFunction)xfer_set_timeout, METH_VARARGS,
+     "set_timeout(ms): from the next post, fail with Timeout after ms (0: none)."},
     {"chunk_count", (PyCFunction)xfer_chunks, METH_VARARGS,
      "chunk_count(rail=-1) -> int: chunks in all, or on one rail."},
     {NULL, NULL, 0, NULL},

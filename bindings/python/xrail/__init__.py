@@ -34,6 +34,7 @@ from ._xrail import (  # noqa: F401  (re-exported)
     OutOfMemory,
     OutOfRange,
     Peer,
+    PeerLost,
     Region,
     ScriptError,
     Timeout,
@@ -47,8 +48,8 @@ __all__ = [
     "Engine", "Peer", "Region", "Transfer", "RailInfo", "Error", "kv_descriptors",
     "AccessDenied", "Again", "AlreadyExists", "BadMetadata", "Busy", "Canceled",
     "FabricError", "InProgress", "InvalidArgument", "NoRail", "NotFound", "NotRegistered",
-    "NotSupported", "OutOfMemory", "OutOfRange", "ScriptError", "Timeout", "TooSmall",
-    "TransferFailed", "VersionMismatch",
+    "NotSupported", "OutOfMemory", "OutOfRange", "PeerLost", "ScriptError", "Timeout",
+    "TooSmall", "TransferFailed", "VersionMismatch",
 ]
 
 
@@ -64,6 +65,9 @@ class RailInfo(NamedTuple):
     gpu: int
     pci: str
     up: bool
+    state: str          # "up", "suspect", "down" or "disabled"
+    reason: str         # why it is in that state
+    last_error: str
     max_msg_size: int
     mr_mode: int
     delivery_complete: bool
