@@ -14,6 +14,8 @@
  *       transfer moves bytes on all 4 rails.
  * loss  netem 5% loss and 20 ms delay on rail 2: a WRITE and a READ of
  *       256 MiB complete, verified.
+ * soakN N link-down WRITEs of 256 MiB (tests/bench/soak_link.sh): every
+ *       one verified, and the distribution of detection and finish times.
  */
 #define _GNU_SOURCE
 #include "../integration/harness.h"
@@ -206,6 +208,12 @@ static double wait_up(run *u, unsigned i, double limit)
     return now_s() - t0;
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
 static void check_fault(const char *what, outcome base, outcome f, double fault_at,
                         unsigned deadline_ms, size_t len)
 {
@@ -241,6 +249,26 @@ static void initiator(run *u, const char *mode)
          * held finish when it is back; 2.x fails them over. */
         outcome fr = transfer(u, XR_OP_READ, BIG, 1.5, 1, 6.0);
         check_fault("down.read", br, fr, 1.5, deadline, BIG);
+    } else if (!strncmp(mode, "soak", 4)) {
+        /* soakN: N link-down WRITEs of 256 MiB, the link back after each;
+         * the distribution of detection and finish times (tests/bench). */
+        int n = atoi(mode + 4) > 0 ? atoi(mode + 4) : 10;
+        double det[1000], fin[1000];
+        if (n > 1000)
+            n = 1000;
+        for (int k = 0; k < n; k++) {
+            outcome f = transfer(u, XR_OP_WRITE, BIG / 2, 1.0, 1, -1);
+            H_CHECK(f.t_detect >= 0, "soak %d: the rail never went down", k);
+            det[k] = f.t_detect, fin[k] = f.secs;
+            wait_up(u, 1, 60);
+            h_log("soak %d/%d: detected %.2f s, finished %.2f s", k + 1, n, det[k], fin[k]);
+        }
+        qsort(det, (size_t)n, sizeof det[0], cmp_double);
+        qsort(fin, (size_t)n, sizeof fin[0], cmp_double);
+        printf("faults.link.soak: %d runs, 0 hangs, 0 bytes lost; detection min %.2f median %.2f "
+               "p90 %.2f max %.2f s; finish min %.2f median %.2f p90 %.2f max %.2f s\n", n,
+               det[0], det[n / 2], det[n * 9 / 10], det[n - 1], fin[0], fin[n / 2],
+               fin[n * 9 / 10], fin[n - 1]);
     } else if (!strcmp(mode, "flap")) {
         transfer(u, XR_OP_WRITE, BIG / 2, 1.0, 1, 2.0);
         double back = wait_up(u, 1, 30);
@@ -276,7 +304,7 @@ static void initiator(run *u, const char *mode)
 int main(int argc, char **argv)
 {
     if (argc != 3) {
-        fprintf(stderr, "usage: %s PREFIX down|flap|loss\n", argv[0]);
+        fprintf(stderr, "usage: %s PREFIX down|flap|loss|soakN\n", argv[0]);
         return 2;
     }
     prefix = argv[1];
