@@ -383,11 +383,11 @@ static void fail_over(xr_xfer *x, xr_chunk *c, int err, bool spend, const char *
 {
     xr_engine *e = x->e;
     pthread_mutex_lock(&e->fail_lock);
-    c->err = err;
+    c->err = (int16_t)err;
     c->spend = spend;
     if (why)
         snprintf(x->fail_why, sizeof x->fail_why, "%s", why);
-    xr__list_push_back(&e->failed, &c->fail);
+    xr__list_push_back(&e->failed, &c->ctx.link);
     pthread_mutex_unlock(&e->fail_lock);
     atomic_store(&e->fail_pending, true);
 }
@@ -506,10 +506,10 @@ static int retry_post(xr_work *w, xr_rail *r)
     pthread_mutex_unlock(&l->e->fail_lock);
     if (!n)
         return XR_WORK_DONE;
-    xr_chunk *c = xr__list_entry(n, xr_chunk, fail);
+    xr_chunk *c = xr__list_entry(n, xr_chunk, ctx.link);
     if (post_chunk(c->x, c, r) == XR_WORK_WAIT) {
         pthread_mutex_lock(&l->e->fail_lock);
-        xr__list_push_front(&l->chunks, &c->fail);
+        xr__list_push_front(&l->chunks, &c->ctx.link);
         pthread_mutex_unlock(&l->e->fail_lock);
         return XR_WORK_WAIT;
     }
@@ -588,7 +588,7 @@ void xr__xfer_failover(xr_engine *e)
     xr__list_splice(&todo, &e->failed);
     pthread_mutex_unlock(&e->fail_lock);
     for (xr_list *n; (n = xr__list_pop_front(&todo));) {
-        xr_chunk *c = xr__list_entry(n, xr_chunk, fail);
+        xr_chunk *c = xr__list_entry(n, xr_chunk, ctx.link);
         xr_xfer *x = c->x;
         xr_rail *from = &e->rails[c->rail];
         char why[256];
@@ -602,6 +602,10 @@ void xr__xfer_failover(xr_engine *e)
         if (c->err != XR_ECANCELED && atomic_load(&from->err_action) == XR_RAIL_ACT_FAIL) {
             chunk_give_up(c, c->err, "%s (the policy answered \"fail\")", why);
             continue;
+        }
+        if (c->gen != x->gen) {
+            c->gen = x->gen;
+            c->tries = 0;
         }
         if (c->spend && ++c->tries > e->opts.health.retries) {
             chunk_give_up(c, c->err == XR_ECANCELED ? XR_EIO : c->err,
@@ -625,7 +629,7 @@ void xr__xfer_failover(xr_engine *e)
         pthread_mutex_unlock(&from->lock);
         struct xr_retry_lane *l = &e->retry[to];
         pthread_mutex_lock(&e->fail_lock);
-        xr__list_push_back(&l->chunks, &c->fail);
+        xr__list_push_back(&l->chunks, &c->ctx.link);
         bool enqueue = !l->queued;
         l->queued = true;
         pthread_mutex_unlock(&e->fail_lock);
@@ -709,8 +713,7 @@ int xr_xfer_post(xr_xfer *x)
                                        "metadata again to try it again", x->peer->name);
     atomic_store(&x->err, 0);
     x->errmsg[0] = 0;
-    for (size_t k = 0; k < x->nchunks; k++)
-        x->chunks[k].tries = 0;
+    x->gen++; /* a chunk's retries count per post: reset when failover meets it */
     uint64_t now = xr__rail_now();
     x->deadline = x->timeout_ms ? now + (uint64_t)x->timeout_ms * 1000000 : 0;
     atomic_store(&x->peer->path_down, 0);

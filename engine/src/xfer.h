@@ -10,25 +10,27 @@
 #include "region.h"
 
 typedef struct xr_chunk {
-    xr_opctx ctx;                   /* its completion: xfer.c's chunk_done */
+    xr_opctx ctx;                   /* its completion: xfer.c's chunk_done. Once the
+                                       rail has let go of it, ctx.link puts it on the
+                                       engine's failed list or a retry lane */
     struct xr_xfer *x;
     void *buf;
     void *desc;
     uint64_t raddr;
     uint64_t key;
     size_t len;
-    uint32_t desc_index;            /* which descriptor, for error messages */
-    uint8_t stage;                  /* XR_STAGE_*: how the bytes reach the rail */
-    bool gpu;                       /* the local buffer is device memory */
-    int device;                     /* its CUDA device */
     /* Failover: what it takes to aim the chunk at another rail. */
-    xr_list fail;                   /* on the engine's failed list or a retry lane */
     xr_region *lg;                  /* the local region (its MR per rail) */
     const xr_peer_region *rg;       /* the peer's region (its key per rail) */
     uint64_t rvirt;                 /* the remote address before any per-rail offset */
-    int err;                        /* why it last failed */
+    uint32_t desc_index;            /* which descriptor, for error messages */
+    uint32_t gen;                   /* the post `tries` counts in */
+    int device;                     /* its CUDA device */
+    int16_t err;                    /* why it last failed (XR_E*) */
+    uint8_t stage;                  /* XR_STAGE_*: how the bytes reach the rail */
     uint8_t rail;                   /* where it was last aimed */
-    uint8_t tries;                  /* times it went to another rail in this post */
+    uint8_t tries;                  /* times it went to another rail in post `gen` */
+    bool gpu;                       /* the local buffer is device memory */
     bool spend;                     /* this failover counts as one of them (a chunk
                                        rerouted before it was posted does not) */
 } xr_chunk;
@@ -74,6 +76,7 @@ struct xr_xfer {
     atomic_bool posted;
     bool orphan;                    /* released while in flight; reaped when done */
     unsigned timeout_ms;            /* per post; 0 none */
+    uint32_t gen;                   /* posts so far */
     uint64_t deadline;              /* this post's end (rails' clock, ns); 0 none */
     char errmsg[XR_ERRMSG_MAX];
     char fail_why[256];             /* the last chunk error, kept for failover's verdict */
