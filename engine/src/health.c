@@ -32,7 +32,7 @@
 #define PATH_FACTOR 4
 #define MS 1000000ull
 
-/* Take a rail down and cancel what it holds. Engine lock not held. */
+/* Take a rail out of plans, to be probed back. Engine lock not held. */
 static void rail_down(xr_engine *e, xr_rail *r, const char *reason)
 {
     pthread_mutex_lock(&e->lock);
@@ -51,6 +51,12 @@ static void reset(xr_engine *e, xr_rail *r, const char *why)
     if (rc) /* a refusal (XR_EBUSY) recurs each pass while the link is down */
         xr__log_write(&e->log, rc == XR_EBUSY ? XR_LOG_INFO : XR_LOG_ERROR, "rail %u: %s",
                       r->index, xr__error_last());
+    /* A rail left without an endpoint is down; probe_rail resets it again. */
+    pthread_mutex_lock(&r->lock);
+    bool up = r->state != XR_RAIL_DOWN && r->state != XR_RAIL_DISABLED;
+    pthread_mutex_unlock(&r->lock);
+    if (rc == XR_EFABRIC && up)
+        rail_down(e, r, "its endpoint could not be reopened after a reset");
 }
 
 /* Apply the rule above to one rail. */
@@ -164,6 +170,8 @@ static void probe_rail(xr_engine *e, xr_rail *r, uint64_t now)
     bool target = xr__peer_probe_target(e, r->index, &dst, &raddr, &key);
     pthread_mutex_unlock(&e->lock);
     int rc = target ? xr__rail_probe(r, dst, raddr, key) : XR_ENOTSUP;
+    if (rc == XR_EFABRIC) /* no endpoint: a reset opens one */
+        reset(e, r, "it has no endpoint to probe with");
     pthread_mutex_lock(&r->lock);
     if (rc) { /* nothing to probe with, or the post failed: try again later */
         r->probe_result = -1;

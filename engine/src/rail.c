@@ -249,9 +249,6 @@ static void close_ep(xr_rail *r)
     if (r->ep)
         fi_close(&r->ep->fid);
     r->ep = NULL;
-    if (r->ep_info)
-        fi_freeinfo(r->ep_info);
-    r->ep_info = NULL;
 }
 
 static void rail_close(xr_rail *r)
@@ -779,12 +776,8 @@ int xr__rail_reset(xr_rail *r, const char *why)
     } else if (!rc) {
         rc = XR_ENOMEM;
     }
-    /* The info stays with the endpoint: rxm reads it after fi_endpoint (a
-     * second reset crashed in fi_close when it was freed here). */
-    if (rc && info)
+    if (info)
         fi_freeinfo(info);
-    else if (info)
-        r->ep_info = info;
     if (rc) {
         close_ep(r);
         xr__log_write(r->cfg->log, XR_LOG_ERROR, "rail %u (%s %s): reopening its endpoint "
@@ -814,7 +807,9 @@ int xr__rail_probe(xr_rail *r, fi_addr_t dst, uint64_t raddr, uint64_t key)
 {
     pthread_mutex_lock(&r->lock);
     int rc = 0;
-    if (!r->probe_mr || !r->ep) {
+    if (!r->ep) {
+        rc = XR_EFABRIC;
+    } else if (!r->probe_mr) {
         rc = XR_ENOTSUP;
     } else if (!r->probe_busy) {
         r->probe = (xr_opctx){.done = probe_done};

@@ -143,7 +143,6 @@ struct xr_rail {
     int probe_result;         /* 1 came back, -1 failed, 0 none since the last look */
     uint64_t probe_buf;
     struct fid_mr *probe_mr;
-    struct fi_info *ep_info;  /* what a reset opened the endpoint with; freed with it */
     /* libfabric 1.x rxm crashes in fi_close when the endpoint holds a READ
      * over a dead connection (tests/faults/test_link.c): such a rail is not
      * reset while it holds one, and its READs finish when the link returns. */
@@ -186,7 +185,9 @@ bool xr__rail_holds(xr_rail *r, fi_addr_t dst);
  * (reset_reads_crash).
  */
 int xr__rail_reset(xr_rail *r, const char *why);
-/* Post a probe READ of 8 bytes at raddr/key through dst. Rail lock not held. */
+/* Post a probe READ of 8 bytes at raddr/key through dst: 0 (or 0 with one
+ * already out), XR_EFABRIC if the rail has no endpoint, XR_ENOTSUP if it
+ * has no probe buffer, XR_EIO if the post failed. Rail lock not held. */
 int xr__rail_probe(xr_rail *r, fi_addr_t dst, uint64_t raddr, uint64_t key);
 /* Read the CQ, complete through each context, post queued work. The
  * number of completions handled. */

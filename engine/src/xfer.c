@@ -718,8 +718,10 @@ int xr_xfer_post(xr_xfer *x)
     x->deadline = x->timeout_ms ? now + (uint64_t)x->timeout_ms * 1000000 : 0;
     atomic_store(&x->peer->path_down, 0);
     /* A peer's silence is counted from the moment it has work again. */
-    if (atomic_fetch_add(&x->peer->busy, 1) == 0)
+    if (atomic_fetch_add(&x->peer->busy, 1) == 0) {
         atomic_store(&x->peer->last_ok, now);
+        atomic_store(&x->peer->pushed_back, 0); /* a refusal of an earlier post is old news */
+    }
     atomic_store(&x->pending, x->nchunks);
     atomic_store(&x->status, XR_EINPROGRESS);
     atomic_store(&x->posted, true);

@@ -30,13 +30,6 @@
 
 static const char *prefix;
 
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
 static void nap_ms(unsigned ms)
 {
     struct timespec t = {ms / 1000, (long)(ms % 1000) * 1000000};
@@ -162,24 +155,24 @@ static outcome transfer(run *u, xr_op op, size_t len, double fault_at, unsigned 
     xr_xfer *x;
     H_OK(xr_xfer_create(u->e, u->p, op, &l, &r, 1, NULL, 0, &x));
     outcome o = {0, -1};
-    double t0 = now_s(), t_fault = -1, t_up = -1;
+    double t0 = h_now(), t_fault = -1, t_up = -1;
     H_OK(xr_xfer_post(x));
     int rc;
-    while ((rc = xr_xfer_status(x)) == XR_EINPROGRESS && now_s() - t0 < 120) {
-        double t = now_s() - t0;
+    while ((rc = xr_xfer_status(x)) == XR_EINPROGRESS && h_now() - t0 < 120) {
+        double t = h_now() - t0;
         if (fault_at >= 0 && t_fault < 0 && t >= fault_at) {
             link_set(rail, "down");
-            t_fault = now_s();
+            t_fault = h_now();
         }
         if (t_fault >= 0 && o.t_detect < 0 && rail_state(u->e, rail) == XR_RAIL_DOWN)
-            o.t_detect = now_s() - t_fault;
-        if (t_fault >= 0 && up_after >= 0 && t_up < 0 && now_s() - t_fault >= up_after) {
+            o.t_detect = h_now() - t_fault;
+        if (t_fault >= 0 && up_after >= 0 && t_up < 0 && h_now() - t_fault >= up_after) {
             link_set(rail, "up");
-            t_up = now_s();
+            t_up = h_now();
         }
         nap_ms(5);
     }
-    o.secs = now_s() - t0;
+    o.secs = h_now() - t0;
     H_CHECK(rc == 0, "%s of %zu MiB: %s: %s", op == XR_OP_WRITE ? "WRITE" : "READ", len >> 20,
             xr_err_name(rc), xr_xfer_error(x));
     xr_xfer_release(x);
@@ -200,12 +193,12 @@ static outcome transfer(run *u, xr_op op, size_t len, double fault_at, unsigned 
 /* Wait for rail i to come back after its link did; the seconds it took. */
 static double wait_up(run *u, unsigned i, double limit)
 {
-    double t0 = now_s();
-    while (rail_state(u->e, i) != XR_RAIL_UP && now_s() - t0 < limit)
+    double t0 = h_now();
+    while (rail_state(u->e, i) != XR_RAIL_UP && h_now() - t0 < limit)
         nap_ms(10);
     H_CHECK(rail_state(u->e, i) == XR_RAIL_UP, "rail %u did not come back within %.0f s", i,
             limit);
-    return now_s() - t0;
+    return h_now() - t0;
 }
 
 static int cmp_double(const void *a, const void *b)

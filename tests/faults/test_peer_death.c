@@ -22,13 +22,6 @@
 #define BUF (64u << 20)
 #define WINDOW_MS 2500
 
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
 static const char *provider;
 
 /* A target: publish a writable region, then serve until the initiator says
@@ -120,20 +113,20 @@ static double survivor_rate(xr_engine *e, side *sv, uint8_t *src, unsigned ms, u
                             xr_xfer *watch, double *ended)
 {
     xr_xfer *x = write_all(e, sv, src);
-    double t0 = now_s(), bytes = 0;
-    while (now_s() - t0 < ms / 1000.0) {
+    double t0 = h_now(), bytes = 0;
+    while (h_now() - t0 < ms / 1000.0) {
         if (watch && !*ended && xr_xfer_status(watch) != XR_EINPROGRESS)
-            *ended = now_s();
+            *ended = h_now();
         ++*tag;
         h_fill(src, BUF, *tag, 0);
         H_OK(xr_xfer_post(x));
         /* Short waits, so that the watched transfer's end is seen when it
          * comes, not when this one ends. */
         int rc = XR_ETIMEDOUT;
-        for (double w0 = now_s(); rc == XR_ETIMEDOUT && now_s() - w0 < 30;) {
+        for (double w0 = h_now(); rc == XR_ETIMEDOUT && h_now() - w0 < 30;) {
             rc = xr_xfer_wait(x, 10);
             if (watch && !*ended && xr_xfer_status(watch) != XR_EINPROGRESS)
-                *ended = now_s();
+                *ended = h_now();
         }
         if (rc == XR_EPEER && rxm_stop) {
             h_log("known limitation: the survivor's WRITE failed too: %s", xr_xfer_error(x));
@@ -145,7 +138,7 @@ static double survivor_rate(xr_engine *e, side *sv, uint8_t *src, unsigned ms, u
         bytes += BUF;
     }
     xr_xfer_release(x);
-    return bytes / (now_s() - t0) / 1e6;
+    return bytes / (h_now() - t0) / 1e6;
 }
 
 int main(int argc, char **argv)
@@ -194,7 +187,7 @@ int main(int argc, char **argv)
         xr_xfer *x = write_n(e, &sur, src2, 64);
         if (k == 1)
             H_OK(xr_xfer_set_timeout(x, 50));
-        double t0 = now_s();
+        double t0 = h_now();
         H_OK(xr_xfer_post(x));
         if (k == 0) {
             nanosleep(&nap, NULL);
@@ -204,7 +197,7 @@ int main(int argc, char **argv)
         H_CHECK(rc == (k ? XR_ETIMEDOUT : XR_ECANCELED), "%s gave %s: %s",
                 k ? "a 50 ms timeout" : "cancel", xr_err_name(rc), xr_xfer_error(x));
         h_log("ok: %s ended with %s after %.3f s: %s", k ? "a 4 GiB WRITE with a 50 ms timeout"
-              : "a 4 GiB WRITE canceled after 20 ms", xr_err_name(rc), now_s() - t0,
+              : "a 4 GiB WRITE canceled after 20 ms", xr_err_name(rc), h_now() - t0,
               xr_xfer_error(x));
         xr_xfer_release(x);
     }
@@ -219,20 +212,20 @@ int main(int argc, char **argv)
     nanosleep(&nap, NULL);
     H_CHECK(xr_xfer_status(vic.x) == XR_EINPROGRESS,
             "the victim's 4 GiB WRITE ended before the signal; nothing was tested");
-    double t_sig = now_s();
+    double t_sig = h_now();
     kill(vic.pid, kill_it ? SIGKILL : SIGSTOP);
     /* The survivor keeps moving bytes while the victim's transfer fails. */
     double after = survivor_rate(e, &sur, src2, WINDOW_MS, &tag, vic.x, &ended);
     int rc;
-    while ((rc = xr_xfer_status(vic.x)) == XR_EINPROGRESS && now_s() - t_sig < 60)
+    while ((rc = xr_xfer_status(vic.x)) == XR_EINPROGRESS && h_now() - t_sig < 60)
         nanosleep(&nap, NULL);
-    double t_fail = (ended ? ended : now_s()) - t_sig;
+    double t_fail = (ended ? ended : h_now()) - t_sig;
     h_log("victim %s: its transfer ended with %s after %.2f s: %s",
           kill_it ? "killed" : "stopped", xr_err_name(rc), t_fail, xr_xfer_error(vic.x));
     if (after < 0) {
         /* Wait out the victim's verdict, then load the survivor again once
          * the victim is gone. */
-        while (xr_xfer_status(vic.x) == XR_EINPROGRESS && now_s() - t_sig < 60)
+        while (xr_xfer_status(vic.x) == XR_EINPROGRESS && h_now() - t_sig < 60)
             nanosleep(&nap, NULL);
         kill(vic.pid, SIGKILL);
         H_OK(xr_peer_unload(sur.peer));
@@ -256,13 +249,13 @@ int main(int argc, char **argv)
      * victim fails within the bound too. */
     survivor_rate(e, &sur, src2, 200, &tag, NULL, NULL);
     xr_xfer *x = write_all(e, &vic, src);
-    double t0 = now_s();
+    double t0 = h_now();
     /* A peer that went silent is not posted to again (its metadata must be
      * loaded again); one whose connections failed is, and fails again. */
     rc = xr_xfer_post(x);
     if (rc == 0)
         rc = xr_xfer_wait(x, 30000);
-    h_log("a new WRITE to the dead victim: %s after %.2f s", xr_err_name(rc), now_s() - t0);
+    h_log("a new WRITE to the dead victim: %s after %.2f s", xr_err_name(rc), h_now() - t0);
     H_CHECK(rc == XR_EPEER || rc == XR_EIO, "a new WRITE to the victim gave %s",
             xr_err_name(rc));
     xr_xfer_release(x);
@@ -272,9 +265,9 @@ int main(int argc, char **argv)
     H_OK(xr_peer_unload(sur.peer));
     H_OK(xr_mem_deregister(reg));
     H_OK(xr_mem_deregister(reg2));
-    t0 = now_s();
+    t0 = h_now();
     xr_engine_destroy(e);
-    double t_destroy = now_s() - t0;
+    double t_destroy = h_now() - t0;
     h_log("destroy with a dead peer: %.3f s", t_destroy);
     H_CHECK(t_destroy < 1.0, "destroy took %.2f s", t_destroy);
 

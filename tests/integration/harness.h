@@ -20,6 +20,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Exit code ctest reads as "skipped" (SKIP_RETURN_CODE). */
@@ -195,6 +196,14 @@ static inline void h_require_provider(const char *provider)
         exit(H_SKIP);
     }
     xr_engine_destroy(e);
+}
+
+/* Seconds on the monotonic clock. */
+static inline double h_now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
 /* ---- data ---- */

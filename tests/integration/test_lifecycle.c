@@ -27,13 +27,6 @@ __attribute__((used)) const char *__asan_default_options(void)
 
 static const char *provider;
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static int engine_with(const char *name, unsigned rails, unsigned rx_slots, int stage_host,
                        xr_engine **out)
 {
@@ -137,7 +130,7 @@ static void mrc_settings(void)
     for (int i = 0; i < 2; i++)
         H_CHECK(pthread_create(&t[i], NULL, reader, &s) == 0, "thread");
     unsigned long writes = 0;
-    for (double end = now_s() + 2; now_s() < end; writes++)
+    for (double end = h_now() + 2; h_now() < end; writes++)
         H_OK(xr_mr_cache_configure(s.e, writes & 1 ? &B : &A));
     atomic_store(&s.stop, true);
     for (int i = 0; i < 2; i++)
@@ -187,9 +180,9 @@ static void destroy_inflight(void)
     h_log("%d of 4 transfers in flight at destroy", in_flight);
     for (int k = 0; k < 2; k++) /* released in flight: destroy frees them */
         xr_xfer_release(x[k]);
-    double t0 = now_s();
+    double t0 = h_now();
     xr_engine_destroy(i); /* x[2], x[3] are still the application's, and die with it */
-    double took = now_s() - t0;
+    double took = h_now() - t0;
     h_log("destroy took %.2f s", took);
     H_CHECK(took < 30, "destroy took %.1f s", took);
     xr_engine_destroy(t);

@@ -138,13 +138,6 @@ static bool staged_side(int who)
     return cuda_mode ? side[who] == 'd' : side[who] == 's';
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void target(int fd, void *arg)
 {
     (void)arg;
@@ -159,9 +152,9 @@ static void target(int fd, void *arg)
     /* The WRITE: its notification comes after every byte is in place. */
     char who[64], msg[16];
     size_t n;
-    double deadline = now_s() + 120;
+    double deadline = h_now() + 120;
     for (;;) {
-        H_CHECK(now_s() < deadline, "no notification after 120 s");
+        H_CHECK(h_now() < deadline, "no notification after 120 s");
         n = sizeof msg;
         int rc = xr_notif_get(e, who, sizeof who, msg, &n);
         if (!rc)
@@ -211,11 +204,11 @@ static void initiator(int fd, void *arg)
     xr_iov li[3] = {{(uintptr_t)l, a}, {(uintptr_t)l + a, b}, {(uintptr_t)l + a + b, SIZE - a - b}};
     xr_iov ri[3] = {{ra, a}, {ra + a, b}, {ra + a + b, SIZE - a - b}};
     xr_xfer *x;
-    double t0 = now_s();
+    double t0 = h_now();
     H_OK(xr_xfer_create(e, p, XR_OP_WRITE, li, ri, 3, "write", 5, &x));
     H_OK(xr_xfer_post(x));
     H_OK(xr_xfer_wait(x, 120000));
-    double dt = now_s() - t0;
+    double dt = h_now() - t0;
     h_log("WRITE %s -> %s of %u bytes in %zu chunks: %.1f MB/s", on_device(0) ? "device" : "host",
           on_device(1) ? "device" : "host", SIZE, xr_xfer_chunk_count(x, -1), SIZE / dt / 1e6);
     xr_xfer_release(x);
@@ -229,11 +222,11 @@ static void initiator(int fd, void *arg)
     H_CHECK(h_recv_u64(fd, e) == 1, "target not ready");
     uint8_t *back = mem_alloc(0, SIZE);
     xr_iov lb = {(uintptr_t)back, SIZE}, rb = {ra, SIZE};
-    t0 = now_s();
+    t0 = h_now();
     H_OK(xr_xfer_create(e, p, XR_OP_READ, &lb, &rb, 1, NULL, 0, &x));
     H_OK(xr_xfer_post(x));
     H_OK(xr_xfer_wait(x, 120000));
-    dt = now_s() - t0;
+    dt = h_now() - t0;
     xr_xfer_release(x);
     long long bad = verify(0, back, SIZE, 2);
     H_CHECK(bad < 0, "READ: byte %lld wrong", bad);
