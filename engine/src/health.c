@@ -73,9 +73,9 @@ static void check_rail(xr_engine *e, xr_rail *r, uint64_t now, uint64_t deadline
     char why[256];
     pthread_mutex_lock(&e->lock);
     xr_peer *p = xr__peer_by_addr(e, r->index, dst);
-    /* First contact sets up connections on every rail at once (2.3 s for
-     * 32 tcp rails here, docs/reliability.md): a peer that has not
-     * answered yet gets PATH_FACTOR deadlines. */
+    /* First contact sets up connections on every rail at once (a first
+     * READ to a 32-rail tcp peer took 2.34 s, docs/reliability.md): a peer
+     * that has not answered yet gets PATH_FACTOR deadlines. */
     if (p && !atomic_load(&p->answered)) {
         deadline *= PATH_FACTOR;
         if (!xr__rail_overdue(r, now, deadline, &dst, &silent)) {
