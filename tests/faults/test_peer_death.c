@@ -16,6 +16,8 @@
  */
 #include "../integration/harness.h"
 
+#include <dirent.h>
+
 #include <time.h>
 
 #define RAILS 4
@@ -53,6 +55,35 @@ static void target(int fd, const char *name)
     H_OK(xr_mem_deregister(reg));
     xr_engine_destroy(e);
     free(buf);
+}
+
+/* A killed shm peer leaves its regions in /dev/shm, named "<pid>:...";
+ * a later process given the same pid would find its name taken (fi_enable:
+ * EBUSY). The test removes what its victim left. */
+static void shm_sweep(pid_t pid)
+{
+    DIR *d = opendir("/dev/shm");
+    char prefix[32], path[300];
+    snprintf(prefix, sizeof prefix, "%d:", (int)pid);
+    for (struct dirent *de; d && (de = readdir(d));)
+        if (!strncmp(de->d_name, prefix, strlen(prefix))) {
+            snprintf(path, sizeof path, "/dev/shm/%s", de->d_name);
+            unlink(path);
+        }
+    if (d)
+        closedir(d);
+}
+
+static pid_t victim_pid;
+
+/* At exit, also a failed one: the victim is gone and so are its regions. */
+static void victim_cleanup(void)
+{
+    if (victim_pid > 0) {
+        kill(victim_pid, SIGKILL);
+        waitpid(victim_pid, NULL, 0);
+        shm_sweep(victim_pid);
+    }
 }
 
 static void target_main(int fd, void *name)
@@ -154,6 +185,8 @@ int main(int argc, char **argv)
     side vic = {0}, sur = {0};
     vic.fd = h_spawn(target_main, "victim", &vic.pid);
     sur.fd = h_spawn(target_main, "survivor", &sur.pid);
+    victim_pid = vic.pid;
+    atexit(victim_cleanup);
     h_role = "prefill";
 
     xr_engine *e;
@@ -271,10 +304,9 @@ int main(int argc, char **argv)
     h_log("destroy with a dead peer: %.3f s", t_destroy);
     H_CHECK(t_destroy < 1.0, "destroy took %.2f s", t_destroy);
 
-    if (!kill_it)
-        kill(vic.pid, SIGKILL);
     int st;
-    waitpid(vic.pid, &st, 0);
+    victim_cleanup();
+    victim_pid = 0;
     waitpid(sur.pid, &st, 0);
     H_CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the survivor failed (status 0x%x)", st);
     free(src);
