@@ -12,8 +12,9 @@
  * flap  rail 1 down for 2 s in the middle of a WRITE, then up: the rail
  *       comes back (printed: how long after the link), and the next
  *       transfer moves bytes on all 4 rails.
- * loss  netem 5% loss and 20 ms delay on rail 2: a WRITE and a READ of
- *       256 MiB complete, verified.
+ * loss  5% loss and 20 ms delay (netem) on rail 2, or 5% loss alone from a
+ *       tc bpf classifier where the kernel has no netem: a WRITE and a
+ *       READ of 256 MiB complete, verified.
  * soakN N link-down WRITEs of 256 MiB (tests/bench/soak_link.sh): every
  *       one verified, and the distribution of detection and finish times.
  */
@@ -275,14 +276,28 @@ static void initiator(run *u, const char *mode)
         printf("faults.link.flap: rail 1 back %.2f s after the link; next transfer put %.1f MiB "
                "on it\n", back, moved / MIB);
     } else {
-        /* netem replaces the rail's shaper, rate included, on both ends. */
-        for (int k = 0; k < 2; k++)
-            sh("tc -n %s-%c qdisc replace dev %s2 root netem rate 200mbit loss 5%% delay 20ms",
-               prefix, k ? 'b' : 'a', prefix);
+        /* netem replaces the rail's shaper, rate included, on both ends;
+         * without netem a classifier drops the packets and the shaper
+         * stays (netns_faults.sh chose which). */
+        outcome base = transfer(u, XR_OP_WRITE, BIG / 2, -1, 0, -1);
+        const char *bpf = getenv("XR_LOSS_BPF");
+        for (int k = 0; k < 2; k++) {
+            char side = k ? 'b' : 'a';
+            if (bpf && *bpf) {
+                sh("tc -n %s-%c qdisc add dev %s2 clsact", prefix, side, prefix);
+                sh("tc -n %s-%c filter add dev %s2 egress bpf da obj %s sec classifier", prefix,
+                   side, prefix, bpf);
+            } else {
+                sh("tc -n %s-%c qdisc replace dev %s2 root netem rate 200mbit loss 5%% delay 20ms",
+                   prefix, side, prefix);
+            }
+        }
+        const char *what = bpf && *bpf ? "5% loss (a tc bpf classifier; no delay: this kernel "
+                                         "has no netem)" : "5% loss and 20 ms delay (netem)";
         outcome w = transfer(u, XR_OP_WRITE, BIG / 2, -1, 0, -1);
         outcome r = transfer(u, XR_OP_READ, BIG / 2, -1, 0, -1);
-        printf("faults.link.loss: 256 MiB WRITE %.2f s, READ %.2f s with 5%% loss and 20 ms on "
-               "rail 2\n", w.secs, r.secs);
+        printf("faults.link.loss: 256 MiB WRITE %.2f s, READ %.2f s with %s on rail 2; WRITE "
+               "%.2f s before it\n", w.secs, r.secs, what, base.secs);
     }
     for (unsigned i = 0; i < RAILS; i++) {
         xr_rail_info ri;

@@ -130,6 +130,20 @@ static inline uint64_t h_recv_u64(int fd, xr_engine *e)
 /* A policy script for the engines this process creates (NULL: built-in). */
 static const char *h_policy;
 
+/* The health deadline the engines here get: the engine's default, or a
+ * longer one for a sanitizer build that runs 5-20x slower (scripts/test.sh
+ * --tsan sets XR_TEST_DEADLINE_MS). The engine's environment is ignored in
+ * tests, so that a user's settings cannot change one. */
+static inline unsigned h_deadline_ms(void)
+{
+    const char *v = getenv("XR_TEST_DEADLINE_MS");
+    if (v && *v)
+        return (unsigned)strtoul(v, NULL, 10);
+    xr_engine_opts o;
+    xr_engine_opts_init(&o);
+    return o.health.deadline_ms;
+}
+
 /* progress_thread: 0 none, 1 one thread, N > 1 N threads sharing the rails. */
 static inline int h_engine(const char *name, const char *provider, unsigned rails,
                            int progress_thread, xr_engine **out)
@@ -141,6 +155,7 @@ static inline int h_engine(const char *name, const char *provider, unsigned rail
     o.ignore_env = 1;
     o.progress_thread = progress_thread > 0;
     o.progress_threads = progress_thread > 1 ? (unsigned)progress_thread : 0;
+    o.health.deadline_ms = h_deadline_ms();
     /* Rails on loopback only: tcp on the lo domain (its first entry is
      * 127.0.0.1), shm is host-local. No src_addr: with one, rxm's per-endpoint
      * interface lookup costs about 100 ms a rail instead of 40. */

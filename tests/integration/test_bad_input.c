@@ -289,7 +289,8 @@ static void initiator(int fd, void *arg)
     while (!xr_xfer_chunk_count(x, (int)frail))
         frail++;
     H_OK(xr_xfer_post(x));
-    rc = xr_xfer_wait(x, 20000); /* first contact: 4 deadlines (docs/reliability.md) */
+    /* First contact: 4 deadlines (docs/reliability.md), and time to spare. */
+    rc = xr_xfer_wait(x, (int)(4 * h_deadline_ms() + 14000));
     bool rail_lost = false;
     /* libfabric 2.x's shm moves bytes with the target's memory mapped into
      * the initiator (CMA, which any process of the same user may use
