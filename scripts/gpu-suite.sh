@@ -12,6 +12,12 @@
 #                                      # GPUs, else 0,0): the C and Python
 #                                      # examples, xrail-bench device->device
 #                                      # beside the copy ceilings, one run
+#   bash scripts/gpu-suite.sh direct [P,D]
+#                                      # GPU tests, then libfabric 2.6 built
+#                                      # with CUDA: the GPU tests on it (shm
+#                                      # registers device memory itself), and
+#                                      # GPU P -> GPU D: xrail direct, xrail
+#                                      # staged, raw fi_rma_bw, cudaMemcpyPeer
 #
 # The machine has no libfabric, Lua or Check: carry .deps (made here with
 # ../shared/gpu/fetch-debs.sh .deps) and this script unpacks it.
@@ -31,6 +37,14 @@ fi
   echo
 } >"$out/device.txt" 2>&1
 cat "$out/device.txt"
+
+# libfabric 2.6 with CUDA takes minutes to build: it starts now, beside
+# the build and tests on Debian's 1.17 (direct mode).
+lf=${XR_LIBFABRIC_CUDA:-/opt/lf}
+if [ "${1:-}" = direct ]; then
+  bash .deps/src/build-libfabric.sh "$lf" --cuda --fabtests >"$out/lf-build.log" 2>&1 &
+  lf_pid=$!
+fi
 
 echo "== build"
 if ! { cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release &&
@@ -84,6 +98,94 @@ if [ "${1:-}" = pair ]; then
   cat "$out/pair-bench.txt"
   echo "gpu tests rc=$gpu_rc, pair rc=$pair_rc"
   [ "$gpu_rc" -eq 0 ] && [ "$pair_rc" -eq 0 ]
+  exit
+fi
+
+if [ "${1:-}" = direct ]; then
+  # libfabric 2.6.0 built with CUDA (its shm lists FI_HMEM and registers
+  # device memory itself) and its fabtests, the raw baseline, from the
+  # source carried in .deps/src. Then, in one run, GPU P -> GPU D between
+  # two processes: xrail on 2.6 shm (direct), xrail on 1.17 shm (staged),
+  # raw fi_rma_bw on 2.6 shm, and cudaMemcpyPeer.
+  ngpu=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')
+  gpus=${2:-$([ "$ngpu" -ge 2 ] && echo 0,1 || echo 0,0)}
+  p=${gpus%,*} d=${gpus#*,}
+  direct_rc=0
+  echo "== libfabric 2.6.0 with CUDA and fabtests into $lf"
+  if ! wait "$lf_pid"; then
+    tail -30 "$out/lf-build.log"
+    exit 1
+  fi
+  tail -1 "$out/lf-build.log"
+  (
+    # shellcheck disable=SC1091
+    XR_LIBFABRIC=$lf source .deps/env.sh
+    for prov in shm tcp; do
+      echo "-- $prov on 2.6 (CUDA): $(fi_info -p $prov -v 2>&1 | grep -c FI_HMEM) lines name FI_HMEM"
+      fi_info -p $prov -v 2>&1 | grep -E "caps:|mr_mode:" | sort | uniq -c | cut -c1-200
+    done
+    echo "== build against 2.6"
+    # Lua's folder from .deps holds Debian's libfabric too: the linker must
+    # meet 2.6's first when it resolves what libxrail needs.
+    if ! { cmake -S . -B build-gpu-26 -DCMAKE_BUILD_TYPE=Release \
+             -DCMAKE_EXE_LINKER_FLAGS="-Wl,-rpath-link,$lf/lib" \
+             -DCMAKE_MODULE_LINKER_FLAGS="-Wl,-rpath-link,$lf/lib" &&
+           cmake --build build-gpu-26 -j"$(nproc)"; } >"$out/build-26.log" 2>&1; then
+      tail -40 "$out/build-26.log"
+      exit 1
+    fi
+    echo "== GPU tests against 2.6 (shm: direct; tcp: staged)"
+    timeout 300 ctest --test-dir build-gpu-26 -R '^stage\.' --output-on-failure -V \
+      >"$out/gpu-tests-26.log" 2>&1
+    rc=$?
+    grep -E "ok:|device memory on|SKIPPED|FAIL|Passed|Failed|\*\*\*" "$out/gpu-tests-26.log" |
+      sed 's/^[0-9]*: //'
+    # Device -> device in larger chunks (one CUDA copy each on shm): which
+    # sizes keep every byte, WRITE and READ, 3 runs each.
+    for chunk in 1048576 4194304 8388608 16777216; do
+      for k in 1 2 3; do
+        r=$(XR_TEST_CHUNK=$chunk timeout 60 build-gpu-26/tests/test_stage shm cuda:dd 2>&1 |
+            grep -E "FAIL|READ device <- device" | head -1 | sed 's/.*\] //')
+        echo "chunk $chunk run $k: ${r:-no output}"
+      done
+    done
+    exit $rc
+  ) || direct_rc=1
+  echo "== GPU $p -> GPU $d, one run: xrail direct (2.6), xrail staged (1.17), raw fi_rma_bw (2.6), cudaMemcpyPeer"
+  {
+    build-gpu/tests/xrail-bench-cuda --src "$p" --dst "$d" --sizes 64k,1M,16M,64M --duration 1 ||
+      direct_rc=1
+    for op in write read; do
+      for chunk in 1M 16M; do
+        echo "# xrail on libfabric 2.6 shm, $op, chunks of $chunk"
+        (XR_LIBFABRIC=$lf source .deps/env.sh &&
+         timeout 120 build-gpu-26/tests/xrail-bench --provider shm --op $op --mem "cuda:$p" \
+           --target-mem "cuda:$d" --sizes 64k,1M,16M,64M --duration 1 --warmup 8 --window 16 \
+           --chunk $chunk) || direct_rc=1
+      done
+      echo "# xrail on libfabric 1.17 shm (staged), $op"
+      timeout 120 build-gpu/tests/xrail-bench --provider shm --op $op --mem "cuda:$p" \
+        --target-mem "cuda:$d" --sizes 64k,1M,16M --duration 1 --warmup 8 --window 16 ||
+        direct_rc=1
+      echo "# raw fi_rma_bw on libfabric 2.6 shm, $op (server on GPU $d, client on GPU $p, window 16)"
+      for size in 65536 1048576 16777216 67108864; do
+        port=$((20000 + RANDOM % 5000))
+        (XR_LIBFABRIC=$lf source .deps/env.sh &&
+         timeout 60 fi_rma_bw -p shm -E="$port" -D cuda -i "$d" -o $op -S $size -W 16 -I 1000 \
+           -w 100 >>"$out/rma_bw-server.txt" 2>&1) &
+        sleep 1
+        (XR_LIBFABRIC=$lf source .deps/env.sh &&
+         timeout 60 fi_rma_bw -p shm -E="$port" -D cuda -i "$p" -o $op -S $size -W 16 -I 1000 \
+           -w 100 127.0.0.1 2>&1) || direct_rc=1
+        wait
+      done
+    done
+    build-gpu/tests/xrail-bench-cuda --src "$p" --dst "$d" --sizes 64k,1M,16M,64M --duration 1 ||
+      direct_rc=1
+  } >"$out/direct-bench.txt" 2>&1
+  cat "$out/direct-bench.txt"
+  echo "gpu tests rc=$gpu_rc, direct rc=$direct_rc"
+  [ "$gpu_rc" -eq 0 ] && [ "$direct_rc" -eq 0 ]
   exit
 fi
 

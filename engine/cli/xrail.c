@@ -139,8 +139,8 @@ static int cmd_rails(const args *a)
     xr_engine *e;
     if (engine(a, "xrail-cli", &e))
         return 1;
-    printf("%-4s %-14s %-10s %-36s %-8s %-5s %s\n", "rail", "provider", "domain", "address",
-           "speed", "numa", "state");
+    printf("%-4s %-14s %-10s %-36s %-8s %-5s %-8s %s\n", "rail", "provider", "domain", "address",
+           "speed", "numa", "gpu mem", "state");
     for (int i = 0; i < xr_rail_count(e); i++) {
         xr_rail_info ri;
         xr_rail_info_get(e, (unsigned)i, &ri);
@@ -148,8 +148,9 @@ static int cmd_rails(const args *a)
         if (ri.speed_mbps)
             snprintf(speed, sizeof speed, "%llu", (unsigned long long)ri.speed_mbps);
         static const char *const states[] = {"up", "suspect", "down", "disabled"};
-        printf("%-4u %-14s %-10s %-36s %-8s %-5d %s\n", ri.index, ri.provider, ri.domain,
-               ri.address, speed, ri.numa_node,
+        /* Device memory: registered on the rail (FI_HMEM) or staged. */
+        printf("%-4u %-14s %-10s %-36s %-8s %-5d %-8s %s\n", ri.index, ri.provider, ri.domain,
+               ri.address, speed, ri.numa_node, ri.hmem ? "direct" : "staged",
                ri.state >= 0 && ri.state < 4 ? states[ri.state] : "?");
         if (*ri.reason || *ri.last_error || ri.counters.stalls || ri.counters.resets)
             printf("     %s%s%s%s; %llu stalls, %llu resets, %llu failovers, %llu probes\n",

@@ -270,6 +270,9 @@ typedef struct xr_rail_info {
     uint64_t state_age_ms;  /* how long it has been in that state */
     uint64_t max_msg_size;
     uint64_t mr_mode;       /* FI_MR_* bits the provider asked for */
+    int hmem;               /* 1: device memory is registered on the rail itself (FI_HMEM, and
+                               the first CUDA registration worked or is still to come); 0: the
+                               rail stages it through host bounce slots */
     int delivery_complete;  /* always 1: a write completion means visible at the target (a
                                provider without FI_DELIVERY_COMPLETE is refused) */
     xr_rail_counters counters;

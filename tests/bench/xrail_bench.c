@@ -5,6 +5,7 @@
  *   xrail-bench [--op write|read] [--provider P] [--rails N] [--policy FILE]
  *               [--sizes 4k,64k,1M,16M] [--batch 1,8] [--iters N | --duration S]
  *               [--warmup N] [--window N] [--mem host|cuda:D] [--target-mem host|cuda:D]
+ *               [--chunk SIZE]
  *               [--netns PREFIX [--first-rail K] [--speeds MBIT,...]]
  *               [--target-sleep-us N] [--progress-threads N] [--json | --csv] [--raw]
  *
@@ -74,6 +75,7 @@ typedef struct args {
                             target has one and the initiator's loop drives progress */
     size_t sizes[MAX_POINTS], batches[MAX_POINTS], speeds[XR_MAX_RAILS];
     unsigned nsizes, nbatches, nspeeds;
+    size_t chunk; /* --chunk: the engines' chunk_size; 0 the default */
     int json, csv, raw;
 } args;
 
@@ -177,6 +179,8 @@ static xr_engine *engine(const args *a, const char *name, int progress_thread, c
     o.progress_thread = progress_thread || a->threads;
     o.progress_threads = a->threads;
     o.progress_sleep_us = a->target_sleep_us;
+    if (a->chunk)
+        o.chunk_size = a->chunk;
     xr_rail_spec spec[XR_MAX_RAILS];
     char dom[XR_MAX_RAILS][32], src[XR_MAX_RAILS][32];
     if (!a->netns) {
@@ -692,6 +696,7 @@ static void usage(void)
             "usage: xrail-bench [--op write|read] [--provider P] [--rails N] [--policy FILE]\n"
             "                   [--sizes 4k,64k,1M,16M] [--batch 1,8] [--iters N | --duration S]\n"
             "                   [--warmup N] [--window N] [--mem host|cuda:D] [--target-mem host|cuda:D]\n"
+            "                   [--chunk SIZE]\n"
             "                   [--netns PREFIX [--first-rail K] [--speeds MBIT,...]]\n"
             "                   [--target-sleep-us N] [--progress-threads N]\n"
             "                   [--json | --csv] [--raw]\n"
@@ -824,6 +829,8 @@ int main(int argc, char **argv)
             a.nsizes = parse_list(v, a.sizes), i++;
         else if (!strcmp(o, "--batch"))
             a.nbatches = parse_list(v, a.batches), i++;
+        else if (!strcmp(o, "--chunk") && (a.chunk = size_arg(v)))
+            i++;
         else if (!strcmp(o, "--speeds"))
             a.nspeeds = parse_list(v, a.speeds), i++;
         else if (!strcmp(o, "--duration"))
@@ -904,6 +911,21 @@ int main(int argc, char **argv)
     bar_clear();
     if (a.json)
         printf("\n]\n");
+    /* Device memory goes to the rails directly (FI_HMEM) or through host
+     * bounce slots; say which this run took. */
+    uint64_t staged = 0, chunks = 0;
+    int hmem = xr_rail_count(e) > 0;
+    for (int i = 0; i < xr_rail_count(e); i++) {
+        xr_rail_info ri;
+        xr_rail_info_get(e, (unsigned)i, &ri);
+        staged += ri.counters.staged;
+        chunks += ri.counters.chunks;
+        hmem = hmem && ri.hmem;
+    }
+    if (!a.json && !a.csv)
+        printf("# %llu of %llu chunks staged through host bounce slots; rails %s device memory\n",
+               (unsigned long long)staged, (unsigned long long)chunks,
+               hmem ? "register" : "stage");
     full_write(down[1], "x", 1);
     int st = 0;
     waitpid(pid, &st, 0);

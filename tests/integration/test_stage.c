@@ -37,6 +37,7 @@ static bool cuda_mode;
 static char side[2]; /* initiator, target: 's'/'d' (host mode) or 'h'/'d' (cuda mode) */
 static int gpu[2];   /* each side's device (gpu2 mode: 0 and 1) */
 static bool two_gpus;
+static bool direct;  /* the rails take device memory themselves (FI_HMEM) */
 
 static bool on_device(int who)
 {
@@ -52,6 +53,11 @@ static xr_engine *engine(const char *name, int who)
     o.stage.host = !cuda_mode && side[who] == 's';
     /* Copies then run on a thread that never chose GPU 1. */
     o.progress_thread = two_gpus && who == 1;
+    /* Chunks of another size, to look at a provider's large copies
+     * (scripts/gpu-suite.sh direct); the default otherwise. */
+    const char *chunk = getenv("XR_TEST_CHUNK");
+    if (chunk && *chunk)
+        o.chunk_size = (size_t)strtoull(chunk, NULL, 10);
     xr_rail_spec spec = {.provider = provider, .count = 2};
     if (strstr(provider, "tcp"))
         spec.domain = "lo";
@@ -132,16 +138,46 @@ static void staged_counts(xr_engine *e, uint64_t *staged, uint64_t *served)
     }
 }
 
-/* Whether a side's memory is out of the rails' reach. */
+/* Whether a side's memory is out of the rails' reach: device memory where
+ * the provider has no FI_HMEM (or one built without CUDA), host memory
+ * marked staged. Both sides run the same provider on one host, so what
+ * this process's rails do holds for the other's too. */
 static bool staged_side(int who)
 {
-    return cuda_mode ? side[who] == 'd' : side[who] == 's';
+    return cuda_mode ? side[who] == 'd' && !direct : side[who] == 's';
+}
+
+/* Whether the rails register device memory themselves (a libfabric built
+ * with CUDA, e.g. 2.6's shm) rather than stage it. The first device buffer
+ * settles it (region.c); a small one is registered to ask. */
+static bool rails_take_device_memory(xr_engine *e, int who)
+{
+    bool all = xr_rail_count(e) > 0;
+#ifdef XR_TEST_CUDA
+    void *d;
+    xr_region *g;
+    H_CHECK(cudaSetDevice(gpu[who]) == cudaSuccess, "cudaSetDevice(%d)", gpu[who]);
+    H_CHECK(cudaMalloc(&d, 1u << 16) == cudaSuccess, "cudaMalloc");
+    H_OK(xr_mem_register(e, d, 1u << 16, XR_MEM_CUDA, gpu[who], XR_ACCESS_RW, &g));
+    for (int i = 0; i < xr_rail_count(e); i++) {
+        xr_rail_info ri;
+        H_OK(xr_rail_info_get(e, (unsigned)i, &ri));
+        all = all && ri.hmem;
+    }
+    H_OK(xr_mem_deregister(g));
+    cudaFree(d);
+#else
+    (void)e, (void)who;
+    all = false;
+#endif
+    return all;
 }
 
 static void target(int fd, void *arg)
 {
     (void)arg;
     xr_engine *e = engine("decode", 1);
+    direct = cuda_mode && rails_take_device_memory(e, 1);
     uint8_t *t = mem_alloc(1, SIZE);
     xr_region *g;
     H_OK(xr_mem_register(e, t, SIZE, on_device(1) ? XR_MEM_CUDA : XR_MEM_HOST, gpu[1], XR_ACCESS_RW,
@@ -189,6 +225,10 @@ static void initiator(int fd, void *arg)
 {
     (void)arg;
     xr_engine *e = engine("prefill", 0);
+    direct = cuda_mode && rails_take_device_memory(e, 0);
+    if (cuda_mode)
+        h_log("device memory on %s: %s", provider, direct ? "registered on the rails (FI_HMEM)"
+                                                          : "staged through host bounce slots");
     xr_peer *p = h_load_peer(fd, e);
     uint64_t ra = h_recv_u64(fd, e);
     uint8_t *l = mem_alloc(0, SIZE);

@@ -71,6 +71,7 @@ class RailInfo(NamedTuple):
     max_msg_size: int
     mr_mode: int
     delivery_complete: bool
+    hmem: bool          # registers device memory itself (else stages it)
     counters: dict
 
 

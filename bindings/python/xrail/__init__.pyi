@@ -48,6 +48,7 @@ class RailInfo(NamedTuple):
     max_msg_size: int
     mr_mode: int
     delivery_complete: bool
+    hmem: bool
     counters: dict
 
 class Region:
