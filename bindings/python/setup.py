@@ -31,10 +31,27 @@ def xrail_flags():
             [w[2:] for w in words if w.startswith("-L")])
 
 
+def header_version(dirs):
+    """The version xrail.h declares (its XR_VERSION_* macros), the one place it is written."""
+    for d in dirs:
+        try:
+            with open(os.path.join(d, "xrail.h")) as f:
+                text = f.read()
+        except OSError:
+            continue
+        parts = []
+        for part in ("MAJOR", "MINOR", "PATCH"):
+            tag = "#define XR_VERSION_%s " % part
+            line = next(l for l in text.splitlines() if l.startswith(tag))
+            parts.append(line[len(tag):].strip())
+        return ".".join(parts)
+    raise SystemExit("xrail: xrail.h not found in %s" % dirs)
+
+
 inc, libdirs = xrail_flags()
 setup(
     name="xrail",
-    version="0.1.0",
+    version=header_version(inc),
     description="Multi-rail zero-copy KV-cache transfers (Python binding of libxrail)",
     packages=["xrail"],
     package_data={"xrail": ["__init__.pyi", "py.typed"]},

@@ -28,7 +28,8 @@ static const struct {
      "policy explain --size N [--op write|read] [--mem host|host:NUMA|cuda:D]\n"
      "               [--peer-rails N] [--policy F] [--config F]",
      "print the plan and per-rail byte split of one transfer"},
-    {"md", "get", "md get [--config F] [--layout F]", "write this engine's metadata blob to stdout"},
+    {"md", "get", "md get [--name N] [--config F] [--layout F]",
+     "write this engine's metadata blob to stdout (engine name N, default xrail-cli)"},
     {"md", "dump", "md dump FILE [--json] [--layout F]",
      "decode a metadata blob (custom fields typed by the layout)"},
     {"md", "check", "md check FILE [--layout F]", "validate a metadata blob against a layout"},
@@ -59,20 +60,37 @@ static void usage(FILE *out, const char *cmd, const char *sub)
     fputs(usage_tail, out);
 }
 
+static void say(const char *fmt, va_list ap)
+{
+    fputs("xrail: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+}
+
+/* A failure: one line on stderr, exit status 1. */
 static int die(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fputs("xrail: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    say(fmt, ap);
     va_end(ap);
     return 1;
+}
+
+/* A usage error (docs/cli.md): the same line, exit status 2. */
+static int usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    say(fmt, ap);
+    va_end(ap);
+    return 2;
 }
 
 typedef struct args {
     const char *config, *policy, *layout, *file, *op, *mem;
     size_t size;
+    const char *name; /* md get --name */
     int peer_rails, json, help;
 } args;
 
@@ -93,6 +111,8 @@ static int parse(int argc, char **argv, int first, args *a)
             a->policy = v, i++;
         else if (!strcmp(s, "--layout") && v)
             a->layout = v, i++;
+        else if (!strcmp(s, "--name") && v)
+            a->name = v, i++;
         else if (!strcmp(s, "--op") && v)
             a->op = v, i++;
         else if (!strcmp(s, "--mem") && v)
@@ -107,16 +127,16 @@ static int parse(int argc, char **argv, int first, args *a)
             else if (*end == 'g' || *end == 'G')
                 n <<= 30, end++;
             if (end == v || *end)
-                return die("--size '%s' is not a size (e.g. 1048576, 64k, 16M)", v);
+                return usage_error("--size '%s' is not a size (e.g. 1048576, 64k, 16M)", v);
             a->size = (size_t)n, i++;
         } else if (!strcmp(s, "--peer-rails") && v) {
             a->peer_rails = atoi(v), i++;
             if (a->peer_rails < 1 || a->peer_rails > XR_MAX_RAILS)
-                return die("--peer-rails must be 1..%d", XR_MAX_RAILS);
+                return usage_error("--peer-rails must be 1..%d", XR_MAX_RAILS);
         } else if (s[0] != '-' && !a->file)
             a->file = s;
         else
-            return die("unknown or incomplete option '%s' (see --help)", s);
+            return usage_error("unknown or incomplete option '%s' (see --help)", s);
     }
     return 0;
 }
@@ -184,7 +204,7 @@ static int cmd_config(const args *a)
 static int cmd_policy_check(const args *a)
 {
     if (!a->file)
-        return die("policy check: which FILE?");
+        return usage_error("policy check: which FILE?");
     xr_engine *e;
     if (engine(a, "xrail-cli", &e))
         return 1;
@@ -203,14 +223,14 @@ static int cmd_policy_check(const args *a)
 static int cmd_policy_explain(const args *a)
 {
     if (!a->size)
-        return die("policy explain: --size N is required");
+        return usage_error("policy explain: --size N is required");
     xr_op op;
     if (!strcmp(a->op, "write"))
         op = XR_OP_WRITE;
     else if (!strcmp(a->op, "read"))
         op = XR_OP_READ;
     else
-        return die("--op must be write or read, not '%s'", a->op);
+        return usage_error("--op must be write or read, not '%s'", a->op);
     xr_mem_kind kind = XR_MEM_HOST;
     int device = -1; /* host memory: the NUMA node, unknown unless host:N */
     if (!strncmp(a->mem, "cuda:", 5)) {
@@ -219,7 +239,7 @@ static int cmd_policy_explain(const args *a)
     } else if (!strncmp(a->mem, "host:", 5)) {
         device = atoi(a->mem + 5);
     } else if (strcmp(a->mem, "host")) {
-        return die("--mem must be host, host:NUMA or cuda:D, not '%s'", a->mem);
+        return usage_error("--mem must be host, host:NUMA or cuda:D, not '%s'", a->mem);
     }
     xr_engine *e, *p;
     if (engine(a, "xrail-cli", &e))
@@ -263,7 +283,7 @@ static int cmd_policy_explain(const args *a)
 static int cmd_md_get(const args *a)
 {
     xr_engine *e;
-    if (engine(a, "xrail-cli", &e))
+    if (engine(a, a->name ? a->name : "xrail-cli", &e))
         return 1;
     size_t len = 0;
     xr_metadata_get(e, NULL, &len);
@@ -294,7 +314,7 @@ static int load_blob(const char *file, const xr_layout *l, xr_md *m, size_t *len
                      unsigned *version)
 {
     if (!file)
-        return die("which FILE?");
+        return usage_error("which FILE?");
     FILE *f = fopen(file, "rb");
     if (!f)
         return die("cannot read '%s'", file);
@@ -320,6 +340,23 @@ static void hex(const uint8_t *p, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         printf("%02x", p[i]);
+}
+
+/* A string as a JSON string: quotes, backslashes and control bytes
+ * escaped, and bytes above 0x7f as \u00XX, so that any name a peer sends
+ * makes valid JSON. */
+static void json_str(const char *v)
+{
+    putchar('"');
+    for (const unsigned char *c = (const unsigned char *)(v ? v : ""); *c; c++) {
+        if (*c == '"' || *c == '\\')
+            printf("\\%c", *c);
+        else if (*c < 0x20 || *c >= 0x7f)
+            printf("\\u%04x", *c);
+        else
+            putchar(*c);
+    }
+    putchar('"');
 }
 
 /* A field's value as text: a declared integer as a number, printable
@@ -368,13 +405,17 @@ static int cmd_md_dump(const args *a, int check_only)
                "readable by layout '%s'\n", a->file, len, m.name, m.nrails, m.nregions, m.nfields,
                lname);
     } else if (a->json) {
-        printf("{\"name\": \"%s\", \"instance\": %llu, \"bytes\": %zu, \"layout_version\": %u, "
-               "\"rails\": [", m.name, (unsigned long long)m.instance, len, version);
+        printf("{\"name\": ");
+        json_str(m.name);
+        printf(", \"instance\": %llu, \"bytes\": %zu, \"layout_version\": %u, \"rails\": [",
+               (unsigned long long)m.instance, len, version);
         for (uint32_t i = 0; i < m.nrails; i++) {
             const xr_md_rail *r = &m.rails[i];
-            printf("%s{\"index\": %u, \"provider\": \"%s\", \"domain\": \"%s\", \"addr_format\": "
-                   "%u, \"address\": \"", i ? ", " : "", r->index, r->provider,
-                   r->domain ? r->domain : "", r->addr_format);
+            printf("%s{\"index\": %u, \"provider\": ", i ? ", " : "", r->index);
+            json_str(r->provider);
+            printf(", \"domain\": ");
+            json_str(r->domain);
+            printf(", \"addr_format\": %u, \"address\": \"", r->addr_format);
             hex(r->addr, r->addrlen);
             printf("\", \"mr_mode\": %llu, \"speed_mbps\": %llu, \"numa\": %d}",
                    (unsigned long long)r->mr_mode, (unsigned long long)r->speed_mbps, r->numa);
@@ -395,7 +436,9 @@ static int cmd_md_dump(const args *a, int check_only)
         }
         printf("], \"fields\": [");
         for (uint32_t i = 0; i < m.nfields; i++) {
-            printf("%s{\"name\": \"%s\", \"value\": ", i ? ", " : "", m.fields[i].name);
+            printf("%s{\"name\": ", i ? ", " : "");
+            json_str(m.fields[i].name);
+            printf(", \"value\": ");
             print_value(l, &m.fields[i], true);
             printf(", \"value_hex\": \"");
             hex(m.fields[i].value, m.fields[i].len);
@@ -436,7 +479,7 @@ static int cmd_md_dump(const args *a, int check_only)
 static int cmd_layout(const args *a, bool show)
 {
     if (!a->file)
-        return die("layout %s: which FILE?", show ? "show" : "check");
+        return usage_error("layout %s: which FILE?", show ? "show" : "check");
     xr_layout *l;
     if (open_layout(a->file, &l))
         return 1;
@@ -460,11 +503,17 @@ int main(int argc, char **argv)
         usage(argc < 2 ? stderr : stdout, NULL, NULL);
         return argc < 2 ? 2 : 0;
     }
+    if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "version")) {
+        printf("xrail %s (this tool built with xrail.h %d.%d.%d)\n", xr_version(),
+               XR_VERSION_MAJOR, XR_VERSION_MINOR, XR_VERSION_PATCH);
+        return 0;
+    }
     const char *cmd = argv[1], *sub = argc > 2 ? argv[2] : "";
     bool two = !strcmp(cmd, "policy") || !strcmp(cmd, "md") || !strcmp(cmd, "layout");
     args a;
-    if (parse(argc, argv, two ? 3 : 2, &a))
-        return 1;
+    int rc = parse(argc, argv, two ? 3 : 2, &a);
+    if (rc)
+        return rc;
     if (a.help || (two && (!*sub || sub[0] == '-'))) {
         usage(stdout, cmd, sub);
         return a.help ? 0 : 2;
@@ -485,5 +534,5 @@ int main(int argc, char **argv)
         return cmd_md_dump(&a, 1);
     if (!strcmp(cmd, "layout") && (!strcmp(sub, "show") || !strcmp(sub, "check")))
         return cmd_layout(&a, !strcmp(sub, "show"));
-    return die("unknown command '%s%s%s' (see xrail --help)", cmd, two ? " " : "", two ? sub : "");
+    return usage_error("unknown command '%s%s%s' (see xrail --help)", cmd, two ? " " : "", two ? sub : "");
 }

@@ -30,6 +30,10 @@ extern "C" {
 #define XR_API
 #endif
 
+/* The library's own version, "MAJOR.MINOR.PATCH", which may differ from the
+ * XR_VERSION_* of the header a program was built with. */
+XR_API const char *xr_version(void);
+
 /* The most rails one engine drives. Masks of rails are uint64_t. */
 #define XR_MAX_RAILS 64
 

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <stddef.h>
 #include <time.h>
@@ -82,6 +83,34 @@ static int parse_size(const char *name, const char *v, size_t *out)
     return 0;
 }
 
+/* A log level by name or number (docs/config.md). */
+static int parse_log_level(const char *name, const char *v, int *out)
+{
+    static const char *const names[] = {"error", "warn", "info", "debug"};
+    for (int k = 0; k < 4; k++)
+        if (!strcasecmp(v, names[k]) || (v[0] == '0' + k && !v[1])) {
+            *out = k;
+            return 0;
+        }
+    if (!strcasecmp(v, "warning")) {
+        *out = XR_LOG_WARN;
+        return 0;
+    }
+    return xr__error_set(XR_EINVAL, "%s='%s': use error, warn, info or debug (or 0-3)", name, v);
+}
+
+/* A switch: on/1 or off/0. */
+static int parse_bool(const char *name, const char *v, int *out)
+{
+    if (!strcasecmp(v, "on") || !strcmp(v, "1"))
+        *out = 1;
+    else if (!strcasecmp(v, "off") || !strcmp(v, "0"))
+        *out = 0;
+    else
+        return xr__error_set(XR_EINVAL, "%s='%s': on or off (1 or 0)", name, v);
+    return 0;
+}
+
 /* XRAIL_RAILS: "N" (N rails on the provider and domain already chosen) or
  * "provider:domain:count[,provider:domain:count...]"; empty fields mean any. */
 static int parse_rails(const char *v, xr_engine_opts *o, env_rails *er)
@@ -122,6 +151,14 @@ static int parse_rails(const char *v, xr_engine_opts *o, env_rails *er)
     return 0;
 }
 
+#define XR_STR_(x) #x
+#define XR_STR(x) XR_STR_(x)
+
+const char *xr_version(void)
+{
+    return XR_STR(XR_VERSION_MAJOR) "." XR_STR(XR_VERSION_MINOR) "." XR_STR(XR_VERSION_PATCH);
+}
+
 static int apply_env(xr_engine_opts *o, env_rails *er)
 {
     const char *v;
@@ -130,28 +167,28 @@ static int apply_env(xr_engine_opts *o, env_rails *er)
         o->provider = v;
     if ((v = getenv("XRAIL_DOMAIN")) && *v)
         o->domain = v;
-    if ((v = getenv("XRAIL_MAX_RAILS")) && *v)
-        o->max_rails = (unsigned)strtoul(v, NULL, 10);
-    if ((v = getenv("XRAIL_LOG")) && *v)
-        o->log_level = atoi(v);
+    if ((v = getenv("XRAIL_MAX_RAILS")) && *v) {
+        size_t n = 0;
+        rc = parse_size("XRAIL_MAX_RAILS", v, &n);
+        if (!rc && n > XR_MAX_RAILS)
+            rc = xr__error_set(XR_EINVAL, "XRAIL_MAX_RAILS=%s: at most %d (0: no cap)", v,
+                               XR_MAX_RAILS);
+        o->max_rails = (unsigned)n;
+    }
+    if (!rc && (v = getenv("XRAIL_LOG")) && *v)
+        rc = parse_log_level("XRAIL_LOG", v, &o->log_level);
     if ((v = getenv("XRAIL_POLICY")) && *v)
         o->policy = v;
     if ((v = getenv("XRAIL_LAYOUT")) && *v)
         o->layout = v;
-    if ((v = getenv("XRAIL_MR_CACHE")) && *v) {
-        if (!strcmp(v, "off") || !strcmp(v, "0"))
-            o->mr_cache.enabled = 0;
-        else if (!strcmp(v, "on") || !strcmp(v, "1"))
-            o->mr_cache.enabled = 1;
-        else
-            rc = xr__error_set(XR_EINVAL, "XRAIL_MR_CACHE='%s': on or off", v);
-    }
+    if (!rc && (v = getenv("XRAIL_MR_CACHE")) && *v)
+        rc = parse_bool("XRAIL_MR_CACHE", v, &o->mr_cache.enabled);
     if (!rc && (v = getenv("XRAIL_MR_CACHE_MAX_COUNT")) && *v)
         rc = parse_size("XRAIL_MR_CACHE_MAX_COUNT", v, &o->mr_cache.max_entries);
     if (!rc && (v = getenv("XRAIL_MR_CACHE_MAX_BYTES")) && *v)
         rc = parse_size("XRAIL_MR_CACHE_MAX_BYTES", v, &o->mr_cache.max_bytes);
     if (!rc && (v = getenv("XRAIL_STAGE_HOST")) && *v)
-        o->stage.host = strcmp(v, "0") != 0;
+        rc = parse_bool("XRAIL_STAGE_HOST", v, &o->stage.host);
     if (!rc && (v = getenv("XRAIL_STAGE_CHUNK")) && *v)
         rc = parse_size("XRAIL_STAGE_CHUNK", v, &o->stage.chunk);
     if (!rc && (v = getenv("XRAIL_STAGE_SLOTS")) && *v) {

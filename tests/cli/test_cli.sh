@@ -10,10 +10,15 @@ trap 'rm -rf "$tmp"' EXIT
 fails=0
 ok()   { echo "ok: $*"; }
 fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-# expect_fail DESCRIPTION COMMAND...: non-zero exit and exactly one line on stderr
+# expect_fail [-2] DESCRIPTION COMMAND...: exit status 1 (2 with -2: a usage
+# error, docs/cli.md) and exactly one line on stderr
 expect_fail() {
+  local want=1
+  if [ "$1" = -2 ]; then want=2; shift; fi
   local what=$1; shift
-  if "$@" >"$tmp/out" 2>"$tmp/err"; then fail "$what: exit 0"; return; fi
+  "$@" >"$tmp/out" 2>"$tmp/err"
+  local st=$?
+  if [ "$st" -ne "$want" ]; then fail "$what: exit $st, want $want"; return; fi
   if [ "$(wc -l <"$tmp/err")" -ne 1 ]; then fail "$what: stderr is not one line: $(cat "$tmp/err")"; return; fi
   ok "$what: $(cat "$tmp/err")"
 }
@@ -62,6 +67,12 @@ expect_fail "policy check of a bad policy" "$X" policy check "$tmp/bad.lua" --co
 "$X" md dump "$tmp/blob" | grep -q '^rails: 4' && ok "md dump" || fail "md dump"
 "$X" md dump "$tmp/blob" --json | grep -q '^{"name": "xrail-cli", .*"rails": \[{"index": 0' \
   && ok "md dump --json" || fail "md dump --json"
+# A name with a quote, a backslash and a tab still makes valid JSON.
+"$X" md get --name 'we"ird\	name' --config "$tmp/c.lua" >"$tmp/blob2" || fail "md get --name"
+if command -v python3 >/dev/null; then
+  "$X" md dump "$tmp/blob2" --json | python3 -c 'import json, sys; d = json.load(sys.stdin); sys.exit(d["name"] != "we\"ird\\\tname")' \
+    && ok "md dump --json escapes a hostile name" || fail "md dump --json: $("$X" md dump "$tmp/blob2" --json | head -c 200)"
+fi
 head -c 100 "$tmp/blob" >"$tmp/cut"
 expect_fail "md check of a truncated blob" "$X" md check "$tmp/cut"
 printf 'garbage' >"$tmp/junk"
@@ -80,6 +91,11 @@ expect_fail "layout check of a malformed layout" "$X" layout check "$tmp/badl.lu
 expect_fail "md check of a v1 blob against kv_cache" "$X" md check "$tmp/blob" --layout kv_cache.lua
 grep -q 'custom.model missing' "$tmp/err" && ok "... names custom.model" || fail "message: $(cat "$tmp/err")"
 
+# --version: the library's, which is the header's here.
+hdr=$(dirname "$2")/engine/include/xrail.h
+want=$(awk '/^#define XR_VERSION_(MAJOR|MINOR|PATCH) /{v = v (v ? "." : "") $3} END {print v}' "$hdr")
+"$X" --version | grep -q "^xrail $want " && ok "--version says $want" || fail "--version: $("$X" --version) (header: $want)"
+
 # --help: the whole list, and each command's own usage.
 "$X" --help | grep -q 'layout show FILE' && ok "--help lists every command" || fail "--help"
 for c in "rails" "config" "policy check" "policy explain" "md get" "md dump" "md check" \
@@ -92,9 +108,10 @@ for c in "rails" "config" "policy check" "policy explain" "md get" "md dump" "md
     fail "$c --help: $(cat "$tmp/help")"
   fi
 done
-expect_fail "unknown command" "$X" frobnicate
-expect_fail "explain without --size" "$X" policy explain --config "$tmp/c.lua"
-expect_fail "a bad --op" "$X" policy explain --size 1M --op swap --config "$tmp/c.lua"
+expect_fail -2 "unknown command" "$X" frobnicate
+expect_fail -2 "an unknown option" "$X" rails --frobnicate
+expect_fail -2 "explain without --size" "$X" policy explain --config "$tmp/c.lua"
+expect_fail -2 "a bad --op" "$X" policy explain --size 1M --op swap --config "$tmp/c.lua"
 expect_fail "a missing config" "$X" rails --config /nonexistent.lua
 echo 'return { railz = 1 }' >"$tmp/badcfg.lua"
 expect_fail "a config with an unknown key" "$X" config --config "$tmp/badcfg.lua"

@@ -411,6 +411,28 @@ int main(int argc, char **argv)
     H_CHECK(rc == XR_EINVAL && strstr(xr_engine_last_error(NULL), "XRAIL_STRIPE_MIN"),
             "XRAIL_STRIPE_MIN=12q: %s", xr_engine_last_error(NULL));
     unsetenv("XRAIL_STRIPE_MIN");
+    /* Every variable that does not parse is refused by name, never read as
+     * 0 (XRAIL_LOG=debug once meant errors only, XRAIL_MAX_RAILS=abc no cap). */
+    static const char *const bad[][2] = {{"XRAIL_LOG", "verbose"}, {"XRAIL_MAX_RAILS", "abc"},
+                                         {"XRAIL_MAX_RAILS", "65"}, {"XRAIL_MR_CACHE", "maybe"},
+                                         {"XRAIL_STAGE_HOST", "yes please"},
+                                         {"XRAIL_DEADLINE_MS", "soon"}};
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        bool cap = !strcmp(bad[k][0], "XRAIL_MAX_RAILS"); /* create_env sets that one */
+        if (!cap)
+            setenv(bad[k][0], bad[k][1], 1);
+        e = create_env("1", cap ? bad[k][1] : NULL, &rc);
+        H_CHECK(rc == XR_EINVAL && !e && strstr(xr_engine_last_error(NULL), bad[k][0]),
+                "%s=%s gave %s: %s", bad[k][0], bad[k][1], xr_err_name(rc),
+                xr_engine_last_error(NULL));
+        unsetenv(bad[k][0]);
+    }
+    /* Level names work, in any case, as the numbers do. */
+    setenv("XRAIL_LOG", "Debug", 1);
+    e = create_env("1", NULL, &rc);
+    H_CHECK(rc == 0, "XRAIL_LOG=Debug: %s", xr_engine_last_error(NULL));
+    xr_engine_destroy(e);
+    unsetenv("XRAIL_LOG");
     unsetenv("XRAIL_RAILS");
     unsetenv("XRAIL_MAX_RAILS");
     unsetenv("XRAIL_PROVIDER");

@@ -239,3 +239,13 @@ def test_engine_dropped_before_its_transfer(prov):
     gc.collect()
     g.deregister()
     b.close()
+
+
+def test_version_and_exception_bases():
+    # One version, from the C library; the header's macros agree with it.
+    assert xrail.__version__ == xrail._xrail.version
+    parts = xrail.__version__.split(".")
+    assert len(parts) == 3 and all(p.isdigit() for p in parts)
+    # A timeout is also Python's TimeoutError, so generic handlers catch it.
+    assert issubclass(xrail.Timeout, TimeoutError)
+    assert issubclass(xrail.Timeout, xrail.Error)

@@ -47,7 +47,7 @@ static const struct {
     {XR_EBUSY, "Busy", NULL},
     {XR_EAGAIN, "Again", NULL},
     {XR_EINPROGRESS, "InProgress", NULL},
-    {XR_ETIMEDOUT, "Timeout", NULL},
+    {XR_ETIMEDOUT, "Timeout", &PyExc_TimeoutError},
     {XR_EFABRIC, "FabricError", NULL},
     {XR_EIO, "TransferFailed", NULL},
     {XR_ENORAIL, "NoRail", NULL},
@@ -1384,6 +1384,7 @@ PyMODINIT_FUNC PyInit__xrail(void)
         return NULL;
     Py_INCREF(Error);
     PyModule_AddObject(m, "Error", Error);
+    PyModule_AddStringConstant(m, "version", xr_version());
     for (size_t i = 0; i < sizeof error_classes / sizeof error_classes[0]; i++) {
         char qual[64];
         snprintf(qual, sizeof qual, "xrail.%s", error_classes[i].name);

@@ -44,6 +44,9 @@ from ._xrail import (  # noqa: F401  (re-exported)
     VersionMismatch,
 )
 
+# The C library's version, as xr_version() reports it.
+__version__ = _xrail.version
+
 __all__ = [
     "Engine", "Peer", "Region", "Transfer", "RailInfo", "Error", "kv_descriptors",
     "AccessDenied", "Again", "AlreadyExists", "BadMetadata", "Busy", "Canceled",
