@@ -419,6 +419,14 @@ XR_API int xr_xfer_create(xr_engine *e, xr_peer *peer, xr_op op, const xr_iov *l
  */
 XR_API int xr_xfer_post(xr_xfer *x);
 /*
+ * Post with this notification instead of the one the transfer carries
+ * (msg NULL and len 0: none). It replaces the transfer's notification for
+ * this post and the later ones, so a prepared transfer can carry each
+ * request's id without being created (planned) again. XR_EBUSY while the
+ * transfer is in flight; the message is copied.
+ */
+XR_API int xr_xfer_post_notif(xr_xfer *x, const void *msg, size_t len);
+/*
  * Cancel a posted transfer: nothing more of it is posted, and it ends with
  * XR_ECANCELED once the chunks the provider holds have come back (within
  * the deadline: a rail that keeps them longer is reset). Its notification

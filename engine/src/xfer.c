@@ -739,6 +739,26 @@ int xr_xfer_post(xr_xfer *x)
     return 0;
 }
 
+int xr_xfer_post_notif(xr_xfer *x, const void *msg, size_t len)
+{
+    if (!x || (!msg && len))
+        return xr__error_set(XR_EINVAL, "xr_xfer_post_notif: %s",
+                             x ? "a length without a message" : "NULL transfer");
+    if (atomic_load(&x->status) == XR_EINPROGRESS)
+        return xr__error_set(XR_EBUSY, "xr_xfer_post_notif: the transfer is still in flight");
+    /* Not in flight: nothing else holds the old message. */
+    xr_notif_msg *m = NULL;
+    if (msg) {
+        int rc = xr__notif_msg_new(x->e, x->peer, msg, len, notif_done, x, &m);
+        if (rc)
+            return rc;
+    }
+    if (x->notif)
+        xr__notif_msg_free(x->notif);
+    x->notif = m;
+    return xr_xfer_post(x);
+}
+
 int xr_xfer_cancel(xr_xfer *x)
 {
     if (!x)

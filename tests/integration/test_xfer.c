@@ -439,16 +439,28 @@ static void order_initiator(int fd, void *arg)
         l[n] = (xr_iov){(uintptr_t)buf + off, ORDER_BIG}, r[n] = (xr_iov){raddr + off, ORDER_BIG};
     for (int i = 0; i < ORDER_SMALL; i++, off += 4096, n++)
         l[n] = (xr_iov){(uintptr_t)buf + off, 4096}, r[n] = (xr_iov){raddr + off, 4096};
+    /* Odd iterations repost one prepared transfer with that iteration's
+     * notification (xr_xfer_post_notif): the same order must hold, and the
+     * target must see the new message, never the previous one. */
+    xr_xfer *prepared;
+    H_OK(xr_xfer_create(e, p, XR_OP_WRITE, l, r, n, NULL, 0, &prepared));
+    H_CHECK(xr_xfer_post_notif(prepared, NULL, 8) == XR_EINVAL, "a length without a message");
     for (uint64_t k = 0; k < ORDER_ITERS; k++) {
         h_fill(buf, off, 5000 + k, 0);
-        xr_xfer *x;
-        H_OK(xr_xfer_create(e, p, XR_OP_WRITE, l, r, n, &k, sizeof k, &x));
-        H_OK(xr_xfer_post(x));
+        xr_xfer *x = prepared;
+        if (k % 2 == 0) {
+            H_OK(xr_xfer_create(e, p, XR_OP_WRITE, l, r, n, &k, sizeof k, &x));
+            H_OK(xr_xfer_post(x));
+        } else {
+            H_OK(xr_xfer_post_notif(x, &k, sizeof k));
+        }
         int rc = xr_xfer_wait(x, 60000);
         H_CHECK(rc == 0, "iteration %llu: %s", (unsigned long long)k, xr_xfer_error(x));
-        xr_xfer_release(x);
+        if (x != prepared)
+            xr_xfer_release(x);
         H_CHECK(h_recv_u64(fd, NULL) == k, "ack");
     }
+    xr_xfer_release(prepared);
     H_OK(xr_peer_unload(p));
     H_OK(xr_mem_deregister(reg));
     xr_engine_destroy(e);

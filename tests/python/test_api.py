@@ -118,7 +118,14 @@ def test_transfers_round_trip(pair):
     assert "rail" in a.explain(p, 4 << 20)
     t.repost()
     t.wait(30)
-    b.wait_notification(30)
+    assert b.wait_notification(30) == ("prefill", b"w1")
+    # Each post may carry its own notification, and keeps it for the next.
+    t.repost(notif=b"request-2")
+    t.wait(30)
+    assert b.wait_notification(30) == ("prefill", b"request-2")
+    t.repost()
+    t.wait(30)
+    assert b.wait_notification(30) == ("prefill", b"request-2")
     # Remote ranges the peer did not publish, or did not grant.
     with pytest.raises(xrail.OutOfRange, match="descriptor 0"):
         a.write(p, [src], [(g_dst.addr + 8, n)])

@@ -1275,12 +1275,24 @@ static PyObject *xfer_get_status(TransferObject *self, void *c)
     return PyUnicode_FromFormat("failed: %s: %s", xr_err_name(s), xr_xfer_error(self->x));
 }
 
-static PyObject *xfer_repost(TransferObject *self, PyObject *unused)
+static PyObject *xfer_repost(TransferObject *self, PyObject *args, PyObject *kw)
 {
-    (void)unused;
-    if (!xfer_ok(self))
+    static char *kwlist[] = {"notif", NULL};
+    PyObject *notif = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|O:repost", kwlist, &notif) || !xfer_ok(self))
         return NULL;
-    int rc = xr_xfer_post(self->x);
+    int rc;
+    if (!notif) {
+        rc = xr_xfer_post(self->x);
+    } else if (notif == Py_None) {
+        rc = xr_xfer_post_notif(self->x, NULL, 0);
+    } else {
+        Py_buffer b;
+        if (PyObject_GetBuffer(notif, &b, PyBUF_SIMPLE))
+            return NULL;
+        rc = xr_xfer_post_notif(self->x, b.buf, (size_t)b.len);
+        PyBuffer_Release(&b);
+    }
     return rc ? raise_xr(rc) : (Py_INCREF(Py_None), Py_None);
 }
 
@@ -1329,8 +1341,10 @@ static PyMethodDef xfer_methods[] = {
      "wait(timeout=None): until done, with the GIL released; raises the transfer's error, "
      "or Timeout."},
     {"done", (PyCFunction)xfer_done, METH_NOARGS, "done() -> bool, driving progress once."},
-    {"repost", (PyCFunction)xfer_repost, METH_NOARGS,
-     "Post the same transfer again (its plan is reused); Busy while in flight."},
+    {"repost", (PyCFunction)(void (*)(void))xfer_repost, METH_VARARGS | METH_KEYWORDS,
+     "repost(notif=...): post the same transfer again (its plan is reused); Busy while in "
+     "flight. With notif (bytes, or None for none), that notification replaces the "
+     "transfer's own from this post on."},
     {"cancel", (PyCFunction)xfer_cancel, METH_NOARGS,
      "Stop posting it; it ends with Canceled once the providers give back what they hold."},
     {"set_timeout", (PyCFunction)xfer_set_timeout, METH_VARARGS,
