@@ -34,6 +34,20 @@ extern "C" {
  * XR_VERSION_* of the header a program was built with. */
 XR_API const char *xr_version(void);
 
+/*
+ * The log. Levels, as opts.log_level takes them; an engine logs what is at
+ * or below its level. By default each line goes to stderr as
+ *   2026-12-01T06:58:07.123Z xrail[prefill] warn: rail 1 (...) down: ...
+ * A handler takes the lines instead: the level, the engine's name and the
+ * message (no newline). It is called from whichever thread logs (a progress
+ * thread, or the caller's), so it must be thread-safe, and it must not call
+ * xrail. Process-wide; NULL restores stderr. When xr_log_set_handler
+ * returns, no call to the handler it replaced is still running.
+ */
+enum { XR_LOG_ERROR = 0, XR_LOG_WARN = 1, XR_LOG_INFO = 2, XR_LOG_DEBUG = 3 };
+typedef void (*xr_log_fn)(int level, const char *engine, const char *msg, void *user);
+XR_API void xr_log_set_handler(xr_log_fn fn, void *user);
+
 /* The most rails one engine drives. Masks of rails are uint64_t. */
 #define XR_MAX_RAILS 64
 

@@ -256,3 +256,36 @@ def test_version_and_exception_bases():
     # A timeout is also Python's TimeoutError, so generic handlers catch it.
     assert issubclass(xrail.Timeout, TimeoutError)
     assert issubclass(xrail.Timeout, xrail.Error)
+
+
+def test_log_goes_to_python_logging(prov):
+    import logging
+
+    class Keep(logging.Handler):
+        def __init__(self):
+            super().__init__()
+            self.records = []
+
+        def emit(self, record):
+            self.records.append(record)
+
+    lg = logging.getLogger("xrail.test")
+    keep = Keep()
+    lg.addHandler(keep)
+    lg.setLevel(logging.DEBUG)
+    try:
+        xrail.log_to_python(lg)
+        # Engine creation logs its rails at info level.
+        with xrail.Engine("logger", log_level=2, **settings(prov, rails=1)):
+            pass
+        got = [r.getMessage() for r in keep.records]
+        assert any(m.startswith("[logger] 1 rails") for m in got), got
+        assert all(r.levelno == logging.INFO for r in keep.records)
+    finally:
+        xrail.log_to_stderr()
+        lg.removeHandler(keep)
+    # Back on stderr: nothing more reaches the logger.
+    n = len(keep.records)
+    with xrail.Engine("logger2", log_level=2, **settings(prov, rails=1)):
+        pass
+    assert len(keep.records) == n

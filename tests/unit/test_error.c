@@ -86,15 +86,58 @@ static void logged(int max, int level, char *out, size_t cap)
     close(fds[0]);
 }
 
+/* A line is "YYYY-MM-DDTHH:MM:SS.mmmZ " and then `rest`. */
+static void check_line(const char *out, const char *rest)
+{
+    ck_assert_uint_eq(strlen(out), 25 + strlen(rest));
+    ck_assert_msg(out[4] == '-' && out[10] == 'T' && out[19] == '.' && out[23] == 'Z' &&
+                      out[24] == ' ', "no timestamp: %s", out);
+    ck_assert_str_eq(out + 25, rest);
+}
+
 START_TEST(log_filters_by_level)
 {
     char out[256];
     logged(XR_LOG_WARN, XR_LOG_WARN, out, sizeof out);
-    ck_assert_str_eq(out, "xrail[eng] warn: rail 3 down\n");
+    check_line(out, "xrail[eng] warn: rail 3 down\n");
     logged(XR_LOG_WARN, XR_LOG_INFO, out, sizeof out);
     ck_assert_str_eq(out, "");
     logged(XR_LOG_DEBUG, XR_LOG_DEBUG, out, sizeof out);
-    ck_assert_str_eq(out, "xrail[eng] debug: rail 3 down\n");
+    check_line(out, "xrail[eng] debug: rail 3 down\n");
+}
+END_TEST
+
+typedef struct seen {
+    int calls, level;
+    char engine[32], msg[64];
+} seen;
+
+static void capture(int level, const char *engine, const char *msg, void *user)
+{
+    seen *s = user;
+    s->calls++;
+    s->level = level;
+    snprintf(s->engine, sizeof s->engine, "%s", engine);
+    snprintf(s->msg, sizeof s->msg, "%s", msg);
+}
+
+START_TEST(log_handler_takes_the_lines)
+{
+    seen s = {0};
+    char out[256];
+    xr_log_set_handler(capture, &s);
+    logged(XR_LOG_WARN, XR_LOG_WARN, out, sizeof out);
+    ck_assert_str_eq(out, ""); /* not on stderr */
+    ck_assert_int_eq(s.calls, 1);
+    ck_assert_int_eq(s.level, XR_LOG_WARN);
+    ck_assert_str_eq(s.engine, "eng");
+    ck_assert_str_eq(s.msg, "rail 3 down");
+    logged(XR_LOG_WARN, XR_LOG_DEBUG, out, sizeof out); /* the level still filters */
+    ck_assert_int_eq(s.calls, 1);
+    xr_log_set_handler(NULL, NULL);
+    logged(XR_LOG_WARN, XR_LOG_WARN, out, sizeof out);
+    check_line(out, "xrail[eng] warn: rail 3 down\n");
+    ck_assert_int_eq(s.calls, 1);
 }
 END_TEST
 
@@ -125,6 +168,7 @@ static void add(TCase *tc)
     tcase_add_test(tc, last_error_is_per_thread);
     tcase_add_test(tc, text_put_counts_past_the_end);
     tcase_add_test(tc, log_filters_by_level);
+    tcase_add_test(tc, log_handler_takes_the_lines);
     tcase_add_test(tc, log_limit_holds_floods_back);
 }
 

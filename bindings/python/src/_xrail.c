@@ -1372,8 +1372,46 @@ static PyTypeObject TransferType = {
 
 /* ---- the module ---- */
 
+/* ---- the log, into a Python callable (xrail.log_to_python) ---- */
+
+static PyObject *log_callable; /* held while it is the handler */
+
+/* Called from any thread that logs, with no xrail lock held. */
+static void log_to_callable(int level, const char *engine, const char *msg, void *user)
+{
+    PyGILState_STATE g = PyGILState_Ensure();
+    PyObject *r = PyObject_CallFunction((PyObject *)user, "iss", level, engine, msg);
+    if (!r)
+        PyErr_WriteUnraisable((PyObject *)user); /* a logger must not break the engine */
+    Py_XDECREF(r);
+    PyGILState_Release(g);
+}
+
+static PyObject *set_log_handler(PyObject *mod, PyObject *fn)
+{
+    (void)mod;
+    if (fn != Py_None && !PyCallable_Check(fn))
+        return PyErr_Format(PyExc_TypeError, "set_log_handler: a callable or None");
+    PyObject *old = log_callable;
+    log_callable = fn == Py_None ? NULL : (Py_INCREF(fn), fn);
+    /* The GIL is released while calls to the old handler, which take it,
+     * finish; once this returns none runs, and the old callable can go. */
+    Py_BEGIN_ALLOW_THREADS
+    xr_log_set_handler(log_callable ? log_to_callable : NULL, log_callable);
+    Py_END_ALLOW_THREADS
+    Py_XDECREF(old);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef module_methods[] = {
+    {"set_log_handler", set_log_handler, METH_O,
+     "set_log_handler(fn): fn(level, engine, message) gets every log line, from any thread; "
+     "None: back to stderr."},
+    {NULL, NULL, 0, NULL},
+};
+
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_xrail", "The C core of the xrail package.", -1, NULL,
+    PyModuleDef_HEAD_INIT, "_xrail", "The C core of the xrail package.", -1, module_methods,
     NULL, NULL, NULL, NULL,
 };
 

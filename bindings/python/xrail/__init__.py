@@ -11,6 +11,8 @@ by it, and Python only waits, with the GIL released. See docs/python.md.
 """
 from __future__ import annotations
 
+import atexit
+import logging
 import sys
 import time
 from typing import Iterator, List, NamedTuple, Optional, Sequence, Tuple
@@ -49,11 +51,39 @@ __version__ = _xrail.version
 
 __all__ = [
     "Engine", "Peer", "Region", "Transfer", "RailInfo", "Error", "kv_descriptors",
+    "log_to_python", "log_to_stderr",
     "AccessDenied", "Again", "AlreadyExists", "BadMetadata", "Busy", "Canceled",
     "FabricError", "InProgress", "InvalidArgument", "NoRail", "NotFound", "NotRegistered",
     "NotSupported", "OutOfMemory", "OutOfRange", "PeerLost", "ScriptError", "Timeout",
     "TooSmall", "TransferFailed", "VersionMismatch",
 ]
+
+
+_LEVELS = (logging.ERROR, logging.WARNING, logging.INFO, logging.DEBUG)
+_log_reset_at_exit = False
+
+
+def log_to_python(logger: Optional[logging.Logger] = None) -> None:
+    """Send xrail's log lines (every engine's, from any thread) to ``logger``,
+    by default ``logging.getLogger("xrail")``, instead of stderr. Each engine
+    still logs only up to its ``log_level`` (default: warnings)."""
+    global _log_reset_at_exit
+    lg = logger if logger is not None else logging.getLogger("xrail")
+
+    def handler(level: int, engine: str, message: str) -> None:
+        lg.log(_LEVELS[level], "[%s] %s", engine, message)
+
+    _xrail.set_log_handler(handler)
+    if not _log_reset_at_exit:
+        # Before the interpreter goes, the handler goes: a progress thread
+        # must not call into a finalizing interpreter.
+        atexit.register(_xrail.set_log_handler, None)
+        _log_reset_at_exit = True
+
+
+def log_to_stderr() -> None:
+    """Back to xrail's own lines on stderr (the default)."""
+    _xrail.set_log_handler(None)
 
 
 class RailInfo(NamedTuple):

@@ -7,6 +7,10 @@ RemoteDesc = Tuple[int, int]
 
 __version__: str
 
+import logging
+def log_to_python(logger: Optional[logging.Logger] = ...) -> None: ...
+def log_to_stderr() -> None: ...
+
 class Error(Exception):
     code: int
     name: str

@@ -15,8 +15,6 @@
 
 #define XR_ERRMSG_MAX 512
 
-enum { XR_LOG_ERROR = 0, XR_LOG_WARN = 1, XR_LOG_INFO = 2, XR_LOG_DEBUG = 3 };
-
 /* Who logs and how much: an engine's name and level. NULL logs warnings
  * and errors under the name "-". */
 typedef struct xr_logger {
