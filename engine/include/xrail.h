@@ -209,8 +209,19 @@ typedef struct xr_engine_opts {
                                       table and XRAIL_DEADLINE_MS override */
 } xr_engine_opts;
 
-/* Fill `opts` with defaults. Call before setting fields. */
+/*
+ * Mark every setting of `opts` unset: pointers NULL, numbers XR_UNSET_*.
+ * Call it, then set the fields you mean. xr_engine_create takes each unset
+ * one from the config script, else its built-in default, so a field set to
+ * the default's own value is still yours: the config does not change it.
+ */
+#define XR_UNSET_SIZE ((size_t)-1)
+#define XR_UNSET_UINT (~0u)
+#define XR_UNSET_INT (-1)
 XR_API void xr_engine_opts_init(xr_engine_opts *opts);
+/* Fill `opts` with the built-in defaults, to read them. Passed to
+ * xr_engine_create as it is, every setting counts as the application's. */
+XR_API void xr_engine_opts_defaults(xr_engine_opts *opts);
 
 /*
  * Create an engine and open its rails. Settings come from, lowest first: the

@@ -48,10 +48,44 @@ static const xr_engine_opts defaults = {
     .health = {.deadline_ms = 1500, .probe_ms = 250, .probe_max_ms = 4000, .retries = 3},
 };
 
+/* Every numeric setting that may come from the options, the config script
+ * or the defaults; "unset" is a value of its own (XR_UNSET_*), never a
+ * default, so that an application that sets a default's value keeps it. */
+#define XR_SETTINGS(X)                                                                      \
+    X(stripe_min) X(chunk_size) X(max_metadata) X(max_notif) X(script_mem) X(max_rails)     \
+    X(rail_depth) X(progress_thread) X(progress_threads) X(progress_sleep_us) X(log_level)  \
+    X(mr_cache.enabled) X(mr_cache.max_entries) X(mr_cache.max_bytes) X(stage.chunk)       \
+    X(stage.slots) X(stage.rx_slots) X(stage.host) X(health.deadline_ms)                   \
+    X(health.probe_ms) X(health.probe_max_ms) X(health.retries) X(health.xfer_timeout_ms)
+
+#define UNSET_OF(v) _Generic((v), size_t: XR_UNSET_SIZE, unsigned: XR_UNSET_UINT, int: XR_UNSET_INT)
+#define IS_UNSET(v) ((v) == UNSET_OF(v))
+
 void xr_engine_opts_init(xr_engine_opts *o)
+{
+    if (!o)
+        return;
+    memset(o, 0, sizeof *o);
+#define MARK_UNSET(f) o->f = UNSET_OF(o->f);
+    XR_SETTINGS(MARK_UNSET)
+#undef MARK_UNSET
+}
+
+void xr_engine_opts_defaults(xr_engine_opts *o)
 {
     if (o)
         *o = defaults;
+}
+
+/* What is still unset after the options, the config and the environment
+ * takes the built-in default. */
+static void fill_defaults(xr_engine_opts *o)
+{
+#define FILL_DEFAULT(f)                                                                     \
+    if (IS_UNSET(o->f))                                                                     \
+        o->f = defaults.f;
+    XR_SETTINGS(FILL_DEFAULT)
+#undef FILL_DEFAULT
 }
 
 static long long clamp(long long v, long long lo, long long hi)
@@ -239,6 +273,8 @@ static int apply_env(xr_engine_opts *o, env_rails *er)
 static int config_apply(xr_engine_opts *o, xr_config *cfg)
 {
     memset(cfg, 0, sizeof *cfg);
+    if (IS_UNSET(o->script_mem)) /* the options' alone; the config script runs under it */
+        o->script_mem = defaults.script_mem;
     const char *name = o->config;
     if (!name && !o->ignore_env)
         name = getenv("XRAIL_CONFIG");
@@ -252,7 +288,6 @@ static int config_apply(xr_engine_opts *o, xr_config *cfg)
     rc = xr__config_load(o, path, cfg);
     if (rc)
         return rc;
-    const xr_engine_opts d = defaults;
     if (!o->provider)
         o->provider = cfg->provider;
     if (!o->domain)
@@ -261,49 +296,44 @@ static int config_apply(xr_engine_opts *o, xr_config *cfg)
         o->rails = cfg->rails;
         o->n_rail_specs = cfg->nrails;
     }
-    if (!o->max_rails)
+    if (IS_UNSET(o->max_rails) && cfg->max_rails)
         o->max_rails = cfg->max_rails;
-    if (o->stripe_min == d.stripe_min && cfg->stripe_min >= 0)
+    if (IS_UNSET(o->stripe_min) && cfg->stripe_min >= 0)
         o->stripe_min = (size_t)cfg->stripe_min;
-    if (o->chunk_size == d.chunk_size && cfg->chunk_size > 0)
+    if (IS_UNSET(o->chunk_size) && cfg->chunk_size > 0)
         o->chunk_size = (size_t)cfg->chunk_size;
-    if (!o->progress_thread)
+    if (IS_UNSET(o->progress_thread) && cfg->progress_thread)
         o->progress_thread = cfg->progress_thread;
-    if (!o->progress_threads && cfg->progress_threads > 0)
-        o->progress_threads = (unsigned)clamp(cfg->progress_threads, 0, UINT_MAX);
-    if (o->progress_sleep_us == d.progress_sleep_us && cfg->progress_sleep_us >= 0)
+    if (IS_UNSET(o->progress_threads) && cfg->progress_threads > 0)
+        o->progress_threads = (unsigned)clamp(cfg->progress_threads, 0, UINT_MAX - 1);
+    if (IS_UNSET(o->progress_sleep_us) && cfg->progress_sleep_us >= 0)
         o->progress_sleep_us = (int)clamp(cfg->progress_sleep_us, 0, INT_MAX);
     if (!o->policy)
         o->policy = cfg->policy;
     if (!o->layout)
         o->layout = cfg->layout;
-    /* health: each field the application left at its default */
+    /* Each field on its own: a table the application filled in part
+     * keeps the config's values for the rest. */
     unsigned *hf[] = {&o->health.deadline_ms, &o->health.probe_ms, &o->health.probe_max_ms,
                       &o->health.retries, &o->health.xfer_timeout_ms};
-    const unsigned hd[] = {d.health.deadline_ms, d.health.probe_ms, d.health.probe_max_ms,
-                           d.health.retries, d.health.xfer_timeout_ms};
     for (int k = 0; k < 5; k++)
-        if (cfg->health[k] >= 0 && *hf[k] == hd[k])
+        if (cfg->health[k] >= 0 && IS_UNSET(*hf[k]))
             *hf[k] = (unsigned)clamp(cfg->health[k], 0, 1u << 30);
-    if (!memcmp(&o->stage, &d.stage, sizeof d.stage)) {
-        if (cfg->stage_chunk > 0)
-            o->stage.chunk = (size_t)cfg->stage_chunk;
-        if (cfg->stage_slots > 0)
-            o->stage.slots = (unsigned)cfg->stage_slots;
-        if (cfg->stage_rx_slots > 0)
-            o->stage.rx_slots = (unsigned)cfg->stage_rx_slots;
-        if (cfg->stage_host >= 0)
-            o->stage.host = cfg->stage_host;
-    }
-    if (!memcmp(&o->mr_cache, &d.mr_cache, sizeof d.mr_cache)) {
-        if (cfg->mrc_enabled >= 0)
-            o->mr_cache.enabled = cfg->mrc_enabled;
-        if (cfg->mrc_max_entries >= 0)
-            o->mr_cache.max_entries = (size_t)cfg->mrc_max_entries;
-        if (cfg->mrc_max_bytes >= 0)
-            o->mr_cache.max_bytes = (size_t)cfg->mrc_max_bytes;
-    }
-    if (o->log_level == d.log_level && cfg->log_level >= 0)
+    if (IS_UNSET(o->stage.chunk) && cfg->stage_chunk > 0)
+        o->stage.chunk = (size_t)cfg->stage_chunk;
+    if (IS_UNSET(o->stage.slots) && cfg->stage_slots > 0)
+        o->stage.slots = (unsigned)cfg->stage_slots;
+    if (IS_UNSET(o->stage.rx_slots) && cfg->stage_rx_slots > 0)
+        o->stage.rx_slots = (unsigned)cfg->stage_rx_slots;
+    if (IS_UNSET(o->stage.host) && cfg->stage_host >= 0)
+        o->stage.host = cfg->stage_host;
+    if (IS_UNSET(o->mr_cache.enabled) && cfg->mrc_enabled >= 0)
+        o->mr_cache.enabled = cfg->mrc_enabled;
+    if (IS_UNSET(o->mr_cache.max_entries) && cfg->mrc_max_entries >= 0)
+        o->mr_cache.max_entries = (size_t)cfg->mrc_max_entries;
+    if (IS_UNSET(o->mr_cache.max_bytes) && cfg->mrc_max_bytes >= 0)
+        o->mr_cache.max_bytes = (size_t)cfg->mrc_max_bytes;
+    if (IS_UNSET(o->log_level) && cfg->log_level >= 0)
         o->log_level = cfg->log_level;
     return 0;
 }
@@ -413,6 +443,7 @@ int xr_engine_create(const xr_engine_opts *opts, xr_engine **out)
     int rc = config_apply(o, &cfg);
     if (!rc && !opts->ignore_env)
         rc = apply_env(o, er);
+    fill_defaults(o);
     if (!o->stripe_min)
         o->stripe_min = 1; /* 0: stripe every descriptor */
     if (!o->chunk_size)

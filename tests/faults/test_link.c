@@ -227,9 +227,7 @@ static void check_fault(const char *what, outcome base, outcome f, double fault_
 
 static void initiator(run *u, const char *mode)
 {
-    xr_engine_opts o;
-    xr_engine_opts_init(&o);
-    unsigned deadline = o.health.deadline_ms;
+    unsigned deadline = h_deadline_ms();
     /* The peer answers once: first contact has a longer deadline. */
     transfer(u, XR_OP_WRITE, 1 << 20, -1, 0, -1);
     if (!strcmp(mode, "down")) {

@@ -198,9 +198,7 @@ int main(int argc, char **argv)
     H_OK(xr_mem_register(e, src2, BUF, XR_MEM_HOST, 0, XR_ACCESS_NONE, &reg2));
     connect_side(e, &vic);
     connect_side(e, &sur);
-    xr_engine_opts o;
-    xr_engine_opts_init(&o);
-    unsigned deadline = o.health.deadline_ms;
+    unsigned deadline = h_deadline_ms();
 
     /* Both peers answer first: the deadline of a peer never heard from is
      * longer, as first contact connects (docs/reliability.md). */

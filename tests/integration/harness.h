@@ -140,7 +140,7 @@ static inline unsigned h_deadline_ms(void)
     if (v && *v)
         return (unsigned)strtoul(v, NULL, 10);
     xr_engine_opts o;
-    xr_engine_opts_init(&o);
+    xr_engine_opts_defaults(&o);
     return o.health.deadline_ms;
 }
 

@@ -110,6 +110,50 @@ static void config_tests(void)
     unlink(c3);
     h_log("ok: the config's stage and mr_cache tables are applied and printed");
 
+    /* Precedence, both ways. An option set to its default's own value is
+     * the application's: the config's 4 MiB must not replace it (before
+     * the fix it did, as "equal to the default" counted as unset). An
+     * option left unset takes the config's. Setting one staging field keeps
+     * the config's others (before, any one dropped them all). */
+    const char *c4 = write_config("return { chunk = 4194304, stage = { slots = 8, chunk = 65536 }, "
+                                  "health = { deadline_ms = 2500, retries = 5 } }\n");
+    xr_engine_opts po;
+    xr_engine_opts_init(&po);
+    po.name = "precedence";
+    po.ignore_env = 1;
+    po.config = c4;
+    po.rails = &two;
+    po.n_rail_specs = 1;
+    po.chunk_size = 1 << 20;         /* the default's value, set on purpose */
+    po.stage.host = 0;               /* one staging field */
+    po.health.deadline_ms = 1500;    /* the default's value again */
+    H_OK(xr_engine_create(&po, &e));
+    H_OK(xr_engine_config_get(e, cfg, sizeof cfg));
+    H_CHECK(strstr(cfg, "chunk = 1048576,") && strstr(cfg, "slots = 8,") &&
+                strstr(cfg, "stage = { chunk = 65536,") && strstr(cfg, "deadline_ms = 1500,") &&
+                strstr(cfg, "retries = 5,"),
+            "options set to a default's value lost to the config, or the config's other "
+            "fields were dropped:\n%s", cfg);
+    xr_engine_destroy(e);
+    xr_engine_opts_init(&po);
+    po.name = "precedence2";
+    po.ignore_env = 1;
+    po.config = c4;
+    po.rails = &two;
+    po.n_rail_specs = 1;
+    H_OK(xr_engine_create(&po, &e));
+    H_OK(xr_engine_config_get(e, cfg, sizeof cfg));
+    H_CHECK(strstr(cfg, "chunk = 4194304,") && strstr(cfg, "deadline_ms = 2500,"),
+            "unset options did not take the config's values:\n%s", cfg);
+    xr_engine_destroy(e);
+    /* And the built-in defaults, to read, are what an engine with neither gets. */
+    xr_engine_opts d;
+    xr_engine_opts_defaults(&d);
+    H_CHECK(d.chunk_size == 1 << 20 && d.health.deadline_ms == 1500 && d.stage.slots == 16,
+            "xr_engine_opts_defaults");
+    unlink(c4);
+    h_log("ok: options set to a default's value win over the config; unset ones take it");
+
     /* Broken configs are named and nothing is created. */
     static const struct { const char *body, *needle; } bad[] = {
         {"return { railz = {} }", "unknown key 'railz'"},
