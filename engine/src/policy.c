@@ -146,8 +146,24 @@ static int read_plan(lua_State *L)
     memset(out, 0, sizeof *out);
     out->stripe_min = e->opts.stripe_min;
     out->align = 4096;
+    /* A misspelt key would be a setting silently ignored, as config
+     * scripts already refuse. */
+    static const char *const keys[] = {"rails", "weights", "stripe_min", "chunk", NULL};
+    lua_pushnil(L);
+    while (lua_next(L, 1)) {
+        lua_pop(L, 1);
+        int known = 0;
+        for (int k = 0; keys[k] && !known; k++)
+            known = lua_type(L, -1) == LUA_TSTRING && !strcmp(lua_tostring(L, -1), keys[k]);
+        if (!known)
+            return luaL_error(L, "returned an unknown key '%s' (rails, weights, stripe_min, chunk)",
+                              luaL_tolstring(L, -1, NULL));
+    }
 
     lua_getfield(L, 1, "rails"); /* 3 */
+    if (!lua_isnil(L, 3) && !lua_istable(L, 3))
+        return luaL_error(L, "rails is a %s; it must be a list of rail indexes, e.g. {0, 1}",
+                          luaL_typename(L, 3));
     lua_Integer n = lua_istable(L, 3) ? luaL_len(L, 3) : -1;
     if (n <= 0)
         return luaL_error(L, "returned no rails (rails must be a non-empty list of rail indexes)");

@@ -425,6 +425,10 @@ int main(int argc, char **argv)
     expect_rejected("return 42", "must return a table of hooks");
     expect_rejected("return { plan = function() return 5 end }", "plan: returned a number");
     expect_rejected("return { plan = function() return { rails = {} } end }", "no rails");
+    expect_rejected("return { plan = function() return { rails = '0,1' } end }",
+                    "rails is a string; it must be a list of rail indexes");
+    expect_rejected("return { plan = function() return { rails = { 0 }, stripe_mn = 4096 } end }",
+                    "unknown key 'stripe_mn'");
     expect_rejected("return { plan = function() return { rails = { 99 } } end }",
                     "rails[1] is not a rail index 0..3");
     expect_rejected("return { plan = function() return { rails = { 'a' } } end }",

@@ -130,6 +130,32 @@ START_TEST(memory_and_stack_bombs_stop)
 }
 END_TEST
 
+static char printed[256];
+
+static void keep_line(int level, const char *engine, const char *msg, void *user)
+{
+    (void)level, (void)engine, (void)user;
+    snprintf(printed, sizeof printed, "%s", msg);
+}
+
+/* print() logs its arguments, tab-separated, and nothing else (a stack slot
+ * of its buffer was once printed too: "... true\tuserdata: 0x..."). */
+START_TEST(print_logs_its_arguments_only)
+{
+    xr_logger lg = {.name = "e", .level = XR_LOG_INFO};
+    xr_lua *s;
+    xr_lua_limits lim = {.mem_bytes = 2u << 20, .instructions = 2000000};
+    ck_assert_int_eq(xr__lua_new(&lg, &lim, &s), 0);
+    const char *src = "print('hello from a hook', 1, true) return 1";
+    xr_log_set_handler(keep_line, NULL);
+    printed[0] = 0;
+    ck_assert_int_eq(xr__lua_load(s, "t.lua", src, strlen(src), 1), 0);
+    xr_log_set_handler(NULL, NULL);
+    ck_assert_str_eq(printed, "[t.lua] hello from a hook\t1\ttrue");
+    xr__lua_free(s);
+}
+END_TEST
+
 START_TEST(errors_name_script_and_line)
 {
     expect_refused("boom", "policy/test.lua:21: no rail for you");
@@ -195,6 +221,7 @@ static void add(TCase *tc)
     tcase_add_test(tc, globals_locked_after_load);
     tcase_add_test(tc, infinite_loops_stop);
     tcase_add_test(tc, memory_and_stack_bombs_stop);
+    tcase_add_test(tc, print_logs_its_arguments_only);
     tcase_add_test(tc, errors_name_script_and_line);
     tcase_add_test(tc, bad_chunks_refused);
 }

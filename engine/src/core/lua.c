@@ -63,9 +63,9 @@ static int sandbox_print(lua_State *L)
 {
     xr_lua *s;
     lua_getallocf(L, (void **)&s);
+    int n = lua_gettop(L); /* before the buffer, which may take a stack slot */
     luaL_Buffer b;
     luaL_buffinit(L, &b);
-    int n = lua_gettop(L);
     for (int i = 1; i <= n; i++) {
         if (i > 1)
             luaL_addchar(&b, '\t');
