@@ -27,17 +27,24 @@ static const char *write_config(const char *fmt, ...)
     return path[k];
 }
 
-/* An engine from a config script only (hermetic: no environment). */
+/* Options that read a config script only (hermetic: no environment). */
+static void config_opts(xr_engine_opts *o, const char *config, const xr_rail_spec *rails,
+                        unsigned n)
+{
+    xr_engine_opts_init(o);
+    o->name = "cfg";
+    o->ignore_env = 1;
+    o->config = config;
+    o->script_path = scripts;
+    o->rails = rails;
+    o->n_rail_specs = n;
+}
+
+/* An engine from a config script only. */
 static int from_config(const char *config, const xr_rail_spec *rails, unsigned n, xr_engine **e)
 {
     xr_engine_opts o;
-    xr_engine_opts_init(&o);
-    o.name = "cfg";
-    o.ignore_env = 1;
-    o.config = config;
-    o.script_path = scripts;
-    o.rails = rails;
-    o.n_rail_specs = n;
+    config_opts(&o, config, rails, n);
     return xr_engine_create(&o, e);
 }
 
@@ -118,12 +125,7 @@ static void config_tests(void)
     const char *c4 = write_config("return { chunk = 4194304, stage = { slots = 8, chunk = 65536 }, "
                                   "health = { deadline_ms = 2500, retries = 5 } }\n");
     xr_engine_opts po;
-    xr_engine_opts_init(&po);
-    po.name = "precedence";
-    po.ignore_env = 1;
-    po.config = c4;
-    po.rails = &two;
-    po.n_rail_specs = 1;
+    config_opts(&po, c4, &two, 1);
     po.chunk_size = 1 << 20;         /* the default's value, set on purpose */
     po.stage.host = 0;               /* one staging field */
     po.health.deadline_ms = 1500;    /* the default's value again */
@@ -135,13 +137,7 @@ static void config_tests(void)
             "options set to a default's value lost to the config, or the config's other "
             "fields were dropped:\n%s", cfg);
     xr_engine_destroy(e);
-    xr_engine_opts_init(&po);
-    po.name = "precedence2";
-    po.ignore_env = 1;
-    po.config = c4;
-    po.rails = &two;
-    po.n_rail_specs = 1;
-    H_OK(xr_engine_create(&po, &e));
+    H_OK(from_config(c4, &two, 1, &e));
     H_OK(xr_engine_config_get(e, cfg, sizeof cfg));
     H_CHECK(strstr(cfg, "chunk = 4194304,") && strstr(cfg, "deadline_ms = 2500,"),
             "unset options did not take the config's values:\n%s", cfg);
