@@ -497,6 +497,17 @@ XR_API int xr_notif_get(xr_engine *e, char *peer_name_buf, size_t cap, void *msg
  * too, as tcp's data progress is manual.
  */
 XR_API int xr_progress(xr_engine *e);
+/*
+ * A file descriptor for event loops (epoll, libuv, asyncio): it becomes
+ * readable when one of the engine's transfers ends (done, failed or
+ * canceled) or a notification arrives. Read its 8 bytes to clear it, then
+ * look: xr_xfer_status, xr_notif_get. It says only that something
+ * happened, so check everything you wait for; several events may come as
+ * one. It is written from progress, so it needs a progress thread
+ * (opts.progress_thread) or calls that drive progress. The engine owns it:
+ * do not close it. Negative XR_E* if it could not be made.
+ */
+XR_API int xr_engine_fd(xr_engine *e);
 
 /*
  * Replace the rail policy with the script at `path`, atomically: transfers

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/eventfd.h>
 #include <sys/random.h>
 #include <stddef.h>
 #include <time.h>
@@ -389,7 +390,18 @@ static void engine_free(xr_engine *e)
     pthread_mutex_destroy(&e->lock);
     free(e->name);
     free(e->script_path);
+    if (e->event_fd >= 0)
+        close(e->event_fd);
     free(e);
+}
+
+int xr_engine_fd(xr_engine *e)
+{
+    if (!e)
+        return xr__error_set(XR_EINVAL, "xr_engine_fd: NULL engine");
+    if (e->event_fd < 0)
+        return xr__error_set(XR_ENOTSUP, "xr_engine_fd: no eventfd could be made at creation");
+    return e->event_fd;
 }
 
 /* The modules' state, the rails, and each rail's notification frames. */
@@ -437,6 +449,7 @@ int xr_engine_create(const xr_engine_opts *opts, xr_engine **out)
     }
     pthread_mutex_init(&e->lock, NULL);
     xr__list_init(&e->xfers);
+    e->event_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     e->opts = *opts;
     xr_engine_opts *o = &e->opts;
     xr_config cfg;

@@ -16,6 +16,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <unistd.h>
 #include <stdbool.h>
 
 #define XR_MAX_PROGRESS_THREADS 16 /* opts.progress_threads is capped here */
@@ -71,7 +72,18 @@ struct xr_engine {
     unsigned progress_nthreads;     /* running; 0: xr_progress and xr_xfer_wait drive it.
                                        More than 1: each rail's thread posts its chunks */
     atomic_bool stop;
+    int event_fd;                   /* xr_engine_fd: written when a transfer ends or a
+                                       notification arrives; -1 if none could be made */
 };
+
+/* Wake whoever waits on xr_engine_fd: a transfer ended, or a notification
+ * arrived. Any thread, any lock; a full counter is still readable. */
+static inline void xr__engine_signal(xr_engine *e)
+{
+    uint64_t one = 1;
+    if (e->event_fd >= 0 && write(e->event_fd, &one, sizeof one) < 0)
+        return; /* EAGAIN: the counter is at its maximum, and readable */
+}
 
 /* A fresh MR key for providers that take requested keys. */
 static inline uint64_t xr__engine_key(xr_engine *e)

@@ -338,6 +338,7 @@ static void deliver(xr_engine *e, uint8_t *data, size_t len)
     r->data = data;
     r->len = len;
     xr__list_push_back(&e->notif->ready, &r->link);
+    xr__engine_signal(e);
 }
 
 static void rx_done(xr_opctx *ctx, xr_rail *r, size_t len, int err, const char *why)

@@ -344,8 +344,12 @@ static void record_error(xr_xfer *x, int err, const char *fmt, ...)
  * else, as the first error it met or 0. */
 static void finish(xr_xfer *x)
 {
+    /* Once the status is final the owner may free x: nothing of it is
+     * touched after the store. */
+    xr_engine *e = x->e;
     atomic_fetch_sub(&x->peer->busy, 1);
     atomic_store(&x->status, atomic_load(&x->err));
+    xr__engine_signal(e);
 }
 
 static void notif_done(void *arg, int err, const char *why)

@@ -12,11 +12,12 @@
  */
 #include <xrail.h>
 
+#include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+#include <unistd.h>
 
 #define LEN (8u << 20)
 
@@ -71,15 +72,23 @@ int main(void)
         return fail("write");
     xr_xfer_release(x);
 
-    /* Decode: the notification comes after every byte. */
+    /* Decode: the notification comes after every byte. An event loop waits
+     * on the engine's fd (here poll; epoll, libuv or asyncio alike), which
+     * the progress thread makes readable; no core spins. */
     char from[64], msg[16];
-    size_t n;
+    size_t n = 0;
     int rc = XR_EAGAIN;
-    for (int waited = 0; rc == XR_EAGAIN && waited < 30000; waited++) {
+    struct pollfd pfd = {.fd = xr_engine_fd(decode), .events = POLLIN};
+    if (pfd.fd < 0)
+        return fail("xr_engine_fd");
+    /* Wait first, then look: the arrival itself makes the fd readable,
+     * also when it came before this loop. */
+    for (int woken = 0; rc == XR_EAGAIN && woken < 100; woken++) {
+        uint64_t events;
+        if (poll(&pfd, 1, 30000) != 1 || read(pfd.fd, &events, sizeof events) != sizeof events)
+            break; /* 30 s and nothing: rc stays XR_EAGAIN */
         n = sizeof msg;
         rc = xr_notif_get(decode, from, sizeof from, msg, &n);
-        if (rc == XR_EAGAIN)
-            nanosleep(&(struct timespec){0, 1000000}, NULL);
     }
     if (rc)
         return fail("notification");

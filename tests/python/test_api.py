@@ -289,3 +289,26 @@ def test_log_goes_to_python_logging(prov):
     with xrail.Engine("logger2", log_level=2, **settings(prov, rails=1)):
         pass
     assert len(keep.records) == n
+
+
+def test_fileno_wakes_an_event_loop(pair):
+    import os
+    import select
+
+    a, b = pair
+    dst = np.zeros(1 << 16, dtype=np.uint8)
+    g = b.register(dst, access="w")
+    p = a.load_peer(b.metadata())
+    fd = b.fileno()
+    while select.select([fd], [], [], 0)[0]:  # what came before: not this test's
+        os.read(fd, 8)
+    t = a.write(p, [np.full(1 << 16, 7, dtype=np.uint8)], [(g.addr, 1 << 16)], notif=b"ev")
+    # The target's progress thread makes its fd readable when the
+    # notification arrives; nothing polls the engine meanwhile.
+    assert select.select([fd], [], [], 30)[0] == [fd]
+    assert os.read(fd, 8)
+    assert b.wait_notification(0) == ("prefill", b"ev")
+    t.wait(30)
+    assert (dst == 7).all()
+    # The initiator's fd says its transfer ended.
+    assert select.select([a.fileno()], [], [], 0)[0]

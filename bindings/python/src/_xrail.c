@@ -865,6 +865,15 @@ static PyObject *engine_send_notif(EngineObject *self, PyObject *args)
     return rc ? raise_xr(rc) : (Py_INCREF(Py_None), Py_None);
 }
 
+static PyObject *engine_fileno(EngineObject *self, PyObject *unused)
+{
+    (void)unused;
+    if (!engine_open(self))
+        return NULL;
+    int fd = xr_engine_fd(self->e);
+    return fd < 0 ? raise_xr(fd) : PyLong_FromLong(fd);
+}
+
 static PyObject *engine_progress(EngineObject *self, PyObject *unused)
 {
     (void)unused;
@@ -1006,6 +1015,10 @@ static PyMethodDef engine_methods[] = {
     {"__enter__", (PyCFunction)engine_enter, METH_NOARGS, NULL},
     {"__exit__", (PyCFunction)engine_exit, METH_VARARGS, NULL},
     {"_rail_info", (PyCFunction)engine_rail_info, METH_NOARGS, "Rail info dicts."},
+    {"fileno", (PyCFunction)engine_fileno, METH_NOARGS,
+     "fileno() -> int: readable when a transfer ends or a notification arrives (for "
+     "select, selectors, asyncio's loop.add_reader); os.read(fd, 8) clears it. The engine "
+     "owns it."},
     {"set_rail_state", (PyCFunction)engine_set_rail_state, METH_VARARGS,
      "set_rail_state(index, up): take a rail out of new transfers, or back in."},
     {"register", (PyCFunction)(void (*)(void))engine_register, METH_VARARGS | METH_KEYWORDS,

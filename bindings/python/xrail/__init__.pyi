@@ -80,6 +80,7 @@ class Transfer:
     def chunk_count(self, rail: int = ...) -> int: ...
 
 class Engine:
+    def fileno(self) -> int: ...
     name: str
     closed: bool
     rails: List[RailInfo]
