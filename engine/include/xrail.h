@@ -504,8 +504,10 @@ XR_API int xr_progress(xr_engine *e);
  * look: xr_xfer_status, xr_notif_get. It says only that something
  * happened, so check everything you wait for; several events may come as
  * one. It is written from progress, so it needs a progress thread
- * (opts.progress_thread) or calls that drive progress. The engine owns it:
- * do not close it. Negative XR_E* if it could not be made.
+ * (opts.progress_thread) or calls that drive progress. Nothing is written
+ * before the first call (so that engines no one waits on pay no syscall per
+ * transfer): look once after asking for it. The engine owns it: do not
+ * close it. Negative XR_E* if it could not be made.
  */
 XR_API int xr_engine_fd(xr_engine *e);
 

@@ -401,6 +401,7 @@ int xr_engine_fd(xr_engine *e)
         return xr__error_set(XR_EINVAL, "xr_engine_fd: NULL engine");
     if (e->event_fd < 0)
         return xr__error_set(XR_ENOTSUP, "xr_engine_fd: no eventfd could be made at creation");
+    atomic_store(&e->event_wanted, true);
     return e->event_fd;
 }
 

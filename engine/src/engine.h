@@ -74,6 +74,8 @@ struct xr_engine {
     atomic_bool stop;
     int event_fd;                   /* xr_engine_fd: written when a transfer ends or a
                                        notification arrives; -1 if none could be made */
+    atomic_bool event_wanted;       /* xr_engine_fd was asked for: until then no write,
+                                       as a syscall per transfer would cost all the others */
 };
 
 /* Wake whoever waits on xr_engine_fd: a transfer ended, or a notification
@@ -81,6 +83,8 @@ struct xr_engine {
 static inline void xr__engine_signal(xr_engine *e)
 {
     uint64_t one = 1;
+    if (!atomic_load_explicit(&e->event_wanted, memory_order_relaxed))
+        return;
     if (e->event_fd >= 0 && write(e->event_fd, &one, sizeof one) < 0)
         return; /* EAGAIN: the counter is at its maximum, and readable */
 }

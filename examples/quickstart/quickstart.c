@@ -61,6 +61,12 @@ int main(void)
     if (xr_metadata_get(decode, md, &len))
         return fail("metadata");
 
+    /* Decode will wait on its event fd: asked for now, before anything it
+     * waits for can happen (nothing is written to it until it is asked). */
+    struct pollfd pfd = {.fd = xr_engine_fd(decode), .events = POLLIN};
+    if (pfd.fd < 0)
+        return fail("xr_engine_fd");
+
     /* Prefill: load it (in real life, from a side channel), write, notify. */
     xr_peer *peer;
     if (xr_peer_load(prefill, md, len, &peer))
@@ -78,9 +84,6 @@ int main(void)
     char from[64], msg[16];
     size_t n = 0;
     int rc = XR_EAGAIN;
-    struct pollfd pfd = {.fd = xr_engine_fd(decode), .events = POLLIN};
-    if (pfd.fd < 0)
-        return fail("xr_engine_fd");
     /* Wait first, then look: the arrival itself makes the fd readable,
      * also when it came before this loop. */
     for (int woken = 0; rc == XR_EAGAIN && woken < 100; woken++) {

@@ -299,9 +299,10 @@ def test_fileno_wakes_an_event_loop(pair):
     dst = np.zeros(1 << 16, dtype=np.uint8)
     g = b.register(dst, access="w")
     p = a.load_peer(b.metadata())
-    fd = b.fileno()
-    while select.select([fd], [], [], 0)[0]:  # what came before: not this test's
-        os.read(fd, 8)
+    fd, afd = b.fileno(), a.fileno()  # asked before: nothing is written until then
+    for f in (fd, afd):
+        while select.select([f], [], [], 0)[0]:  # what came before: not this test's
+            os.read(f, 8)
     t = a.write(p, [np.full(1 << 16, 7, dtype=np.uint8)], [(g.addr, 1 << 16)], notif=b"ev")
     # The target's progress thread makes its fd readable when the
     # notification arrives; nothing polls the engine meanwhile.
@@ -311,4 +312,4 @@ def test_fileno_wakes_an_event_loop(pair):
     t.wait(30)
     assert (dst == 7).all()
     # The initiator's fd says its transfer ended.
-    assert select.select([a.fileno()], [], [], 0)[0]
+    assert select.select([afd], [], [], 0)[0]
