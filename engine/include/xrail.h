@@ -466,8 +466,30 @@ XR_API int xr_xfer_set_timeout(xr_xfer *x, unsigned timeout_ms);
 XR_API int xr_xfer_status(xr_xfer *x);
 /* Detail of a failed transfer (which rail, which descriptor); "" otherwise. */
 XR_API const char *xr_xfer_error(xr_xfer *x);
-/* Wait until done; timeout_ms < 0 waits forever. Drives progress if no thread does. */
+/*
+ * Wait until done; timeout_ms < 0 waits forever. With progress threads it
+ * sleeps until they say the transfer ended (no polling, no spinning).
+ * Without, it drives progress itself: polling while the rails hold its
+ * chunks, and sleeping on the rails' wait objects (where the provider has
+ * them: tcp, rxm) when nothing of this engine is in flight.
+ */
 XR_API int xr_xfer_wait(xr_xfer *x, int timeout_ms);
+/*
+ * Called once each time the transfer ends (status 0 or the XR_E* it
+ * failed with; xr_xfer_status already says the same). It runs on a progress
+ * thread, or, without one, inside whichever call drove progress
+ * (xr_progress, xr_xfer_wait, xr_notif_wait, xr_notif_get), with no xrail
+ * lock held: it may post this transfer again, release it, create, post or
+ * release others, send notifications. It must not destroy the engine, and
+ * it delays progress while it runs: hand long work elsewhere. An engine
+ * runs one callback at a time. After xr_xfer_release returns, the
+ * transfer's callback is not running and will not run (release waits for
+ * one running on another thread, so do not hold a lock there that the
+ * callback takes); none runs once xr_engine_destroy has begun. fn NULL
+ * removes it. XR_EBUSY while the transfer is in flight.
+ */
+typedef void (*xr_xfer_cb)(xr_xfer *x, int status, void *user);
+XR_API int xr_xfer_set_callback(xr_xfer *x, xr_xfer_cb fn, void *user);
 /*
  * Free a transfer. Never blocks: a transfer still in flight is detached and
  * freed by progress once the provider has completed it (or at engine
@@ -487,6 +509,13 @@ XR_API int xr_notif_send(xr_engine *e, xr_peer *peer, const void *msg, size_t le
  */
 XR_API int xr_notif_get(xr_engine *e, char *peer_name_buf, size_t cap, void *msg_buf,
                         size_t *len);
+/*
+ * xr_notif_get, waiting up to timeout_ms (< 0: forever) for a notification
+ * to arrive: XR_ETIMEDOUT if none did. It sleeps as xr_xfer_wait does: on
+ * the progress threads' word, or on the rails' wait objects.
+ */
+XR_API int xr_notif_wait(xr_engine *e, int timeout_ms, char *peer_name_buf, size_t cap,
+                         void *msg_buf, size_t *len);
 
 /*
  * Drive the engine once: read every rail's completions, post queued work,

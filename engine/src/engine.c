@@ -345,22 +345,10 @@ static void *progress_main(void *arg)
     xr_engine *e = pp->e;
     unsigned idle = 0;
     while (!atomic_load(&e->stop)) {
-        if (xr__progress_share(e, pp->index, pp->of) > 0) {
+        if (xr__progress_share(e, pp->index, pp->of) > 0)
             idle = 0;
-            continue;
-        }
-        /* Spin briefly for latency, then back off so an idle engine does not
-         * take a core from the application (measured hosts have 2). "Idle"
-         * is only a guess: a target of RMA sees no completions while its
-         * provider moves bytes, so under load it naps too, and each nap
-         * (timer slack included, about 70 us) lands on a transfer's path.
-         * progress_sleep_us = 0 spends the core instead (docs/performance.md). */
-        if (++idle < 256 || !e->opts.progress_sleep_us) {
-            sched_yield();
-        } else {
-            struct timespec ts = {0, (long)e->opts.progress_sleep_us * 1000};
-            nanosleep(&ts, NULL);
-        }
+        else
+            xr__progress_idle(pp, &idle, -1, true);
     }
     return NULL;
 }
@@ -392,6 +380,11 @@ static void engine_free(xr_engine *e)
     free(e->script_path);
     if (e->event_fd >= 0)
         close(e->event_fd);
+    for (unsigned t = 0; t < XR_MAX_PROGRESS_THREADS; t++)
+        xr__progress_part_close(&e->progress_part[t]);
+    xr__progress_part_close(&e->self_part);
+    pthread_mutex_destroy(&e->wait_lock);
+    pthread_cond_destroy(&e->wait_cond);
     free(e);
 }
 
@@ -420,12 +413,15 @@ static int engine_open(xr_engine *e)
     if (!rc && !(e->rails = calloc(XR_MAX_RAILS, sizeof *e->rails)))
         rc = xr__error_set(XR_ENOMEM, "rails: cannot allocate");
     e->rail_cfg = (xr_rail_cfg){.log = &e->log, .depth = e->opts.rail_depth,
-                                .error_flag = &e->rail_err};
+                                .error_flag = &e->rail_err, .wake = xr__progress_wake,
+                                .wake_arg = e};
     if (!rc)
         rc = xr__rail_open_all(&e->opts, &e->rail_cfg, e->rails, &e->nrails, e->rail_note,
                                sizeof e->rail_note);
     for (unsigned i = 0; !rc && i < e->nrails; i++)
         rc = xr__notif_rail_open(e, &e->rails[i]);
+    if (!rc)
+        rc = xr__progress_part_open(e, &e->self_part, 0, 1);
     return rc;
 }
 
@@ -449,8 +445,18 @@ int xr_engine_create(const xr_engine_opts *opts, xr_engine **out)
         return xr__error_set(XR_ENOMEM, "xr_engine_create: out of memory");
     }
     pthread_mutex_init(&e->lock, NULL);
+    pthread_mutex_init(&e->wait_lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&e->wait_cond, &ca);
+    pthread_condattr_destroy(&ca);
     xr__list_init(&e->xfers);
     e->event_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    /* Closed at free whether or not they were ever opened. */
+    e->self_part.epfd = e->self_part.wake_fd = -1;
+    for (unsigned t = 0; t < XR_MAX_PROGRESS_THREADS; t++)
+        e->progress_part[t].epfd = e->progress_part[t].wake_fd = -1;
     e->opts = *opts;
     xr_engine_opts *o = &e->opts;
     xr_config cfg;
@@ -520,7 +526,7 @@ int xr_engine_create(const xr_engine_opts *opts, xr_engine **out)
             n = e->nrails;
         o->progress_threads = n;
         for (unsigned t = 0; t < n && !rc; t++) {
-            e->progress_part[t] = (xr_progress_part){.e = e, .index = t, .of = n};
+            xr__progress_part_open(e, &e->progress_part[t], t, n);
             if (pthread_create(&e->progress_tid[t], NULL, progress_main, &e->progress_part[t]))
                 rc = xr__error_set(XR_ENOMEM, "xr_engine_create: cannot start progress thread %u", t);
             else

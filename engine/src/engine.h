@@ -30,6 +30,11 @@ struct xr_stage;
 typedef struct xr_progress_part {
     xr_engine *e;
     unsigned index, of;     /* this thread drives rails i with i % of == index */
+    /* Sleeping when idle (progress.c): an epoll set of its rails' CQ wait
+     * fds and wake_fd; epfd -1 when a rail has no wait fd (it is polled). */
+    int epfd;
+    int wake_fd;            /* eventfd: work was queued on one of its rails */
+    atomic_uint sleeping;   /* threads in epoll_wait on epfd, or about to be */
 } xr_progress_part;
 
 struct xr_engine {
@@ -57,6 +62,15 @@ struct xr_engine {
     xr_list failed;                 /* chunks waiting for failover */
     atomic_bool fail_pending;
     struct xr_retry_lane *retry;    /* per rail */
+    /* Transfers ended with a callback to run (xr_xfer_set_callback): finish
+     * queues them, progress runs them with no lock held, one at a time. */
+    pthread_mutex_t cb_lock;        /* cb_due, cb_current, each xfer's cb fields */
+    pthread_cond_t cb_cond;         /* cb_current changed */
+    pthread_mutex_t cb_runner;      /* held by the thread running callbacks */
+    xr_list cb_due;
+    atomic_bool cb_pending;         /* cb_due is not empty: a look without the lock */
+    struct xr_xfer *cb_current;     /* whose callback runs now, on cb_thread */
+    pthread_t cb_thread;
     /* health.c */
     atomic_uint_fast64_t health_at; /* the next health pass (rails' clock, ns) */
     /* modules' own state */
@@ -69,6 +83,7 @@ struct xr_engine {
     /* engine.c: progress threads */
     pthread_t progress_tid[XR_MAX_PROGRESS_THREADS];
     xr_progress_part progress_part[XR_MAX_PROGRESS_THREADS];
+    xr_progress_part self_part;     /* all rails: the callers that wait without threads */
     unsigned progress_nthreads;     /* running; 0: xr_progress and xr_xfer_wait drive it.
                                        More than 1: each rail's thread posts its chunks */
     atomic_bool stop;
@@ -76,13 +91,27 @@ struct xr_engine {
                                        notification arrives; -1 if none could be made */
     atomic_bool event_wanted;       /* xr_engine_fd was asked for: until then no write,
                                        as a syscall per transfer would cost all the others */
+    /* Callers blocked in xr_xfer_wait / xr_notif_wait while threads drive
+     * progress: they sleep on wait_cond until an event moves wait_gen. */
+    pthread_mutex_t wait_lock;
+    pthread_cond_t wait_cond;       /* on CLOCK_MONOTONIC */
+    uint64_t wait_gen;
+    atomic_uint waiters;
 };
 
-/* Wake whoever waits on xr_engine_fd: a transfer ended, or a notification
- * arrived. Any thread, any lock; a full counter is still readable. */
+/* Wake whoever waits: on xr_engine_fd, and the callers blocked in a wait
+ * call. A transfer ended, or a notification arrived; its state is stored
+ * before (a waiter counts itself, then looks, under wait_lock). Any
+ * thread, any lock but wait_lock. */
 static inline void xr__engine_signal(xr_engine *e)
 {
     uint64_t one = 1;
+    if (atomic_load(&e->waiters)) {
+        pthread_mutex_lock(&e->wait_lock);
+        e->wait_gen++;
+        pthread_cond_broadcast(&e->wait_cond);
+        pthread_mutex_unlock(&e->wait_lock);
+    }
     if (!atomic_load_explicit(&e->event_wanted, memory_order_relaxed))
         return;
     if (e->event_fd >= 0 && write(e->event_fd, &one, sizeof one) < 0)

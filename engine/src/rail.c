@@ -226,9 +226,20 @@ static int rail_open(xr_rail *r, const xr_rail_cfg *cfg, struct fi_info *info, b
     struct fi_cq_attr cq_attr = {
         .format = FI_CQ_FORMAT_DATA,
         .size = info->tx_attr->size + info->rx_attr->size,
-        .wait_obj = FI_WAIT_NONE,
+        .wait_obj = FI_WAIT_FD,
     };
-    FI_TRY(fi_cq_open(r->domain, &cq_attr, &r->cq, NULL), "fi_cq_open");
+    /* A CQ with a file descriptor lets an idle progress thread sleep in
+     * epoll until the provider has something (tcp and rxm offer one, and
+     * wake it for a peer's incoming RMA too). A provider without one (shm)
+     * is polled, as before. */
+    r->wait_fd = -1;
+    if (fi_cq_open(r->domain, &cq_attr, &r->cq, NULL) == 0) {
+        if (fi_control(&r->cq->fid, FI_GETWAIT, &r->wait_fd) || r->wait_fd < 0)
+            r->wait_fd = -1;
+    } else {
+        cq_attr.wait_obj = FI_WAIT_NONE;
+        FI_TRY(fi_cq_open(r->domain, &cq_attr, &r->cq, NULL), "fi_cq_open");
+    }
     struct fi_av_attr av_attr = {.type = info->domain_attr->av_type};
     if (av_attr.type == FI_AV_UNSPEC)
         av_attr.type = FI_AV_TABLE;
@@ -795,6 +806,10 @@ int xr__rail_reset(xr_rail *r, const char *why)
                       r->domain_name, rc == XR_ENOMEM ? "out of memory" : xr__error_last());
     }
     r->ctr.resets++;
+    /* libfabric 1.17's rxm crashed in fi_trywait on a CQ whose endpoint had
+     * been closed and reopened (faults.peer_stop.tcp): from its first
+     * reset, the rail is polled and its thread never sleeps on it. */
+    r->wait_fd = -1;
     r->last_done = xr__rail_now();
     cancel_all(r, &r->held_tx, why);
     r->probe_busy = false;
@@ -844,6 +859,24 @@ void xr__rail_enqueue(xr_rail *r, unsigned lane, xr_work *w)
     if (atomic_load(&r->post_on_enqueue))
         rail_pump(r);
     unlock_and_run(r);
+    /* A progress thread asleep in epoll must come back to move it (the
+     * sleeper checked the lanes under this lock after counting itself). */
+    if (r->cfg->wake)
+        r->cfg->wake(r->cfg->wake_arg, r->index);
+}
+
+bool xr__rail_can_sleep(xr_rail *r)
+{
+    struct fid *cq = &r->cq->fid;
+    pthread_mutex_lock(&r->lock);
+    /* Nothing of ours waits to be posted or is held for sending: tcp's
+     * partial sends move on when polled, and the deadlines need the polls.
+     * fi_trywait last: it says the CQ's fd will wake us for anything new. */
+    bool ok = r->wait_fd >= 0 && r->ep && r->nafter == 0 && xr__list_empty(&r->lane[XR_LANE_DATA]) &&
+              xr__list_empty(&r->lane[XR_LANE_CTRL]) && xr__list_empty(&r->held_tx) &&
+              !r->probe_busy && fi_trywait(r->fabric, &cq, 1) == FI_SUCCESS;
+    pthread_mutex_unlock(&r->lock);
+    return ok;
 }
 
 void xr__rail_complete(xr_rail *r, xr_opctx *ctx, int err, const char *why)

@@ -80,6 +80,10 @@ typedef struct xr_rail_cfg {
     const xr_logger *log;
     unsigned depth;             /* the most DEPTH operations in flight per rail */
     atomic_bool *error_flag;    /* set when a rail records an error for the policy */
+    /* Called after work is queued on a rail, to wake a progress thread that
+     * sleeps on the rails' wait fds; NULL: none sleeps. Any thread, no lock. */
+    void (*wake)(void *arg, unsigned rail);
+    void *wake_arg;
 } xr_rail_cfg;
 
 struct xr_rail {
@@ -91,6 +95,8 @@ struct xr_rail {
     struct fid_ep *ep;
     struct fid_cq *cq;
     struct fid_av *av;
+    int wait_fd;              /* the CQ's wait object (FI_WAIT_FD); -1: polled only,
+                                 as the rail is after its first reset (rail lock) */
 
     uint64_t mr_mode;
     size_t max_msg;
@@ -195,6 +201,12 @@ int xr__rail_probe(xr_rail *r, fi_addr_t dst, uint64_t raddr, uint64_t key);
 int xr__rail_progress(xr_rail *r);
 /* Queue an item on a lane, and post now unless the rail's thread does. */
 void xr__rail_enqueue(xr_rail *r, unsigned lane, xr_work *w);
+/*
+ * Whether a progress thread may sleep on the rail's wait_fd: the rail has
+ * one, holds nothing of ours to send or post, and fi_trywait agrees (else
+ * there is something to read: poll again). Rail lock not held.
+ */
+bool xr__rail_can_sleep(xr_rail *r);
 /*
  * Post an RMA (write or read) whose completion comes to ctx->done. A DEPTH
  * operation waits for room under the rail's depth. 0, -FI_EAGAIN (no room

@@ -690,6 +690,12 @@ static void rx_done(xr_opctx *ctx, xr_rail *r, size_t len, int err, const char *
     activate(s);
 }
 
+bool xr__stage_active(xr_engine *e)
+{
+    xr_stage *st = e->stage;
+    return st && __atomic_load_n(&st->active.next, __ATOMIC_ACQUIRE) != &st->active;
+}
+
 int xr__stage_progress(xr_engine *e)
 {
     xr_stage *st = e->stage;

@@ -33,5 +33,8 @@ int xr__stage_need(xr_engine *e, bool target);
 int xr__stage_start(xr_engine *e, xr_rail *r, const xr_stage_req *req);
 /* Move staged chunks one step: copies, posts, completions. No lock held. */
 int xr__stage_progress(xr_engine *e);
+/* Whether staged work waits to be stepped (a copy to or from a slot that
+ * nothing will signal): progress must poll, not sleep. */
+bool xr__stage_active(xr_engine *e);
 
 #endif

@@ -273,6 +273,7 @@ int xr_xfer_create(xr_engine *e, xr_peer *peer, xr_op op, const xr_iov *local,
     }
     x->e = e;
     xr__list_init(&x->link);
+    xr__list_init(&x->cb_link);
     x->peer = peer;
     x->timeout_ms = e->opts.health.xfer_timeout_ms;
     x->op = op;
@@ -345,11 +346,89 @@ static void record_error(xr_xfer *x, int err, const char *fmt, ...)
 static void finish(xr_xfer *x)
 {
     /* Once the status is final the owner may free x: nothing of it is
-     * touched after the store. */
+     * touched after the store. A callback is queued before it, under
+     * cb_lock, which release takes to take it off again. */
     xr_engine *e = x->e;
+    int status = atomic_load(&x->err);
     atomic_fetch_sub(&x->peer->busy, 1);
-    atomic_store(&x->status, atomic_load(&x->err));
+    if (atomic_load(&x->has_cb)) {
+        pthread_mutex_lock(&e->cb_lock);
+        if (x->cb && !x->cb_queued) {
+            x->cb_status = status;
+            x->cb_queued = true;
+            xr__list_push_back(&e->cb_due, &x->cb_link);
+            atomic_store(&e->cb_pending, true);
+        }
+        pthread_mutex_unlock(&e->cb_lock);
+    }
+    atomic_store(&x->status, status);
     xr__engine_signal(e);
+}
+
+void xr__xfer_run_callbacks(xr_engine *e)
+{
+    /* One runner at a time, so release knows whose callback runs; a thread
+     * that finds it busy leaves the queue to it, and the runner looks
+     * again after letting go, so nothing queued meanwhile is stranded. */
+    while (atomic_load(&e->cb_pending) && pthread_mutex_trylock(&e->cb_runner) == 0) {
+        pthread_mutex_lock(&e->cb_lock);
+        while (!xr__list_empty(&e->cb_due)) {
+            xr_xfer *x = xr__list_entry(xr__list_pop_front(&e->cb_due), xr_xfer, cb_link);
+            x->cb_queued = false;
+            if (atomic_load(&e->stop))
+                continue; /* xr_engine_destroy has begun: no more calls into the application */
+            xr_xfer_cb fn = x->cb;
+            void *user = x->cb_user;
+            int status = x->cb_status;
+            e->cb_current = x;
+            e->cb_thread = pthread_self();
+            pthread_mutex_unlock(&e->cb_lock);
+            fn(x, status, user); /* it may post x again, or release it: x is not touched after */
+            pthread_mutex_lock(&e->cb_lock);
+            e->cb_current = NULL;
+            pthread_cond_broadcast(&e->cb_cond);
+        }
+        atomic_store(&e->cb_pending, false);
+        pthread_mutex_unlock(&e->cb_lock);
+        pthread_mutex_unlock(&e->cb_runner);
+        pthread_mutex_lock(&e->cb_lock);
+        atomic_store(&e->cb_pending, !xr__list_empty(&e->cb_due));
+        pthread_mutex_unlock(&e->cb_lock);
+    }
+}
+
+/* The callback of x will not run after this: it is taken off the queue, and
+ * one running on another thread is waited for. No engine lock held (the
+ * callback may take it). */
+static void callback_forget(xr_xfer *x)
+{
+    xr_engine *e = x->e;
+    if (!atomic_load(&x->has_cb))
+        return;
+    pthread_mutex_lock(&e->cb_lock);
+    if (x->cb_queued) {
+        xr__list_remove(&x->cb_link);
+        x->cb_queued = false;
+    }
+    x->cb = NULL;
+    while (e->cb_current == x && !pthread_equal(e->cb_thread, pthread_self()))
+        pthread_cond_wait(&e->cb_cond, &e->cb_lock);
+    pthread_mutex_unlock(&e->cb_lock);
+}
+
+int xr_xfer_set_callback(xr_xfer *x, xr_xfer_cb fn, void *user)
+{
+    if (!x)
+        return xr__error_set(XR_EINVAL, "xr_xfer_set_callback: NULL transfer");
+    if (atomic_load(&x->status) == XR_EINPROGRESS)
+        return xr__error_set(XR_EBUSY, "xr_xfer_set_callback: the transfer is in flight");
+    xr_engine *e = x->e;
+    pthread_mutex_lock(&e->cb_lock);
+    x->cb = fn;
+    x->cb_user = user;
+    atomic_store(&x->has_cb, fn != NULL || x->cb_queued);
+    pthread_mutex_unlock(&e->cb_lock);
+    return 0;
 }
 
 static void notif_done(void *arg, int err, const char *why)
@@ -522,6 +601,10 @@ static int retry_post(xr_work *w, xr_rail *r)
 
 int xr__xfer_init(xr_engine *e)
 {
+    pthread_mutex_init(&e->cb_lock, NULL);
+    pthread_cond_init(&e->cb_cond, NULL);
+    pthread_mutex_init(&e->cb_runner, NULL);
+    xr__list_init(&e->cb_due);
     pthread_mutex_init(&e->fail_lock, NULL);
     xr__list_init(&e->failed);
     e->retry = calloc(XR_MAX_RAILS, sizeof *e->retry);
@@ -537,6 +620,9 @@ int xr__xfer_init(xr_engine *e)
 
 void xr__xfer_fini(xr_engine *e)
 {
+    pthread_mutex_destroy(&e->cb_lock);
+    pthread_cond_destroy(&e->cb_cond);
+    pthread_mutex_destroy(&e->cb_runner);
     if (e->retry)
         pthread_mutex_destroy(&e->fail_lock);
     free(e->retry);
@@ -701,6 +787,17 @@ xr_peer *xr__xfer_watch(xr_engine *e, uint64_t now, uint64_t deadline, unsigned 
              (unsigned long long)(allow / 1000000), atomic_load(&worst->held),
              atomic_load(&worst->pushed_back) ? ", refused with EAGAIN" : "");
     xr__xfer_fail_peer(e, worst, XR_EPEER, why);
+    /* The others' silence is counted again from the verdict: a dead peer
+     * that clogged a shared rail (shm's queue refusing with EAGAIN, rxm's)
+     * silenced them too, and the reset that follows frees them. Without
+     * this, each was judged lost a pass later for the dead one's silence. */
+    xr__list_each(n, &e->xfers) {
+        xr_peer *p = xr__list_entry(n, xr_xfer, link)->peer;
+        if (p != worst && atomic_load(&p->busy) && !atomic_load(&p->lost)) {
+            atomic_store(&p->last_ok, now);
+            atomic_store(&p->pushed_back, 0);
+        }
+    }
     return worst;
 }
 
@@ -821,6 +918,7 @@ void xr_xfer_release(xr_xfer *x)
     if (!x)
         return;
     xr_engine *e = x->e;
+    callback_forget(x);
     pthread_mutex_lock(&e->lock);
     if (atomic_load(&x->status) == XR_EINPROGRESS) {
         /* The provider still holds the chunks: the transfer is freed when

@@ -75,6 +75,13 @@ struct xr_xfer {
     atomic_int err;                 /* first error seen while running */
     atomic_bool posted;
     bool orphan;                    /* released while in flight; reaped when done */
+    /* The callback, and its place on the engine's cb_due (under cb_lock). */
+    atomic_bool has_cb;
+    xr_xfer_cb cb;
+    void *cb_user;
+    xr_list cb_link;
+    bool cb_queued;
+    int cb_status;                  /* the status its callback is called with */
     unsigned timeout_ms;            /* per post; 0 none */
     uint32_t gen;                   /* posts so far */
     uint64_t deadline;              /* this post's end (rails' clock, ns); 0 none */
@@ -100,6 +107,9 @@ xr_peer *xr__xfer_watch(xr_engine *e, uint64_t now, uint64_t deadline, unsigned 
 bool xr__xfer_busy(xr_engine *e);
 /* Free transfers released in flight that have finished since. */
 void xr__xfer_reap_orphans(xr_engine *e);
+/* Run the callbacks of transfers that ended (none once the engine stops).
+ * Progress calls it; no lock held. */
+void xr__xfer_run_callbacks(xr_engine *e);
 void xr__xfer_free_all(xr_engine *e);
 
 #endif

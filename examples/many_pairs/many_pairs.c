@@ -247,18 +247,13 @@ int main(int argc, char **argv)
         put_msg(pipes[k][1], md, mdlen);
     free(md);
 
-    /* Both decoders read at once; prefill only drives progress until both
-     * say they are done. */
+    /* Both decoders read at once; prefill waits for both to say they are
+     * done, driving progress (it serves their READs) while it waits. */
     int oks = 0;
     for (int got = 0; got < 2;) {
         char from[64], msg[64];
         size_t n = sizeof msg - 1;
-        int rc = xr_notif_get(e, from, sizeof from, msg, &n);
-        if (rc == XR_EAGAIN) {
-            xr_progress(e);
-            continue;
-        }
-        CHECK(rc);
+        CHECK(xr_notif_wait(e, 120000, from, sizeof from, msg, &n));
         msg[n] = 0;
         printf("prefill: notification from %s: \"%s\"\n", from, msg);
         oks += strstr(msg, " ok") != NULL;

@@ -237,12 +237,10 @@ static int decode(const opts *o, int lfd)
     char from[64];
     size_t cap = 1 << 20, n;
     uint8_t *msg = malloc(cap);
-    int rc;
-    do {
-        n = cap;
-        rc = xr_notif_get(e, from, sizeof from, msg, &n);
-    } while (rc == XR_EAGAIN);
-    TRY(rc);
+    /* Asleep until it comes (no progress thread here: the wait drives the
+     * rails, and sleeps on their wait objects while nothing arrives). */
+    n = cap;
+    TRY(xr_notif_wait(e, 120000, from, sizeof from, msg, &n));
     request_hdr h;
     if (n < sizeof h)
         DIE("decode: short notification (%zu bytes)", n);

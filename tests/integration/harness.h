@@ -156,6 +156,9 @@ static inline int h_engine(const char *name, const char *provider, unsigned rail
     o.progress_thread = progress_thread > 0;
     o.progress_threads = progress_thread > 1 ? (unsigned)progress_thread : 0;
     o.health.deadline_ms = h_deadline_ms();
+    const char *lv = getenv("XR_TEST_LOG"); /* 0-3: the engines' log level, for debugging */
+    if (lv && *lv)
+        o.log_level = atoi(lv);
     /* Rails on loopback only: tcp on the lo domain (its first entry is
      * 127.0.0.1), shm is host-local. No src_addr: with one, rxm's per-endpoint
      * interface lookup costs about 100 ms a rail instead of 40. */

@@ -313,3 +313,74 @@ def test_fileno_wakes_an_event_loop(pair):
     assert (dst == 7).all()
     # The initiator's fd says its transfer ended.
     assert select.select([afd], [], [], 0)[0]
+
+
+def test_asyncio_waits_on_the_fd(pair):
+    import asyncio
+
+    a, b = pair
+    dst = np.zeros(1 << 20, dtype=np.uint8)
+    g = b.register(dst, access="w")
+    p = a.load_peer(b.metadata())
+    src = np.full(1 << 20, 5, dtype=np.uint8)
+
+    async def decode(n):
+        got = []
+        async for name, msg in b.notifications_async():
+            got.append((name, msg))
+            if len(got) == n:
+                return got
+
+    async def prefill(n):
+        for i in range(n):
+            t = a.write(p, [src], [(g.addr, src.nbytes)], notif=b"req-%d" % i)
+            await t.wait_async(30)
+            assert t.status == "done"
+
+    async def main():
+        # Both sides in one loop: neither may block it.
+        got, _ = await asyncio.wait_for(asyncio.gather(decode(4), prefill(4)), 60)
+        assert got == [("prefill", b"req-%d" % i) for i in range(4)]
+        assert (dst == 5).all()
+        # Nothing comes: a timeout, and the loop stays free meanwhile.
+        ticks = 0
+
+        async def tick():
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        tk = asyncio.ensure_future(tick())
+        with pytest.raises(xrail.Timeout) as ei:
+            await b.wait_notification_async(0.3)
+        assert isinstance(ei.value, TimeoutError)
+        tk.cancel()
+        assert ticks >= 5
+        # A failed transfer raises from wait_async as from wait.
+        bad = a.write(p, [src], [(g.addr, src.nbytes)])
+        bad.cancel()
+        try:
+            await bad.wait_async(30)
+        except xrail.Canceled:
+            pass  # canceled in flight; or it had already finished
+    asyncio.run(main())
+
+
+def test_notifications_sleep_in_c(pair):
+    import resource
+    import time
+
+    a, b = pair
+    # Nothing arrives: the waiter sleeps in xr_notif_wait, the GIL released.
+    t0 = time.monotonic()
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
+    assert list(b.notifications(timeout=0.5)) == []
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    waited = time.monotonic() - t0
+    assert waited >= 0.45
+    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    # Both engines' threads count here. Sleeping costs ~1% on tcp; shm has no
+    # wait object and naps (~15% per engine), so only tcp is judged.
+    if "tcp" in b.rails[0].provider:
+        assert cpu / waited < 0.5, f"{cpu / waited:.0%} of a core while waiting"

@@ -811,25 +811,43 @@ static PyObject *engine_read(EngineObject *self, PyObject *args, PyObject *kw)
     return transfer(self, args, kw, XR_OP_READ);
 }
 
-static PyObject *engine_notif_get(EngineObject *self, PyObject *unused)
+/* _notif_get(timeout_ms=0) -> (name, bytes) or None: 0 takes what has
+ * arrived (driving progress once); otherwise xr_notif_wait, with the GIL
+ * released, in slices short enough for Ctrl-C to be seen (< 0: forever). */
+static PyObject *engine_notif_get(EngineObject *self, PyObject *args)
 {
-    (void)unused;
-    if (!engine_open(self))
+    long long timeout_ms = 0;
+    if (!PyArg_ParseTuple(args, "|L:_notif_get", &timeout_ms) || !engine_open(self))
         return NULL;
     char name[256];
     char small[4096];
     size_t len = sizeof small;
     int rc = xr_notif_get(self->e, name, sizeof name, small, &len);
-    if (rc == XR_EAGAIN) {
+    if (rc == XR_EAGAIN && timeout_ms == 0) {
         /* Nothing yet: drive progress once, so polling alone moves things. */
         Py_BEGIN_ALLOW_THREADS
         xr_progress(self->e);
         Py_END_ALLOW_THREADS
         len = sizeof small;
         rc = xr_notif_get(self->e, name, sizeof name, small, &len);
-        if (rc == XR_EAGAIN)
-            Py_RETURN_NONE;
     }
+    while (rc == XR_EAGAIN && timeout_ms != 0) {
+        int slice = timeout_ms < 0 || timeout_ms > 200 ? 200 : (int)timeout_ms;
+        if (timeout_ms > 0)
+            timeout_ms -= slice;
+        len = sizeof small;
+        Py_BEGIN_ALLOW_THREADS
+        rc = xr_notif_wait(self->e, slice, name, sizeof name, small, &len);
+        Py_END_ALLOW_THREADS
+        if (rc == XR_ETIMEDOUT)
+            rc = XR_EAGAIN;
+        if (rc == XR_EAGAIN && PyErr_CheckSignals())
+            return NULL;
+        if (!self->e) /* closed by another thread meanwhile */
+            return raise_msg(XR_EINVAL, "the engine was closed");
+    }
+    if (rc == XR_EAGAIN)
+        Py_RETURN_NONE;
     if (rc == XR_ETOOSMALL) {
         PyObject *b = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)len);
         if (!b)
@@ -1036,7 +1054,7 @@ static PyMethodDef engine_methods[] = {
      "notif reaches the peer after every byte."},
     {"read", (PyCFunction)(void (*)(void))engine_read, METH_VARARGS | METH_KEYWORDS,
      "read(peer, local, remote, notif=None) -> Transfer, posted: remote into local."},
-    {"_notif_get", (PyCFunction)engine_notif_get, METH_NOARGS, NULL},
+    {"_notif_get", (PyCFunction)engine_notif_get, METH_VARARGS, NULL},
     {"send_notif", (PyCFunction)engine_send_notif, METH_VARARGS,
      "send_notif(peer, data: bytes): a standalone notification of any length."},
     {"progress", (PyCFunction)engine_progress, METH_NOARGS,
@@ -1349,11 +1367,38 @@ static void xfer_dealloc(TransferObject *self)
     PyObject_Del(self);
 }
 
+static PyObject *xfer_get_engine(TransferObject *self, void *c)
+{
+    (void)c;
+    Py_INCREF(self->eng);
+    return (PyObject *)self->eng;
+}
+
+/* The coroutine lives in Python (xrail._wait_async), on the engine's fd. */
+static PyObject *xfer_wait_async(TransferObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwl[] = {"timeout", NULL};
+    PyObject *timeout = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|O:wait_async", kwl, &timeout))
+        return NULL;
+    PyObject *mod = PyImport_ImportModule("xrail");
+    PyObject *fn = mod ? PyObject_GetAttrString(mod, "_wait_async") : NULL;
+    Py_XDECREF(mod);
+    if (!fn)
+        return NULL;
+    PyObject *r = PyObject_CallFunctionObjArgs(fn, (PyObject *)self, timeout, NULL);
+    Py_DECREF(fn);
+    return r;
+}
+
 static PyMethodDef xfer_methods[] = {
     {"wait", (PyCFunction)(void (*)(void))xfer_wait, METH_VARARGS | METH_KEYWORDS,
      "wait(timeout=None): until done, with the GIL released; raises the transfer's error, "
      "or Timeout."},
     {"done", (PyCFunction)xfer_done, METH_NOARGS, "done() -> bool, driving progress once."},
+    {"wait_async", (PyCFunction)(void (*)(void))xfer_wait_async, METH_VARARGS | METH_KEYWORDS,
+     "await wait_async(timeout=None): wait in an asyncio loop, woken through the engine's "
+     "fd; raises as wait() does."},
     {"repost", (PyCFunction)(void (*)(void))xfer_repost, METH_VARARGS | METH_KEYWORDS,
      "repost(notif=...): post the same transfer again (its plan is reused); Busy while in "
      "flight. With notif (bytes, or None for none), that notification replaces the "
@@ -1370,6 +1415,7 @@ static PyMethodDef xfer_methods[] = {
 static PyGetSetDef xfer_getset[] = {
     {"status", (getter)xfer_get_status, NULL,
      "'in progress', 'done' or 'failed: NAME: detail'.", NULL},
+    {"engine", (getter)xfer_get_engine, NULL, "The engine it belongs to.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

@@ -11,11 +11,12 @@ by it, and Python only waits, with the GIL released. See docs/python.md.
 """
 from __future__ import annotations
 
+import asyncio
 import atexit
 import logging
+import os
 import sys
-import time
-from typing import Iterator, List, NamedTuple, Optional, Sequence, Tuple
+from typing import AsyncIterator, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 from . import _xrail
 from ._xrail import (  # noqa: F401  (re-exported)
@@ -129,6 +130,9 @@ class Engine(_xrail.Engine):
     def __init__(self, name: str, config: Optional[str] = None, **settings):
         settings.setdefault("progress_thread", True)
         super().__init__(name, config, **settings)
+        self._wakers: dict = {}
+        self._has_thread: Optional[bool] = None
+        self._pending: List[Tuple[str, bytes]] = []
 
     @property
     def rails(self) -> List[RailInfo]:
@@ -154,30 +158,126 @@ class Engine(_xrail.Engine):
         """Yield (peer name, message) for each notification received.
 
         With timeout=0 it yields what has arrived and stops; with a number
-        of seconds it waits up to that long for the first; None waits for
-        ever, one message at a time.
+        of seconds it waits up to that long for each; None waits for ever,
+        one message at a time. Waiting sleeps in C (xr_notif_wait) with the
+        GIL released; Ctrl-C still interrupts it.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        idle = 0
+        ms = -1 if timeout is None else max(0, int(timeout * 1000))
+        while self._pending:  # taken by an async waiter that has not had it yet
+            yield self._pending.pop(0)
         while True:
-            got = self._notif_get()  # drives progress once when nothing is there
-            if got is not None:
-                yield got
-                idle = 0
-                deadline = None if timeout is None else time.monotonic()
-                continue
-            if deadline is not None and time.monotonic() >= deadline:
+            got = self._notif_get(ms)
+            if got is None:
                 return
-            # Poll hard for latency, then back off so a waiting server does
-            # not hold a core.
-            idle += 1
-            time.sleep(0 if idle < 256 else 0.0002)
+            yield got
 
     def wait_notification(self, timeout: Optional[float] = None) -> Tuple[str, bytes]:
         """The next notification; Timeout if none arrives in time."""
         for got in self.notifications(timeout=timeout):
             return got
         raise Timeout(f"no notification within {timeout} s")
+
+    # ---- asyncio: coroutines woken through the engine's fd ----
+
+    def _threaded(self) -> bool:
+        if self._has_thread is None:
+            self._has_thread = 'progress = "thread"' in self.config()
+        return self._has_thread
+
+    def _waker(self) -> "_Waker":
+        loop = asyncio.get_running_loop()
+        w = self._wakers.get(loop)
+        if w is None:
+            w = self._wakers[loop] = _Waker(self, loop)
+        return w
+
+    async def _until(self, ready, timeout: Optional[float], what: str) -> None:
+        """Return once ready() is true, awaiting the engine's events; Timeout
+        after `timeout` seconds (None: never)."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while not ready():
+            left = None if deadline is None else deadline - loop.time()
+            if left is not None and left <= 0:
+                raise Timeout(f"{what}: not within {timeout} s")
+            if not self._threaded():
+                # Nothing writes the fd while no one drives progress.
+                self.progress()
+                await asyncio.sleep(0.0002)
+                continue
+            await asyncio.wait({self._waker().event()}, timeout=left)
+
+    async def notifications_async(self) -> AsyncIterator[Tuple[str, bytes]]:
+        """``async for peer_name, message in engine.notifications_async()``:
+        each notification as it arrives, without blocking the event loop."""
+        while True:
+            await self._until(self._notif_ready, None, "notifications_async")
+            yield self._pending.pop(0)
+
+    def _notif_ready(self) -> bool:
+        got = self._notif_get(0)
+        if got is not None:
+            self._pending.append(got)
+        return bool(self._pending)
+
+    async def wait_notification_async(self, timeout: Optional[float] = None
+                                      ) -> Tuple[str, bytes]:
+        """The next notification, awaited; Timeout if none arrives in time."""
+        if not self._pending:
+            await self._until(self._notif_ready, timeout, "wait_notification_async")
+        return self._pending.pop(0)
+
+    def close(self) -> None:
+        for w in list(self._wakers.values()):
+            w.close()
+        self._wakers.clear()
+        super().close()
+
+    def __exit__(self, *exc) -> bool:
+        self.close()
+        return False
+
+
+class _Waker:
+    """The coroutines of one event loop waiting on one engine: a reader on
+    the engine's fd sets their futures, and each looks again at what it
+    waits for (the fd says only that something happened)."""
+
+    def __init__(self, engine: Engine, loop: asyncio.AbstractEventLoop):
+        self._fd = engine.fileno()
+        self._loop = loop
+        self._futures: List[asyncio.Future] = []
+        loop.add_reader(self._fd, self._readable)
+
+    def _readable(self) -> None:
+        try:
+            os.read(self._fd, 8)
+        except BlockingIOError:
+            pass
+        futures, self._futures = self._futures, []
+        for f in futures:
+            if not f.done():
+                f.set_result(None)
+
+    def event(self) -> "asyncio.Future[None]":
+        f = self._loop.create_future()
+        self._futures.append(f)
+        return f
+
+    def close(self) -> None:
+        if not self._loop.is_closed():
+            self._loop.remove_reader(self._fd)
+        for f in self._futures:
+            if not f.done():
+                f.set_result(None)  # its waiter looks again and finds the engine closed
+
+
+async def _wait_async(transfer: Transfer, timeout: Optional[float] = None) -> None:
+    """Transfer.wait_async: await the end of a posted transfer; raises its
+    error as wait() does."""
+    eng = transfer.engine
+    await eng._until(lambda: transfer.status != "in progress", timeout, "wait_async")
+    transfer.wait(0)
 
 
 def kv_descriptors(local_base: int, remote_base: int, block_bytes: int,
