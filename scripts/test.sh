@@ -38,7 +38,7 @@ case "${1:-}" in
   # or policy: a full sweep takes half an hour here); unit tests are one
   # thread, benchmarks measure speed, and the fault tests check time bounds
   # that a sanitizer breaks.
-  ctest_args=(-R '^(events\.|xfer\.(tcp|shm)\.(4rails|4to32|progress_threads?)|xfer\.tcp_native\.4rails|notif\.|order\.|reload\.|lifecycle\.|bad_input\.|engine\.|policy\.shm|mr_cache\.(tcp|shm)\.on|stage\.(tcp|shm)\.host\.(sd|ds)|no_delivery_complete\.|cli\.shm|example\.)')
+  ctest_args=(-R '^(events\.|group\.|xfer\.(tcp|shm)\.(4rails|4to32|progress_threads?)|xfer\.tcp_native\.4rails|notif\.|order\.|reload\.|lifecycle\.|bad_input\.|engine\.|policy\.shm|mr_cache\.(tcp|shm)\.on|stage\.(tcp|shm)\.host\.(sd|ds)|no_delivery_complete\.|cli\.shm|example\.)')
   ;;
 --libfabric)
   prefix=$(cd "${2:?usage: scripts/test.sh --libfabric PREFIX}" && pwd)

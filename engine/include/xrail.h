@@ -93,6 +93,7 @@ typedef struct xr_engine xr_engine;
 typedef struct xr_region xr_region;
 typedef struct xr_peer xr_peer;
 typedef struct xr_xfer xr_xfer;
+typedef struct xr_group xr_group;
 
 typedef enum xr_mem_kind { XR_MEM_HOST = 0, XR_MEM_CUDA = 1 } xr_mem_kind;
 
@@ -498,6 +499,40 @@ XR_API int xr_xfer_set_callback(xr_xfer *x, xr_xfer_cb fn, void *user);
 XR_API void xr_xfer_release(xr_xfer *x);
 /* Chunks the transfer was planned into, and how many went to `rail`. */
 XR_API size_t xr_xfer_chunk_count(xr_xfer *x, int rail);
+
+/*
+ * Transfer groups: a request's transfers to one peer that end as one (one
+ * per layer, posted as each layer of KV is ready, while prefill computes
+ * the next). The group's notification (NULL/0: none) reaches the peer
+ * after every byte of every member is in its memory; members' own
+ * notifications are not sent.
+ *
+ *   xr_group_create(e, peer, "req 42", 6, &g);
+ *   for each layer, when ready: xr_group_add(g, layer_xfer[l]);
+ *   xr_group_seal(g);                 no more members
+ *   xr_group_wait(g, 30000);          or xr_engine_fd, then xr_group_status
+ *   xr_group_release(g);
+ *
+ * xr_group_add posts a prepared transfer to the group's peer as a member
+ * (XR_EBUSY while it flies, XR_EINVAL once the group is sealed or for
+ * another peer); the transfer may be posted again in a later group. The
+ * group ends once it is sealed and every member has ended: 0 when all
+ * succeeded and the notification was sent, else the first error (the
+ * notification is then not sent). Its end is an event of xr_engine_fd. A
+ * group released before it was sealed never sends its notification; one
+ * released in flight is freed by progress when its members have ended.
+ */
+XR_API int xr_group_create(xr_engine *e, xr_peer *peer, const void *notif, size_t notif_len,
+                           xr_group **out);
+XR_API int xr_group_add(xr_group *g, xr_xfer *x);
+XR_API int xr_group_seal(xr_group *g);
+/* XR_EINPROGRESS until it ends, 0, or the first error. */
+XR_API int xr_group_status(xr_group *g);
+/* Which member or the notification failed; "" otherwise. */
+XR_API const char *xr_group_error(xr_group *g);
+/* Wait as xr_xfer_wait does; XR_ETIMEDOUT leaves it running. */
+XR_API int xr_group_wait(xr_group *g, int timeout_ms);
+XR_API void xr_group_release(xr_group *g);
 
 /* Send a standalone notification of any length. Queued; returns at once. */
 XR_API int xr_notif_send(xr_engine *e, xr_peer *peer, const void *msg, size_t len);

@@ -7,6 +7,7 @@
 #include "config.h"
 #include "core/layout.h"
 #include "core/script.h"
+#include "group.h"
 #include "notif.h"
 #include "peer.h"
 #include "policy.h"
@@ -360,6 +361,7 @@ static void engine_free(xr_engine *e)
     if (e->rails)
         xr__rail_close_eps(e->rails, e->nrails);
     xr__xfer_free_all(e);
+    xr__group_free_all(e);
     xr__xfer_fini(e);
     xr__peer_fini(e);
     xr__region_free_all(e);
@@ -452,6 +454,7 @@ int xr_engine_create(const xr_engine_opts *opts, xr_engine **out)
     pthread_cond_init(&e->wait_cond, &ca);
     pthread_condattr_destroy(&ca);
     xr__list_init(&e->xfers);
+    xr__list_init(&e->groups);
     e->event_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     /* Closed at free whether or not they were ever opened. */
     e->self_part.epfd = e->self_part.wake_fd = -1;

@@ -56,6 +56,8 @@ struct xr_engine {
     atomic_uint_fast64_t next_key;  /* requested MR keys, for providers without PROV_KEY */
     /* xfer.c */
     xr_list xfers;                  /* live transfers */
+    xr_list groups;                 /* group.c: live groups */
+    atomic_uint dead_groups;        /* groups nothing refers to, for progress to free */
     atomic_uint rr;                 /* round-robin start for small descriptors */
     atomic_uint orphans;            /* transfers released in flight, not yet freed */
     pthread_mutex_t fail_lock;      /* the failed list and the retry lanes' lists */

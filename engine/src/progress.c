@@ -13,6 +13,7 @@
  */
 #include "progress.h"
 
+#include "group.h"
 #include "health.h"
 #include "notif.h"
 #include "policy.h"
@@ -42,6 +43,8 @@ int xr__progress_share(xr_engine *e, unsigned part, unsigned of)
     if (part == 0) {
         if (atomic_load(&e->orphans))
             xr__xfer_reap_orphans(e);
+        if (atomic_load(&e->dead_groups))
+            xr__group_reap(e);
         if (atomic_exchange(&e->rail_err, false))
             xr__policy_rail_errors(e);
         xr__xfer_failover(e); /* after the policy: its answers decide */
@@ -246,6 +249,25 @@ int xr_xfer_wait(xr_xfer *x, int timeout_ms)
                                            "after %d ms",
                              atomic_load(&x->pending), x->nchunks, timeout_ms);
     return xr_xfer_status(x);
+}
+
+static bool group_ended(void *arg)
+{
+    return atomic_load(&((xr_group *)arg)->status) != XR_EINPROGRESS;
+}
+
+int xr_group_wait(xr_group *g, int timeout_ms)
+{
+    if (!g)
+        return xr__error_set(XR_EINVAL, "xr_group_wait: NULL group");
+    uint64_t deadline = timeout_ms >= 0 ? now_ms() + (uint64_t)timeout_ms : UINT64_MAX;
+    if (!wait_until(g->e, deadline, group_ended, g, false))
+        return xr__error_set(XR_ETIMEDOUT, "xr_group_wait: not ended after %d ms (%u of %u "
+                                           "members in flight%s)", timeout_ms,
+                             atomic_load(&g->pending) - !atomic_load(&g->sealed),
+                             atomic_load(&g->members),
+                             atomic_load(&g->sealed) ? "" : "; not sealed");
+    return xr_group_status(g);
 }
 
 int xr_notif_get(xr_engine *e, char *peer_name_buf, size_t cap, void *msg_buf, size_t *len)

@@ -14,6 +14,7 @@
  */
 #include "xfer.h"
 
+#include "group.h"
 #include "policy.h"
 #include "stage.h"
 
@@ -350,6 +351,10 @@ static void finish(xr_xfer *x)
      * cb_lock, which release takes to take it off again. */
     xr_engine *e = x->e;
     int status = atomic_load(&x->err);
+    xr_group *g = x->group;
+    x->group = NULL; /* this post's: the next one says again */
+    if (g && status)
+        xr__group_member_error(g, status, x->errmsg);
     atomic_fetch_sub(&x->peer->busy, 1);
     if (atomic_load(&x->has_cb)) {
         pthread_mutex_lock(&e->cb_lock);
@@ -363,6 +368,8 @@ static void finish(xr_xfer *x)
     }
     atomic_store(&x->status, status);
     xr__engine_signal(e);
+    if (g)
+        xr__group_member_done(g);
 }
 
 void xr__xfer_run_callbacks(xr_engine *e)
@@ -443,7 +450,7 @@ static void notif_done(void *arg, int err, const char *why)
 static void chunks_done(void *arg)
 {
     xr_xfer *x = arg;
-    if (atomic_load(&x->err) || !x->notif) {
+    if (atomic_load(&x->err) || !x->notif || x->group) { /* a group sends its own */
         finish(x);
         return;
     }

@@ -69,6 +69,7 @@ struct xr_xfer {
     xr_region **owned;              /* on-demand regions of unregistered buffers */
     size_t nowned;
     xr_notif_msg *notif;            /* framed notification, sent after the chunks */
+    xr_group *group;                /* the group this post belongs to; NULL: none */
 
     atomic_size_t pending;          /* chunks not yet completed */
     atomic_int status;              /* XR_EINPROGRESS, 0 or the error; written by finish() */

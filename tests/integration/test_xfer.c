@@ -1,10 +1,11 @@
 /*
  * test_xfer.c - two processes, real providers: striped WRITE and READ of
- * random descriptor lists, notifications of every size, and the ordering of
- * a transfer's notification after its bytes.
+ * random descriptor lists, notifications of every size, the ordering of a
+ * transfer's notification after its bytes, and of a group's after every
+ * byte of its members.
  *
  * usage: test_xfer SCENARIO PROVIDER INITIATOR_RAILS TARGET_RAILS [PROGRESS_THREAD [POLICY]]
- *   SCENARIO: xfer | notif | order | reload
+ *   SCENARIO: xfer | notif | order | group | reload
  *   POLICY: a rail policy script for the initiator (default: built-in equal stripe);
  *           for reload, the directory of the shipped policies
  */
@@ -467,6 +468,156 @@ static void order_initiator(int fd, void *arg)
     free(buf);
 }
 
+/* ---- group: one notification after every byte of every layer ---- */
+
+#define GROUP_ITERS 12
+#define GROUP_LAYERS 8
+#define GROUP_BIG (1u << 20)
+#define GROUP_SMALL 16
+#define GROUP_LAYER_BYTES (GROUP_BIG + GROUP_SMALL * 4096)
+#define GROUP_END 1000
+
+static void group_target(int fd, void *arg)
+{
+    cfg *c = arg;
+    xr_engine *e;
+    xr_region *reg;
+    H_OK(h_engine("decode", c->provider, c->trails, c->pthread_target, &e));
+    uint8_t *buf = aligned_alloc(4096, REGION);
+    memset(buf, 0, REGION);
+    H_OK(xr_mem_register(e, buf, REGION, XR_MEM_HOST, 0, XR_ACCESS_WRITE, &reg));
+    h_send_metadata(fd, e);
+    h_send_u64(fd, (uintptr_t)buf);
+    for (uint64_t k = 0; k < GROUP_ITERS; k++) {
+        size_t n;
+        uint64_t *m = wait_notif(e, NULL, "prefill", &n);
+        H_CHECK(n == 8 && *m == k, "group notification %llu out of order (got %llu)",
+                (unsigned long long)k, n == 8 ? (unsigned long long)*m : 0ull);
+        free(m);
+        /* The group's notification alone says every layer's bytes are here. */
+        long long bad = h_verify(buf, GROUP_LAYERS * GROUP_LAYER_BYTES, 6000 + k, 0);
+        H_CHECK(bad < 0, "group %llu: byte %lld (layer %lld) not yet written when its "
+                "notification arrived", (unsigned long long)k, bad, bad / GROUP_LAYER_BYTES);
+        h_send_u64(fd, k);
+    }
+    h_log("%d groups of %d layers, each layer posted as it became ready: every group's one "
+          "notification came after all of its bytes", GROUP_ITERS, GROUP_LAYERS);
+    /* Then: a group released open (never says anything), one whose member
+     * was canceled (says nothing, unless the member had already ended),
+     * one sealed empty (says at once), and the end. */
+    bool seen[3] = {false};
+    for (;;) {
+        size_t n;
+        uint64_t *m = wait_notif(e, NULL, "prefill", &n);
+        uint64_t v = *m;
+        free(m);
+        if (v == GROUP_END)
+            break;
+        H_CHECK(v >= GROUP_ITERS && v < GROUP_ITERS + 3 && !seen[v - GROUP_ITERS],
+                "unexpected notification %llu", (unsigned long long)v);
+        seen[v - GROUP_ITERS] = true;
+    }
+    uint64_t cancel_late = h_recv_u64(fd, e);
+    H_CHECK(!seen[0], "a group released before it was sealed sent its notification");
+    H_CHECK(seen[1] == (cancel_late != 0), "canceled member: notification %s, cancel %s",
+            seen[1] ? "sent" : "not sent", cancel_late ? "too late" : "in time");
+    H_CHECK(seen[2], "an empty sealed group sent no notification");
+    h_log("a group released open said nothing; a canceled member's group said %s; an empty "
+          "group said its notification", seen[1] ? "it (the member had ended)" : "nothing");
+    h_send_u64(fd, 1);
+    H_OK(xr_mem_deregister(reg));
+    xr_engine_destroy(e);
+    free(buf);
+}
+
+static void group_initiator(int fd, void *arg)
+{
+    cfg *c = arg;
+    xr_engine *e;
+    xr_region *reg;
+    H_OK(h_engine("prefill", c->provider, c->irails, c->pthread_target, &e));
+    uint8_t *buf = aligned_alloc(4096, REGION);
+    H_OK(xr_mem_register(e, buf, REGION, XR_MEM_HOST, 0, XR_ACCESS_NONE, &reg));
+    xr_peer *p = h_load_peer(fd, e);
+    uint64_t raddr = h_recv_u64(fd, NULL);
+    /* One prepared transfer per layer: a striped block and small ones. */
+    xr_xfer *layer[GROUP_LAYERS];
+    for (unsigned l = 0; l < GROUP_LAYERS; l++) {
+        xr_iov li[1 + GROUP_SMALL], ri[1 + GROUP_SMALL];
+        size_t off = (size_t)l * GROUP_LAYER_BYTES;
+        li[0] = (xr_iov){(uintptr_t)buf + off, GROUP_BIG};
+        ri[0] = (xr_iov){raddr + off, GROUP_BIG};
+        for (unsigned i = 0; i < GROUP_SMALL; i++) {
+            size_t o = off + GROUP_BIG + (size_t)i * 4096;
+            li[1 + i] = (xr_iov){(uintptr_t)buf + o, 4096};
+            ri[1 + i] = (xr_iov){raddr + o, 4096};
+        }
+        /* Their own notifications are not sent inside a group. */
+        uint64_t own = 999;
+        H_OK(xr_xfer_create(e, p, XR_OP_WRITE, li, ri, 1 + GROUP_SMALL, &own, sizeof own,
+                            &layer[l]));
+    }
+    uint64_t seed = 42;
+    for (uint64_t k = 0; k < GROUP_ITERS; k++) {
+        h_fill(buf, GROUP_LAYERS * GROUP_LAYER_BYTES, 6000 + k, 0);
+        xr_group *g;
+        H_OK(xr_group_create(e, p, &k, sizeof k, &g));
+        for (unsigned l = 0; l < GROUP_LAYERS; l++) {
+            /* "Compute" the layer, then send it while the next one computes. */
+            struct timespec ts = {0, (long)(h_rng(&seed) % 1000) * 1000};
+            nanosleep(&ts, NULL);
+            if (!c->pthread_target)
+                xr_progress(e);
+            H_OK(xr_group_add(g, layer[l]));
+        }
+        H_OK(xr_group_seal(g));
+        H_CHECK(xr_group_add(g, layer[0]) == XR_EINVAL, "xr_group_add after the seal");
+        H_CHECK(xr_group_seal(g) == XR_EINVAL, "a second seal");
+        int rc = xr_group_wait(g, 60000);
+        H_CHECK(rc == 0, "group %llu: %s: %s", (unsigned long long)k, xr_err_name(rc),
+                xr_group_error(g));
+        xr_group_release(g);
+        H_CHECK(h_recv_u64(fd, NULL) == k, "ack");
+    }
+    /* Released before it was sealed, with a member in flight. */
+    uint64_t v = GROUP_ITERS;
+    xr_group *g;
+    H_OK(xr_group_create(e, p, &v, sizeof v, &g));
+    H_OK(xr_group_add(g, layer[0]));
+    xr_group_release(g);
+    H_OK(xr_xfer_wait(layer[0], 60000));
+    /* A member canceled in flight: the group fails with it. */
+    v = GROUP_ITERS + 1;
+    xr_xfer *big;
+    xr_iov bl = {(uintptr_t)buf, REGION}, br = {raddr, REGION};
+    H_OK(xr_xfer_create(e, p, XR_OP_WRITE, &bl, &br, 1, NULL, 0, &big));
+    H_OK(xr_group_create(e, p, &v, sizeof v, &g));
+    H_OK(xr_group_add(g, big));
+    int crc = xr_xfer_cancel(big);
+    H_OK(xr_group_seal(g));
+    int rc = xr_group_wait(g, 60000);
+    H_CHECK(crc == 0 ? rc == XR_ECANCELED : rc == 0, "cancel %s, group %s: %s",
+            xr_err_name(crc), xr_err_name(rc), xr_group_error(g));
+    xr_group_release(g);
+    xr_xfer_release(big);
+    /* Sealed with no member: the notification goes at once. */
+    v = GROUP_ITERS + 2;
+    H_OK(xr_group_create(e, p, &v, sizeof v, &g));
+    H_OK(xr_group_seal(g));
+    H_OK(xr_group_wait(g, 60000));
+    xr_group_release(g);
+    v = GROUP_END;
+    H_OK(xr_notif_send(e, p, &v, sizeof v));
+    h_send_u64(fd, crc != 0);
+    h_recv_u64(fd, e); /* drives progress while the target checks */
+    for (unsigned l = 0; l < GROUP_LAYERS; l++)
+        xr_xfer_release(layer[l]);
+    H_OK(xr_peer_unload(p));
+    H_OK(xr_mem_deregister(reg));
+    xr_engine_destroy(e);
+    free(buf);
+}
+
 /* ---- reload: policies swapped while transfers are in flight ---- */
 
 #define RL_ITERS 32
@@ -577,7 +728,7 @@ static void reload_initiator(int fd, void *arg)
 int main(int argc, char **argv)
 {
     if (argc < 5) {
-        fprintf(stderr, "usage: %s xfer|notif|order|reload PROVIDER INITIATOR_RAILS TARGET_RAILS "
+        fprintf(stderr, "usage: %s xfer|notif|order|group|reload PROVIDER INITIATOR_RAILS TARGET_RAILS "
                         "[PROGRESS_THREAD]\n", argv[0]);
         return 2;
     }
@@ -601,6 +752,8 @@ int main(int argc, char **argv)
         t = notif_target, i = notif_initiator;
     else if (!strcmp(c.scenario, "order"))
         t = order_target, i = order_initiator;
+    else if (!strcmp(c.scenario, "group"))
+        t = group_target, i = group_initiator;
     else if (!strcmp(c.scenario, "reload"))
         t = reload_target, i = reload_initiator;
     else
