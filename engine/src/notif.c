@@ -64,6 +64,8 @@ struct xr_notif_msg {
     bool queued;
     int err;
     unsigned resent;                /* times a reset canceled it and it went again */
+    bool hello;                     /* a frame with no message, on one rail (xr_peer_connect) */
+    bool seq_sent;                  /* a frame of it has gone (a hello has no bytes to count) */
 };
 
 typedef struct ready {
@@ -233,6 +235,11 @@ void xr__notif_msg_free(xr_notif_msg *m)
  * lock held, or with none when it could not be submitted. */
 static void msg_finish(xr_notif_msg *m)
 {
+    if (m->hello) {
+        m->done(m->done_arg, m->err, m->err ? "the hello failed on the rail" : NULL);
+        xr__notif_msg_free(m);
+        return;
+    }
     if (m->done) {
         m->done(m->done_arg, m->err,
                 m->err ? "a frame failed on the rail; see the engine log" : NULL);
@@ -250,7 +257,7 @@ static int msg_post(xr_work *w, xr_rail *r)
 {
     xr_notif_msg *m = xr__list_entry(w, xr_notif_msg, work);
     nrail *nr = m->nr;
-    if (m->err || m->sent == m->len) {
+    if (m->err || (m->sent == m->len && !(m->hello && !m->seq_sent))) {
         m->queued = false;
         if (!m->inflight)
             msg_finish(m);
@@ -282,6 +289,7 @@ static int msg_post(xr_work *w, xr_rail *r)
     f->msg = m;
     m->inflight++;
     m->sent += n;
+    m->seq_sent = true;
     r->ctr.notif_tx++;
     return XR_WORK_MORE;
 }
@@ -312,7 +320,7 @@ static void tx_done(xr_opctx *ctx, xr_rail *r, size_t len, int err, const char *
         m->err = err;
     if (m->queued || m->inflight)
         return;
-    if (m->err == XR_ECANCELED && m->resent++ < 2)
+    if (m->err == XR_ECANCELED && !m->hello && m->resent++ < 2)
         xr__rail_after(r, resend, m);
     else
         msg_finish(m);
@@ -363,6 +371,27 @@ static void rx_done(xr_opctx *ctx, xr_rail *r, size_t len, int err, const char *
                           bad);
     }
     rx_post(r, f);
+}
+
+int xr__notif_hello(xr_engine *e, xr_peer *p, unsigned rail, xr_notif_done_fn done, void *arg)
+{
+    xr_notif_msg *m = calloc(1, sizeof *m);
+    if (!m)
+        return xr__error_set(XR_ENOMEM, "notif: a hello");
+    m->work.post = msg_post;
+    xr__list_init(&m->work.link);
+    xr__list_init(&m->live);
+    m->e = e;
+    m->peer = p;
+    m->done = done;
+    m->done_arg = arg;
+    m->hello = true;
+    m->nr = e->notif->rails[rail];
+    m->dst = p->fi_addr[rail];
+    m->seq = atomic_fetch_add(&e->notif->seq, 1);
+    m->queued = true;
+    xr__rail_enqueue(&e->rails[rail], XR_LANE_CTRL, &m->work);
+    return 0;
 }
 
 int xr__notif_submit(xr_engine *e, xr_notif_msg *m)

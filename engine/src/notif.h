@@ -25,6 +25,10 @@ int xr__notif_msg_new(xr_engine *e, xr_peer *peer, const void *msg, size_t len,
 void xr__notif_msg_free(xr_notif_msg *m);
 /* Queue a message on the lowest rail that is up and reaches its peer. */
 int xr__notif_submit(xr_engine *e, xr_notif_msg *m);
+/* Send a hello on `rail` to p: a frame that sets up the rail's connection
+ * and that the peer drops; done (rail lock held) hears how it went, and
+ * the message frees itself after. */
+int xr__notif_hello(xr_engine *e, xr_peer *p, unsigned rail, xr_notif_done_fn done, void *arg);
 /* Whether a received message waits. */
 bool xr__notif_ready(xr_engine *e);
 /* The oldest received message (xr_notif_get's contract), or XR_EAGAIN. */

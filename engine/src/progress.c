@@ -21,6 +21,8 @@
 #include "xfer.h"
 
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <sched.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -268,6 +270,78 @@ int xr_group_wait(xr_group *g, int timeout_ms)
                              atomic_load(&g->members),
                              atomic_load(&g->sealed) ? "" : "; not sealed");
     return xr_group_status(g);
+}
+
+/* A connect in flight: each rail's hello counts off; freed by the last
+ * of the caller and the hellos to let go (a caller that timed out leaves
+ * first). */
+typedef struct connecting {
+    xr_engine *e;
+    atomic_uint left, refs;
+    atomic_int err;
+    char why[256];
+} connecting;
+
+static void connecting_put(connecting *c)
+{
+    if (atomic_fetch_sub(&c->refs, 1) == 1)
+        free(c);
+}
+
+static void hello_done(void *arg, int err, const char *why)
+{
+    connecting *c = arg;
+    int zero = 0;
+    if (err && atomic_compare_exchange_strong(&c->err, &zero, err))
+        snprintf(c->why, sizeof c->why, "%s", why ? why : xr_strerror(err));
+    atomic_fetch_sub(&c->left, 1);
+    xr__engine_signal(c->e);
+    connecting_put(c);
+}
+
+static bool connected(void *arg)
+{
+    return atomic_load(&((connecting *)arg)->left) == 0;
+}
+
+int xr_peer_connect(xr_peer *p, int timeout_ms)
+{
+    if (!p)
+        return xr__error_set(XR_EINVAL, "xr_peer_connect: NULL peer");
+    xr_engine *e = p->e;
+    uint64_t deadline = timeout_ms >= 0 ? now_ms() + (uint64_t)timeout_ms : UINT64_MAX;
+    connecting *c = calloc(1, sizeof *c);
+    if (!c)
+        return xr__error_set(XR_ENOMEM, "xr_peer_connect: out of memory");
+    c->e = e;
+    atomic_store(&c->refs, 1);
+    unsigned n = 0;
+    /* Every rail at once: the providers connect them side by side. */
+    for (uint64_t m = p->mask; m; m &= m - 1) {
+        unsigned i = (unsigned)__builtin_ctzll(m);
+        if (!atomic_load(&e->rails[i].up))
+            continue;
+        atomic_fetch_add(&c->refs, 1);
+        atomic_fetch_add(&c->left, 1);
+        if (xr__notif_hello(e, p, i, hello_done, c)) {
+            atomic_fetch_sub(&c->left, 1);
+            atomic_fetch_sub(&c->refs, 1);
+            continue;
+        }
+        n++;
+    }
+    int rc = 0;
+    if (!wait_until(e, deadline, connected, c, false))
+        rc = xr__error_set(XR_ETIMEDOUT, "xr_peer_connect: %u of %u rails to '%s' not "
+                                         "connected after %d ms", atomic_load(&c->left), n,
+                           p->name, timeout_ms);
+    else if (atomic_load(&c->err))
+        rc = xr__error_set(atomic_load(&c->err), "xr_peer_connect: '%s': %s", p->name, c->why);
+    else if (!n)
+        rc = xr__error_set(XR_ENORAIL, "xr_peer_connect: no rail that is up reaches '%s'",
+                           p->name);
+    connecting_put(c);
+    return rc;
 }
 
 int xr_notif_get(xr_engine *e, char *peer_name_buf, size_t cap, void *msg_buf, size_t *len)

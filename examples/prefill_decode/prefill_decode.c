@@ -10,6 +10,11 @@
  * options: --provider P (default "tcp;ofi_rxm"), --rails N (4), --port N
  *          (18515), --layers N (16), --blocks N (64), --block-kib N (64),
  *          --request N (blocks to move, 24), --layout F (kv_cache.lua),
+ *          --layerwise (one transfer per layer, each posted into a transfer
+ *          group as soon as prefill has computed it; one notification after
+ *          all), --compute-us N (prefill's time per layer, 0; with it the
+ *          prefill side prints the time from the last layer ready to the
+ *          notification delivered),
  *          --gpu P,D (builds with CUDA: prefill's KV cache on GPU P, decode's
  *          on GPU D, both from cudaMalloc; the bytes are checked on the host
  *          after copying decode's blocks back)
@@ -46,6 +51,8 @@
 typedef struct opts {
     const char *provider, *layout;
     unsigned rails, port, layers, blocks, block_kib, request;
+    unsigned compute_us; /* --compute-us: prefill's time per layer before it is ready */
+    int layerwise;       /* --layerwise: each layer goes as soon as it is ready, in a group */
     int gpu[2]; /* --gpu P,D: prefill's and decode's device; -1: host memory */
 } opts;
 
@@ -184,6 +191,10 @@ static xr_engine *engine(const char *name, const opts *o)
     eo.rails = &spec;
     eo.n_rail_specs = 1;
     eo.layout = o->layout;
+    /* A thread drives the rails, as in a server: prefill's layers move
+     * while it computes the next, and decode serves the WRITEs landing in
+     * its pool while it sleeps in xr_notif_wait. */
+    eo.progress_thread = 1;
     /* The repository's scripts first; XRAIL_SCRIPT_PATH and the installed
      * ones after. */
     eo.script_path = XR_EXAMPLE_SCRIPTS;
@@ -237,8 +248,7 @@ static int decode(const opts *o, int lfd)
     char from[64];
     size_t cap = 1 << 20, n;
     uint8_t *msg = malloc(cap);
-    /* Asleep until it comes (no progress thread here: the wait drives the
-     * rails, and sleeps on their wait objects while nothing arrives). */
+    /* Asleep until it comes: the progress thread says when. */
     n = cap;
     TRY(xr_notif_wait(e, 120000, from, sizeof from, msg, &n));
     request_hdr h;
@@ -291,6 +301,13 @@ static uint64_t now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+static void sleep_us(uint64_t us)
+{
+    struct timespec ts = {(time_t)(us / 1000000), (long)(us % 1000000) * 1000};
+    while (us && nanosleep(&ts, &ts))
+        ;
+}
+
 static int prefill(const opts *o)
 {
     xr_engine *e = engine("prefill-0", o);
@@ -316,6 +333,9 @@ static int prefill(const opts *o)
     xr_peer *peer;
     TRY(xr_peer_load(e, md, len, &peer));
     free(md);
+    /* Connect every rail now, side by side, rather than each on its first
+     * chunk: the request below then runs at warm speed. */
+    TRY(xr_peer_connect(peer, 30000));
     /* Check the decode side's published layout before moving a byte. */
     pool_info pool;
     char dtype[16] = "";
@@ -362,15 +382,48 @@ static int prefill(const opts *o)
     int nr = xr_rail_count(e);
     for (int i = 0; i < nr; i++)
         TRY(xr_rail_info_get(e, (unsigned)i, &before[i]));
+    /* Prepared before prefill "computes": one transfer for everything, or
+     * (--layerwise) one per layer, each posted into a group as soon as its
+     * layer is ready, while the next one computes. Either way the decode
+     * side gets one notification, after every byte. */
+    unsigned nx = o->layerwise ? o->layers : 1;
+    xr_xfer **x = calloc(nx, sizeof *x);
+    for (unsigned k = 0; k < nx; k++) {
+        size_t per = nd / nx;
+        TRY(xr_xfer_create(e, peer, XR_OP_WRITE, local + k * per, remote + k * per, per,
+                           o->layerwise ? NULL : msg, o->layerwise ? 0 : msg_len, &x[k]));
+    }
+    xr_group *g = NULL;
+    if (o->layerwise)
+        TRY(xr_group_create(e, peer, msg, msg_len, &g));
     uint64_t t0 = now_ns();
-    xr_xfer *x;
-    TRY(xr_xfer_create(e, peer, XR_OP_WRITE, local, remote, nd, msg, msg_len, &x));
-    TRY(xr_xfer_post(x));
-    int rc = xr_xfer_wait(x, 60000);
+    for (unsigned l = 0; l < o->layers; l++) {
+        sleep_us((uint64_t)o->compute_us); /* prefill computes layer l */
+        if (g)
+            TRY(xr_group_add(g, x[l]));
+    }
+    uint64_t t_ready = now_ns(); /* the last layer is ready */
+    int rc;
+    if (g) {
+        TRY(xr_group_seal(g));
+        rc = xr_group_wait(g, 60000);
+    } else {
+        TRY(xr_xfer_post(x[0]));
+        rc = xr_xfer_wait(x[0], 60000);
+    }
     uint64_t t1 = now_ns();
     if (rc)
-        DIE("prefill: transfer failed: %s: %s", xr_err_name(rc), xr_xfer_error(x));
-    xr_xfer_release(x);
+        DIE("prefill: transfer failed: %s: %s", xr_err_name(rc),
+            g ? xr_group_error(g) : xr_xfer_error(x[0]));
+    xr_group_release(g);
+    for (unsigned k = 0; k < nx; k++)
+        xr_xfer_release(x[k]);
+    free(x);
+    if (o->compute_us || o->layerwise)
+        printf("prefill: %s: last layer ready -> notification delivered in %.2f ms (%u layers "
+               "computed in %.1f ms)\n", g ? "layer by layer, one group" : "one transfer after "
+               "the last layer", (double)(t1 - t_ready) / 1e6, o->layers,
+               (double)(t_ready - t0) / 1e6);
     stats st = {.ns = t1 - t0, .bytes = nd * bb, .descriptors = nd, .nrails = (uint32_t)nr};
     for (int i = 0; i < nr; i++) {
         xr_rail_info ri;
@@ -396,7 +449,7 @@ static int prefill(const opts *o)
 
 int main(int argc, char **argv)
 {
-    opts o = {"tcp;ofi_rxm", "kv_cache.lua", 4, 18515, 16, 64, 64, 24, {-1, -1}};
+    opts o = {"tcp;ofi_rxm", "kv_cache.lua", 4, 18515, 16, 64, 64, 24, 0, 0, {-1, -1}};
     const char *role = "both";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -418,12 +471,17 @@ int main(int argc, char **argv)
             o.request = (unsigned)atoi(v), i++;
         else if (v && !strcmp(a, "--layout"))
             o.layout = v, i++;
+        else if (v && !strcmp(a, "--compute-us"))
+            o.compute_us = (unsigned)atoi(v), i++;
+        else if (!strcmp(a, "--layerwise"))
+            o.layerwise = 1;
         else if (v && !strcmp(a, "--gpu") && sscanf(v, "%d,%d", &o.gpu[0], &o.gpu[1]) == 2 &&
                  o.gpu[0] >= 0 && o.gpu[1] >= 0)
             i++;
         else
             DIE("usage: %s [decode|prefill] [--provider P] [--rails N] [--port N] [--layers N] "
-                "[--blocks N] [--block-kib N] [--request N] [--layout F] [--gpu P,D]", argv[0]);
+                "[--blocks N] [--block-kib N] [--request N] [--layout F] [--gpu P,D] "
+                "[--layerwise] [--compute-us N]", argv[0]);
     }
     if (!o.rails || !o.layers || !o.blocks || !o.block_kib || !o.request)
         DIE("rails, layers, blocks, block-kib and request must be positive");

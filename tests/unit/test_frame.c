@@ -51,7 +51,21 @@ START_TEST(header_refusals)
     xr__frame_hdr_put(b, &(xr_frame_hdr){.total = UINT64_MAX, .off = UINT64_MAX - 4});
     ck_assert_ptr_nonnull(xr__frame_hdr_get(b, sizeof b, 0, &h)); /* offset + payload wraps */
     xr__frame_hdr_put(b, &(xr_frame_hdr){.total = 0, .off = 0});
-    ck_assert_ptr_nonnull(xr__frame_hdr_get(b, XR_FRAME_HDR, 0, &h)); /* empty */
+    ck_assert_ptr_nonnull(xr__frame_hdr_get(b, XR_FRAME_HDR + 1, 0, &h)); /* bytes of nothing */
+    xr__frame_hdr_put(b, &(xr_frame_hdr){.total = 0, .off = 4});
+    ck_assert_ptr_nonnull(xr__frame_hdr_get(b, XR_FRAME_HDR, 0, &h)); /* offset into nothing */
+    /* A hello (xr_peer_connect): no message, no payload; placed, it yields nothing. */
+    xr__frame_hdr_put(b, &(xr_frame_hdr){.total = 0, .off = 0});
+    ck_assert_ptr_null(xr__frame_hdr_get(b, XR_FRAME_HDR, 0, &h));
+    xr_reasm ra;
+    xr__frame_reasm_init(&ra, 0);
+    uint8_t *m = (uint8_t *)1;
+    size_t len = 1;
+    ck_assert_ptr_null(xr__frame_place(&ra, b, XR_FRAME_HDR, &m, &len));
+    ck_assert_ptr_null(m);
+    ck_assert_uint_eq(len, 0);
+    ck_assert(xr__list_empty(&ra.partial));
+    xr__frame_reasm_fini(&ra);
     xr__frame_hdr_put(b, &(xr_frame_hdr){.total = 1000, .off = 0});
     ck_assert_ptr_nonnull(xr__frame_hdr_get(b, sizeof b, 999, &h)); /* over the limit */
     ck_assert_ptr_null(xr__frame_hdr_get(b, sizeof b, 1000, &h));

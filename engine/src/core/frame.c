@@ -40,6 +40,8 @@ const char *xr__frame_hdr_get(const uint8_t *b, size_t flen, size_t max_total, x
     h->total = xr__bytes_get_le(b + 24, 8);
     h->off = xr__bytes_get_le(b + 32, 8);
     size_t plen = flen - XR_FRAME_HDR;
+    if (h->total == 0 && h->off == 0 && plen == 0)
+        return NULL; /* a hello: it carries no message */
     if (h->total == 0 || (max_total && h->total > max_total) || h->off > h->total ||
         plen > h->total - h->off)
         return "a frame whose lengths do not add up";
@@ -74,6 +76,8 @@ const char *xr__frame_place(xr_reasm *ra, const uint8_t *frame, size_t flen, uin
     const char *bad = xr__frame_hdr_get(frame, flen, ra->max_total, &h);
     if (bad)
         return bad;
+    if (h.total == 0)
+        return NULL; /* a hello (xr_peer_connect): its arrival was its purpose */
     size_t plen = flen - XR_FRAME_HDR;
     partial *p = NULL;
     xr__list_each(n, &ra->partial) {

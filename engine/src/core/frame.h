@@ -5,7 +5,9 @@
  *
  * Header, little-endian: magic u32 "XRNF", reserved u32, sender instance
  * u64, message sequence u64, message length u64, offset of this frame's
- * payload u64. The payload follows.
+ * payload u64. The payload follows. A frame of message length 0 and no
+ * payload is a hello (xr_peer_connect): it sets up the connection it
+ * travels on, and is dropped on arrival.
  */
 #ifndef XR_CORE_FRAME_H
 #define XR_CORE_FRAME_H
