@@ -12,6 +12,7 @@ notification arrives. Metadata and block tables travel over a side channel
 
     python3 examples/python/prefill_decode.py                  # tcp, 4 rails
     python3 examples/python/prefill_decode.py --provider shm
+    python3 examples/python/prefill_decode.py --layerwise --compute-ms 2  # layer by layer
     python3 examples/python/prefill_decode.py --cuda           # torch tensors on GPU 0
     python3 examples/python/prefill_decode.py --cuda --gpus 0,1  # prefill GPU 0, decode GPU 1
 
@@ -142,12 +143,32 @@ def prefill(args):
             local, remote = xrail.kv_descriptors(
                 addr, remote_base, block_bytes, mine, hello["blocks"], layers=args.layers,
                 local_layer_stride=layer_stride, remote_layer_stride=block_bytes * remote_blocks)
+            peer.connect(30)  # every rail at once: the request below runs warm
             child.stdin.write(json.dumps({"blocks": mine}) + "\n")
             child.stdin.flush()
             t0 = time.perf_counter()
-            xfer = e.write(peer, local, remote, notif=b"request-42 done")
-            xfer.wait(timeout=120)
+            if args.layerwise:
+                # One transfer per layer, each sent as soon as its layer is
+                # ready; one notification once every byte of all has landed.
+                g = e.group(peer, notif=b"request-42 done")
+                per = len(local) // args.layers
+                for layer in range(args.layers):
+                    time.sleep(args.compute_ms / 1e3)  # prefill computes this layer
+                    e.write(peer, local[layer * per:(layer + 1) * per],
+                            remote[layer * per:(layer + 1) * per], group=g)
+                ready = time.perf_counter()
+                g.seal()
+                g.wait(timeout=120)
+            else:
+                time.sleep(args.layers * args.compute_ms / 1e3)  # every layer, then send
+                ready = time.perf_counter()
+                xfer = e.write(peer, local, remote, notif=b"request-42 done")
+                xfer.wait(timeout=120)
             dt = time.perf_counter() - t0
+            if args.layerwise or args.compute_ms:
+                print(f"prefill: {'layer by layer, one group' if args.layerwise else 'one transfer'}"
+                      f": last layer ready -> notification delivered in "
+                      f"{(time.perf_counter() - ready) * 1e3:.2f} ms")
             nbytes = sum(n for _, n in local)
             print(f"prefill: wrote {len(mine)} blocks x {args.layers} layers "
                   f"({nbytes / 2**20:.1f} MiB, {len(local)} descriptors) over "
@@ -171,6 +192,10 @@ def main():
     ap.add_argument("--provider", choices=["tcp", "shm"], default="tcp")
     ap.add_argument("--rails", type=int, default=4)
     ap.add_argument("--layers", type=int, default=8)
+    ap.add_argument("--layerwise", action="store_true",
+                    help="send each layer as soon as it is ready, in one transfer group")
+    ap.add_argument("--compute-ms", type=float, default=0,
+                    help="prefill's time per layer before it is ready")
     ap.add_argument("--blocks", type=int, default=64)
     ap.add_argument("--block-tokens", type=int, default=16)
     ap.add_argument("--heads", type=int, default=8)

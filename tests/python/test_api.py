@@ -384,3 +384,47 @@ def test_notifications_sleep_in_c(pair):
     # wait object and naps (~15% per engine), so only tcp is judged.
     if "tcp" in b.rails[0].provider:
         assert cpu / waited < 0.5, f"{cpu / waited:.0%} of a core while waiting"
+
+
+def test_group_one_notification_after_every_layer(pair):
+    import asyncio
+
+    a, b = pair
+    layers, n = 6, 1 << 18
+    dst = np.zeros(layers * n, dtype=np.uint8)
+    g_dst = b.register(dst, access="w")
+    p = a.load_peer(b.metadata())
+    p.connect(30)  # every rail at once, before the first layer
+    src = np.arange(layers * n, dtype=np.uint64).astype(np.uint8)
+    g = a.group(p, notif=b"request-7")
+    with pytest.raises(ValueError, match="group"):
+        a.write(p, [src[:n]], [(g_dst.addr, n)], notif=b"own", group=g)
+    members = [a.write(p, [src[l * n:(l + 1) * n]], [(g_dst.addr + l * n, n)], group=g)
+               for l in range(layers)]
+    assert g.status == "in progress"  # not sealed: it cannot end
+    g.seal()
+    with pytest.raises(xrail.InvalidArgument, match="sealed"):
+        a.write(p, [src[:n]], [(g_dst.addr, n)], group=g)
+    g.wait(30)
+    assert g.status == "done" and all(t.status == "done" for t in members)
+    # One notification, and every byte of every layer was there before it.
+    assert b.wait_notification(30) == ("prefill", b"request-7")
+    assert (dst == src).all()
+    assert list(b.notifications(timeout=0.2)) == []  # the members said nothing
+
+    async def again():
+        g2 = a.group(p, notif=b"request-8")
+        for l in range(layers):
+            a.write(p, [src[l * n:(l + 1) * n]], [(g_dst.addr + l * n, n)], group=g2)
+        g2.seal()
+        await g2.wait_async(30)
+        return await b.wait_notification_async(30)
+    assert asyncio.run(again()) == ("prefill", b"request-8")
+    # Released before its seal: it never notifies.
+    g3 = a.group(p, notif=b"never")
+    t = a.write(p, [src[:n]], [(g_dst.addr, n)], group=g3)
+    g3.release()
+    t.wait(30)
+    assert list(b.notifications(timeout=0.3)) == []
+    with pytest.raises(xrail.Error, match="released"):
+        g3.seal()

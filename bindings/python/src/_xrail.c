@@ -113,7 +113,14 @@ typedef struct {
     PyObject *keep;     /* list of the local buffers' memoryviews/objects */
 } TransferObject;
 
-static PyTypeObject EngineType, RegionType, PeerType, TransferType;
+typedef struct {
+    PyObject_HEAD
+    EngineObject *eng;
+    PeerObject *peer;
+    xr_group *g;
+} GroupObject;
+
+static PyTypeObject EngineType, RegionType, PeerType, TransferType, GroupType;
 
 static int engine_open(EngineObject *eng)
 {
@@ -734,14 +741,29 @@ fail:
 
 static PyObject *transfer(EngineObject *self, PyObject *args, PyObject *kw, xr_op op)
 {
-    static char *kwl[] = {"peer", "local", "remote", "notif", NULL};
+    static char *kwl[] = {"peer", "local", "remote", "notif", "group", NULL};
     PeerObject *peer;
     PyObject *local, *remote;
     Py_buffer notif = {0};
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!OO|z*", kwl, &PeerType, &peer, &local, &remote,
-                                     &notif) ||
+    PyObject *group = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!OO|z*O", kwl, &PeerType, &peer, &local, &remote,
+                                     &notif, &group) ||
         !engine_open(self))
         goto out_buf;
+    xr_group *g = NULL;
+    if (group != Py_None) {
+        if (!PyObject_TypeCheck(group, &GroupType) || !((GroupObject *)group)->g ||
+            ((GroupObject *)group)->eng != self) {
+            PyErr_SetString(PyExc_ValueError, "group: a Group of this engine, not released");
+            goto out_buf;
+        }
+        if (notif.obj) {
+            PyErr_SetString(PyExc_ValueError, "notif: a group member's own notification is "
+                                              "never sent; give it to the group");
+            goto out_buf;
+        }
+        g = ((GroupObject *)group)->g;
+    }
     if (peer->eng != self || !peer->p) {
         PyErr_SetString(PyExc_ValueError, "the peer belongs to another engine, or was unloaded");
         goto out_buf;
@@ -763,7 +785,7 @@ static PyObject *transfer(EngineObject *self, PyObject *args, PyObject *kw, xr_o
     rc = xr_xfer_create(self->e, peer->p, op, li, ri, (size_t)nl, notif.buf, (size_t)notif.len,
                         &x);
     if (!rc) {
-        rc = xr_xfer_post(x);
+        rc = g ? xr_group_add(g, x) : xr_xfer_post(x);
         if (rc) {
             xr_xfer_release(x);
             x = NULL;
@@ -1026,6 +1048,8 @@ static PyObject *engine_config(EngineObject *self, PyObject *unused)
     return rc ? raise_xr(rc) : PyUnicode_FromString(buf);
 }
 
+static PyObject *engine_group(EngineObject *self, PyObject *args, PyObject *kw);
+
 static PyMethodDef engine_methods[] = {
     {"close", (PyCFunction)engine_close, METH_NOARGS,
      "Destroy the engine now. Transfers in flight get up to 5 s; every handle of the engine "
@@ -1055,6 +1079,10 @@ static PyMethodDef engine_methods[] = {
     {"read", (PyCFunction)(void (*)(void))engine_read, METH_VARARGS | METH_KEYWORDS,
      "read(peer, local, remote, notif=None) -> Transfer, posted: remote into local."},
     {"_notif_get", (PyCFunction)engine_notif_get, METH_VARARGS, NULL},
+    {"group", (PyCFunction)(void (*)(void))engine_group, METH_VARARGS | METH_KEYWORDS,
+     "group(peer, notif=None) -> Group: transfers posted with write(..., group=g) or "
+     "read(..., group=g) end as one; after g.seal(), notif reaches the peer after every byte "
+     "of all of them."},
     {"send_notif", (PyCFunction)engine_send_notif, METH_VARARGS,
      "send_notif(peer, data: bytes): a standalone notification of any length."},
     {"progress", (PyCFunction)engine_progress, METH_NOARGS,
@@ -1161,6 +1189,23 @@ static PyTypeObject RegionType = {
 
 /* ---- peers ---- */
 
+static PyObject *peer_connect(PeerObject *self, PyObject *args)
+{
+    double timeout = 30;
+    if (!PyArg_ParseTuple(args, "|d:connect", &timeout))
+        return NULL;
+    if (!self->p || !self->eng->e)
+        return raise_msg(XR_EINVAL, "the peer was unloaded, or its engine closed");
+    int rc;
+    int ms = timeout < 0 ? -1 : timeout > 2e6 ? 2000000000 : (int)(timeout * 1000);
+    Py_BEGIN_ALLOW_THREADS
+    rc = xr_peer_connect(self->p, ms);
+    Py_END_ALLOW_THREADS
+    if (rc)
+        return raise_xr(rc);
+    Py_RETURN_NONE;
+}
+
 static PyObject *peer_unload(PeerObject *self, PyObject *unused)
 {
     (void)unused;
@@ -1222,6 +1267,9 @@ static PyObject *peer_field(PeerObject *self, PyObject *args)
 }
 
 static PyMethodDef peer_methods[] = {
+    {"connect", (PyCFunction)peer_connect, METH_VARARGS,
+     "connect(timeout=30): set up every rail's connection now, all at once, so that the first "
+     "transfer runs warm (xr_peer_connect)."},
     {"unload", (PyCFunction)peer_unload, METH_NOARGS,
      "Unload now; transfers in flight to it complete."},
     {"field", (PyCFunction)peer_field, METH_VARARGS,
@@ -1374,8 +1422,9 @@ static PyObject *xfer_get_engine(TransferObject *self, void *c)
     return (PyObject *)self->eng;
 }
 
-/* The coroutine lives in Python (xrail._wait_async), on the engine's fd. */
-static PyObject *xfer_wait_async(TransferObject *self, PyObject *args, PyObject *kw)
+/* The coroutine of a transfer's or a group's wait_async lives in Python
+ * (xrail._wait_async), on the engine's fd. */
+static PyObject *wait_async(PyObject *self, PyObject *args, PyObject *kw)
 {
     static char *kwl[] = {"timeout", NULL};
     PyObject *timeout = Py_None;
@@ -1386,7 +1435,7 @@ static PyObject *xfer_wait_async(TransferObject *self, PyObject *args, PyObject 
     Py_XDECREF(mod);
     if (!fn)
         return NULL;
-    PyObject *r = PyObject_CallFunctionObjArgs(fn, (PyObject *)self, timeout, NULL);
+    PyObject *r = PyObject_CallFunctionObjArgs(fn, self, timeout, NULL);
     Py_DECREF(fn);
     return r;
 }
@@ -1396,7 +1445,7 @@ static PyMethodDef xfer_methods[] = {
      "wait(timeout=None): until done, with the GIL released; raises the transfer's error, "
      "or Timeout."},
     {"done", (PyCFunction)xfer_done, METH_NOARGS, "done() -> bool, driving progress once."},
-    {"wait_async", (PyCFunction)(void (*)(void))xfer_wait_async, METH_VARARGS | METH_KEYWORDS,
+    {"wait_async", (PyCFunction)(void (*)(void))wait_async, METH_VARARGS | METH_KEYWORDS,
      "await wait_async(timeout=None): wait in an asyncio loop, woken through the engine's "
      "fd; raises as wait() does."},
     {"repost", (PyCFunction)(void (*)(void))xfer_repost, METH_VARARGS | METH_KEYWORDS,
@@ -1462,6 +1511,153 @@ static PyObject *set_log_handler(PyObject *mod, PyObject *fn)
     Py_RETURN_NONE;
 }
 
+/* ---- groups ---- */
+
+static PyObject *engine_group(EngineObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwl[] = {"peer", "notif", NULL};
+    PeerObject *peer;
+    Py_buffer notif = {0};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!|z*:group", kwl, &PeerType, &peer, &notif))
+        return NULL;
+    PyObject *r = NULL;
+    if (!engine_open(self))
+        goto out;
+    if (peer->eng != self || !peer->p) {
+        PyErr_SetString(PyExc_ValueError, "the peer belongs to another engine, or was unloaded");
+        goto out;
+    }
+    xr_group *g;
+    int rc = xr_group_create(self->e, peer->p, notif.buf, notif.obj ? (size_t)notif.len : 0, &g);
+    if (rc) {
+        raise_xr(rc);
+        goto out;
+    }
+    GroupObject *go = PyObject_New(GroupObject, &GroupType);
+    if (!go) {
+        xr_group_release(g);
+        goto out;
+    }
+    Py_INCREF(self);
+    Py_INCREF(peer);
+    go->eng = self;
+    go->peer = peer;
+    go->g = g;
+    r = (PyObject *)go;
+out:
+    if (notif.obj)
+        PyBuffer_Release(&notif);
+    return r;
+}
+
+static int group_ok(GroupObject *self)
+{
+    if (self->g && self->eng->e)
+        return 1;
+    PyErr_SetString(Error, self->g ? "the group's engine was closed" : "the group was released");
+    return 0;
+}
+
+static PyObject *group_seal(GroupObject *self, PyObject *unused)
+{
+    (void)unused;
+    if (!group_ok(self))
+        return NULL;
+    int rc = xr_group_seal(self->g);
+    return rc ? raise_xr(rc) : (Py_INCREF(Py_None), Py_None);
+}
+
+static PyObject *group_wait(GroupObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwl[] = {"timeout", NULL};
+    PyObject *timeout = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|O:wait", kwl, &timeout) || !group_ok(self))
+        return NULL;
+    int ms = -1;
+    if (timeout != Py_None) {
+        double t = PyFloat_AsDouble(timeout);
+        if (t == -1.0 && PyErr_Occurred())
+            return NULL;
+        ms = t <= 0 ? 0 : t > 2e6 ? 2000000000 : (int)(t * 1000);
+    }
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = xr_group_wait(self->g, ms);
+    Py_END_ALLOW_THREADS
+    if (rc)
+        return raise_msg(rc, rc == XR_ETIMEDOUT ? NULL : xr_group_error(self->g));
+    Py_RETURN_NONE;
+}
+
+static PyObject *group_release(GroupObject *self, PyObject *unused)
+{
+    (void)unused;
+    if (self->g && self->eng->e)
+        xr_group_release(self->g);
+    self->g = NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *group_get_status(GroupObject *self, void *c)
+{
+    (void)c;
+    if (!group_ok(self))
+        return NULL;
+    int s = xr_group_status(self->g);
+    if (s == XR_EINPROGRESS)
+        return PyUnicode_FromString("in progress");
+    if (s == 0)
+        return PyUnicode_FromString("done");
+    return PyUnicode_FromFormat("failed: %s: %s", xr_err_name(s), xr_group_error(self->g));
+}
+
+static PyObject *group_get_engine(GroupObject *self, void *c)
+{
+    (void)c;
+    Py_INCREF(self->eng);
+    return (PyObject *)self->eng;
+}
+
+static void group_dealloc(GroupObject *self)
+{
+    if (self->g && self->eng->e)
+        xr_group_release(self->g); /* one in flight is freed when its members end */
+    Py_DECREF(self->peer);
+    Py_DECREF(self->eng);
+    PyObject_Del(self);
+}
+
+static PyMethodDef group_methods[] = {
+    {"seal", (PyCFunction)group_seal, METH_NOARGS,
+     "seal(): no more members; once all have landed, the notification goes."},
+    {"wait", (PyCFunction)(void (*)(void))group_wait, METH_VARARGS | METH_KEYWORDS,
+     "wait(timeout=None): until it ended, the GIL released; raises the first member's error, "
+     "or Timeout."},
+    {"wait_async", (PyCFunction)(void (*)(void))wait_async, METH_VARARGS | METH_KEYWORDS,
+     "await wait_async(timeout=None): as wait(), in an asyncio loop."},
+    {"release", (PyCFunction)group_release, METH_NOARGS,
+     "release(): let it go (released before seal(), it never notifies)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef group_getset[] = {
+    {"status", (getter)group_get_status, NULL,
+     "'in progress', 'done' or 'failed: NAME: detail'.", NULL},
+    {"engine", (getter)group_get_engine, NULL, "The engine it belongs to.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject GroupType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "xrail._xrail.Group",
+    .tp_basicsize = sizeof(GroupObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Transfers to one peer that end as one, with one notification after all "
+              "(Engine.group; members are posted with write(..., group=g)).",
+    .tp_dealloc = (destructor)group_dealloc,
+    .tp_methods = group_methods,
+    .tp_getset = group_getset,
+};
+
 static PyMethodDef module_methods[] = {
     {"set_log_handler", set_log_handler, METH_O,
      "set_log_handler(fn): fn(level, engine, message) gets every log line, from any thread; "
@@ -1479,9 +1675,9 @@ PyMODINIT_FUNC PyInit__xrail(void)
     PyObject *m = PyModule_Create(&module);
     if (!m)
         return NULL;
-    PyTypeObject *types[] = {&EngineType, &RegionType, &PeerType, &TransferType};
-    const char *names[] = {"Engine", "Region", "Peer", "Transfer"};
-    for (int i = 0; i < 4; i++) {
+    PyTypeObject *types[] = {&EngineType, &RegionType, &PeerType, &TransferType, &GroupType};
+    const char *names[] = {"Engine", "Region", "Peer", "Transfer", "Group"};
+    for (int i = 0; i < 5; i++) {
         if (PyType_Ready(types[i]) < 0)
             return NULL;
         Py_INCREF(types[i]);

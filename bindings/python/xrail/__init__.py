@@ -28,6 +28,7 @@ from ._xrail import (  # noqa: F401  (re-exported)
     Canceled,
     Error,
     FabricError,
+    Group,
     InProgress,
     InvalidArgument,
     NoRail,
@@ -51,7 +52,7 @@ from ._xrail import (  # noqa: F401  (re-exported)
 __version__ = _xrail.version
 
 __all__ = [
-    "Engine", "Peer", "Region", "Transfer", "RailInfo", "Error", "kv_descriptors",
+    "Engine", "Group", "Peer", "Region", "Transfer", "RailInfo", "Error", "kv_descriptors",
     "log_to_python", "log_to_stderr",
     "AccessDenied", "Again", "AlreadyExists", "BadMetadata", "Busy", "Canceled",
     "FabricError", "InProgress", "InvalidArgument", "NoRail", "NotFound", "NotRegistered",
@@ -272,12 +273,12 @@ class _Waker:
                 f.set_result(None)  # its waiter looks again and finds the engine closed
 
 
-async def _wait_async(transfer: Transfer, timeout: Optional[float] = None) -> None:
-    """Transfer.wait_async: await the end of a posted transfer; raises its
-    error as wait() does."""
-    eng = transfer.engine
-    await eng._until(lambda: transfer.status != "in progress", timeout, "wait_async")
-    transfer.wait(0)
+async def _wait_async(what, timeout: Optional[float] = None) -> None:
+    """Transfer.wait_async and Group.wait_async: await the end of a posted
+    transfer or a sealed group; raises its error as wait() does."""
+    eng = what.engine
+    await eng._until(lambda: what.status != "in progress", timeout, "wait_async")
+    what.wait(0)
 
 
 def kv_descriptors(local_base: int, remote_base: int, block_bytes: int,
