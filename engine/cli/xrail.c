@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* One entry per command: its usage line(s) and what it does. `xrail --help`
  * prints them all; `xrail CMD [SUB] --help` prints its own. */
@@ -92,7 +93,18 @@ typedef struct args {
     size_t size;
     const char *name; /* md get --name */
     int peer_rails, json, help;
+    char config_buf[4096], policy_buf[4096], layout_buf[4096]; /* ./NAME of those */
 } args;
+
+/* A script named on the command line that is in the working directory is
+ * taken from there, as a path ("--config four.lua" means ./four.lua when
+ * there is one); other bare names are searched for on the script path. */
+static const char *script_arg(const char *v, char *buf, size_t cap)
+{
+    if (strchr(v, '/') || access(v, R_OK) != 0 || snprintf(buf, cap, "./%s", v) >= (int)cap)
+        return v;
+    return buf;
+}
 
 static int parse(int argc, char **argv, int first, args *a)
 {
@@ -106,11 +118,11 @@ static int parse(int argc, char **argv, int first, args *a)
         else if (!strcmp(s, "--json"))
             a->json = 1;
         else if (!strcmp(s, "--config") && v)
-            a->config = v, i++;
+            a->config = script_arg(v, a->config_buf, sizeof a->config_buf), i++;
         else if (!strcmp(s, "--policy") && v)
-            a->policy = v, i++;
+            a->policy = script_arg(v, a->policy_buf, sizeof a->policy_buf), i++;
         else if (!strcmp(s, "--layout") && v)
-            a->layout = v, i++;
+            a->layout = script_arg(v, a->layout_buf, sizeof a->layout_buf), i++;
         else if (!strcmp(s, "--name") && v)
             a->name = v, i++;
         else if (!strcmp(s, "--op") && v)
@@ -212,7 +224,8 @@ static int cmd_policy_check(const args *a)
     if (rc)
         die("%s", xr_engine_last_error(NULL));
     else
-        printf("%s: ok (loads, and plans a 1 MiB write over %d rail(s))\n", a->file,
+        printf("%s: ok (loads, and plans writes and reads of host and device memory of "
+               "4 KiB, 1 MiB and 64 MiB; this engine has %d rail(s))\n", a->file,
                xr_rail_count(e));
     xr_engine_destroy(e);
     return rc ? 1 : 0;
@@ -465,6 +478,10 @@ static int cmd_md_dump(const args *a, int check_only)
                    g->kind ? "cuda" : "host", g->device, access[g->access & 3], g->nkeys);
         }
         printf("fields: %u\n", m.nfields);
+        if (!m.nfields && !a->layout)
+            printf("  (read with the built-in layout, which keeps only the fields it knows "
+                   "and an \"extra\" section: a blob written with a layout script of its own "
+                   "needs it named, e.g. --layout kv_cache.lua)\n");
         for (uint32_t i = 0; i < m.nfields; i++) {
             printf("  %s = ", m.fields[i].name);
             print_value(l, &m.fields[i], false);

@@ -74,9 +74,11 @@ static void check_rail(xr_engine *e, xr_rail *r, uint64_t now, uint64_t deadline
     pthread_mutex_lock(&e->lock);
     xr_peer *p = xr__peer_by_addr(e, r->index, dst);
     /* First contact sets up connections on every rail at once (a first
-     * READ to a 32-rail tcp peer took 2.34 s, docs/reliability.md): a peer
-     * that has not answered yet gets PATH_FACTOR deadlines. */
-    if (p && !atomic_load(&p->answered)) {
+     * READ to a 32-rail tcp peer took 2.34 s, docs/reliability.md): a rail
+     * on which the peer has not answered yet gets PATH_FACTOR deadlines,
+     * as some rails connect and complete while others still connect (16
+     * of 32 were taken down for it, 2026-12-01). */
+    if (p && !(atomic_load(&p->answered_rails) >> r->index & 1)) {
         deadline *= PATH_FACTOR;
         if (!xr__rail_overdue(r, now, deadline, &dst, &silent)) {
             pthread_mutex_unlock(&e->lock);

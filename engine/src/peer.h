@@ -39,6 +39,7 @@ struct xr_peer {
     _Atomic uint64_t last_ok;
     atomic_uint busy;
     atomic_bool answered;           /* a chunk to it completed since it was loaded */
+    _Atomic uint64_t answered_rails; /* the rails on which one has */
     atomic_int held;                /* its chunks a provider holds now */
     _Atomic uint64_t pushed_back;   /* when a provider last refused one with EAGAIN
                                        while the rail had room; 0 after a post */

@@ -423,13 +423,17 @@ int xr_policy_reload(xr_engine *e, const char *path)
     rc = script_load(e, found, &np);
     if (rc)
         return rc;
-    /* Try the new script on a probe class before it replaces the old one,
-     * so that a script which loads but answers garbage is refused up front. */
+    /* Try the new script on probe classes before it replaces the old one,
+     * so that a script which loads but answers garbage is refused up front:
+     * writes and reads, host and device memory, small, middling and large
+     * (a mistake on one path alone is caught too). */
     struct xr_policies *ps = e->policy;
     pthread_mutex_lock(&e->lock);
     xr_plan probe;
-    rc = ask_script(e, np, "probe", xr__engine_all_rails(e), XR_OP_WRITE, XR_MEM_HOST, 0,
-                    size_class(1 << 20), &probe);
+    static const size_t sizes[] = {4096, 1 << 20, 64 << 20};
+    for (int k = 0; k < 12 && !rc; k++)
+        rc = ask_script(e, np, "probe", xr__engine_all_rails(e), k & 1 ? XR_OP_READ : XR_OP_WRITE,
+                        k & 2 ? XR_MEM_CUDA : XR_MEM_HOST, 0, size_class(sizes[k / 4]), &probe);
     script *old = rc ? np : ps->script;
     if (!rc) {
         ps->script = np;

@@ -496,6 +496,9 @@ static void chunk_done(xr_opctx *ctx, xr_rail *r, size_t len, int err, const cha
         atomic_store_explicit(&x->peer->last_ok, r->last_done, memory_order_relaxed);
         if (!atomic_load_explicit(&x->peer->answered, memory_order_relaxed))
             atomic_store(&x->peer->answered, true);
+        uint64_t bit = 1ull << r->index;
+        if (!(atomic_load_explicit(&x->peer->answered_rails, memory_order_relaxed) & bit))
+            atomic_fetch_or(&x->peer->answered_rails, bit);
     } else if (!c->stage && !atomic_load(&x->err)) {
         /* A reset canceled it: another peer's silence, or its rail's, was
          * the cause, so this peer's deadline starts again. */

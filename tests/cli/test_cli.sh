@@ -61,6 +61,16 @@ for p in "$2"/policy/*.lua; do
 done
 echo 'return { plan = function() return { rails = { 42 } } end }' >"$tmp/bad.lua"
 expect_fail "policy check of a bad policy" "$X" policy check "$tmp/bad.lua" --config "$tmp/c.lua"
+# A mistake on the read path alone is caught too.
+cat >"$tmp/badread.lua" <<'LUA'
+return { plan = function(req) if req.op == "read" then return { rails = { 42 } } end
+                                return { rails = { 0 } } end }
+LUA
+expect_fail "policy check of a policy wrong only for reads" "$X" policy check "$tmp/badread.lua" --config "$tmp/c.lua"
+# A bare script name in the working directory is used from there.
+(cd "$tmp" && "$X" rails --config c.lua >"$tmp/rails-cwd" 2>&1) \
+  && [ "$(grep -c ' shm ' "$tmp/rails-cwd")" -eq 4 ] && ok "--config NAME from the working directory" \
+  || fail "--config c.lua in its directory: $(cat "$tmp/rails-cwd")"
 
 "$X" md get --config "$tmp/c.lua" >"$tmp/blob" || fail "md get"
 "$X" md check "$tmp/blob" | grep -q '4 rail(s)' && ok "md check" || fail "md check"

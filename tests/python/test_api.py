@@ -428,3 +428,46 @@ def test_group_one_notification_after_every_layer(pair):
     assert list(b.notifications(timeout=0.3)) == []
     with pytest.raises(xrail.Error, match="released"):
         g3.seal()
+
+
+def test_register_host_memory_that_only_says_where_it_is(prov):
+    class CpuTensor:  # what a CPU torch tensor offers: no buffer protocol
+        def __init__(self, a):
+            self.a = a
+        def data_ptr(self):
+            return self.a.ctypes.data
+        def numel(self):
+            return self.a.size
+        def element_size(self):
+            return self.a.itemsize
+        def is_contiguous(self):
+            return self.a.flags["C_CONTIGUOUS"]
+
+    class ArrayLike:  # only __array_interface__
+        def __init__(self, a):
+            self.__array_interface__ = a.__array_interface__
+
+    with xrail.Engine("mem", **settings(prov)) as e:
+        a = np.zeros((64, 32), dtype=np.float16)
+        r = e.register(CpuTensor(a))
+        assert (r.addr, r.nbytes, r.kind) == (a.ctypes.data, a.nbytes, "host")
+        with pytest.raises(ValueError, match="contiguous"):
+            e.register(CpuTensor(np.zeros((8, 8))[:, 1]))
+        b = np.ones(1000, dtype=np.int32)
+        r2 = e.register(ArrayLike(b))
+        assert (r2.addr, r2.nbytes) == (b.ctypes.data, b.nbytes)
+        ro = np.ones(10)
+        ro.flags.writeable = False
+        with pytest.raises(ValueError, match="read-only"):
+            e.register(ArrayLike(ro), access="rw")
+        # A list: a list of regions; one bad item leaves none registered.
+        before = e.mr_cache_stats()["in_use"]
+        rs = e.register([bytearray(4096), np.zeros(100), CpuTensor(a)])
+        assert [x.kind for x in rs] == ["host"] * 3
+        for x in rs:
+            x.deregister()
+        with pytest.raises(ValueError):
+            e.register([bytearray(4096), bytes(10)], access="rw")  # bytes are read-only
+        assert e.mr_cache_stats()["in_use"] == before
+        r.deregister()
+        r2.deregister()

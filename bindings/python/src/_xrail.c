@@ -462,24 +462,29 @@ typedef struct mem {
     PyObject *keep;     /* new reference */
 } mem;
 
-static int cuda_interface(PyObject *obj, mem *m)
+/* __cuda_array_interface__ (torch, cupy on a GPU) or __array_interface__
+ * (numpy and what mimics it on the host): 1 if obj has `attr` and it was
+ * read into m, 0 if it has none, -1 with an exception. */
+static int array_interface(PyObject *obj, const char *attr, int kind, bool writable, mem *m)
 {
-    PyObject *cai = PyObject_GetAttrString(obj, "__cuda_array_interface__");
-    if (!cai) {
+    PyObject *ai = PyObject_GetAttrString(obj, attr);
+    if (!ai) {
         PyErr_Clear();
         return 0;
     }
     int ok = -1;
-    PyObject *data = PyDict_Check(cai) ? PyDict_GetItemString(cai, "data") : NULL;
-    PyObject *shape = PyDict_Check(cai) ? PyDict_GetItemString(cai, "shape") : NULL;
-    PyObject *typestr = PyDict_Check(cai) ? PyDict_GetItemString(cai, "typestr") : NULL;
-    PyObject *strides = PyDict_Check(cai) ? PyDict_GetItemString(cai, "strides") : NULL;
+    PyObject *data = PyDict_Check(ai) ? PyDict_GetItemString(ai, "data") : NULL;
+    PyObject *shape = PyDict_Check(ai) ? PyDict_GetItemString(ai, "shape") : NULL;
+    PyObject *typestr = PyDict_Check(ai) ? PyDict_GetItemString(ai, "typestr") : NULL;
+    PyObject *strides = PyDict_Check(ai) ? PyDict_GetItemString(ai, "strides") : NULL;
     if (!data || !PyTuple_Check(data) || PyTuple_GET_SIZE(data) < 1 || !shape ||
         !PyTuple_Check(shape) || !typestr || !PyUnicode_Check(typestr)) {
-        PyErr_SetString(PyExc_TypeError, "__cuda_array_interface__ lacks data, shape or typestr");
+        PyErr_Format(PyExc_TypeError, "%s lacks data, shape or typestr", attr);
     } else if (strides && strides != Py_None) {
-        PyErr_SetString(PyExc_ValueError, "__cuda_array_interface__: only C-contiguous "
-                                          "arrays (strides None) can be registered");
+        PyErr_Format(PyExc_ValueError, "%s: only C-contiguous arrays (strides None) can be "
+                                       "registered", attr);
+    } else if (writable && PyTuple_GET_SIZE(data) > 1 && PyObject_IsTrue(PyTuple_GET_ITEM(data, 1))) {
+        PyErr_SetString(PyExc_ValueError, "the buffer is read-only, and this use writes it");
     } else {
         const char *ts = PyUnicode_AsUTF8(typestr);
         size_t item = ts && strlen(ts) > 2 ? (size_t)atoi(ts + 2) : 0;
@@ -490,13 +495,13 @@ static int cuda_interface(PyObject *obj, mem *m)
         m->len = n;
         if (PyErr_Occurred() || !item) {
             if (!PyErr_Occurred())
-                PyErr_Format(PyExc_ValueError, "__cuda_array_interface__: typestr %R", typestr);
-            Py_DECREF(cai);
+                PyErr_Format(PyExc_ValueError, "%s: typestr %R", attr, typestr);
+            Py_DECREF(ai);
             return -1;
         }
-        m->kind = XR_MEM_CUDA;
-        m->device = 0;
-        PyObject *dev = PyObject_GetAttrString(obj, "device");
+        m->kind = kind;
+        m->device = kind == XR_MEM_CUDA ? 0 : -1;
+        PyObject *dev = kind == XR_MEM_CUDA ? PyObject_GetAttrString(obj, "device") : NULL;
         if (dev) {
             /* torch: device.index; cupy: device.id */
             PyObject *idx = PyObject_GetAttrString(dev, "index");
@@ -514,11 +519,51 @@ static int cuda_interface(PyObject *obj, mem *m)
         m->keep = obj;
         ok = 1;
     }
-    Py_DECREF(cai);
+    Py_DECREF(ai);
     return ok;
 }
 
-/* An (addr, nbytes, kind, device) tuple, a CUDA array, or a buffer. */
+/* A torch tensor in host memory: no buffer protocol and no
+ * __array_interface__, but data_ptr(), numel(), element_size(). */
+static int torch_host(PyObject *obj, mem *m)
+{
+    if (!PyObject_HasAttrString(obj, "data_ptr") || !PyObject_HasAttrString(obj, "element_size") ||
+        !PyObject_HasAttrString(obj, "is_contiguous"))
+        return 0;
+    PyObject *c = PyObject_CallMethod(obj, "is_contiguous", NULL);
+    if (!c)
+        return -1;
+    int contiguous = PyObject_IsTrue(c);
+    Py_DECREF(c);
+    if (contiguous != 1) {
+        if (contiguous == 0)
+            PyErr_SetString(PyExc_ValueError, "the tensor is not contiguous (call .contiguous())");
+        return -1;
+    }
+    PyObject *p = PyObject_CallMethod(obj, "data_ptr", NULL);
+    PyObject *n = p ? PyObject_CallMethod(obj, "numel", NULL) : NULL;
+    PyObject *es = n ? PyObject_CallMethod(obj, "element_size", NULL) : NULL;
+    int ok = -1;
+    if (es) {
+        m->addr = PyLong_AsUnsignedLongLong(p);
+        m->len = PyLong_AsSize_t(n) * PyLong_AsSize_t(es);
+        if (!PyErr_Occurred()) {
+            m->kind = XR_MEM_HOST;
+            m->device = -1;
+            Py_INCREF(obj);
+            m->keep = obj;
+            ok = 1;
+        }
+    }
+    Py_XDECREF(p);
+    Py_XDECREF(n);
+    Py_XDECREF(es);
+    return ok;
+}
+
+/* An (addr, nbytes, kind, device) tuple, a CUDA array, a buffer, or host
+ * memory that only says where it is (__array_interface__, a CPU torch
+ * tensor). */
 static int mem_of(PyObject *obj, bool writable, mem *m)
 {
     memset(m, 0, sizeof *m);
@@ -536,7 +581,12 @@ static int mem_of(PyObject *obj, bool writable, mem *m)
         m->kind = strcmp(kind, "cuda") ? XR_MEM_HOST : XR_MEM_CUDA;
         return 0;
     }
-    int c = cuda_interface(obj, m);
+    int c = array_interface(obj, "__cuda_array_interface__", XR_MEM_CUDA, writable, m);
+    if (!c && !PyObject_CheckBuffer(obj)) {
+        c = array_interface(obj, "__array_interface__", XR_MEM_HOST, writable, m);
+        if (!c)
+            c = torch_host(obj, m);
+    }
     if (c)
         return c < 0 ? -1 : 0;
     PyObject *mv = PyMemoryView_FromObject(obj);

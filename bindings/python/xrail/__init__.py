@@ -135,6 +135,22 @@ class Engine(_xrail.Engine):
         self._has_thread: Optional[bool] = None
         self._pending: List[Tuple[str, bytes]] = []
 
+    def register(self, obj, access: str = "rw"):
+        """A Region for obj (a buffer, a CUDA array, a CPU torch tensor, an
+        object with __array_interface__, or an (addr, nbytes, kind, device)
+        tuple); for a list of them, a list of Regions, all or none."""
+        if not isinstance(obj, list):
+            return super().register(obj, access)
+        done: List[Region] = []
+        try:
+            for o in obj:
+                done.append(super().register(o, access))
+        except BaseException:
+            for r in done:
+                r.deregister()
+            raise
+        return done
+
     @property
     def rails(self) -> List[RailInfo]:
         """The rails, with their counters now."""

@@ -2,10 +2,14 @@
  * script.c - where an engine finds the scripts it loads (config, policy,
  * layout), and reading one whole.
  */
+#define _GNU_SOURCE /* dladdr */
 #include "script.h"
 
 #include "log.h"
 
+#include <dlfcn.h>
+#include <libgen.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +42,28 @@ static bool search_list(const char *list, const char *sub, const char *name, cha
     return false;
 }
 
+static char share_dir[4096];
+
+static void find_share_dir(void)
+{
+    Dl_info info;
+    char lib[4096];
+    if (!dladdr((void *)xr__script_find, &info) || !info.dli_fname ||
+        snprintf(lib, sizeof lib, "%s", info.dli_fname) >= (int)sizeof lib)
+        return;
+    snprintf(share_dir, sizeof share_dir, "%s/../share/xrail", dirname(lib));
+}
+
+/* <the directory this library was loaded from>/../share/xrail: where an
+ * install put the scripts, whatever prefix `cmake --install --prefix` was
+ * given after XR_SHARE_DIR was compiled in; "" if it cannot be told. */
+static const char *installed_share(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, find_share_dir);
+    return share_dir;
+}
+
 int xr__script_find(const xr_engine_opts *o, const char *name, const char *sub, char *out,
                     size_t cap)
 {
@@ -47,11 +73,13 @@ int xr__script_find(const xr_engine_opts *o, const char *name, const char *sub, 
     }
     const char *env = o->ignore_env ? NULL : getenv("XRAIL_SCRIPT_PATH");
     if (search_list(o->script_path, sub, name, out, cap) || search_list(env, sub, name, out, cap) ||
-        search_list(XR_SHARE_DIR, sub, name, out, cap))
+        search_list(XR_SHARE_DIR, sub, name, out, cap) ||
+        search_list(installed_share(), sub, name, out, cap))
         return 0;
     return xr__error_set(XR_ENOENT, "script '%s' not found in the script path (option '%s', "
-                               "XRAIL_SCRIPT_PATH '%s', %s)",
-                    name, o->script_path ? o->script_path : "", env ? env : "", XR_SHARE_DIR);
+                               "XRAIL_SCRIPT_PATH '%s', %s, %s)",
+                    name, o->script_path ? o->script_path : "", env ? env : "", XR_SHARE_DIR,
+                    *installed_share() ? installed_share() : "no install directory");
 }
 
 char *xr__script_read(const char *path, size_t *len)
