@@ -191,6 +191,18 @@ void xr__notif_rail_close(xr_engine *e, xr_rail *r)
 
 static int msg_post(xr_work *w, xr_rail *r);
 
+static void msg_init(xr_notif_msg *m, xr_engine *e, xr_peer *peer, xr_notif_done_fn done,
+                     void *arg)
+{
+    m->work.post = msg_post;
+    xr__list_init(&m->work.link);
+    xr__list_init(&m->live);
+    m->e = e;
+    m->peer = peer;
+    m->done = done;
+    m->done_arg = arg;
+}
+
 int xr__notif_msg_new(xr_engine *e, xr_peer *peer, const void *msg, size_t len,
                       xr_notif_done_fn done, void *arg, xr_notif_msg **out)
 {
@@ -209,13 +221,7 @@ int xr__notif_msg_new(xr_engine *e, xr_peer *peer, const void *msg, size_t len,
     memcpy(data + 2, e->name, nlen);
     if (len)
         memcpy(data + 2 + nlen, msg, len);
-    m->work.post = msg_post;
-    xr__list_init(&m->work.link);
-    xr__list_init(&m->live);
-    m->e = e;
-    m->peer = peer;
-    m->done = done;
-    m->done_arg = arg;
+    msg_init(m, e, peer, done, arg);
     m->data = data;
     m->len = 2 + nlen + len;
     *out = m;
@@ -378,13 +384,7 @@ int xr__notif_hello(xr_engine *e, xr_peer *p, unsigned rail, xr_notif_done_fn do
     xr_notif_msg *m = calloc(1, sizeof *m);
     if (!m)
         return xr__error_set(XR_ENOMEM, "notif: a hello");
-    m->work.post = msg_post;
-    xr__list_init(&m->work.link);
-    xr__list_init(&m->live);
-    m->e = e;
-    m->peer = p;
-    m->done = done;
-    m->done_arg = arg;
+    msg_init(m, e, p, done, arg);
     m->hello = true;
     m->nr = e->notif->rails[rail];
     m->dst = p->fi_addr[rail];

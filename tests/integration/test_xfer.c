@@ -393,17 +393,23 @@ static void notif_initiator(int fd, void *arg)
 #define ORDER_BIG (4u << 20)
 #define ORDER_SMALL 64
 
-static void order_target(int fd, void *arg)
+/* A target of WRITEs: a zeroed region, published, and its address sent. */
+static uint8_t *write_target(int fd, cfg *c, xr_engine **e, xr_region **reg)
 {
-    cfg *c = arg;
-    xr_engine *e;
-    xr_region *reg;
-    H_OK(h_engine("decode", c->provider, c->trails, c->pthread_target, &e));
+    H_OK(h_engine("decode", c->provider, c->trails, c->pthread_target, e));
     uint8_t *buf = aligned_alloc(4096, REGION);
     memset(buf, 0, REGION);
-    H_OK(xr_mem_register(e, buf, REGION, XR_MEM_HOST, 0, XR_ACCESS_WRITE, &reg));
-    h_send_metadata(fd, e);
+    H_OK(xr_mem_register(*e, buf, REGION, XR_MEM_HOST, 0, XR_ACCESS_WRITE, reg));
+    h_send_metadata(fd, *e);
     h_send_u64(fd, (uintptr_t)buf);
+    return buf;
+}
+
+static void order_target(int fd, void *arg)
+{
+    xr_engine *e;
+    xr_region *reg;
+    uint8_t *buf = write_target(fd, arg, &e, &reg);
     size_t span = 4 * ORDER_BIG + ORDER_SMALL * 4096;
     for (uint64_t k = 0; k < ORDER_ITERS; k++) {
         size_t n;
@@ -479,15 +485,9 @@ static void order_initiator(int fd, void *arg)
 
 static void group_target(int fd, void *arg)
 {
-    cfg *c = arg;
     xr_engine *e;
     xr_region *reg;
-    H_OK(h_engine("decode", c->provider, c->trails, c->pthread_target, &e));
-    uint8_t *buf = aligned_alloc(4096, REGION);
-    memset(buf, 0, REGION);
-    H_OK(xr_mem_register(e, buf, REGION, XR_MEM_HOST, 0, XR_ACCESS_WRITE, &reg));
-    h_send_metadata(fd, e);
-    h_send_u64(fd, (uintptr_t)buf);
+    uint8_t *buf = write_target(fd, arg, &e, &reg);
     for (uint64_t k = 0; k < GROUP_ITERS; k++) {
         size_t n;
         uint64_t *m = wait_notif(e, NULL, "prefill", &n);
