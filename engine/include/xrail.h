@@ -481,9 +481,8 @@ XR_API const char *xr_xfer_error(xr_xfer *x);
 /*
  * Wait until done; timeout_ms < 0 waits forever. With progress threads it
  * sleeps until they say the transfer ended (no polling, no spinning).
- * Without, it drives progress itself: polling while the rails hold its
- * chunks, and sleeping on the rails' wait objects (where the provider has
- * them: tcp, rxm) when nothing of this engine is in flight.
+ * Without, it drives progress itself, polling while the transfer flies,
+ * as xr_progress would.
  */
 XR_API int xr_xfer_wait(xr_xfer *x, int timeout_ms);
 /*
@@ -557,8 +556,10 @@ XR_API int xr_notif_get(xr_engine *e, char *peer_name_buf, size_t cap, void *msg
                         size_t *len);
 /*
  * xr_notif_get, waiting up to timeout_ms (< 0: forever) for a notification
- * to arrive: XR_ETIMEDOUT if none did. It sleeps as xr_xfer_wait does: on
- * the progress threads' word, or on the rails' wait objects.
+ * to arrive: XR_ETIMEDOUT if none did. It sleeps: on the progress threads'
+ * word, or, without threads, in epoll on the rails' wait objects where the
+ * providers have them (tcp, rxm; shm is polled with naps) while nothing of
+ * this engine is in flight.
  */
 XR_API int xr_notif_wait(xr_engine *e, int timeout_ms, char *peer_name_buf, size_t cap,
                          void *msg_buf, size_t *len);
