@@ -277,7 +277,8 @@ static int msg_post(xr_work *w, xr_rail *r)
         n = room;
     xr__frame_hdr_put(f->buf, &(xr_frame_hdr){.instance = m->e->instance, .seq = m->seq,
                                                .total = m->len, .off = m->sent});
-    memcpy(f->buf + XR_FRAME_HDR, m->data + m->sent, n);
+    if (n) /* a hello has no bytes, and no buffer */
+        memcpy(f->buf + XR_FRAME_HDR, m->data + m->sent, n);
     ssize_t rc = r->ep ? fi_send(r->ep, f->buf, XR_FRAME_HDR + n, nr->desc, m->dst, &f->ctx.fctx)
                        : -FI_ENOTCONN;
     if (rc == -FI_EAGAIN) {
