@@ -168,6 +168,9 @@ typedef struct xr_health_opts {
                                       rail before its transfer fails; default 3 */
     unsigned xfer_timeout_ms;      /* a transfer not finished after this fails with
                                       XR_ETIMEDOUT; 0 (default): none but the deadlines */
+    unsigned connect_ms;           /* the deadline of first contact: a peer, or a rail
+                                      of it, that has not answered since the peer was
+                                      loaded, as connections are set up; default 15000 */
 } xr_health_opts;
 
 typedef struct xr_engine_opts {

@@ -144,11 +144,11 @@ static void read_stage(lua_State *L, int t, xr_config *c)
 }
 
 /* health = { deadline_ms = N, probe_ms = N, probe_max_ms = N, retries = N,
- * xfer_timeout_ms = N } */
+ * xfer_timeout_ms = N, connect_ms = N } */
 static void read_health(lua_State *L, int t, xr_config *c)
 {
     static const char *const keys[] = {"deadline_ms", "probe_ms", "probe_max_ms", "retries",
-                                       "xfer_timeout_ms", NULL};
+                                       "xfer_timeout_ms", "connect_ms", NULL};
     int m = sub_table(L, t, "health", keys);
     if (m) {
         for (int k = 0; keys[k]; k++)
@@ -348,8 +348,9 @@ int xr_engine_config_get(xr_engine *e, char *buf, size_t cap)
             so->chunk, so->slots, so->rx_slots, so->host ? "true" : "false");
     const xr_health_opts *h = &o->health;
     xr__text_put(buf, cap, &w, "  health = { deadline_ms = %u, probe_ms = %u, probe_max_ms = %u, "
-                               "retries = %u, xfer_timeout_ms = %u },\n",
-                 h->deadline_ms, h->probe_ms, h->probe_max_ms, h->retries, h->xfer_timeout_ms);
+                               "retries = %u, xfer_timeout_ms = %u, connect_ms = %u },\n",
+                 h->deadline_ms, h->probe_ms, h->probe_max_ms, h->retries, h->xfer_timeout_ms,
+                 h->connect_ms);
     xr__text_put(buf, cap, &w, "  log = %d,\n}\n-- rail_depth %u, max_metadata %zu, max_notif %zu, "
                       "script_mem %zu, script_path %s\n",
         e->log.level, o->rail_depth, o->max_metadata, o->max_notif, o->script_mem,

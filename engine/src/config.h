@@ -21,7 +21,7 @@ typedef struct xr_config {
     long long mrc_max_entries, mrc_max_bytes;
     long long stage_chunk, stage_slots, stage_rx_slots; /* stage = {...}; -1: not set */
     /* health: deadline_ms, probe_ms, probe_max_ms, retries, xfer_timeout_ms; -1 unset */
-    long long health[5];
+    long long health[6];
     int stage_host;                 /* -1: not set */
 } xr_config;
 

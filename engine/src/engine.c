@@ -47,7 +47,8 @@ static const xr_engine_opts defaults = {
     .stage = {.chunk = 1 << 20, .slots = 16, .rx_slots = 2, .host = 0},
     /* 1.5 s: a dead link is seen within 2 s with the 10 ms health period
      * (TENT trips a rail after 3 errors in 10 s; NIXL waited forever). */
-    .health = {.deadline_ms = 1500, .probe_ms = 250, .probe_max_ms = 4000, .retries = 3},
+    .health = {.deadline_ms = 1500, .probe_ms = 250, .probe_max_ms = 4000, .retries = 3,
+               .connect_ms = 15000},
 };
 
 /* Every numeric setting that may come from the options, the config script
@@ -58,7 +59,8 @@ static const xr_engine_opts defaults = {
     X(rail_depth) X(progress_thread) X(progress_threads) X(progress_sleep_us) X(log_level)  \
     X(mr_cache.enabled) X(mr_cache.max_entries) X(mr_cache.max_bytes) X(stage.chunk)       \
     X(stage.slots) X(stage.rx_slots) X(stage.host) X(health.deadline_ms)                   \
-    X(health.probe_ms) X(health.probe_max_ms) X(health.retries) X(health.xfer_timeout_ms)
+    X(health.probe_ms) X(health.probe_max_ms) X(health.retries) X(health.xfer_timeout_ms)  \
+    X(health.connect_ms)
 
 #define UNSET_OF(v) _Generic((v), size_t: XR_UNSET_SIZE, unsigned: XR_UNSET_UINT, int: XR_UNSET_INT)
 #define IS_UNSET(v) ((v) == UNSET_OF(v))
@@ -240,7 +242,8 @@ static int apply_env(xr_engine_opts *o, env_rails *er)
               {"XRAIL_PROBE_MS", offsetof(xr_engine_opts, health.probe_ms)},
               {"XRAIL_PROBE_MAX_MS", offsetof(xr_engine_opts, health.probe_max_ms)},
               {"XRAIL_RETRIES", offsetof(xr_engine_opts, health.retries)},
-              {"XRAIL_XFER_TIMEOUT_MS", offsetof(xr_engine_opts, health.xfer_timeout_ms)}};
+              {"XRAIL_XFER_TIMEOUT_MS", offsetof(xr_engine_opts, health.xfer_timeout_ms)},
+              {"XRAIL_CONNECT_MS", offsetof(xr_engine_opts, health.connect_ms)}};
     for (size_t k = 0; !rc && k < sizeof hv / sizeof hv[0]; k++)
         if ((v = getenv(hv[k].name)) && *v) {
             size_t n;
@@ -317,8 +320,8 @@ static int config_apply(xr_engine_opts *o, xr_config *cfg)
     /* Each field on its own: a table the application filled in part
      * keeps the config's values for the rest. */
     unsigned *hf[] = {&o->health.deadline_ms, &o->health.probe_ms, &o->health.probe_max_ms,
-                      &o->health.retries, &o->health.xfer_timeout_ms};
-    for (int k = 0; k < 5; k++)
+                      &o->health.retries, &o->health.xfer_timeout_ms, &o->health.connect_ms};
+    for (int k = 0; k < 6; k++)
         if (cfg->health[k] >= 0 && IS_UNSET(*hf[k]))
             *hf[k] = (unsigned)clamp(cfg->health[k], 0, 1u << 30);
     if (IS_UNSET(o->stage.chunk) && cfg->stage_chunk > 0)
@@ -483,6 +486,10 @@ int xr_engine_create(const xr_engine_opts *opts, xr_engine **out)
         o->health.deadline_ms = defaults.health.deadline_ms;
     if (!o->health.probe_ms)
         o->health.probe_ms = defaults.health.probe_ms;
+    if (!o->health.connect_ms)
+        o->health.connect_ms = defaults.health.connect_ms;
+    if (o->health.connect_ms < o->health.deadline_ms) /* first contact is never shorter */
+        o->health.connect_ms = o->health.deadline_ms;
     if (o->health.probe_max_ms < o->health.probe_ms)
         o->health.probe_max_ms = o->health.probe_ms > defaults.health.probe_max_ms
                                      ? o->health.probe_ms : defaults.health.probe_max_ms;

@@ -17,8 +17,9 @@
  *     the path between them is broken; the rail is reset and its chunks
  *     fail over.
  * Age alone is no sign: a deep queue on a slow link holds operations for
- * seconds while it completes others. A peer that has not answered since it
- * was loaded gets PATH_FACTOR deadlines: first contact connects.
+ * seconds while it completes others. A peer, or a rail of it, that has not
+ * answered since the peer was loaded gets connect_ms instead of the
+ * deadline: first contact connects.
  */
 #include "health.h"
 
@@ -60,7 +61,8 @@ static void reset(xr_engine *e, xr_rail *r, const char *why)
 }
 
 /* Apply the rule above to one rail. */
-static void check_rail(xr_engine *e, xr_rail *r, uint64_t now, uint64_t deadline)
+static void check_rail(xr_engine *e, xr_rail *r, uint64_t now, uint64_t deadline,
+                       uint64_t connect)
 {
     fi_addr_t dst;
     bool silent = false;
@@ -73,13 +75,13 @@ static void check_rail(xr_engine *e, xr_rail *r, uint64_t now, uint64_t deadline
     char why[256];
     pthread_mutex_lock(&e->lock);
     xr_peer *p = xr__peer_by_addr(e, r->index, dst);
-    /* First contact sets up connections on every rail at once (a first
-     * READ to a 32-rail tcp peer took 2.34 s, docs/reliability.md): a rail
-     * on which the peer has not answered yet gets PATH_FACTOR deadlines,
-     * as some rails connect and complete while others still connect (16
-     * of 32 were taken down for it, 2026-12-01). */
+    /* First contact sets up connections on every rail at once, and some
+     * rails connect and complete while others still connect: a rail on
+     * which the peer has not answered yet gets connect_ms. (With 1.5 s, 16
+     * of 32 tcp rails were taken down for it; with 6 s, CI's slower host
+     * once judged a whole 32-rail peer lost before any rail connected.) */
     if (p && !(atomic_load(&p->answered_rails) >> r->index & 1)) {
-        deadline *= PATH_FACTOR;
+        deadline = connect;
         if (!xr__rail_overdue(r, now, deadline, &dst, &silent)) {
             pthread_mutex_unlock(&e->lock);
             return;
@@ -193,7 +195,8 @@ void xr__health_pass(xr_engine *e)
     uint64_t mask = 0;
     char why[256] = "";
     pthread_mutex_lock(&e->lock);
-    xr_peer *lost = xr__xfer_watch(e, now, deadline, PATH_FACTOR);
+    uint64_t connect = (uint64_t)e->opts.health.connect_ms * MS;
+    xr_peer *lost = xr__xfer_watch(e, now, deadline, connect);
     if (lost) {
         mask = lost->mask;
         memcpy(addr, lost->fi_addr, sizeof addr);
@@ -210,7 +213,7 @@ void xr__health_pass(xr_engine *e)
     }
     for (unsigned i = 0; i < e->nrails; i++) {
         xr_rail *r = &e->rails[i];
-        check_rail(e, r, now, deadline);
+        check_rail(e, r, now, deadline, connect);
         probe_rail(e, r, now);
         /* A suspect rail that completed something since is up again. */
         pthread_mutex_lock(&r->lock);

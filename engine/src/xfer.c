@@ -765,7 +765,7 @@ static bool peer_silent(xr_engine *e, const xr_peer *p, uint64_t now, uint64_t a
     return held;
 }
 
-xr_peer *xr__xfer_watch(xr_engine *e, uint64_t now, uint64_t deadline, unsigned first_factor)
+xr_peer *xr__xfer_watch(xr_engine *e, uint64_t now, uint64_t deadline, uint64_t connect)
 {
     /* One peer is judged a pass, the one silent longest: a provider where
      * a dead peer blocks a rail (rxm's queue, shm's) silences every peer
@@ -783,7 +783,7 @@ xr_peer *xr__xfer_watch(xr_engine *e, uint64_t now, uint64_t deadline, unsigned 
             continue;
         }
         xr_peer *p = x->peer;
-        uint64_t a = atomic_load(&p->answered) ? deadline : first_factor * deadline;
+        uint64_t a = atomic_load(&p->answered) ? deadline : connect;
         if (peer_silent(e, p, now, a) &&
             (!worst || atomic_load(&p->last_ok) < atomic_load(&worst->last_ok)))
             worst = p, allow = a;

@@ -101,9 +101,9 @@ void xr__xfer_failover(xr_engine *e);
 void xr__xfer_fail_peer(xr_engine *e, xr_peer *peer, int err, const char *why);
 /* Fail the transfers past their timeout (XR_ETIMEDOUT), and those of the
  * peer silent longest, if one completed nothing for the deadline (XR_EPEER;
- * first_factor times it for a peer not heard from since it was loaded):
- * that peer is lost, and returned. Engine lock held. */
-xr_peer *xr__xfer_watch(xr_engine *e, uint64_t now, uint64_t deadline, unsigned first_factor);
+ * `connect` for a peer not heard from since it was loaded): that peer is
+ * lost, and returned. Times in ns. Engine lock held. */
+xr_peer *xr__xfer_watch(xr_engine *e, uint64_t now, uint64_t deadline, uint64_t connect);
 /* Whether a transfer is still in flight. */
 bool xr__xfer_busy(xr_engine *e);
 /* Free transfers released in flight that have finished since. */

@@ -144,6 +144,29 @@ static inline unsigned h_deadline_ms(void)
     return o.health.deadline_ms;
 }
 
+/* How long a test waits for its other process before failing: 2 minutes,
+ * scaled as h_deadline_ms is. A process whose peer died must not spin until
+ * ctest's timeout. */
+static inline double h_patience_s(void)
+{
+    xr_engine_opts o;
+    xr_engine_opts_defaults(&o);
+    return 120.0 * h_deadline_ms() / o.health.deadline_ms;
+}
+
+/* First contact's deadline (health.connect_ms) for the engines this process
+ * creates: 0, the engine's default, scaled as h_deadline_ms is. */
+static unsigned h_connect_ms;
+
+static inline unsigned h_connect_deadline_ms(void)
+{
+    if (h_connect_ms)
+        return h_connect_ms;
+    xr_engine_opts o;
+    xr_engine_opts_defaults(&o);
+    return (unsigned)((uint64_t)o.health.connect_ms * h_deadline_ms() / o.health.deadline_ms);
+}
+
 /* progress_thread: 0 none, 1 one thread, N > 1 N threads sharing the rails. */
 static inline int h_engine(const char *name, const char *provider, unsigned rails,
                            int progress_thread, xr_engine **out)
@@ -156,6 +179,7 @@ static inline int h_engine(const char *name, const char *provider, unsigned rail
     o.progress_thread = progress_thread > 0;
     o.progress_threads = progress_thread > 1 ? (unsigned)progress_thread : 0;
     o.health.deadline_ms = h_deadline_ms();
+    o.health.connect_ms = h_connect_deadline_ms();
     const char *lv = getenv("XR_TEST_LOG"); /* 0-3: the engines' log level, for debugging */
     if (lv && *lv)
         o.log_level = atoi(lv);

@@ -91,7 +91,9 @@ static void target(int fd, void *arg)
         size_t wl = sizeof who, ml;
         void *msg = NULL;
         uint8_t buf[16];
+        double give_up = h_now() + h_patience_s();
         for (;;) {
+            H_CHECK(h_now() < give_up, "pass %llu: no notification", (unsigned long long)tag);
             ml = sizeof buf;
             wl = sizeof who;
             int rc = xr_notif_get(e, who, wl, buf, &ml);

@@ -271,10 +271,13 @@ static void *wait_notif(xr_engine *e, xr_engine *also, const char *from, size_t 
     char name[64];
     size_t cap = 0;
     int rc;
+    double give_up = h_now() + h_patience_s();
     /* Ask with no buffer first: the size comes back and the message stays queued. */
-    while ((rc = xr_notif_get(e, name, sizeof name, NULL, &cap)) == XR_EAGAIN)
+    while ((rc = xr_notif_get(e, name, sizeof name, NULL, &cap)) == XR_EAGAIN) {
+        H_CHECK(h_now() < give_up, "no notification from '%s' in %.0f s", from, h_patience_s());
         if (also)
             xr_progress(also);
+    }
     void *buf = malloc(cap ? cap : 1);
     if (rc == XR_ETOOSMALL) {
         size_t n = cap;
