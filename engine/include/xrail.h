@@ -76,7 +76,9 @@ XR_API void xr_log_set_handler(xr_log_fn fn, void *user);
     X(NOTSUP, 18, "not supported")                                             \
     X(CANCELED, 19, "canceled")                                                \
     X(SCRIPT, 20, "Lua script failed")                                         \
-    X(PEER, 21, "peer stopped answering")
+    X(PEER, 21, "peer stopped answering")                                      \
+    X(DIR, 22, "the directory (etcd) failed or is unreachable")                \
+    X(GONE, 23, "peer left the directory")
 
 typedef enum xr_errno {
 #define XR__ERR_ENUM(name, code, msg) XR_E##name = -(code),
@@ -438,6 +440,64 @@ XR_API const char *xr_peer_name(xr_peer *p);
 XR_API int xr_peer_rail_count(xr_peer *p);
 /* Local rails that reach this peer, as a mask of rail indexes. */
 XR_API uint64_t xr_peer_rail_mask(xr_peer *p);
+
+/*
+ * The directory (docs/discovery.md): engines find each other through etcd
+ * v3 instead of a side channel. xr_dir_open publishes this engine's
+ * metadata under <prefix><name> with a lease that a thread of the engine
+ * keeps alive, publishes it again when it changes (a region registered or
+ * deregistered, a field set), and watches the prefix. A peer whose lease
+ * ends (its engine was killed, its host lost) leaves: its transfers fail
+ * with XR_EGONE and new ones are refused. etcd unreachable does not stop
+ * transfers between peers already loaded; the engine publishes again and
+ * watches again when it returns. Built with libcurl and json-c; without
+ * them every call here is XR_ENOTSUP.
+ */
+typedef struct xr_dir_opts {
+    const char *endpoints;   /* "http://host:2379,https://other:2379": tried in turn; required */
+    const char *prefix;      /* the deployment's namespace; default "/xrail/" */
+    unsigned ttl_ms;         /* the lease: how soon a dead engine leaves; default 10000,
+                                whole seconds, at least 2 s (etcd's floor) */
+    unsigned request_ms;     /* bound of one request to etcd; default 2000 */
+    const char *user, *password;                   /* etcd authentication, if enabled */
+    const char *ca_file, *cert_file, *key_file;    /* TLS, for https endpoints */
+} xr_dir_opts;
+
+XR_API void xr_dir_opts_init(xr_dir_opts *o);
+/* Publish and watch; the first publish is done on return. XR_EDIR (with
+ * etcd's or libcurl's words) if etcd cannot be reached; XR_EEXIST if the
+ * engine has a directory; XR_EEXIST too if a live engine of the same name
+ * is published there. */
+XR_API int xr_dir_open(xr_engine *e, const xr_dir_opts *o);
+/* Leave the directory: the lease is revoked, so peers see this engine
+ * leave at once. xr_engine_destroy does it too. */
+XR_API int xr_dir_close(xr_engine *e);
+/*
+ * The peer published as `name`, loaded on first use and kept up to date:
+ * when its metadata changes (new regions, fields), the handle sees the new
+ * version without unload and load. Waits up to timeout_ms for a peer not
+ * published yet (XR_ETIMEDOUT); XR_EGONE for one that left and has not
+ * come back. The directory owns the handle: it stays valid until
+ * xr_dir_close (a peer that left and came back is a new handle).
+ */
+XR_API int xr_peer_lookup(xr_engine *e, const char *name, int timeout_ms, xr_peer **out);
+
+typedef enum xr_dir_event_kind {
+    XR_DIR_JOIN = 1,   /* a peer published itself (or was there when the watch began) */
+    XR_DIR_UPDATE = 2, /* its metadata changed; a handle of it already sees the change */
+    XR_DIR_LEAVE = 3,  /* its lease ended or it closed its directory */
+} xr_dir_event_kind;
+
+typedef struct xr_dir_event {
+    xr_dir_event_kind kind;
+    char name[256];
+    int64_t revision;  /* etcd's revision of the change */
+} xr_dir_event;
+
+/* The next directory event, oldest first; XR_EAGAIN if none. Events also
+ * make xr_engine_fd readable. This engine's own entry is not reported. If
+ * more than 4096 wait, the oldest are dropped (and counted in the log). */
+XR_API int xr_dir_event_get(xr_engine *e, xr_dir_event *ev);
 
 /*
  * Create a transfer of `count` descriptors: local[i] <-> remote[i], equal

@@ -584,6 +584,8 @@ void xr_engine_destroy(xr_engine *e)
 {
     if (!e)
         return;
+    if (e->dir) /* first: peers see us leave now, and its thread stops */
+        xr_dir_close(e);
     progress_stop(e);
     struct timespec t0, t;
     clock_gettime(CLOCK_MONOTONIC, &t0);

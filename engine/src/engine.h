@@ -81,6 +81,9 @@ struct xr_engine {
     struct xr_notifs *notif;        /* notif.c */
     struct xr_stage *stage;         /* stage.c: bounce slots for memory no rail reaches */
     struct xr_layout *layout;       /* metadata layout script; NULL: built-in; fixed at creation */
+    struct xr_dir *dir;             /* dir.c: the etcd directory, if opened */
+    atomic_uint_fast64_t md_gen;    /* moves when xr_metadata_get's answer may change
+                                       (regions, fields): the directory publishes again */
 
     /* engine.c: progress threads */
     pthread_t progress_tid[XR_MAX_PROGRESS_THREADS];

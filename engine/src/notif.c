@@ -453,13 +453,11 @@ int xr_notif_send(xr_engine *e, xr_peer *peer, const void *msg, size_t len)
 {
     if (!e || !peer || (!msg && len))
         return xr__error_set(XR_EINVAL, "xr_notif_send: NULL argument");
-    if (peer->unloaded)
-        return xr__error_set(XR_ENOENT, "xr_notif_send: peer '%s' was unloaded", peer->name);
-    if (atomic_load(&peer->lost))
-        return xr__error_set(XR_EPEER, "xr_notif_send: peer '%s' stopped answering; load its "
-                                       "metadata again to try it again", peer->name);
+    int rc = xr__peer_check(peer, "xr_notif_send");
+    if (rc)
+        return rc;
     xr_notif_msg *m;
-    int rc = xr__notif_msg_new(e, peer, msg, len, NULL, NULL, &m);
+    rc = xr__notif_msg_new(e, peer, msg, len, NULL, NULL, &m);
     if (rc)
         return rc;
     pthread_mutex_lock(&e->lock);

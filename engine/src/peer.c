@@ -8,6 +8,7 @@
  */
 #include "peer.h"
 
+#include "core/crc32c.h"
 #include "core/layout.h"
 #include "policy.h"
 #include "region.h"
@@ -112,22 +113,50 @@ int xr_metadata_get(xr_engine *e, void *buf, size_t *len)
     return rc;
 }
 
-static void peer_free(xr_peer *p)
+/* A peer's regions: what load_regions builds, and what a refresh retires. */
+typedef struct xr_peer_retired {
+    xr_peer_region *regions;
+    size_t nregions;
+    xr_spans index;
+    struct xr_peer_retired *next;
+} xr_peer_retired;
+
+static void regions_free(xr_engine *e, xr_peer_region *g, size_t n, xr_spans *index)
 {
-    xr_engine *e = p->e;
     for (unsigned i = 0; i < e->nrails; i++) {
         xr_rail *r = &e->rails[i];
         pthread_mutex_lock(&r->lock);
-        for (size_t k = 0; k < p->nregions; k++)
-            if (p->regions[k].mapped[i])
-                fi_mr_unmap_key(r->domain, p->regions[k].key[i]);
+        for (size_t k = 0; k < n; k++)
+            if (g[k].mapped[i])
+                fi_mr_unmap_key(r->domain, g[k].key[i]);
+        pthread_mutex_unlock(&r->lock);
+    }
+    free(g);
+    xr__spans_free(index);
+}
+
+static void retired_free(xr_peer *p)
+{
+    for (xr_peer_retired *t; (t = p->retired);) {
+        p->retired = t->next;
+        regions_free(p->e, t->regions, t->nregions, &t->index);
+        free(t);
+    }
+}
+
+static void peer_free(xr_peer *p)
+{
+    xr_engine *e = p->e;
+    retired_free(p);
+    regions_free(e, p->regions, p->nregions, &p->index);
+    for (unsigned i = 0; i < e->nrails; i++) {
+        xr_rail *r = &e->rails[i];
+        pthread_mutex_lock(&r->lock);
         if (p->peer_rail[i] >= 0)
             fi_av_remove(r->av, &p->fi_addr[i], 1, 0);
         pthread_mutex_unlock(&r->lock);
     }
     fields_free(p->fields, p->nfields);
-    free(p->regions);
-    xr__spans_free(&p->index);
     free(p->name);
     free(p);
 }
@@ -141,6 +170,21 @@ void xr__peer_put(xr_peer *p)
 {
     if (--p->refs == 0)
         peer_free(p);
+    else if (p->refs == 1 && p->retired)
+        retired_free(p); /* the last transfer made with old regions is gone */
+}
+
+int xr__peer_check(xr_peer *p, const char *what)
+{
+    if (p->unloaded)
+        return xr__error_set(XR_ENOENT, "%s: peer '%s' was unloaded", what, p->name);
+    if (atomic_load(&p->gone))
+        return xr__error_set(XR_EGONE, "%s: peer '%s' left the directory; look it up again "
+                                       "once it is back", what, p->name);
+    if (atomic_load(&p->lost))
+        return xr__error_set(XR_EPEER, "%s: peer '%s' stopped answering; load its metadata "
+                                       "again to try it again", what, p->name);
+    return 0;
 }
 
 void xr__peer_fini(xr_engine *e)
@@ -361,6 +405,77 @@ static int load_regions(xr_engine *e, xr_peer *p, const xr_md *m)
     return 0;
 }
 
+/* Decode a blob and refuse what it cannot mean; *m is freed on failure. */
+static int md_decode(xr_engine *e, const void *md, size_t len, xr_md *m)
+{
+    int rc = xr__layout_md_decode(e->layout, md, len, e->opts.max_metadata, m);
+    if (rc)
+        return rc;
+    if (!*m->name)
+        rc = xr__error_set(XR_EBADMD, "metadata: name is empty");
+    else if (m->nrails > XR_MAX_RAILS)
+        rc = xr__error_set(XR_EBADMD, "metadata: peer '%s' has %u rails; at most %d are supported",
+                           m->name, m->nrails, XR_MAX_RAILS);
+    else
+        rc = md_check(m);
+    if (rc)
+        xr__layout_free(xr__layout_schema(e->layout), m);
+    return rc;
+}
+
+/* What identifies the engine behind a name: its rails' providers and
+ * addresses. A restarted engine has new ones. */
+static uint32_t rails_sig(const xr_md *m)
+{
+    uint32_t crc = xr__crc32c_update(0, &m->nrails, sizeof m->nrails);
+    for (uint32_t j = 0; j < m->nrails; j++) {
+        crc = xr__crc32c_update(crc, m->rails[j].provider, strlen(m->rails[j].provider));
+        crc = xr__crc32c_update(crc, m->rails[j].addr, m->rails[j].addrlen);
+    }
+    return crc;
+}
+
+int xr__peer_refresh(xr_peer *p, const void *md, size_t len)
+{
+    xr_engine *e = p->e;
+    xr_md m;
+    int rc = md_decode(e, md, len, &m);
+    if (rc)
+        return rc;
+    xr_peer_retired *old = calloc(1, sizeof *old);
+    pthread_mutex_lock(&e->lock);
+    if (!old)
+        rc = xr__error_set(XR_ENOMEM, "peer '%s': refresh", p->name);
+    else if (strcmp(m.name, p->name) || rails_sig(&m) != p->rails_sig)
+        rc = xr__error_set(XR_EVERSION, "peer '%s': the new metadata is of another engine (%s, "
+                                        "other rails): load it as a new peer", p->name, m.name);
+    if (!rc) {
+        /* The new regions replace the old; the old stay for the transfers
+         * planned with them, until the last is released. */
+        old->regions = p->regions, old->nregions = p->nregions, old->index = p->index;
+        p->regions = NULL, p->nregions = 0;
+        memset(&p->index, 0, sizeof p->index);
+        rc = load_regions(e, p, &m);
+        if (rc) {
+            regions_free(e, p->regions, p->nregions, &p->index);
+            p->regions = old->regions, p->nregions = old->nregions, p->index = old->index;
+        } else {
+            old->next = p->retired;
+            p->retired = old;
+            old = NULL;
+            fields_free(p->fields, p->nfields);
+            p->fields = m.fields, p->nfields = m.nfields;
+            m.fields = NULL, m.nfields = 0;
+            if (p->refs == 1)
+                retired_free(p);
+        }
+    }
+    pthread_mutex_unlock(&e->lock);
+    free(old);
+    xr__layout_free(xr__layout_schema(e->layout), &m);
+    return rc;
+}
+
 int xr_peer_load(xr_engine *e, const void *md, size_t len, xr_peer **out)
 {
     if (out)
@@ -368,17 +483,10 @@ int xr_peer_load(xr_engine *e, const void *md, size_t len, xr_peer **out)
     if (!e || !md || !out)
         return xr__error_set(XR_EINVAL, "xr_peer_load: NULL argument");
     xr_md m;
-    int rc = xr__layout_md_decode(e->layout, md, len, e->opts.max_metadata, &m);
+    int rc = md_decode(e, md, len, &m);
     if (rc)
         return rc;
-    if (!*m.name)
-        rc = xr__error_set(XR_EBADMD, "metadata: name is empty");
-    else if (m.nrails > XR_MAX_RAILS)
-        rc = xr__error_set(XR_EBADMD, "metadata: peer '%s' has %u rails; at most %d are supported",
-                      m.name, m.nrails, XR_MAX_RAILS);
-    else
-        rc = md_check(&m);
-    xr_peer *p = rc ? NULL : calloc(1, sizeof *p);
+    xr_peer *p = calloc(1, sizeof *p);
     if (!rc && (!p || !(p->name = strdup(m.name))))
         rc = xr__error_set(XR_ENOMEM, "xr_peer_load: out of memory");
     if (rc) {
@@ -389,6 +497,7 @@ int xr_peer_load(xr_engine *e, const void *md, size_t len, xr_peer **out)
     p->e = e;
     xr__list_init(&p->link);
     p->nrails = m.nrails;
+    p->rails_sig = rails_sig(&m);
     p->refs = 1;
     for (unsigned i = 0; i < XR_MAX_RAILS; i++)
         p->peer_rail[i] = -1; /* unpaired: freeing must not remove another peer's address */
@@ -495,6 +604,7 @@ int xr_metadata_set_field(xr_engine *e, const char *name, const void *value, siz
     if (!rc) {
         ps->fields[i].value = v;
         ps->fields[i].len = (uint32_t)len;
+        atomic_fetch_add(&e->md_gen, 1);
     }
     pthread_mutex_unlock(&e->lock);
     if (rc)
@@ -506,21 +616,28 @@ int xr_peer_field(xr_peer *p, const char *name, void *buf, size_t *len)
 {
     if (!p || !name || !len)
         return xr__error_set(XR_EINVAL, "xr_peer_field: NULL argument");
-    for (uint32_t i = 0; i < p->nfields; i++) {
+    /* The lock: a directory refresh (xr__peer_refresh) may replace them. */
+    pthread_mutex_lock(&p->e->lock);
+    int rc = XR_ENOENT;
+    for (uint32_t i = 0; i < p->nfields && rc == XR_ENOENT; i++) {
         const xr_md_field *f = &p->fields[i];
         if (strcmp(f->name, name))
             continue;
         if (!buf || *len < f->len) {
             size_t had = buf ? *len : 0;
             *len = f->len;
-            return xr__error_set(XR_ETOOSMALL, "xr_peer_field: '%s' of peer '%s' is %u bytes, buffer "
-                                          "holds %zu", name, p->name, f->len, had);
+            rc = xr__error_set(XR_ETOOSMALL, "xr_peer_field: '%s' of peer '%s' is %u bytes, "
+                                             "buffer holds %zu", name, p->name, f->len, had);
+            break;
         }
         if (f->len)
             memcpy(buf, f->value, f->len);
         *len = f->len;
-        return 0;
+        rc = 0;
     }
-    return xr__error_set(XR_ENOENT, "xr_peer_field: peer '%s' published no field '%s' (it has %u)",
-                    p->name, name, p->nfields);
+    if (rc == XR_ENOENT)
+        rc = xr__error_set(XR_ENOENT, "xr_peer_field: peer '%s' published no field '%s' (it has "
+                                      "%u)", p->name, name, p->nfields);
+    pthread_mutex_unlock(&p->e->lock);
+    return rc;
 }

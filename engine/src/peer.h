@@ -48,6 +48,11 @@ struct xr_peer {
                                        spins on a lock the dead process held) */
     _Atomic uint64_t path_down;     /* rails whose connection to it failed (XR_EPEER);
                                        each new post tries them again */
+    atomic_bool gone;               /* it left the directory (dir.c): XR_EGONE */
+    uint32_t rails_sig;             /* CRC of its rails' providers and addresses: the same
+                                       engine, when its metadata is loaded again */
+    struct xr_peer_retired *retired; /* regions replaced by xr__peer_refresh, kept while
+                                       transfers made with them live (refs > 1) */
 };
 
 int xr__peer_init(xr_engine *e);
@@ -64,6 +69,15 @@ xr_peer *xr__peer_by_addr(xr_engine *e, unsigned rail, fi_addr_t dst);
  * peer that answered last, readable through the rail. Engine lock held. */
 bool xr__peer_probe_target(xr_engine *e, unsigned rail, fi_addr_t *dst, uint64_t *raddr,
                            uint64_t *key);
+/* Load a newer version of the peer's metadata in place: its regions and
+ * fields change, its rails must not (XR_EVERSION if they do: another
+ * engine of that name, to be loaded as a new peer). Transfers already
+ * created keep what they planned with. Engine lock not held. */
+int xr__peer_refresh(xr_peer *p, const void *md, size_t len);
+/* The error to give for a new operation with the peer, or 0 if it may go:
+ * XR_ENOENT unloaded, XR_EGONE left the directory, XR_EPEER stopped
+ * answering. `what` names the call in the message. */
+int xr__peer_check(xr_peer *p, const char *what);
 void xr__peer_get(xr_peer *p);      /* engine lock held */
 void xr__peer_put(xr_peer *p);      /* engine lock held */
 

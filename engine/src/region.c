@@ -266,6 +266,8 @@ int xr__region_publish(xr_region *g)
         rc = xr__error_set(XR_ENOMEM, "xr_mem_register: region index");
     if (rc)
         region_release(g);
+    else
+        atomic_fetch_add(&e->md_gen, 1);
     return rc;
 }
 
@@ -336,6 +338,7 @@ int xr_mem_deregister(xr_region *g)
     }
     xr__spans_remove(&e->regions, g->addr, g);
     region_release(g);
+    atomic_fetch_add(&e->md_gen, 1);
     pthread_mutex_unlock(&e->lock);
     /* The memory may be freed after this: registrations of it that nobody
      * else holds must never be served again. */

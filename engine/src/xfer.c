@@ -262,8 +262,10 @@ int xr_xfer_create(xr_engine *e, xr_peer *peer, xr_op op, const xr_iov *local,
         return xr__error_set(XR_EINVAL, "xr_xfer_create: NULL argument");
     if (op != XR_OP_WRITE && op != XR_OP_READ)
         return xr__error_set(XR_EINVAL, "xr_xfer_create: op %d is neither WRITE nor READ", (int)op);
-    if (peer->unloaded)
-        return xr__error_set(XR_ENOENT, "xr_xfer_create: peer '%s' was unloaded", peer->name);
+    /* A peer that stopped answering may be planned for (its post says
+     * so); one unloaded or gone from the directory may not. */
+    if (peer->unloaded || atomic_load(&peer->gone))
+        return xr__peer_check(peer, "xr_xfer_create");
     xr_xfer *x = calloc(1, sizeof *x);
     desc_ref *ref = calloc(count ? count : 1, sizeof *ref);
     size_t counts[XR_MAX_RAILS] = {0}, next[XR_MAX_RAILS];
@@ -817,11 +819,9 @@ int xr_xfer_post(xr_xfer *x)
         return xr__error_set(XR_EINVAL, "xr_xfer_post: NULL transfer");
     if (atomic_load(&x->status) == XR_EINPROGRESS)
         return xr__error_set(XR_EBUSY, "xr_xfer_post: the transfer is still in flight");
-    if (x->peer->unloaded)
-        return xr__error_set(XR_ENOENT, "xr_xfer_post: peer '%s' was unloaded", x->peer->name);
-    if (atomic_load(&x->peer->lost))
-        return xr__error_set(XR_EPEER, "xr_xfer_post: peer '%s' stopped answering; load its "
-                                       "metadata again to try it again", x->peer->name);
+    int rc = xr__peer_check(x->peer, "xr_xfer_post");
+    if (rc)
+        return rc;
     atomic_store(&x->err, 0);
     x->errmsg[0] = 0;
     x->gen++; /* a chunk's retries count per post: reset when failover meets it */
