@@ -55,6 +55,8 @@ static const struct {
     {XR_ECANCELED, "Canceled", NULL},
     {XR_ESCRIPT, "ScriptError", NULL},
     {XR_EPEER, "PeerLost", NULL},
+    {XR_EDIR, "DirectoryError", NULL},
+    {XR_EGONE, "PeerGone", NULL},
 };
 
 /* Raise the class of `rc` with `msg` (the engine's detail when NULL). */

@@ -37,7 +37,9 @@ from ._xrail import (  # noqa: F401  (re-exported)
     NotSupported,
     OutOfMemory,
     OutOfRange,
+    DirectoryError,
     Peer,
+    PeerGone,
     PeerLost,
     Region,
     ScriptError,
@@ -56,7 +58,8 @@ __all__ = [
     "log_to_python", "log_to_stderr",
     "AccessDenied", "Again", "AlreadyExists", "BadMetadata", "Busy", "Canceled",
     "FabricError", "InProgress", "InvalidArgument", "NoRail", "NotFound", "NotRegistered",
-    "NotSupported", "OutOfMemory", "OutOfRange", "PeerLost", "ScriptError", "Timeout",
+    "NotSupported", "OutOfMemory", "OutOfRange", "PeerLost", "PeerGone", "DirectoryError",
+    "ScriptError", "Timeout",
     "TooSmall", "TransferFailed", "VersionMismatch",
 ]
 
