@@ -105,6 +105,7 @@ typedef struct {
     PyObject_HEAD
     EngineObject *eng;
     xr_peer *p;
+    int from_dir;   /* from Engine.lookup: the directory owns it, never unloaded here */
 } PeerObject;
 
 typedef struct {
@@ -722,7 +723,101 @@ static PyObject *engine_load_peer(EngineObject *self, PyObject *args)
     Py_INCREF(self);
     po->eng = self;
     po->p = p;
+    po->from_dir = 0;
     return (PyObject *)po;
+}
+
+static PyObject *engine_open_directory(EngineObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwl[] = {"endpoints", "prefix", "ttl", "request_timeout", "user", "password",
+                          "ca_file", "cert_file", "key_file", NULL};
+    xr_dir_opts o;
+    xr_dir_opts_init(&o);
+    double ttl = 10, req = 2;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "s|zddzzzzz:open_directory", kwl, &o.endpoints,
+                                     &o.prefix, &ttl, &req, &o.user, &o.password, &o.ca_file,
+                                     &o.cert_file, &o.key_file))
+        return NULL;
+    if (!engine_open(self))
+        return NULL;
+    if (!o.prefix)
+        o.prefix = "/xrail/";
+    o.ttl_ms = ttl <= 0 ? 0 : ttl > 1e6 ? 1000000000u : (unsigned)(ttl * 1000);
+    o.request_ms = req <= 0 ? 0 : req > 1e6 ? 1000000000u : (unsigned)(req * 1000);
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = xr_dir_open(self->e, &o);
+    Py_END_ALLOW_THREADS
+    if (rc)
+        return raise_xr(rc);
+    Py_RETURN_NONE;
+}
+
+static PyObject *engine_close_directory(EngineObject *self, PyObject *unused)
+{
+    (void)unused;
+    if (!engine_open(self))
+        return NULL;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = xr_dir_close(self->e);
+    Py_END_ALLOW_THREADS
+    if (rc)
+        return raise_xr(rc);
+    Py_RETURN_NONE;
+}
+
+static PyObject *engine_lookup(EngineObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwl[] = {"name", "timeout", NULL};
+    const char *name;
+    double timeout = 30;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "s|d:lookup", kwl, &name, &timeout))
+        return NULL;
+    if (!engine_open(self))
+        return NULL;
+    int ms = timeout <= 0 ? 0 : timeout > 2e6 ? 2000000000 : (int)(timeout * 1000);
+    xr_peer *p = NULL;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = xr_peer_lookup(self->e, name, ms, &p);
+    Py_END_ALLOW_THREADS
+    if (rc)
+        return raise_xr(rc);
+    PeerObject *po = PyObject_New(PeerObject, &PeerType);
+    if (!po)
+        return NULL;
+    Py_INCREF(self);
+    po->eng = self;
+    po->p = p;
+    po->from_dir = 1;
+    return (PyObject *)po;
+}
+
+static PyObject *engine_directory_events(EngineObject *self, PyObject *unused)
+{
+    (void)unused;
+    if (!engine_open(self))
+        return NULL;
+    static const char *const kinds[] = {"?", "join", "update", "leave"};
+    PyObject *out = PyList_New(0);
+    xr_dir_event ev;
+    int rc;
+    while (out && (rc = xr_dir_event_get(self->e, &ev)) == 0) {
+        PyObject *t = Py_BuildValue("(ssL)", kinds[ev.kind <= 3 ? ev.kind : 0], ev.name,
+                                    (long long)ev.revision);
+        if (!t || PyList_Append(out, t)) {
+            Py_XDECREF(t);
+            Py_CLEAR(out);
+            return NULL;
+        }
+        Py_DECREF(t);
+    }
+    if (out && rc != XR_EAGAIN) {
+        Py_DECREF(out);
+        return raise_xr(rc);
+    }
+    return out;
 }
 
 /* Descriptors: each (int address or buffer, length), or a buffer alone.
@@ -1122,6 +1217,19 @@ static PyMethodDef engine_methods[] = {
     {"metadata", (PyCFunction)engine_metadata, METH_NOARGS,
      "metadata() -> bytes: this engine's rails, published regions and fields, for peers."},
     {"_set_field", (PyCFunction)engine_set_field, METH_VARARGS, NULL},
+    {"open_directory", (PyCFunction)(void (*)(void))engine_open_directory,
+     METH_VARARGS | METH_KEYWORDS,
+     "open_directory(endpoints, prefix='/xrail/', ttl=10.0, request_timeout=2.0, user=None, "
+     "password=None, ca_file=None, cert_file=None, key_file=None): publish this engine in "
+     "etcd and watch the prefix (docs/discovery.md)."},
+    {"close_directory", (PyCFunction)engine_close_directory, METH_NOARGS,
+     "close_directory(): leave the directory now (close() does it too)."},
+    {"lookup", (PyCFunction)(void (*)(void))engine_lookup, METH_VARARGS | METH_KEYWORDS,
+     "lookup(name, timeout=30.0) -> Peer: the peer published as name, loaded on first use "
+     "and kept up to date; the directory owns it."},
+    {"directory_events", (PyCFunction)engine_directory_events, METH_NOARGS,
+     "directory_events() -> [(kind, name, revision)]: 'join', 'update', 'leave', oldest "
+     "first; fileno() becomes readable when one comes."},
     {"load_peer", (PyCFunction)engine_load_peer, METH_VARARGS,
      "load_peer(metadata: bytes) -> Peer."},
     {"write", (PyCFunction)(void (*)(void))engine_write, METH_VARARGS | METH_KEYWORDS,
@@ -1261,6 +1369,8 @@ static PyObject *peer_connect(PeerObject *self, PyObject *args)
 static PyObject *peer_unload(PeerObject *self, PyObject *unused)
 {
     (void)unused;
+    if (self->from_dir)
+        return raise_msg(XR_EINVAL, "a peer from Engine.lookup belongs to the directory");
     if (self->p && self->eng->e) {
         int rc = xr_peer_unload(self->p);
         if (rc)
@@ -1272,7 +1382,7 @@ static PyObject *peer_unload(PeerObject *self, PyObject *unused)
 
 static void peer_dealloc(PeerObject *self)
 {
-    if (self->p && self->eng->e)
+    if (self->p && self->eng->e && !self->from_dir)
         xr_peer_unload(self->p);
     Py_DECREF(self->eng);
     PyObject_Del(self);

@@ -1,0 +1,107 @@
+"""The etcd directory from Python, against a real etcd (Debian's etcd-server)
+started on free loopback ports; skipped where etcd is not installed or the
+library was built without the directory."""
+import os
+import shutil
+import socket
+import subprocess
+import time
+
+import numpy as np
+import pytest
+
+import xrail
+from conftest import settings
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def etcd(tmp_path):
+    if not shutil.which("etcd"):
+        pytest.skip("etcd is not installed (Debian: etcd-server; scripts/setup.sh)")
+    client, peer = _free_port(), _free_port()
+    url, purl = f"http://127.0.0.1:{client}", f"http://127.0.0.1:{peer}"
+    log = open(tmp_path / "etcd.log", "wb")
+    proc = subprocess.Popen(
+        ["etcd", "--name", "py", "--data-dir", str(tmp_path / "data"),
+         "--listen-client-urls", url, "--advertise-client-urls", url,
+         "--listen-peer-urls", purl, "--initial-advertise-peer-urls", purl,
+         "--initial-cluster", f"py={purl}"], stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", client), timeout=1).close()
+                break
+            except OSError:
+                assert proc.poll() is None, "etcd exited at start"
+                assert time.monotonic() < deadline, "etcd did not listen in 30 s"
+                time.sleep(0.05)
+        yield url
+    finally:
+        proc.kill()
+        proc.wait()
+        log.close()
+
+
+def _open(engine, url):
+    deadline = time.monotonic() + 30
+    while True:  # etcd listens before it serves
+        try:
+            return engine.open_directory(url, prefix="/py-test/", ttl=2)
+        except xrail.NotSupported as e:
+            pytest.skip(str(e))
+        except xrail.DirectoryError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def test_lookup_update_and_leave(etcd):
+    a = xrail.Engine("a", **settings("tcp", progress_thread=True))
+    b = xrail.Engine("b", **settings("tcp", progress_thread=True))
+    try:
+        dst = np.zeros(1 << 16, dtype=np.uint8)
+        ra = a.register(dst, access="rw")  # kept: a dropped Region deregisters
+        _open(a, etcd)
+        _open(b, etcd)
+        src = np.arange(1 << 16, dtype=np.uint32).astype(np.uint8)
+        rs = b.register(src)
+        peer = b.lookup("a", timeout=10)
+        assert b.lookup("a") is not None
+        with pytest.raises(xrail.Error):
+            peer.unload()  # the directory owns it
+        b.write(peer, [src], [(dst.ctypes.data, dst.nbytes)]).wait(30)
+        assert np.array_equal(dst, src)
+        # A region registered after the lookup reaches the same handle.
+        dst2 = np.zeros(4096, dtype=np.uint8)
+        ra2 = a.register(dst2, access="rw")
+        deadline = time.monotonic() + 10
+        seen = []
+        while ("update", "a") not in seen:
+            seen += [(k, n) for k, n, _ in b.directory_events()]
+            assert time.monotonic() < deadline, f"no update event: {seen}"
+            time.sleep(0.02)
+        assert ("join", "a") in seen
+        b.write(peer, [src[:4096]], [(dst2.ctypes.data, 4096)]).wait(30)
+        assert np.array_equal(dst2, src[:4096])
+        with pytest.raises(xrail.Timeout):
+            b.lookup("nobody", timeout=0.2)
+        # Leaving: the peer's new transfers are refused with PeerGone.
+        a.close_directory()
+        deadline = time.monotonic() + 10
+        while ("leave", "a") not in seen:
+            seen += [(k, n) for k, n, _ in b.directory_events()]
+            assert time.monotonic() < deadline, f"no leave event: {seen}"
+            time.sleep(0.02)
+        with pytest.raises(xrail.PeerGone):
+            b.write(peer, [src], [(dst.ctypes.data, dst.nbytes)])
+        del ra, ra2, rs
+    finally:
+        b.close()
+        a.close()
