@@ -4,6 +4,8 @@
 # example (e.g. --provider shm --rails 8).
 #
 #   scripts/demo.sh [ARGS]          the C example
+#   scripts/demo.sh --etcd [ARGS]   the C example with no side channel: a local etcd
+#                                   (scripts/with-etcd.sh) is the directory
 #   scripts/demo.sh python [ARGS]   the Python example (numpy; --cuda for torch on a GPU)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -16,4 +18,8 @@ if [ "${1:-}" = python ]; then
   PYTHONPATH="$root/build/python" exec /usr/bin/python3 examples/python/prefill_decode.py "$@"
 fi
 cmake --build build -j"$(nproc)" --target prefill_decode
+if [ "${1:-}" = --etcd ]; then
+  shift
+  exec scripts/with-etcd.sh ./build/examples/prefill_decode/prefill_decode --etcd @ETCD@ "$@"
+fi
 exec ./build/examples/prefill_decode/prefill_decode "$@"

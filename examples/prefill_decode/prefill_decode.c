@@ -15,6 +15,9 @@
  *          all), --compute-us N (prefill's time per layer, 0; with it the
  *          prefill side prints the time from the last layer ready to the
  *          notification delivered),
+ *          --etcd URL (no side channel: both workers publish themselves in
+ *          the etcd directory and find each other by name; the timing and
+ *          the verdict travel as xrail notifications),
  *          --gpu P,D (builds with CUDA: prefill's KV cache on GPU P, decode's
  *          on GPU D, both from cudaMalloc; the bytes are checked on the host
  *          after copying decode's blocks back)
@@ -50,6 +53,7 @@
 
 typedef struct opts {
     const char *provider, *layout;
+    const char *etcd;    /* --etcd URL: peers found through the directory, no side channel */
     unsigned rails, port, layers, blocks, block_kib, request;
     unsigned compute_us; /* --compute-us: prefill's time per layer before it is ready */
     int layerwise;       /* --layerwise: each layer goes as soon as it is ready, in a group */
@@ -203,6 +207,19 @@ static xr_engine *engine(const char *name, const opts *o)
     return e;
 }
 
+/* --etcd: publish this worker, once what peers must see is registered (a
+ * later change is published again, but a peer may look in between). A
+ * short lease: a killed worker leaves within 5 s. */
+static void publish(xr_engine *e, const opts *o)
+{
+    xr_dir_opts d;
+    xr_dir_opts_init(&d);
+    d.endpoints = o->etcd;
+    d.prefix = "/xrail-demo/";
+    d.ttl_ms = 5000;
+    TRY(xr_dir_open(e, &d));
+}
+
 /* ---- decode ---- */
 
 static int decode(const opts *o, int lfd)
@@ -229,16 +246,21 @@ static int decode(const opts *o, int lfd)
     TRY(xr_metadata_set_field(e, "kv.dtype", "uint8", 5));
     TRY(xr_metadata_set_field(e, "model", "demo-uint8", 10));
 
-    int fd = accept(lfd, NULL, NULL);
-    close(lfd);
-    size_t len = 0;
-    xr_metadata_get(e, NULL, &len);
-    void *md = malloc(len);
-    TRY(xr_metadata_get(e, md, &len));
-    uint64_t l64 = len;
-    xwrite(fd, &l64, sizeof l64);
-    xwrite(fd, md, len);
-    free(md);
+    int fd = -1;
+    if (!o->etcd) { /* the side channel: our metadata to whoever connects */
+        fd = accept(lfd, NULL, NULL);
+        close(lfd);
+        size_t len = 0;
+        xr_metadata_get(e, NULL, &len);
+        void *md = malloc(len);
+        TRY(xr_metadata_get(e, md, &len));
+        uint64_t l64 = len;
+        xwrite(fd, &l64, sizeof l64);
+        xwrite(fd, md, len);
+        free(md);
+    } else {
+        publish(e, o);
+    }
     printf("decode:  %u rails, KV pool %u layers x %u blocks x %u KiB registered in %s; "
            "waiting\n", xr_rail_count(e), pool.layers, pool.blocks, o->block_kib,
            gpu >= 0 ? "GPU memory" : "host memory");
@@ -269,7 +291,15 @@ static int decode(const opts *o, int lfd)
         }
     }
     stats st;
-    xread(fd, &st, sizeof st);
+    if (o->etcd) { /* prefill's figures come as a notification after the request's */
+        n = cap;
+        TRY(xr_notif_wait(e, 60000, from, sizeof from, msg, &n));
+        if (n != sizeof st)
+            DIE("decode: expected prefill's figures (%zu bytes), got %zu", sizeof st, n);
+        memcpy(&st, msg, sizeof st);
+    } else {
+        xread(fd, &st, sizeof st);
+    }
     double mib = (double)st.bytes / (1 << 20), secs = (double)st.ns / 1e9;
     printf("decode:  request %llu from '%s': %u blocks x %u layers = %.1f MiB in %llu "
            "descriptors\n", (unsigned long long)h.id, from, h.nblocks, pool.layers, mib,
@@ -283,8 +313,19 @@ static int decode(const opts *o, int lfd)
     else
         printf("decode:  verified every byte of %u blocks: OK\n", h.nblocks);
     uint8_t ack = bad == 0;
-    xwrite(fd, &ack, 1);
-    close(fd);
+    if (o->etcd) {
+        xr_peer *pf;
+        TRY(xr_peer_lookup(e, from, 30000, &pf));
+        TRY(xr_notif_send(e, pf, &ack, 1));
+        /* Sent once it has left: wait for its answer before closing. */
+        char who[64];
+        uint8_t bye;
+        size_t nb = 1;
+        TRY(xr_notif_wait(e, 60000, who, sizeof who, &bye, &nb));
+    } else {
+        xwrite(fd, &ack, 1);
+        close(fd);
+    }
     free(msg);
     TRY(xr_mem_deregister(reg));
     xr_engine_destroy(e);
@@ -325,14 +366,30 @@ static int prefill(const opts *o)
     TRY(xr_mem_register(e, kv, bytes, gpu >= 0 ? XR_MEM_CUDA : XR_MEM_HOST, gpu >= 0 ? gpu : 0,
                         XR_ACCESS_NONE, &reg));
 
-    int fd = connect_to(o->port);
-    uint64_t len;
-    xread(fd, &len, sizeof len);
-    void *md = malloc(len);
-    xread(fd, md, len);
+    int fd = -1;
     xr_peer *peer;
-    TRY(xr_peer_load(e, md, len, &peer));
-    free(md);
+    if (o->etcd) { /* by name, once decode has published itself */
+        /* Decode answers us through the directory too. The layout asks
+         * every worker for its pool's geometry: ours, then. */
+        pool_info mine = {(uintptr_t)kv, o->layers, o->blocks, (uint32_t)bb};
+        TRY(xr_metadata_set_field(e, "kv.base", &mine.base, sizeof mine.base));
+        TRY(xr_metadata_set_field(e, "kv.layers", &mine.layers, sizeof mine.layers));
+        TRY(xr_metadata_set_field(e, "kv.blocks", &mine.blocks, sizeof mine.blocks));
+        TRY(xr_metadata_set_field(e, "kv.block_bytes", &mine.block_bytes,
+                                  sizeof mine.block_bytes));
+        TRY(xr_metadata_set_field(e, "kv.dtype", "uint8", 5));
+        TRY(xr_metadata_set_field(e, "model", "demo-uint8", 10));
+        publish(e, o);
+        TRY(xr_peer_lookup(e, "decode-0", 60000, &peer));
+    } else {
+        fd = connect_to(o->port);
+        uint64_t len;
+        xread(fd, &len, sizeof len);
+        void *md = malloc(len);
+        xread(fd, md, len);
+        TRY(xr_peer_load(e, md, len, &peer));
+        free(md);
+    }
     /* Connect every rail now, side by side, rather than each on its first
      * chunk: the request below then runs at warm speed. */
     TRY(xr_peer_connect(peer, 30000));
@@ -433,14 +490,23 @@ static int prefill(const opts *o)
     printf("prefill: wrote %u blocks (%zu descriptors) to '%s' with a notification%s\n", n, nd,
            xr_peer_name(peer), gpu >= 0 ? ", from GPU memory" : "");
     fflush(stdout);
-    xwrite(fd, &st, sizeof st);
     uint8_t ack = 0;
-    xread(fd, &ack, 1);
-    close(fd);
+    if (o->etcd) {
+        TRY(xr_notif_send(e, peer, &st, sizeof st));
+        char who[64];
+        size_t na = 1;
+        TRY(xr_notif_wait(e, 60000, who, sizeof who, &ack, &na));
+        TRY(xr_notif_send(e, peer, &ack, 1)); /* decode may close now */
+    } else {
+        xwrite(fd, &st, sizeof st);
+        xread(fd, &ack, 1);
+        close(fd);
+    }
     free(local);
     free(remote);
     free(msg);
-    TRY(xr_peer_unload(peer));
+    if (!o->etcd) /* a peer from the directory is the directory's */
+        TRY(xr_peer_unload(peer));
     TRY(xr_mem_deregister(reg));
     xr_engine_destroy(e);
     pool_free(gpu, kv, host);
@@ -449,7 +515,7 @@ static int prefill(const opts *o)
 
 int main(int argc, char **argv)
 {
-    opts o = {"tcp;ofi_rxm", "kv_cache.lua", 4, 18515, 16, 64, 64, 24, 0, 0, {-1, -1}};
+    opts o = {"tcp;ofi_rxm", "kv_cache.lua", NULL, 4, 18515, 16, 64, 64, 24, 0, 0, {-1, -1}};
     const char *role = "both";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -469,6 +535,8 @@ int main(int argc, char **argv)
             o.block_kib = (unsigned)atoi(v), i++;
         else if (v && !strcmp(a, "--request"))
             o.request = (unsigned)atoi(v), i++;
+        else if (v && !strcmp(a, "--etcd"))
+            o.etcd = v, i++;
         else if (v && !strcmp(a, "--layout"))
             o.layout = v, i++;
         else if (v && !strcmp(a, "--compute-us"))
@@ -481,16 +549,16 @@ int main(int argc, char **argv)
         else
             DIE("usage: %s [decode|prefill] [--provider P] [--rails N] [--port N] [--layers N] "
                 "[--blocks N] [--block-kib N] [--request N] [--layout F] [--gpu P,D] "
-                "[--layerwise] [--compute-us N]", argv[0]);
+                "[--layerwise] [--compute-us N] [--etcd URL]", argv[0]);
     }
     if (!o.rails || !o.layers || !o.blocks || !o.block_kib || !o.request)
         DIE("rails, layers, blocks, block-kib and request must be positive");
     if (!strcmp(role, "decode"))
-        return decode(&o, listen_on(o.port));
+        return decode(&o, o.etcd ? -1 : listen_on(o.port));
     if (!strcmp(role, "prefill"))
         return prefill(&o);
     /* Both: listen first so the prefill process can always connect. */
-    int lfd = listen_on(o.port);
+    int lfd = o.etcd ? -1 : listen_on(o.port);
     printf("prefill -> decode over %u %s rails (two processes)", o.rails, o.provider);
     if (o.gpu[0] >= 0)
         printf(", KV cache on GPU %d -> GPU %d", o.gpu[0], o.gpu[1]);
@@ -500,7 +568,8 @@ int main(int argc, char **argv)
     if (pid == 0) {
         exit(decode(&o, lfd));
     }
-    close(lfd);
+    if (lfd >= 0)
+        close(lfd);
     int rc = prefill(&o), st = 0;
     waitpid(pid, &st, 0);
     return rc || !WIFEXITED(st) || WEXITSTATUS(st);
