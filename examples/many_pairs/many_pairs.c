@@ -3,6 +3,7 @@
  * with its own rail count and its own rail policy script.
  *
  *   many_pairs [--provider P] [--rails N] [--layers N] [--blocks N] [--block-kib N]
+ *              [--etcd URL [--ttl-ms N]]
  *
  * Three processes. Prefill owns a KV pool (layer-major: layer l, block b at
  * base + (l * blocks + b) * block_bytes), publishes it read-only with the
@@ -18,16 +19,27 @@
  * before the READ, verifies every byte, prints how its policy split the
  * transfer over its rails, and tells prefill with a notification. Exit 0
  * only if both verified.
+ *
+ * With --etcd URL there are no pipes for metadata: all three publish
+ * themselves in the etcd directory (each with its own pool's shape), the
+ * decoders look prefill up by name,
+ * and prefill looks each decoder up when its notification comes. Then
+ * prefill kills decode-1 (SIGKILL, as a crash would) and waits for the
+ * directory to say it left: exit 0 only if that came within the lease's
+ * TTL plus 1 s, a notification to it is refused with XR_EGONE, and
+ * decode-0, still alive, is answered.
  */
 #include "xrail.h"
 
 #include <poll.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define FAIL(...) (fprintf(stderr, __VA_ARGS__), fputc('\n', stderr), exit(1))
@@ -41,6 +53,8 @@
 typedef struct cfg {
     const char *provider;
     unsigned rails, layers, blocks, block_kib;
+    const char *etcd; /* --etcd URL: peers found through the directory */
+    unsigned ttl_ms;  /* --ttl-ms: the lease; a killed worker leaves within it */
 } cfg;
 
 /* A decoder: its name, rails, policy, and which prefill blocks it wants. */
@@ -55,6 +69,13 @@ static uint8_t pattern(unsigned layer, unsigned block, size_t i)
     uint64_t v = (((uint64_t)layer * 1000003u + block) << 20) ^ i;
     v *= 0xD6E8FEB86659FD93ull;
     return (uint8_t)(v >> 59 ^ v >> 31);
+}
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
 static xr_engine *open_engine(const char *name, const char *provider, unsigned rails,
@@ -74,6 +95,39 @@ static xr_engine *open_engine(const char *name, const char *provider, unsigned r
     xr_engine *e;
     CHECK(xr_engine_create(&eo, &e));
     return e;
+}
+
+/* Whether a child has ended, leaving it to be reaped later. */
+static bool has_ended(pid_t pid)
+{
+    siginfo_t si = {0};
+    return waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == pid;
+}
+
+/* A pool's shape, as the kv_cache.lua layout publishes it. */
+static void describe_pool(xr_engine *e, const void *base, unsigned layers, unsigned blocks,
+                          size_t block_bytes)
+{
+    uint64_t b = (uintptr_t)base;
+    uint32_t v;
+    CHECK(xr_metadata_set_field(e, "model", "demo-uint8", 10));
+    CHECK(xr_metadata_set_field(e, "kv.base", &b, sizeof b));
+    CHECK(xr_metadata_set_field(e, "kv.layers", (v = layers, &v), sizeof v));
+    CHECK(xr_metadata_set_field(e, "kv.blocks", (v = blocks, &v), sizeof v));
+    CHECK(xr_metadata_set_field(e, "kv.block_bytes", (v = (uint32_t)block_bytes, &v), sizeof v));
+    CHECK(xr_metadata_set_field(e, "kv.dtype", "uint8", 5));
+}
+
+/* --etcd: publish this worker under the example's namespace, once its pool
+ * and fields are registered, so that no peer sees it half made. */
+static void publish(xr_engine *e, const cfg *c)
+{
+    xr_dir_opts d;
+    xr_dir_opts_init(&d);
+    d.endpoints = c->etcd;
+    d.prefix = "/xrail-many-pairs/";
+    d.ttl_ms = (int)c->ttl_ms;
+    CHECK(xr_dir_open(e, &d));
 }
 
 /* Length-prefixed messages over a pipe. */
@@ -108,25 +162,35 @@ static uint32_t field_u32(xr_peer *p, const char *name)
 static int run_decoder(const cfg *c, const decoder *d, int fd)
 {
     xr_engine *e = open_engine(d->name, c->provider, d->rails, d->policy);
-    uint64_t mdlen;
-    void *md = get_msg(fd, &mdlen);
+    /* Our own pool, in the same layout: the request's blocks land at the
+     * front of each layer. It is registered and described before the
+     * engine publishes itself, as kv_cache.lua asks. */
+    size_t bb = (size_t)c->block_kib * 1024, nd = (size_t)c->layers * d->nblocks, bytes = nd * bb;
+    uint8_t *kv = aligned_alloc(4096, bytes);
+    memset(kv, 0, bytes);
+    xr_region *g;
+    CHECK(xr_mem_register(e, kv, bytes, XR_MEM_HOST, 0, XR_ACCESS_WRITE, &g));
+    describe_pool(e, kv, c->layers, d->nblocks, bb);
     xr_peer *p;
-    CHECK(xr_peer_load(e, md, mdlen, &p));
-    free(md);
+    if (c->etcd) { /* by name; the directory owns the handle */
+        publish(e, c);
+        CHECK(xr_peer_lookup(e, "prefill", 60000, &p));
+    } else {
+        uint64_t mdlen;
+        void *md = get_msg(fd, &mdlen);
+        CHECK(xr_peer_load(e, md, mdlen, &p));
+        free(md);
+    }
     /* The published pool, checked before a byte moves. */
     uint64_t base = 0;
     size_t n8 = sizeof base;
     CHECK(xr_peer_field(p, "kv.base", &base, &n8));
     uint32_t layers = field_u32(p, "kv.layers"), blocks = field_u32(p, "kv.blocks");
-    size_t bb = field_u32(p, "kv.block_bytes");
-    if (layers != c->layers || bb != (size_t)c->block_kib * 1024 ||
+    if (layers != c->layers || field_u32(p, "kv.block_bytes") != bb ||
         d->first_block + d->nblocks > blocks)
-        FAIL("%s: prefill's pool is %u layers x %u blocks x %zu bytes; this decoder expects "
-             "%u layers x %u KiB blocks", d->name, layers, blocks, bb, c->layers, c->block_kib);
-    /* Our own pool: the request's blocks land at the front of each layer. */
-    size_t nd = (size_t)layers * d->nblocks, bytes = nd * bb;
-    uint8_t *kv = aligned_alloc(4096, bytes);
-    memset(kv, 0, bytes);
+        FAIL("%s: prefill's pool is %u layers x %u blocks x %u bytes; this decoder expects "
+             "%u layers x %u KiB blocks", d->name, layers, blocks,
+             field_u32(p, "kv.block_bytes"), c->layers, c->block_kib);
     xr_iov *local = malloc(nd * sizeof *local), *remote = malloc(nd * sizeof *remote);
     for (unsigned l = 0; l < layers; l++)
         for (unsigned i = 0; i < d->nblocks; i++) {
@@ -164,13 +228,20 @@ static int run_decoder(const cfg *c, const decoder *d, int fd)
     char done[64];
     int dl = snprintf(done, sizeof done, "%s %s", d->name, bad ? "bad" : "ok");
     CHECK(xr_notif_send(e, p, done, (size_t)dl));
-    /* Drive progress until prefill says it got it: without a progress
-     * thread, the queued notification leaves only while we do. */
-    for (struct pollfd pf = {.fd = fd, .events = POLLIN}; poll(&pf, 1, 1) == 0;)
-        xr_progress(e);
-    uint64_t ack;
-    free(get_msg(fd, &ack));
-    CHECK(xr_peer_unload(p));
+    if (c->etcd) { /* prefill answers over xrail too (xr_notif_wait drives progress) */
+        char from[64], ack[16];
+        size_t n = sizeof ack;
+        CHECK(xr_notif_wait(e, 120000, from, sizeof from, ack, &n));
+    } else {
+        /* Drive progress until prefill says it got it: without a progress
+         * thread, the queued notification leaves only while we do. */
+        for (struct pollfd pf = {.fd = fd, .events = POLLIN}; poll(&pf, 1, 1) == 0;)
+            xr_progress(e);
+        uint64_t ack;
+        free(get_msg(fd, &ack));
+        CHECK(xr_peer_unload(p));
+    }
+    CHECK(xr_mem_deregister(g));
     xr_engine_destroy(e);
     free(kv);
     free(local);
@@ -178,11 +249,62 @@ static int run_decoder(const cfg *c, const decoder *d, int fd)
     return bad ? 1 : 0;
 }
 
+/* --etcd, once both decoders verified: kill decode-1 as a crash would, and
+ * wait for the directory to say it left, driving progress meanwhile (the
+ * directory's own thread renews and watches; the engine fd wakes us). Then
+ * a notification to it must be refused, and decode-0, alive, is answered.
+ * True if the leave came within the TTL plus 1 s. */
+static bool crash_one(xr_engine *e, const cfg *c, const decoder *dec, const pid_t *pid)
+{
+    xr_peer *gone, *alive;
+    CHECK(xr_peer_lookup(e, dec[1].name, 10000, &gone));
+    CHECK(xr_peer_lookup(e, dec[0].name, 10000, &alive));
+    int efd = xr_engine_fd(e);
+    CHECK(efd);
+    xr_dir_event ev;
+    while (xr_dir_event_get(e, &ev) == 0) /* the joins so far */
+        ;
+    double t0 = now_s(), seen = -1, bound = c->ttl_ms / 1e3 + 1;
+    kill(pid[1], SIGKILL);
+    printf("prefill: killed %s (SIGKILL)\n", dec[1].name);
+    fflush(stdout);
+    while (seen < 0 && now_s() - t0 < bound + 10) {
+        xr_progress(e);
+        while (seen < 0 && xr_dir_event_get(e, &ev) == 0)
+            if (ev.kind == XR_DIR_LEAVE && !strcmp(ev.name, dec[1].name))
+                seen = now_s() - t0;
+        struct pollfd pf = {.fd = efd, .events = POLLIN};
+        uint64_t drain;
+        if (seen < 0 && poll(&pf, 1, 10) == 1 && read(efd, &drain, sizeof drain) < 0)
+            FAIL("engine fd: read failed");
+    }
+    int refused = xr_notif_send(e, gone, "ack", 3);
+    CHECK(xr_notif_send(e, alive, "ack", 3));
+    if (seen < 0)
+        printf("prefill: %s's leave not seen in %.1f s\n", dec[1].name, bound + 10);
+    else
+        printf("prefill: the directory saw %s leave %.2f s after the kill (lease TTL %.1f s); "
+               "a notification to it now: %s\n", dec[1].name, seen, c->ttl_ms / 1e3,
+               xr_err_name(refused));
+    fflush(stdout);
+    /* decode-0 leaves once it has its answer; drive progress until it has. */
+    for (double t1 = now_s(); now_s() - t1 < 30;) {
+        xr_progress(e);
+        if (has_ended(pid[0]))
+            break;
+    }
+    return seen >= 0 && seen <= bound && refused == XR_EGONE;
+}
+
 int main(int argc, char **argv)
 {
-    cfg c = {"tcp;ofi_rxm", 4, 8, 64, 64};
+    cfg c = {"tcp;ofi_rxm", 4, 8, 64, 64, NULL, 3000};
     for (int i = 1; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "--provider"))
+        if (!strcmp(argv[i], "--etcd"))
+            c.etcd = argv[i + 1];
+        else if (!strcmp(argv[i], "--ttl-ms"))
+            c.ttl_ms = (unsigned)atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--provider"))
             c.provider = argv[i + 1];
         else if (!strcmp(argv[i], "--rails"))
             c.rails = (unsigned)atoi(argv[i + 1]);
@@ -194,11 +316,12 @@ int main(int argc, char **argv)
             c.block_kib = (unsigned)atoi(argv[i + 1]);
         else
             FAIL("usage: %s [--provider P] [--rails N] [--layers N] [--blocks N] "
-                 "[--block-kib N]", argv[0]);
+                 "[--block-kib N] [--etcd URL [--ttl-ms N]]", argv[0]);
     }
-    if (argc % 2 == 0 || c.rails < 2 || !c.layers || c.blocks < 4 || !c.block_kib)
+    if (argc % 2 == 0 || c.rails < 2 || !c.layers || c.blocks < 4 || !c.block_kib ||
+        c.ttl_ms < 2000)
         FAIL("usage: %s [--provider P] [--rails N>=2] [--layers N] [--blocks N>=4] "
-             "[--block-kib N]", argv[0]);
+             "[--block-kib N] [--etcd URL [--ttl-ms N>=2000]]", argv[0]);
     decoder dec[2] = {
         {"decode-0", "even_stripe.lua", c.rails, 0, c.blocks / 2},
         {"decode-1", "single_rail.lua", 2, c.blocks / 2, c.blocks / 4},
@@ -228,23 +351,20 @@ int main(int argc, char **argv)
                 kv[((size_t)l * c.blocks + b) * bb + i] = pattern(l, b, i);
     xr_region *g;
     CHECK(xr_mem_register(e, kv, bytes, XR_MEM_HOST, 0, XR_ACCESS_READ, &g));
-    uint64_t base = (uintptr_t)kv;
-    uint32_t v;
-    CHECK(xr_metadata_set_field(e, "model", "demo-uint8", 10));
-    CHECK(xr_metadata_set_field(e, "kv.base", &base, sizeof base));
-    CHECK(xr_metadata_set_field(e, "kv.layers", (v = c.layers, &v), sizeof v));
-    CHECK(xr_metadata_set_field(e, "kv.blocks", (v = c.blocks, &v), sizeof v));
-    CHECK(xr_metadata_set_field(e, "kv.block_bytes", (v = (uint32_t)bb, &v), sizeof v));
-    CHECK(xr_metadata_set_field(e, "kv.dtype", "uint8", 5));
+    describe_pool(e, kv, c.layers, c.blocks, bb);
     size_t mdlen = 0;
     xr_metadata_get(e, NULL, &mdlen);
     void *md = malloc(mdlen);
     CHECK(xr_metadata_get(e, md, &mdlen));
     printf("prefill: %u %s rails, pool of %u layers x %u blocks x %u KiB published read-only "
-           "to 2 decoders\n", c.rails, c.provider, c.layers, c.blocks, c.block_kib);
+           "to 2 decoders%s\n", c.rails, c.provider, c.layers, c.blocks, c.block_kib,
+           c.etcd ? " through etcd" : "");
     fflush(stdout);
-    for (int k = 0; k < 2; k++)
-        put_msg(pipes[k][1], md, mdlen);
+    if (c.etcd)
+        publish(e, &c);
+    else
+        for (int k = 0; k < 2; k++)
+            put_msg(pipes[k][1], md, mdlen);
     free(md);
 
     /* Both decoders read at once; prefill waits for both to say they are
@@ -253,24 +373,39 @@ int main(int argc, char **argv)
     for (int got = 0; got < 2;) {
         char from[64], msg[64];
         size_t n = sizeof msg - 1;
-        CHECK(xr_notif_wait(e, 120000, from, sizeof from, msg, &n));
+        int rc = xr_notif_wait(e, 1000, from, sizeof from, msg, &n);
+        if (rc == XR_ETIMEDOUT) { /* a decoder that failed will not write */
+            for (int k = 0; k < 2; k++)
+                if (has_ended(pid[k]))
+                    FAIL("prefill: %s ended before it said it was done", dec[k].name);
+            continue;
+        }
+        CHECK(rc);
         msg[n] = 0;
         printf("prefill: notification from %s: \"%s\"\n", from, msg);
         oks += strstr(msg, " ok") != NULL;
-        for (int k = 0; k < 2; k++)
-            if (!strcmp(from, dec[k].name))
-                put_msg(pipes[k][1], "", 0);
+        if (!c.etcd)
+            for (int k = 0; k < 2; k++)
+                if (!strcmp(from, dec[k].name))
+                    put_msg(pipes[k][1], "", 0);
         got++;
     }
+    bool left_in_time = true;
+    if (c.etcd)
+        left_in_time = crash_one(e, &c, dec, pid);
     int st[2];
     for (int k = 0; k < 2; k++)
         waitpid(pid[k], &st[k], 0);
     CHECK(xr_mem_deregister(g));
     xr_engine_destroy(e);
     free(kv);
-    bool all = oks == 2;
-    for (int k = 0; k < 2; k++)
+    /* With --etcd, decode-1 was killed: it is the one that may not exit 0. */
+    bool all = oks == 2 && left_in_time;
+    for (int k = 0; k < (c.etcd ? 1 : 2); k++)
         all = all && WIFEXITED(st[k]) && WEXITSTATUS(st[k]) == 0;
-    printf("%s\n", all ? "many_pairs: both decoders verified every byte" : "many_pairs: FAILED");
+    if (c.etcd)
+        all = all && WIFSIGNALED(st[1]) && WTERMSIG(st[1]) == SIGKILL;
+    printf("%s%s\n", all ? "many_pairs: both decoders verified every byte" : "many_pairs: FAILED",
+           all && c.etcd ? "; the killed one left the directory within its TTL" : "");
     return all ? 0 : 1;
 }

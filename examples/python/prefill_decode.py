@@ -10,11 +10,16 @@ memory with one notification, and decode verifies every block when the
 notification arrives. Metadata and block tables travel over a side channel
 (here, the pipes between the two processes; in a server, its own RPC).
 
+With --etcd URL there is no side channel: both workers publish themselves
+in the etcd directory and find each other by name, and the block tables,
+the request and decode's verdict travel as xrail notifications.
+
     python3 examples/python/prefill_decode.py                  # tcp, 4 rails
     python3 examples/python/prefill_decode.py --provider shm
     python3 examples/python/prefill_decode.py --layerwise --compute-ms 2  # layer by layer
     python3 examples/python/prefill_decode.py --cuda           # torch tensors on GPU 0
     python3 examples/python/prefill_decode.py --cuda --gpus 0,1  # prefill GPU 0, decode GPU 1
+    python3 examples/python/prefill_decode.py --etcd http://127.0.0.1:2379
 
 Needs the package on PYTHONPATH (<build>/python, or pip-installed).
 """
@@ -32,6 +37,7 @@ import xrail
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPTS = os.path.join(HERE, "..", "..", "scripts")
 MODEL = "tiny-llm-7b"
+PREFIX = "/xrail-demo-py/"  # --etcd: this example's namespace in the directory
 
 
 def engine_settings(args):
@@ -91,16 +97,34 @@ def decode(args):
         # Decode's own block table: this request gets scattered free blocks.
         rng = np.random.default_rng(7)
         mine = sorted(rng.choice(args.blocks, size=args.request_blocks, replace=False).tolist())
-        print(json.dumps({"md": e.metadata().hex(), "blocks": mine}), flush=True)
-        prefill_blocks = json.loads(sys.stdin.readline())["blocks"]
-        who, msg = e.wait_notification(timeout=120)
+        if args.etcd:
+            # Published once the pool and its fields are: no peer sees it half made.
+            e.open_directory(args.etcd, prefix=PREFIX, ttl=5)
+            who, ask = e.wait_notification(timeout=120)  # {"request": id, "want": n}
+            if json.loads(ask)["want"] != len(mine):
+                sys.exit(f"decode: {who} wants {json.loads(ask)['want']} blocks")
+            prefill_peer = e.lookup(who, timeout=30)
+            e.send_notif(prefill_peer, json.dumps({"blocks": mine}).encode())
+            who, msg = e.wait_notification(timeout=120)
+            prefill_blocks = json.loads(msg)["blocks"]
+            msg = json.loads(msg)["request"].encode()
+        else:
+            print(json.dumps({"md": e.metadata().hex(), "blocks": mine}), flush=True)
+            prefill_blocks = json.loads(sys.stdin.readline())["blocks"]
+            who, msg = e.wait_notification(timeout=120)
         bad = 0
         host = to_host(pool)
         for layer in range(args.layers):
             for src, dst in zip(prefill_blocks, mine):
                 want = block_values(layer, src, host.shape[2:])
                 bad += int(not np.array_equal(host[layer, dst], want))
-        print(json.dumps({"from": who, "msg": msg.decode(), "bad_blocks": bad}), flush=True)
+        result = json.dumps({"from": who, "msg": msg.decode(), "bad_blocks": bad})
+        if args.etcd:
+            # The verdict goes over xrail too; close only once prefill has it.
+            e.send_notif(prefill_peer, result.encode())
+            e.wait_notification(timeout=60)
+        else:
+            print(result, flush=True)
         region.deregister()
     out.flush()
     return 0 if bad == 0 else 1
@@ -108,17 +132,27 @@ def decode(args):
 
 def prefill(args):
     passed = [a for a in sys.argv[1:] if a not in ("--role", "prefill")]
+    pipes = {} if args.etcd else dict(stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     child = subprocess.Popen([sys.executable, os.path.abspath(__file__)] + passed +
-                             ["--role", "decode"], stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, text=True)
+                             ["--role", "decode"], **pipes)
     try:
-        hello = json.loads(child.stdout.readline())
         with xrail.Engine("prefill", **engine_settings(args)) as e:
             pool = make_pool(args)
             addr, layer_stride, block_bytes = pool_info(pool)
             publish_pool(e, addr, block_bytes, args)
             e.register(pool, access="none")
-            peer = e.load_peer(bytes.fromhex(hello["md"]))
+            if args.etcd:
+                # By name, once decode has published itself; then ask it
+                # for free blocks, over xrail.
+                e.open_directory(args.etcd, prefix=PREFIX, ttl=5)
+                peer = e.lookup("decode", timeout=60)
+                print(f"prefill: found decode through etcd at {args.etcd}, no side channel")
+                e.send_notif(peer, json.dumps({"request": 42,
+                                               "want": args.request_blocks}).encode())
+                hello = json.loads(e.wait_notification(timeout=60)[1])
+            else:
+                hello = json.loads(child.stdout.readline())
+                peer = e.load_peer(bytes.fromhex(hello["md"]))
             # Check decode's KV layout against ours before moving a byte.
             want = {"model": MODEL.encode(), "kv.dtype": b"float16"}
             for name, value in want.items():
@@ -144,13 +178,17 @@ def prefill(args):
                 addr, remote_base, block_bytes, mine, hello["blocks"], layers=args.layers,
                 local_layer_stride=layer_stride, remote_layer_stride=block_bytes * remote_blocks)
             peer.connect(30)  # every rail at once: the request below runs warm
-            child.stdin.write(json.dumps({"blocks": mine}) + "\n")
-            child.stdin.flush()
+            done = b"request-42 done"
+            if args.etcd:  # which of our blocks, in the notification itself
+                done = json.dumps({"request": done.decode(), "blocks": mine}).encode()
+            else:
+                child.stdin.write(json.dumps({"blocks": mine}) + "\n")
+                child.stdin.flush()
             t0 = time.perf_counter()
             if args.layerwise:
                 # One transfer per layer, each sent as soon as its layer is
                 # ready; one notification once every byte of all has landed.
-                g = e.group(peer, notif=b"request-42 done")
+                g = e.group(peer, notif=done)
                 per = len(local) // args.layers
                 for layer in range(args.layers):
                     time.sleep(args.compute_ms / 1e3)  # prefill computes this layer
@@ -162,7 +200,7 @@ def prefill(args):
             else:
                 time.sleep(args.layers * args.compute_ms / 1e3)  # every layer, then send
                 ready = time.perf_counter()
-                xfer = e.write(peer, local, remote, notif=b"request-42 done")
+                xfer = e.write(peer, local, remote, notif=done)
                 xfer.wait(timeout=120)
             dt = time.perf_counter() - t0
             if args.layerwise or args.compute_ms:
@@ -174,7 +212,11 @@ def prefill(args):
                   f"({nbytes / 2**20:.1f} MiB, {len(local)} descriptors) over "
                   f"{len(e.rails)} {args.provider} rails in {dt * 1e3:.1f} ms: "
                   f"{nbytes / dt / 1e9:.2f} GB/s")
-        result = json.loads(child.stdout.readline())
+            if args.etcd:
+                result = json.loads(e.wait_notification(timeout=120)[1])
+                e.send_notif(peer, b"bye")
+            else:
+                result = json.loads(child.stdout.readline())
         if child.wait(timeout=60) != 0 or result["bad_blocks"]:
             print(f"decode: {result['bad_blocks']} blocks wrong", file=sys.stderr)
             return 1
@@ -201,6 +243,8 @@ def main():
     ap.add_argument("--heads", type=int, default=8)
     ap.add_argument("--head-dim", type=int, default=128)
     ap.add_argument("--request-blocks", type=int, default=24)
+    ap.add_argument("--etcd", metavar="URL",
+                    help="find each other through this etcd, with no side channel")
     ap.add_argument("--cuda", action="store_true", help="torch tensors on GPU 0")
     ap.add_argument("--gpus", default="0,0",
                     help="with --cuda: prefill's GPU,decode's GPU (default 0,0)")

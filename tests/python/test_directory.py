@@ -105,3 +105,49 @@ def test_lookup_update_and_leave(etcd):
     finally:
         b.close()
         a.close()
+
+
+@pytest.mark.parametrize("thread", [True, False])
+def test_events_from_asyncio(etcd, thread):
+    """Join and leave awaited on the engine's fd, while the loop runs a
+    ticker: the wait must not block the loop. Without a progress thread too:
+    the directory's own thread wakes the fd."""
+    import asyncio
+
+    w = xrail.Engine("watcher", **settings("tcp", progress_thread=thread))
+    try:
+        _open(w, etcd)
+
+        async def scenario():
+            ticks = 0
+
+            async def ticker():
+                nonlocal ticks
+                while True:
+                    await asyncio.sleep(0.01)
+                    ticks += 1
+
+            t = asyncio.ensure_future(ticker())
+            with pytest.raises(xrail.Timeout):
+                await w.wait_directory_event_async(timeout=0.2)
+            j = xrail.Engine("joiner", **settings("tcp", progress_thread=True))
+            try:
+                _open(j, etcd)
+                kind, name, rev = await w.wait_directory_event_async(timeout=10)
+                assert (kind, name) == ("join", "joiner") and rev > 0
+                j.close_directory()
+                got = []
+                async for ev in w.directory_events_async():
+                    got.append(ev[:2])
+                    if ev[:2] == ("leave", "joiner"):
+                        break
+                assert got[-1] == ("leave", "joiner")
+            finally:
+                j.close()
+            t.cancel()
+            return ticks
+
+        # The loop ran while it waited: 0.2 s of timeout alone is ~20 ticks.
+        assert asyncio.run(asyncio.wait_for(scenario(), 30)) >= 10
+    finally:
+        w.close()

@@ -137,6 +137,7 @@ class Engine(_xrail.Engine):
         self._wakers: dict = {}
         self._has_thread: Optional[bool] = None
         self._pending: List[Tuple[str, bytes]] = []
+        self._dir_pending: List[Tuple[str, str, int]] = []  # taken by an async waiter
 
     def register(self, obj, access: str = "rw"):
         """A Region for obj (a buffer, a CUDA array, a CPU torch tensor, an
@@ -211,16 +212,18 @@ class Engine(_xrail.Engine):
             w = self._wakers[loop] = _Waker(self, loop)
         return w
 
-    async def _until(self, ready, timeout: Optional[float], what: str) -> None:
+    async def _until(self, ready, timeout: Optional[float], what: str,
+                     fd_only: bool = False) -> None:
         """Return once ready() is true, awaiting the engine's events; Timeout
-        after `timeout` seconds (None: never)."""
+        after `timeout` seconds (None: never). fd_only: what is awaited is
+        signalled on the fd by a thread of the engine's own, not by progress."""
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         while not ready():
             left = None if deadline is None else deadline - loop.time()
             if left is not None and left <= 0:
                 raise Timeout(f"{what}: not within {timeout} s")
-            if not self._threaded():
+            if not fd_only and not self._threaded():
                 # Nothing writes the fd while no one drives progress.
                 self.progress()
                 await asyncio.sleep(0.0002)
@@ -246,6 +249,32 @@ class Engine(_xrail.Engine):
         if not self._pending:
             await self._until(self._notif_ready, timeout, "wait_notification_async")
         return self._pending.pop(0)
+
+    def directory_events(self) -> List[Tuple[str, str, int]]:
+        """The directory's events since the last look, oldest first:
+        (kind, peer name, etcd revision), kind "join", "update" or "leave"."""
+        out, self._dir_pending = self._dir_pending + super().directory_events(), []
+        return out
+
+    async def directory_events_async(self) -> AsyncIterator[Tuple[str, str, int]]:
+        """``async for kind, name, revision in engine.directory_events_async()``:
+        each directory event as it comes, without blocking the event loop (the
+        directory's thread wakes the engine's fd, progress thread or not)."""
+        while True:
+            await self._until(self._dir_ready, None, "directory_events_async", fd_only=True)
+            yield self._dir_pending.pop(0)
+
+    async def wait_directory_event_async(self, timeout: Optional[float] = None
+                                         ) -> Tuple[str, str, int]:
+        """The next directory event, awaited; Timeout if none comes in time."""
+        if not self._dir_pending:
+            await self._until(self._dir_ready, timeout, "wait_directory_event_async",
+                              fd_only=True)
+        return self._dir_pending.pop(0)
+
+    def _dir_ready(self) -> bool:
+        self._dir_pending += super().directory_events()
+        return bool(self._dir_pending)
 
     def close(self) -> None:
         for w in list(self._wakers.values()):
