@@ -16,6 +16,7 @@ etcd --name local --data-dir "$dir/data" --listen-client-urls "$url" --advertise
   --listen-peer-urls "http://127.0.0.1:$pport" --initial-advertise-peer-urls "http://127.0.0.1:$pport" \
   --initial-cluster "local=http://127.0.0.1:$pport" > "$dir/etcd.log" 2>&1 &
 pid=$!
+export XRAIL_ETCD_PID=$pid
 trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -rf "$dir"' EXIT
 for _ in $(seq 300); do # until it serves a read, at most 30 s
   python3 -c 'import sys, urllib.request as u; u.urlopen(u.Request(sys.argv[1] + "/v3/kv/range", b"{\"key\":\"AA==\"}"), timeout=1)' "$url" 2>/dev/null && break
