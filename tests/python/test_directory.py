@@ -20,18 +20,24 @@ def _free_port():
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def etcd(tmp_path):
+def _start_etcd(tmp_path, scheme="http", extra=()):
+    """etcd on free loopback ports: (process, client URL, log file)."""
     if not shutil.which("etcd"):
         pytest.skip("etcd is not installed (Debian: etcd-server; scripts/setup.sh)")
     client, peer = _free_port(), _free_port()
-    url, purl = f"http://127.0.0.1:{client}", f"http://127.0.0.1:{peer}"
+    url, purl = f"{scheme}://127.0.0.1:{client}", f"http://127.0.0.1:{peer}"
     log = open(tmp_path / "etcd.log", "wb")
     proc = subprocess.Popen(
         ["etcd", "--name", "py", "--data-dir", str(tmp_path / "data"),
          "--listen-client-urls", url, "--advertise-client-urls", url,
          "--listen-peer-urls", purl, "--initial-advertise-peer-urls", purl,
-         "--initial-cluster", f"py={purl}"], stdout=log, stderr=log)
+         "--initial-cluster", f"py={purl}", *extra], stdout=log, stderr=log)
+    return proc, url, client, log
+
+
+@pytest.fixture
+def etcd(tmp_path):
+    proc, url, client, log = _start_etcd(tmp_path)
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -151,3 +157,105 @@ def test_events_from_asyncio(etcd, thread):
         assert asyncio.run(asyncio.wait_for(scenario(), 30)) >= 10
     finally:
         w.close()
+
+
+def _write_through(url, **auth):
+    """Two engines find each other through etcd with these options, and a
+    WRITE between them is verified."""
+    a = xrail.Engine("a", **settings("tcp", progress_thread=True))
+    b = xrail.Engine("b", **settings("tcp", progress_thread=True))
+    try:
+        dst = np.zeros(4096, dtype=np.uint8)
+        ra = a.register(dst, access="rw")
+        deadline = time.monotonic() + 30
+        while True:  # etcd listens before it serves
+            try:
+                a.open_directory(url, prefix="/py-auth/", ttl=2, **auth)
+                break
+            except xrail.NotSupported as e:
+                pytest.skip(str(e))
+            except xrail.DirectoryError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        b.open_directory(url, prefix="/py-auth/", ttl=2, **auth)
+        src = np.arange(4096, dtype=np.uint32).astype(np.uint8)
+        rs = b.register(src)
+        peer = b.lookup("a", timeout=10)
+        b.write(peer, [src], [(dst.ctypes.data, dst.nbytes)]).wait(30)
+        assert np.array_equal(dst, src)
+        del ra, rs
+    finally:
+        b.close()
+        a.close()
+
+
+def test_user_and_password(tmp_path):
+    """etcd with authentication on: the right password works, a wrong one
+    and none are refused with DirectoryError, naming what etcd said."""
+    if not shutil.which("etcdctl"):
+        pytest.skip("etcdctl is not installed (Debian: etcd-client)")
+    proc, url, client, log = _start_etcd(tmp_path)
+    try:
+        ctl = ["etcdctl", f"--endpoints={url}", "--dial-timeout=2s"]
+        env = dict(os.environ, ETCDCTL_API="3")
+        deadline = time.monotonic() + 30
+        while subprocess.run(ctl + ["user", "add", "root:s3cret"], env=env,
+                             capture_output=True).returncode:
+            assert time.monotonic() < deadline, "etcdctl user add failed for 30 s"
+            time.sleep(0.2)
+        for cmd in (["user", "grant-role", "root", "root"], ["auth", "enable"]):
+            r = subprocess.run(ctl + cmd, env=env, capture_output=True, text=True)
+            assert r.returncode == 0, r.stderr
+        _write_through(url, user="root", password="s3cret")
+        e = xrail.Engine("c", **settings("tcp", rails=1))
+        try:
+            with pytest.raises(xrail.DirectoryError, match="(?i)auth"):
+                e.open_directory(url, prefix="/py-auth/", user="root", password="wrong")
+            with pytest.raises(xrail.DirectoryError):
+                e.open_directory(url, prefix="/py-auth/")
+        finally:
+            e.close()
+    finally:
+        proc.kill()
+        proc.wait()
+        log.close()
+
+
+def test_tls_with_client_certificate(tmp_path):
+    """etcd over https, asking for a client certificate: the CA and the
+    client's certificate and key work; without them, DirectoryError."""
+    if not shutil.which("openssl"):
+        pytest.skip("openssl is not installed")
+
+    def ossl(*args):
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=tmp_path)
+
+    ossl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=xrail-ca",
+         "-keyout", "ca.key", "-out", "ca.crt")
+    (tmp_path / "san.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
+    for who in ("server", "client"):
+        ossl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={who}",
+             "-keyout", f"{who}.key", "-out", f"{who}.csr")
+        ossl("x509", "-req", "-in", f"{who}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+             "-CAcreateserial", "-days", "1", "-extfile", "san.cnf", "-out", f"{who}.crt")
+    t = str(tmp_path)
+    proc, url, client, log = _start_etcd(tmp_path, "https", [
+        "--cert-file", f"{t}/server.crt", "--key-file", f"{t}/server.key",
+        "--client-cert-auth", "--trusted-ca-file", f"{t}/ca.crt"])
+    try:
+        _write_through(url, ca_file=f"{t}/ca.crt", cert_file=f"{t}/client.crt",
+                       key_file=f"{t}/client.key")
+        e = xrail.Engine("c", **settings("tcp", rails=1))
+        try:
+            with pytest.raises(xrail.DirectoryError):  # no client certificate
+                e.open_directory(url, prefix="/py-auth/", ca_file=f"{t}/ca.crt")
+            with pytest.raises(xrail.DirectoryError):  # a CA it does not trust
+                e.open_directory(url, prefix="/py-auth/", cert_file=f"{t}/client.crt",
+                                 key_file=f"{t}/client.key")
+        finally:
+            e.close()
+    finally:
+        proc.kill()
+        proc.wait()
+        log.close()
