@@ -8,7 +8,7 @@ set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config libfabric-dev libfabric-bin liblua5.4-dev
       check libsubunit-dev iproute2 python3-dev python3-setuptools python3-pytest python3-numpy
-      python3-pip clang etcd-server libcurl4-openssl-dev libjson-c-dev)
+      python3-pip clang etcd-server etcd-client openssl libcurl4-openssl-dev libjson-c-dev)
 if [ "${1:-}" = --bench ]; then
   pkgs+=(ucx-utils gnuplot-nox valgrind)
 fi
