@@ -55,11 +55,11 @@ def etcd(tmp_path):
         log.close()
 
 
-def _open(engine, url):
+def _open(engine, url, **opts):
     deadline = time.monotonic() + 30
     while True:  # etcd listens before it serves
         try:
-            return engine.open_directory(url, prefix="/py-test/", ttl=2)
+            return engine.open_directory(url, prefix="/py-test/", ttl=2, **opts)
         except xrail.NotSupported as e:
             pytest.skip(str(e))
         except xrail.DirectoryError:
@@ -167,18 +167,8 @@ def _write_through(url, **auth):
     try:
         dst = np.zeros(4096, dtype=np.uint8)
         ra = a.register(dst, access="rw")
-        deadline = time.monotonic() + 30
-        while True:  # etcd listens before it serves
-            try:
-                a.open_directory(url, prefix="/py-auth/", ttl=2, **auth)
-                break
-            except xrail.NotSupported as e:
-                pytest.skip(str(e))
-            except xrail.DirectoryError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
-        b.open_directory(url, prefix="/py-auth/", ttl=2, **auth)
+        _open(a, url, **auth)
+        b.open_directory(url, prefix="/py-test/", ttl=2, **auth)
         src = np.arange(4096, dtype=np.uint32).astype(np.uint8)
         rs = b.register(src)
         peer = b.lookup("a", timeout=10)
@@ -211,9 +201,9 @@ def test_user_and_password(tmp_path):
         e = xrail.Engine("c", **settings("tcp", rails=1))
         try:
             with pytest.raises(xrail.DirectoryError, match="(?i)auth"):
-                e.open_directory(url, prefix="/py-auth/", user="root", password="wrong")
+                e.open_directory(url, prefix="/py-test/", user="root", password="wrong")
             with pytest.raises(xrail.DirectoryError):
-                e.open_directory(url, prefix="/py-auth/")
+                e.open_directory(url, prefix="/py-test/")
         finally:
             e.close()
     finally:
@@ -249,9 +239,9 @@ def test_tls_with_client_certificate(tmp_path):
         e = xrail.Engine("c", **settings("tcp", rails=1))
         try:
             with pytest.raises(xrail.DirectoryError):  # no client certificate
-                e.open_directory(url, prefix="/py-auth/", ca_file=f"{t}/ca.crt")
+                e.open_directory(url, prefix="/py-test/", ca_file=f"{t}/ca.crt")
             with pytest.raises(xrail.DirectoryError):  # a CA it does not trust
-                e.open_directory(url, prefix="/py-auth/", cert_file=f"{t}/client.crt",
+                e.open_directory(url, prefix="/py-test/", cert_file=f"{t}/client.crt",
                                  key_file=f"{t}/client.key")
         finally:
             e.close()
