@@ -1,6 +1,7 @@
 """The etcd directory from Python, against a real etcd (Debian's etcd-server)
 started on free loopback ports; skipped where etcd is not installed or the
 library was built without the directory."""
+import contextlib
 import os
 import shutil
 import socket
@@ -20,8 +21,9 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def _start_etcd(tmp_path, scheme="http", extra=()):
-    """etcd on free loopback ports: (process, client URL, log file)."""
+@contextlib.contextmanager
+def _etcd(tmp_path, scheme="http", extra=()):
+    """etcd on free loopback ports, listening: its client URL. Stopped after."""
     if not shutil.which("etcd"):
         pytest.skip("etcd is not installed (Debian: etcd-server; scripts/setup.sh)")
     client, peer = _free_port(), _free_port()
@@ -32,12 +34,6 @@ def _start_etcd(tmp_path, scheme="http", extra=()):
          "--listen-client-urls", url, "--advertise-client-urls", url,
          "--listen-peer-urls", purl, "--initial-advertise-peer-urls", purl,
          "--initial-cluster", f"py={purl}", *extra], stdout=log, stderr=log)
-    return proc, url, client, log
-
-
-@pytest.fixture
-def etcd(tmp_path):
-    proc, url, client, log = _start_etcd(tmp_path)
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -53,6 +49,12 @@ def etcd(tmp_path):
         proc.kill()
         proc.wait()
         log.close()
+
+
+@pytest.fixture
+def etcd(tmp_path):
+    with _etcd(tmp_path) as url:
+        yield url
 
 
 def _open(engine, url, **opts):
@@ -180,13 +182,23 @@ def _write_through(url, **auth):
         a.close()
 
 
+def _refused(url, **opts):
+    """Opening the directory with these options raises DirectoryError: its words."""
+    e = xrail.Engine("c", **settings("tcp", rails=1))
+    try:
+        with pytest.raises(xrail.DirectoryError) as why:
+            e.open_directory(url, prefix="/py-test/", **opts)
+        return str(why.value)
+    finally:
+        e.close()
+
+
 def test_user_and_password(tmp_path):
     """etcd with authentication on: the right password works, a wrong one
     and none are refused with DirectoryError, naming what etcd said."""
     if not shutil.which("etcdctl"):
         pytest.skip("etcdctl is not installed (Debian: etcd-client)")
-    proc, url, client, log = _start_etcd(tmp_path)
-    try:
+    with _etcd(tmp_path) as url:
         ctl = ["etcdctl", f"--endpoints={url}", "--dial-timeout=2s"]
         env = dict(os.environ, ETCDCTL_API="3")
         deadline = time.monotonic() + 30
@@ -198,18 +210,8 @@ def test_user_and_password(tmp_path):
             r = subprocess.run(ctl + cmd, env=env, capture_output=True, text=True)
             assert r.returncode == 0, r.stderr
         _write_through(url, user="root", password="s3cret")
-        e = xrail.Engine("c", **settings("tcp", rails=1))
-        try:
-            with pytest.raises(xrail.DirectoryError, match="(?i)auth"):
-                e.open_directory(url, prefix="/py-test/", user="root", password="wrong")
-            with pytest.raises(xrail.DirectoryError):
-                e.open_directory(url, prefix="/py-test/")
-        finally:
-            e.close()
-    finally:
-        proc.kill()
-        proc.wait()
-        log.close()
+        assert "auth" in _refused(url, user="root", password="wrong").lower()
+        _refused(url)
 
 
 def test_tls_with_client_certificate(tmp_path):
@@ -230,22 +232,10 @@ def test_tls_with_client_certificate(tmp_path):
         ossl("x509", "-req", "-in", f"{who}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
              "-CAcreateserial", "-days", "1", "-extfile", "san.cnf", "-out", f"{who}.crt")
     t = str(tmp_path)
-    proc, url, client, log = _start_etcd(tmp_path, "https", [
-        "--cert-file", f"{t}/server.crt", "--key-file", f"{t}/server.key",
-        "--client-cert-auth", "--trusted-ca-file", f"{t}/ca.crt"])
-    try:
-        _write_through(url, ca_file=f"{t}/ca.crt", cert_file=f"{t}/client.crt",
-                       key_file=f"{t}/client.key")
-        e = xrail.Engine("c", **settings("tcp", rails=1))
-        try:
-            with pytest.raises(xrail.DirectoryError):  # no client certificate
-                e.open_directory(url, prefix="/py-test/", ca_file=f"{t}/ca.crt")
-            with pytest.raises(xrail.DirectoryError):  # a CA it does not trust
-                e.open_directory(url, prefix="/py-test/", cert_file=f"{t}/client.crt",
-                                 key_file=f"{t}/client.key")
-        finally:
-            e.close()
-    finally:
-        proc.kill()
-        proc.wait()
-        log.close()
+    with _etcd(tmp_path, "https", ["--cert-file", f"{t}/server.crt", "--key-file",
+                                   f"{t}/server.key", "--client-cert-auth",
+                                   "--trusted-ca-file", f"{t}/ca.crt"]) as url:
+        client = dict(cert_file=f"{t}/client.crt", key_file=f"{t}/client.key")
+        _write_through(url, ca_file=f"{t}/ca.crt", **client)
+        _refused(url, ca_file=f"{t}/ca.crt")  # no client certificate
+        _refused(url, **client)  # a CA it does not trust
