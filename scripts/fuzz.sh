@@ -27,6 +27,8 @@ cmake --build build-fuzz -j"$(nproc)" --target "${harnesses[@]/#/fuzz_}"
 for h in "${harnesses[@]}"; do
   corpus=build-fuzz/corpus-$h
   mkdir -p "$corpus"
+  # Valid inputs to start from, so that mutations reach past the header.
+  [ -d "tests/fuzz/seeds/$h" ] && cp -n "tests/fuzz/seeds/$h"/* "$corpus"/
   echo "fuzz: $h, $runs inputs"
   (cd build-fuzz && "./tests/fuzz_$h" -runs="$runs" -print_final_stats=1 "corpus-$h" 2>&1 |
      grep -E '^Done|ERROR|SUMMARY|stat::number_of_executed_units') ||

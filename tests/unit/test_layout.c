@@ -73,6 +73,7 @@ static void md_make(xr_md *m, unsigned nrails, unsigned nregions, unsigned keys_
             g->keys[k].bytes = malloc(g->keys[k].nbytes);
             for (uint32_t b = 0; b < g->keys[k].nbytes; b++)
                 g->keys[k].bytes[b] = (uint8_t)rng();
+            g->keys[k].base = k % 3 ? 0 : g->addr - (k % 2 ? 0 : 4096); /* a shared one */
         }
     }
 }
@@ -114,6 +115,7 @@ static void md_check_equal(const xr_md *a, const xr_md *b)
             ck_assert_uint_eq(x->keys[k].raw, y->keys[k].raw);
             ck_assert_uint_eq(x->keys[k].nbytes, y->keys[k].nbytes);
             ck_assert_mem_eq(x->keys[k].bytes, y->keys[k].bytes, x->keys[k].nbytes);
+            ck_assert_uint_eq(x->keys[k].base, y->keys[k].base);
         }
     }
 }
@@ -343,6 +345,184 @@ START_TEST(unknown_and_missing_fields)
 }
 END_TEST
 
+/* ---- hand-built bodies: the wire as another writer may put it ---- */
+
+typedef struct wbuf {
+    uint8_t b[512];
+    size_t n;
+} wbuf;
+
+static void w_bytes(wbuf *w, const void *p, size_t n)
+{
+    memcpy(w->b + w->n, p, n);
+    w->n += n;
+}
+
+static void w_le(wbuf *w, uint64_t v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        w->b[w->n++] = (uint8_t)(v >> (8 * i));
+}
+
+/* A full-size record header; returns where its length goes (w_end fills it). */
+static size_t w_rec(wbuf *w, uint16_t id, uint8_t type, uint8_t flags)
+{
+    w_le(w, id, 2);
+    w->b[w->n++] = type;
+    w->b[w->n++] = flags;
+    w_le(w, 0, 4);
+    return w->n;
+}
+
+static void w_end(wbuf *w, size_t at)
+{
+    size_t v = w->n - at;
+    for (int i = 0; i < 4; i++)
+        w->b[at - 4 + i] = (uint8_t)(v >> (8 * i));
+}
+
+/* name "x", instance 5, no rails, then one region whose keys list the
+ * caller writes (the region's record is left open: the caller ends it). */
+static size_t w_region_prefix(wbuf *w, size_t *list_at)
+{
+    size_t at = w_rec(w, 1, XR_FT_STR, 0);
+    w_bytes(w, "x", 1);
+    w_end(w, at);
+    at = w_rec(w, 2, XR_FT_U64, 0);
+    w_le(w, 5, 8);
+    w_end(w, at);
+    at = w_rec(w, 3, XR_FT_LIST, 0);
+    w_le(w, 0, 4);
+    w_end(w, at);
+    *list_at = w_rec(w, 4, XR_FT_LIST, 0);
+    w_le(w, 1, 4);
+    size_t el = w_rec(w, 0, XR_FT_STRUCT, 0);
+    at = w_rec(w, 1, XR_FT_U64, 0);
+    w_le(w, 0x10000, 8);
+    w_end(w, at);
+    at = w_rec(w, 2, XR_FT_U64, 0);
+    w_le(w, 4096, 8);
+    w_end(w, at);
+    at = w_rec(w, 5, XR_FT_U8, 0);
+    w_le(w, 3, 1);
+    w_end(w, at);
+    return el;
+}
+
+static void w_close_region(wbuf *w, size_t el, size_t list_at)
+{
+    w_end(w, el);
+    w_end(w, list_at);
+}
+
+/* Format 1 (every list written with full records) is still read. */
+START_TEST(format1_lists_read)
+{
+    wbuf w = {.n = 0};
+    size_t list_at, el = w_region_prefix(&w, &list_at);
+    size_t keys = w_rec(&w, 6, XR_FT_LIST, 0);
+    w_le(&w, 1, 4);
+    size_t k = w_rec(&w, 0, XR_FT_STRUCT, 0), at;
+    at = w_rec(&w, 1, XR_FT_U32, 0), w_le(&w, 2, 4), w_end(&w, at);
+    at = w_rec(&w, 3, XR_FT_BYTES, 0), w_bytes(&w, "ABCDEFGH", 8), w_end(&w, at);
+    at = w_rec(&w, 4, XR_FT_U64, 0), w_le(&w, 0x8000, 8), w_end(&w, at);
+    w_end(&w, k);
+    w_end(&w, keys);
+    w_close_region(&w, el, list_at);
+    xr_md d;
+    ck_assert_msg(xr__layout_decode_body(&xr__layout_md_schema, w.b, w.n, &d) == 0, "%s",
+                  xr__error_last());
+    ck_assert_uint_eq(d.nregions, 1);
+    ck_assert_uint_eq(d.regions[0].nkeys, 1);
+    ck_assert_uint_eq(d.regions[0].keys[0].rail, 2);
+    ck_assert_uint_eq(d.regions[0].keys[0].base, 0x8000);
+    ck_assert_mem_eq(d.regions[0].keys[0].bytes, "ABCDEFGH", 8);
+    xr__layout_free(&xr__layout_md_schema, &d);
+}
+END_TEST
+
+/* A compact keys list as given, in the region of w_region_prefix. */
+static int decode_compact_keys(const uint8_t *elems, size_t n, uint32_t count, uint8_t flags,
+                               xr_md *d)
+{
+    wbuf w = {.n = 0};
+    size_t list_at, el = w_region_prefix(&w, &list_at);
+    size_t keys = w_rec(&w, 6, XR_FT_LIST, flags);
+    w_le(&w, count, 4);
+    w_bytes(&w, elems, n);
+    w_end(&w, keys);
+    w_close_region(&w, el, list_at);
+    return xr__layout_decode_body(&xr__layout_md_schema, w.b, w.n, d);
+}
+
+START_TEST(compact_lists)
+{
+    xr_md d;
+    /* rail 2 (1 byte), bytes "AB", base 0x8000 (2 bytes), and field 9, unknown: skipped. */
+    const uint8_t good[] = {14, 1, 1, 2, 3, 2, 'A', 'B', 4, 2, 0x00, 0x80, 9, 1, 7, 0};
+    ck_assert_msg(decode_compact_keys(good, sizeof good - 1, 1, XR_MD_COMPACT, &d) == 0, "%s",
+                  xr__error_last());
+    ck_assert_uint_eq(d.regions[0].keys[0].rail, 2);
+    ck_assert_uint_eq(d.regions[0].keys[0].base, 0x8000);
+    ck_assert_uint_eq(d.regions[0].keys[0].nbytes, 2);
+    xr__layout_free(&xr__layout_md_schema, &d);
+    /* The same bytes without the flag are not full records. */
+    ck_assert_int_eq(decode_compact_keys(good, sizeof good - 1, 1, 0, &d), XR_EBADMD);
+    /* An unknown flag. */
+    ck_assert_int_eq(decode_compact_keys(good, sizeof good - 1, 1, 0x80 | XR_MD_COMPACT, &d),
+                     XR_EBADMD);
+    ck_assert_ptr_nonnull(strstr(xr__error_last(), "keys: unknown record flags"));
+    /* An integer wider than its type: a u32 rail of 5 bytes. */
+    const uint8_t wide[] = {12, 1, 5, 1, 2, 3, 4, 5, 3, 1, 'A', 4, 0};
+    ck_assert_int_eq(decode_compact_keys(wide, sizeof wide, 1, XR_MD_COMPACT, &d), XR_EBADMD);
+    ck_assert_ptr_nonnull(strstr(xr__error_last(), "regions[0].keys[0].rail: u32 of 5 bytes"));
+    /* A varint that never ends, and one past 64 bits. */
+    const uint8_t endless[] = {0x80, 0x80, 0x80};
+    ck_assert_int_eq(decode_compact_keys(endless, sizeof endless, 1, XR_MD_COMPACT, &d), XR_EBADMD);
+    ck_assert_ptr_nonnull(strstr(xr__error_last(), "keys[0] length truncated or malformed"));
+    const uint8_t huge[] = {11, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f, 0};
+    ck_assert_int_eq(decode_compact_keys(huge, sizeof huge, 1, XR_MD_COMPACT, &d), XR_EBADMD);
+    ck_assert_ptr_nonnull(strstr(xr__error_last(), "record header truncated or malformed"));
+    /* An element longer than the list, and a count the bytes cannot hold. */
+    ck_assert_int_eq(decode_compact_keys(good, 5, 1, XR_MD_COMPACT, &d), XR_EBADMD);
+    ck_assert_ptr_nonnull(strstr(xr__error_last(), "truncated"));
+    ck_assert_int_eq(decode_compact_keys(good, sizeof good - 1, 99, XR_MD_COMPACT, &d), XR_EBADMD);
+    ck_assert_ptr_nonnull(strstr(xr__error_last(), "keys count 99 exceeds"));
+    /* A required field left out is named, as in full records. */
+    const uint8_t nobytes[] = {6, 1, 1, 2, 4, 1, 1};
+    ck_assert_int_eq(decode_compact_keys(nobytes, sizeof nobytes, 1, XR_MD_COMPACT, &d), XR_EBADMD);
+    ck_assert_ptr_nonnull(strstr(xr__error_last(), "keys[0].bytes missing"));
+}
+END_TEST
+
+/* What compact lists are for: a key of 8 bytes at its region's start costs
+ * at most 18 bytes on the wire (length 1, rail 3, raw 2, bytes 10, base 2),
+ * not 69 as full records. */
+START_TEST(compact_key_size)
+{
+    rng_state = 5;
+    xr_md m;
+    md_make(&m, 32, 100, 32);
+    size_t with, without;
+    for (unsigned i = 0; i < m.nregions; i++)
+        for (unsigned k = 0; k < m.regions[i].nkeys; k++) {
+            xr_md_key *key = &m.regions[i].keys[k];
+            key->raw = 0, key->base = 0, key->nbytes = 8;
+        }
+    free(encode(&m, &with));
+    uint32_t *nkeys = calloc(m.nregions, sizeof *nkeys);
+    for (unsigned i = 0; i < m.nregions; i++)
+        nkeys[i] = m.regions[i].nkeys, m.regions[i].nkeys = 0;
+    free(encode(&m, &without));
+    for (unsigned i = 0; i < m.nregions; i++)
+        m.regions[i].nkeys = nkeys[i];
+    free(nkeys);
+    double per_key = (double)(with - without) / (32.0 * 100);
+    ck_assert_msg(per_key <= 18, "%.1f bytes per key", per_key);
+    xr__layout_free(&xr__layout_md_schema, &m);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("layout");
@@ -355,6 +535,9 @@ static Suite *suite(void)
     tcase_add_test(tc, random_flips);
     tcase_add_test(tc, header_errors);
     tcase_add_test(tc, unknown_and_missing_fields);
+    tcase_add_test(tc, format1_lists_read);
+    tcase_add_test(tc, compact_lists);
+    tcase_add_test(tc, compact_key_size);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -11,9 +11,10 @@
 #include <stdint.h>
 
 #define XR_MD_MAGIC 0x444D5258u /* "XRMD" little-endian */
-#define XR_MD_FORMAT 1
+#define XR_MD_FORMAT 2          /* 2: compact lists; 1 (no compact lists) is still read */
 #define XR_MD_HEADER 16         /* magic u32, format u16, layout u16, total u32, crc u32 */
-#define XR_MD_RECORD 8          /* id u16, type u8, reserved u8, length u32 */
+#define XR_MD_RECORD 8          /* id u16, type u8, flags u8, length u32 */
+#define XR_MD_COMPACT 0x01      /* record flag: a list of flat elements, written compact */
 
 typedef enum xr_ftype {
     XR_FT_U8 = 1, XR_FT_U16, XR_FT_U32, XR_FT_U64, XR_FT_I32,
