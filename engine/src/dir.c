@@ -9,6 +9,14 @@
  * longer than the TTL), and reads the watch stream; when the stream ends
  * it reads the whole prefix again (what changed meanwhile becomes events)
  * and watches from there. Nothing here is on the data path.
+ *
+ * That read takes keys and revisions only: a blob is tens of KB at 32
+ * rails and 100 regions, and a new engine in a fleet of 1,000 would read
+ * them all before its first event. A peer's blob is read at its first
+ * lookup (with a client of the lookups' own, so a lookup never waits on
+ * the thread's watch), or comes with a watch event; a loaded peer whose
+ * revision moved while the watch was down is read again before it is
+ * refreshed.
  */
 #include "dir.h"
 
@@ -32,7 +40,8 @@ typedef struct entry {
     char *name;
     bool present;           /* published now */
     int64_t revision;       /* of the metadata below */
-    uint8_t *md;
+    uint8_t *md;            /* NULL: not read yet (a keys-only read saw it), or
+                               loaded into peer, which keeps what it needs */
     size_t len;
     xr_peer *peer;          /* loaded by a lookup; the directory owns it */
 } entry;
@@ -40,6 +49,8 @@ typedef struct entry {
 struct xr_dir {
     xr_engine *e;
     xr_etcd *c;
+    xr_etcd *lc;            /* lookups' reads of a blob, under lc_lock */
+    pthread_mutex_t lc_lock;
     char *prefix, *key;
     unsigned ttl_s;
     pthread_t tid;
@@ -159,27 +170,29 @@ static void leave(xr_dir *d, entry *t, int64_t rev)
 static void put(xr_dir *d, const char *name, const uint8_t *md, size_t len, int64_t rev)
 {
     entry *t = find_or_add(d, name);
-    uint8_t *copy = malloc(len ? len : 1);
-    if (!t || !copy) {
+    uint8_t *copy = md ? malloc(len ? len : 1) : NULL;
+    if (!t || (md && !copy)) {
         free(copy);
         xr__log_write(&d->e->log, XR_LOG_ERROR, "directory: out of memory for '%s'", name);
         return;
     }
-    memcpy(copy, md, len);
+    if (md)
+        memcpy(copy, md, len);
     bool was = t->present;
     if (was && t->revision == rev) {
         free(copy);
         return; /* seen already (a sync after the watch delivered it) */
     }
     free(t->md);
-    t->md = copy, t->len = len, t->revision = rev, t->present = true;
+    t->md = copy, t->len = md ? len : 0, t->revision = rev, t->present = true;
     event(d, was ? XR_DIR_UPDATE : XR_DIR_JOIN, name, rev);
     if (!t->peer)
         return;
-    if (atomic_load(&t->peer->gone) || xr__peer_refresh(t->peer, md, len)) {
+    /* No blob: sync_all could not read it; the next lookup loads afresh. */
+    if (!md || atomic_load(&t->peer->gone) || xr__peer_refresh(t->peer, md, len)) {
         /* Left and back, or another engine under the name: the next lookup
          * loads it as a new peer. */
-        if (!atomic_load(&t->peer->gone))
+        if (md && !atomic_load(&t->peer->gone))
             xr__log_write(&d->e->log, XR_LOG_INFO, "directory: '%s' is a new engine: %s", name,
                           xr__error_last());
         retire(d, t);
@@ -252,14 +265,51 @@ static void on_watch(void *user, bool deleted, const xr_etcd_kv *kv)
     xr__engine_signal(d->e);
 }
 
-/* Read the whole prefix: what appeared, changed or went since the last
- * look becomes events. *rev: the revision to watch from. */
+/* A loaded peer whose revision moved while nobody watched: its blob, read
+ * before put() refreshes it (kv->value stays NULL if the key went
+ * meanwhile). A failed read fails the sync, which is tried again: applying
+ * the new revision without its blob would lose the update. */
+static int sync_read_loaded(xr_dir *d, xr_etcd_kv *kvs, size_t n)
+{
+    bool *want = calloc(n + 1, sizeof *want);
+    if (!want)
+        return xr__error_set(XR_ENOMEM, "directory: out of memory");
+    pthread_mutex_lock(&d->lock);
+    for (size_t i = 0; i < n; i++) {
+        entry *t = find(d, kvs[i].key + strlen(d->prefix));
+        want[i] = t && t->peer && t->present && t->revision != kvs[i].mod_revision;
+    }
+    pthread_mutex_unlock(&d->lock);
+    int rc = 0;
+    for (size_t i = 0; i < n && !rc; i++) {
+        xr_etcd_kv *one;
+        size_t k;
+        int64_t r;
+        if (!want[i] || (rc = xr__etcd_range(d->c, kvs[i].key, 0, &one, &k, &r)))
+            continue;
+        xr__log_write(&d->e->log, XR_LOG_INFO, "directory: '%s' changed while the watch was "
+                                               "down; its blob read again", kvs[i].key);
+        if (k == 1) {
+            kvs[i].value = one[0].value, kvs[i].len = one[0].len;
+            kvs[i].mod_revision = one[0].mod_revision;
+            one[0].value = NULL;
+        }
+        xr__etcd_kvs_free(one, k);
+    }
+    free(want);
+    return rc;
+}
+
+/* Read the whole prefix, keys only: what appeared, changed or went since
+ * the last look becomes events. *rev: the revision to watch from. */
 static int sync_all(xr_dir *d, int64_t *rev)
 {
     xr_etcd_kv *kvs;
     size_t n;
     int64_t r;
-    int rc = xr__etcd_range(d->c, d->prefix, true, &kvs, &n, &r);
+    int rc = xr__etcd_range(d->c, d->prefix, XR_ETCD_PREFIX | XR_ETCD_KEYS_ONLY, &kvs, &n, &r);
+    if (!rc && (rc = sync_read_loaded(d, kvs, n)))
+        xr__etcd_kvs_free(kvs, n);
     if (rc)
         return rc;
     pthread_mutex_lock(&d->lock);
@@ -366,12 +416,15 @@ int xr_dir_open(xr_engine *e, const xr_dir_opts *o)
     size_t kl = strlen(prefix) + strlen(e->name) + 1;
     d->key = malloc(kl);
     pthread_mutex_init(&d->lock, NULL);
+    pthread_mutex_init(&d->lc_lock, NULL);
     pthread_cond_init(&d->cond, NULL);
     int rc = d->prefix && d->key ? 0 : xr__error_set(XR_ENOMEM, "xr_dir_open: out of memory");
     if (!rc) {
         snprintf(d->key, kl, "%s%s", prefix, e->name);
         rc = xr__etcd_open(&eo, &d->c);
     }
+    if (!rc)
+        rc = xr__etcd_open(&eo, &d->lc);
     /* The first publish and the first look are done here, so that a
      * lookup right after sees every peer published before. */
     int64_t from = 0;
@@ -406,6 +459,8 @@ void xr__dir_free(xr_dir *d)
 {
     if (d->c)
         xr__etcd_close(d->c);
+    if (d->lc)
+        xr__etcd_close(d->lc);
     for (size_t i = 0; i < d->n; i++) {
         if (d->ent[i].peer)
             xr_peer_unload(d->ent[i].peer);
@@ -423,6 +478,7 @@ void xr__dir_free(xr_dir *d)
     free(d->prefix);
     free(d->key);
     pthread_cond_destroy(&d->cond);
+    pthread_mutex_destroy(&d->lc_lock);
     pthread_mutex_destroy(&d->lock);
     free(d);
 }
@@ -448,6 +504,47 @@ int xr_dir_close(xr_engine *e)
     return 0;
 }
 
+/* Read the blob of `name`, which a keys-only read saw at revision `rev`,
+ * into its entry. Called and returns with d->lock held, which it drops for
+ * the requests; entries may move meanwhile. */
+static int read_blob(xr_dir *d, const char *name, int64_t rev)
+{
+    size_t kl = strlen(d->prefix) + strlen(name) + 1;
+    char *key = malloc(kl);
+    if (!key)
+        return xr__error_set(XR_ENOMEM, "xr_peer_lookup: out of memory");
+    snprintf(key, kl, "%s%s", d->prefix, name);
+    pthread_mutex_unlock(&d->lock);
+    xr_etcd_kv *kvs = NULL;
+    size_t n = 0;
+    int64_t r;
+    pthread_mutex_lock(&d->lc_lock);
+    /* Serializable first: the member's own copy, without a quorum round
+     * (a lookup's latency under load). A member behind `rev` gives an
+     * older blob, which the watch would never correct: read again,
+     * linearizable. */
+    int rc = xr__etcd_range(d->lc, key, XR_ETCD_SERIALIZABLE, &kvs, &n, &r);
+    if (!rc && n == 1 && kvs[0].mod_revision < rev) {
+        xr__etcd_kvs_free(kvs, n);
+        rc = xr__etcd_range(d->lc, key, 0, &kvs, &n, &r);
+    }
+    pthread_mutex_unlock(&d->lc_lock);
+    free(key);
+    pthread_mutex_lock(&d->lock);
+    if (rc)
+        return xr__error_set(rc, "xr_peer_lookup: reading '%s' from etcd: %s", name,
+                             xr__error_last());
+    entry *t = find(d, name);
+    /* Gone meanwhile (n == 0): the watch will say so. A newer blob is
+     * kept; the watch's event of it refreshes nothing new. */
+    if (n == 1 && t && t->present && !t->md) {
+        t->md = kvs[0].value, t->len = kvs[0].len;
+        kvs[0].value = NULL;
+    }
+    xr__etcd_kvs_free(kvs, n);
+    return 0;
+}
+
 int xr_peer_lookup(xr_engine *e, const char *name, int timeout_ms, xr_peer **out)
 {
     if (out)
@@ -460,6 +557,7 @@ int xr_peer_lookup(xr_engine *e, const char *name, int timeout_ms, xr_peer **out
                                         "xr_dir_open first", e->name);
     uint64_t until = now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
     int rc = 0;
+    int64_t read_rev = -1;
     pthread_mutex_lock(&d->lock);
     for (;;) {
         entry *t = find(d, name);
@@ -467,12 +565,22 @@ int xr_peer_lookup(xr_engine *e, const char *name, int timeout_ms, xr_peer **out
             *out = t->peer;
             break;
         }
-        if (t && t->present) {
+        if (t && t->present && !t->md && t->revision != read_rev) {
+            read_rev = t->revision; /* once per revision; else wait for the watch */
+            if ((rc = read_blob(d, name, read_rev)))
+                break;
+            continue;
+        }
+        if (t && t->present && t->md) {
             if (t->peer)
                 retire(d, t);
             /* Loading takes the engine lock: the directory's comes first,
              * as in put(). */
             rc = xr_peer_load(e, t->md, t->len, &t->peer);
+            if (!rc) { /* the handle has it now; a later blob comes with its event */
+                free(t->md);
+                t->md = NULL, t->len = 0;
+            }
             if (rc == XR_EEXIST)
                 rc = xr__error_set(XR_EEXIST, "xr_peer_lookup: a peer named '%s' was loaded "
                                               "with xr_peer_load; the directory cannot own it",

@@ -42,8 +42,15 @@ int xr__etcd_lease_grant(xr_etcd *c, unsigned ttl_s, int64_t *id);
 int xr__etcd_lease_keepalive(xr_etcd *c, int64_t id, int64_t *ttl_s);
 int xr__etcd_lease_revoke(xr_etcd *c, int64_t id);
 int xr__etcd_put(xr_etcd *c, const char *key, const void *value, size_t len, int64_t lease);
-/* One key, or every key under `key` as a prefix. *rev: the store's revision. */
-int xr__etcd_range(xr_etcd *c, const char *key, bool prefix, xr_etcd_kv **kvs, size_t *n,
+/* How a range reads. */
+enum {
+    XR_ETCD_PREFIX = 1,       /* every key under `key`, not `key` alone */
+    XR_ETCD_KEYS_ONLY = 2,    /* keys and revisions without values (value NULL, len 0) */
+    XR_ETCD_SERIALIZABLE = 4, /* from the member asked, without a quorum round: maybe
+                                 behind, never torn; for reads a revision check guards */
+};
+/* *rev: the store's revision. `how`: XR_ETCD_* flags. */
+int xr__etcd_range(xr_etcd *c, const char *key, unsigned how, xr_etcd_kv **kvs, size_t *n,
                    int64_t *rev);
 void xr__etcd_kvs_free(xr_etcd_kv *kvs, size_t n);
 

@@ -3,7 +3,7 @@
  * engines on one etcd, and what watchers and lookups pay for it.
  *
  *   xrail-bench-fleet --etcd URL [--engines 1000] [--publishers 4] [--watchers 4]
- *                     [--rails 32] [--regions 100] [--ttl-ms 5000] [--request-ms 60000]
+ *                     [--rails 32] [--regions 100] [--ttl-ms 5000] [--request-ms 0]
  *
  * Each publisher process makes one real engine of `rails` tcp rails and
  * `regions` registered regions, and publishes its metadata under
@@ -15,9 +15,11 @@
  *            at once: entries per second;
  *   learn    each new watcher (a real engine opening the directory): the
  *            time from xr_dir_open to its last join event (its first read
- *            of the prefix carries every entry: --request-ms bounds it);
- *   lookup   xr_peer_lookup of every name on one watcher (the first loads
- *            the peer: p50, p99, max), and again (a handle already loaded);
+ *            of the prefix, keys only; --request-ms bounds each request,
+ *            0 for the directory's default);
+ *   lookup   xr_peer_lookup of every name on one watcher (the first reads
+ *            the blob and loads the peer: p50, p99, max), and again (a
+ *            handle already loaded);
  *   death    publisher 0 SIGKILLed: the time until every watcher has the
  *            leave event of every name it held;
  *   memory   etcd's resident set before and after (XRAIL_ETCD_PID, which
@@ -245,7 +247,7 @@ static double learn(const bargs *a, xr_engine *w)
     o.endpoints = a->etcd;
     o.prefix = PREFIX;
     o.ttl_ms = (int)a->ttl_ms;
-    o.request_ms = (int)a->request_ms; /* the first read carries every entry */
+    o.request_ms = (int)a->request_ms;
     int fd = xr_engine_fd(w);
     double t0 = now_s();
     if (xr_dir_open(w, &o))
@@ -332,7 +334,7 @@ static double death(const bargs *a, xr_engine **w, pid_t victim, unsigned nvicti
 
 int main(int argc, char **argv)
 {
-    bargs a = {NULL, 1000, 4, 4, 32, 100, 5000, 60000};
+    bargs a = {NULL, 1000, 4, 4, 32, 100, 5000, 0};
     for (int i = 1; i + 1 < argc; i += 2) {
         unsigned v = (unsigned)strtoul(argv[i + 1], NULL, 10);
         if (!strcmp(argv[i], "--etcd"))

@@ -247,6 +247,24 @@ int main(int argc, char **argv)
     verified(a, 11, 0, "WRITE after lookup");
     h_log("publish and lookup: ok");
 
+    /* A watcher that opens after kv-a published learns it from its first
+     * read of the prefix, keys only, and reads the blob at its lookup. */
+    xr_engine *late;
+    H_OK(h_engine("late-watcher", provider, 2, 1, &late));
+    H_OK(dir_open(late));
+    H_CHECK(wait_event(late, XR_DIR_JOIN, "kv-a", 10) >= 0, "the late watcher saw no join");
+    uint8_t *lsrc = aligned_alloc(4096, REGION);
+    xr_region *lreg;
+    H_OK(xr_mem_register(late, lsrc, REGION, XR_MEM_HOST, 0, XR_ACCESS_NONE, &lreg));
+    xr_peer *la;
+    H_OK(xr_peer_lookup(late, "kv-a", 5000, &la));
+    H_OK(write_tag(late, la, lsrc, a0, 13));
+    verified(a, 13, 0, "WRITE from a watcher that read the blob at lookup");
+    H_OK(xr_mem_deregister(lreg));
+    xr_engine_destroy(late);
+    free(lsrc);
+    h_log("a late watcher: ok, kv-a read at its first lookup");
+
     /* Update: a new region reaches the same handle. */
     uint64_t a1 = 0;
     h_send_u64(a, 1);
@@ -292,9 +310,17 @@ int main(int argc, char **argv)
     H_CHECK(rc == XR_EDIR, "a lookup with etcd down: %s (%s)", xr_err_name(rc),
             xr_engine_last_error(NULL));
     h_log("etcd down: transfers go on; a lookup says: %s", xr_engine_last_error(NULL));
+    /* kv-b registers a region while etcd is away: it publishes when etcd
+     * returns, and the loaded handle takes it (from the watcher's new read
+     * of the prefix, or its watch, whichever sees it first). */
+    h_send_u64(b, 1);
+    uint64_t b1 = h_recv_u64(b, NULL);
 
     /* etcd back: the watch returns, and a new engine is found. */
     etcd_start();
+    h_log("kv-b's update seen %.3f s after the restart", wait_event(e, XR_DIR_UPDATE, "kv-b", 20));
+    H_OK(write_tag(e, pb, src, b1, 22));
+    verified(b, 22, 1, "WRITE into a region registered while etcd was down");
     pid_t c_pid;
     int c = h_spawn(target, "kv-c", &c_pid);
     uint64_t c0 = h_recv_u64(c, NULL);
