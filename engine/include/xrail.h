@@ -414,6 +414,23 @@ XR_API int xr_metadata_set_field(xr_engine *e, const char *name, const void *val
  */
 XR_API int xr_peer_field(xr_peer *p, const char *name, void *buf, size_t *len);
 
+/* How this engine's layout types a field: what xr_peer_field's bytes are. */
+typedef enum xr_field_type {
+    XR_FIELD_UNTYPED = 0, /* not declared: bytes, from the layout's "extra" section */
+    XR_FIELD_U8,          /* integers: exactly their width, in host byte order */
+    XR_FIELD_U16,
+    XR_FIELD_U32,
+    XR_FIELD_U64,
+    XR_FIELD_I32,
+    XR_FIELD_STRING,      /* no NUL byte, none appended */
+    XR_FIELD_BYTES,
+} xr_field_type;
+/*
+ * The type of field `name` in this engine's layout script (peers are read
+ * by it), or XR_FIELD_UNTYPED; XR_EINVAL for a NULL argument.
+ */
+XR_API int xr_metadata_field_type(xr_engine *e, const char *name);
+
 /*
  * Validate a metadata blob and connect to the peer it describes. Any rail
  * count works against any other: each local rail is paired with a peer rail

@@ -612,6 +612,22 @@ int xr_metadata_set_field(xr_engine *e, const char *name, const void *value, siz
     return rc;
 }
 
+int xr_metadata_field_type(xr_engine *e, const char *name)
+{
+    if (!e || !name)
+        return xr__error_set(XR_EINVAL, "xr_metadata_field_type: NULL argument");
+    switch (xr__layout_field_type(e->layout, name)) {
+    case XR_FT_U8: return XR_FIELD_U8;
+    case XR_FT_U16: return XR_FIELD_U16;
+    case XR_FT_U32: return XR_FIELD_U32;
+    case XR_FT_U64: return XR_FIELD_U64;
+    case XR_FT_I32: return XR_FIELD_I32;
+    case XR_FT_STR: return XR_FIELD_STRING;
+    case XR_FT_BYTES: return XR_FIELD_BYTES;
+    default: return XR_FIELD_UNTYPED;
+    }
+}
+
 int xr_peer_field(xr_peer *p, const char *name, void *buf, size_t *len)
 {
     if (!p || !name || !len)

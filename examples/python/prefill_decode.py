@@ -154,16 +154,14 @@ def prefill(args):
                 hello = json.loads(child.stdout.readline())
                 peer = e.load_peer(bytes.fromhex(hello["md"]))
             # Check decode's KV layout against ours before moving a byte.
-            want = {"model": MODEL.encode(), "kv.dtype": b"float16"}
+            # Typed by kv_cache.lua: strings come back as str, integers as int.
+            want = {"model": MODEL, "kv.dtype": "float16", "kv.layers": args.layers,
+                    "kv.block_bytes": block_bytes}
             for name, value in want.items():
                 if peer.field(name) != value:
-                    sys.exit(f"prefill: decode's {name} is {peer.field(name)!r}, not {value!r}")
-            for name, value in (("kv.layers", args.layers), ("kv.block_bytes", block_bytes)):
-                got = int.from_bytes(peer.field(name), sys.byteorder)
-                if got != value:
-                    sys.exit(f"prefill: decode's {name} is {got}, ours is {value}")
-            remote_base = int.from_bytes(peer.field("kv.base"), sys.byteorder)
-            remote_blocks = int.from_bytes(peer.field("kv.blocks"), sys.byteorder)
+                    sys.exit(f"prefill: decode's {name} is {peer.field(name)!r}, ours is {value!r}")
+            remote_base = peer.field("kv.base")
+            remote_blocks = peer.field("kv.blocks")
             # This request's blocks in prefill's own pool, computed here.
             mine = list(range(args.request_blocks))
             for layer in range(args.layers):

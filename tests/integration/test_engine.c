@@ -269,6 +269,16 @@ static void layout_tests(void)
     H_OK(xr_peer_field(p, "app.note", str, &n));
     H_CHECK(n == 7 && !memcmp(str, "untyped", 7), "extra field");
     H_OK(xr_peer_unload(p));
+    /* What those bytes are, by the reader's layout. */
+    H_CHECK(xr_metadata_field_type(kv2, "kv.base") == XR_FIELD_U64 &&
+                xr_metadata_field_type(kv2, "tp_rank") == XR_FIELD_U32 &&
+                xr_metadata_field_type(kv2, "model") == XR_FIELD_STRING &&
+                xr_metadata_field_type(kv2, "app.note") == XR_FIELD_UNTYPED &&
+                xr_metadata_field_type(v1, "kv.base") == XR_FIELD_UNTYPED &&
+                xr_metadata_field_type(NULL, "x") == XR_EINVAL,
+            "field types: kv.base %d, tp_rank %d, model %d, app.note %d",
+            xr_metadata_field_type(kv2, "kv.base"), xr_metadata_field_type(kv2, "tp_rank"),
+            xr_metadata_field_type(kv2, "model"), xr_metadata_field_type(kv2, "app.note"));
 
     /* The built-in layout reads it too: the typed section is skipped. */
     H_OK(xr_peer_load(v1, md, len, &p));

@@ -1,5 +1,6 @@
 """Round trips of every call of the binding, and an exception for every bad input."""
 import gc
+import sys
 
 import numpy as np
 import pytest
@@ -159,13 +160,26 @@ def test_peer_fields(prov, scripts):
             b.set_field(k, v, width=8 if k == "kv.base" else 4)
         b.set_field("kv.dtype", "float16")
         p = a.load_peer(b.metadata())
-        assert p.field("model") == b"m" and p.field("kv.dtype") == b"float16"
-        assert int.from_bytes(p.field("kv.layers"), "little") == 2
-        assert int.from_bytes(p.field("tp_rank"), "little") == 0  # the layout's default
+        # Typed by the layout: strings as str, integers as int; raw=True gives the bytes.
+        assert p.field("model") == "m" and p.field("kv.dtype") == "float16"
+        assert p.field("kv.layers") == 2 and p.field("kv.base") == 4096
+        assert p.field("tp_rank") == 0  # the layout's default
+        assert p.field("kv.layers", raw=True) == (2).to_bytes(4, sys.byteorder)
+        assert p.field("model", raw=True) == b"m"
         with pytest.raises(xrail.NotFound):
             p.field("nope")
         with pytest.raises(xrail.InvalidArgument):
             b.set_field("kv.layers", 2, width=8)  # u32 in the layout
+
+
+def test_untyped_fields_are_bytes(prov):
+    # The built-in layout declares no fields: what a peer sets is bytes.
+    with xrail.Engine("decode", **settings(prov)) as b, xrail.Engine("prefill", **settings(prov)) as a:
+        b.set_field("note", b"\x00\xff")
+        b.set_field("count", 7, width=4)
+        p = a.load_peer(b.metadata())
+        assert p.field("note") == b"\x00\xff"
+        assert p.field("count") == (7).to_bytes(4, sys.byteorder)
 
 
 def test_kv_descriptors():

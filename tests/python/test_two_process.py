@@ -25,8 +25,8 @@ def test_numpy_write_and_read_between_processes(prov, scripts):
             e.set_field("kv.dtype", "float16")
             p = e.load_peer(bytes.fromhex(hello["md"]))
             # The decode side's layout fields, checked before a byte moves.
-            assert p.field("model") == b"tiny-llm"
-            block = int.from_bytes(p.field("kv.block_bytes"), "little")
+            assert p.field("model") == "tiny-llm"
+            block = p.field("kv.block_bytes")
             assert block == nbytes // 32
             src = (np.arange(nbytes, dtype=np.uint64) * 7 % 251).astype(np.uint8)
             blocks = list(range(32))

@@ -1408,10 +1408,48 @@ static PyObject *peer_get_rails(PeerObject *self, void *c)
     return peer_ok(self) ? PyLong_FromLong(xr_peer_rail_count(self->p)) : NULL;
 }
 
-static PyObject *peer_field(PeerObject *self, PyObject *args)
+/* A field's bytes as its layout types them: integers as int (host byte
+ * order, as xr_metadata_set_field takes them), strings as str (bytes that
+ * are not UTF-8 kept as surrogates), anything else as bytes. */
+static PyObject *typed_field(int type, PyObject *b)
 {
+    const char *v = PyBytes_AS_STRING(b);
+    size_t n = (size_t)PyBytes_GET_SIZE(b);
+    static const size_t width[] = {[XR_FIELD_U8] = 1, [XR_FIELD_U16] = 2, [XR_FIELD_U32] = 4,
+                                   [XR_FIELD_U64] = 8, [XR_FIELD_I32] = 4};
+    PyObject *r = NULL;
+    if (type >= XR_FIELD_U8 && type <= XR_FIELD_I32 && n == width[type]) {
+        uint8_t u8;
+        uint16_t u16;
+        uint32_t u32;
+        uint64_t u64 = 0;
+        int32_t i32;
+        switch (type) {
+        case XR_FIELD_U8: memcpy(&u8, v, 1), u64 = u8; break;
+        case XR_FIELD_U16: memcpy(&u16, v, 2), u64 = u16; break;
+        case XR_FIELD_U32: memcpy(&u32, v, 4), u64 = u32; break;
+        case XR_FIELD_I32: memcpy(&i32, v, 4); r = PyLong_FromLong(i32); break;
+        default: memcpy(&u64, v, 8); break;
+        }
+        if (!r)
+            r = PyLong_FromUnsignedLongLong(u64);
+    } else if (type == XR_FIELD_STRING) {
+        r = PyUnicode_DecodeUTF8(v, (Py_ssize_t)n, "surrogateescape");
+    } else {
+        Py_INCREF(b);
+        r = b;
+    }
+    Py_DECREF(b);
+    return r;
+}
+
+static PyObject *peer_field(PeerObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"name", "raw", NULL};
     const char *name;
-    if (!PyArg_ParseTuple(args, "s:field", &name) || !peer_ok(self))
+    int raw = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "s|p:field", kwlist, &name, &raw) ||
+        !peer_ok(self))
         return NULL;
     size_t len = 0;
     int rc = xr_peer_field(self->p, name, NULL, &len);
@@ -1425,7 +1463,7 @@ static PyObject *peer_field(PeerObject *self, PyObject *args)
         Py_DECREF(b);
         return raise_xr(rc);
     }
-    return b;
+    return raw ? b : typed_field(xr_metadata_field_type(self->eng->e, name), b);
 }
 
 static PyMethodDef peer_methods[] = {
@@ -1434,9 +1472,11 @@ static PyMethodDef peer_methods[] = {
      "transfer runs warm (xr_peer_connect)."},
     {"unload", (PyCFunction)peer_unload, METH_NOARGS,
      "Unload now; transfers in flight to it complete."},
-    {"field", (PyCFunction)peer_field, METH_VARARGS,
-     "field(name) -> bytes: a custom field the peer published (its default if the layout has one\n"
-     "and the peer left it out); NotFound otherwise."},
+    {"field", (PyCFunction)(void (*)(void))peer_field, METH_VARARGS | METH_KEYWORDS,
+     "field(name, raw=False) -> int | str | bytes: a custom field the peer published (its default\n"
+     "if the layout has one and the peer left it out), typed by this engine's layout: an integer\n"
+     "type as int, a string as str, bytes and undeclared names as bytes; raw=True gives the bytes\n"
+     "always. NotFound if there is no such field."},
     {NULL, NULL, 0, NULL},
 };
 
