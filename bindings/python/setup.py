@@ -1,10 +1,10 @@
-"""Build the xrail extension against an installed libxrail.
+"""The parts of the xrail package's build that come from the installed
+libxrail (pyproject.toml has the rest): its include and library
+directories, found with pkg-config (xrail.pc) or under XRAIL_PREFIX, and
+the version its xrail.h declares.
 
     cmake --install build --prefix /usr/local      # the library first
     pip install --no-build-isolation bindings/python
-
-The library is found with pkg-config (xrail.pc), or under XRAIL_PREFIX.
-CMake builds the same package into <build>/python without pip.
 """
 import os
 import shlex
@@ -50,11 +50,7 @@ def header_version(dirs):
 
 inc, libdirs = xrail_flags()
 setup(
-    name="xrail",
     version=header_version(inc),
-    description="Multi-rail zero-copy KV-cache transfers (Python binding of libxrail)",
-    packages=["xrail"],
-    package_data={"xrail": ["__init__.pyi", "py.typed"]},
     ext_modules=[Extension("xrail._xrail", ["src/_xrail.c"], include_dirs=inc,
                            library_dirs=libdirs, libraries=["xrail"],
                            runtime_library_dirs=libdirs)],

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The README's pip path, for real: install the library of this build into a
 # scratch prefix, `pip install --no-build-isolation bindings/python` against
-# it (Debian's setuptools, no PyPI), import the result and move bytes.
+# it (pyproject.toml with Debian's setuptools, no PyPI), check what was
+# installed (the version from xrail.h in the package's metadata, the stubs),
+# import the result and move bytes.
 # usage: pip_install.sh PYTHON BUILD_DIR SOURCE_DIR
 set -euo pipefail
 py=$1 build=$2 src=$3
@@ -14,7 +16,13 @@ XRAIL_PREFIX="$tmp/prefix" "$py" -m pip install -q --no-build-isolation --no-dep
   --disable-pip-version-check --target "$tmp/site" "$tmp/src" 2>&1 | grep -v "as the 'root' user" || true
 cd "$tmp"
 PYTHONPATH="$tmp/site" "$py" - <<'PY'
+import importlib.metadata
+import os
 import xrail
+assert importlib.metadata.version("xrail") == xrail.__version__, \
+    (importlib.metadata.version("xrail"), xrail.__version__)
+for f in ("__init__.pyi", "py.typed"):
+    assert os.path.exists(os.path.join(os.path.dirname(xrail.__file__), f)), f + " not installed"
 kw = dict(provider="shm", rails=1, ignore_env=True)
 with xrail.Engine("a", **kw) as a, xrail.Engine("b", **kw) as b:
     dst = bytearray(65536)
