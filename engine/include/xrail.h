@@ -198,6 +198,11 @@ typedef struct xr_engine_opts {
                                       lowest latency, as a target of RMA needs (its provider
                                       moves bytes only when polled, and reports nothing) */
     int ignore_env;                /* 1: XRAIL_* environment overrides are not read */
+    int connect_on_load;           /* 1: xr_peer_load (and a directory lookup) starts every
+                                      rail's connection to the peer at once, in the
+                                      background, as xr_peer_connect does without waiting:
+                                      the first transfer finds them set up or under way.
+                                      Default 0: each rail connects on first use */
     int log_level;                 /* 0 errors, 1 warnings (default), 2 info, 3 debug */
     const char *policy;            /* rail policy script (Lua), a path or a name found on the
                                       script path; NULL: the config's, else built-in equal stripe */

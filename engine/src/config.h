@@ -23,6 +23,7 @@ typedef struct xr_config {
     /* health: deadline_ms, probe_ms, probe_max_ms, retries, xfer_timeout_ms; -1 unset */
     long long health[6];
     int stage_host;                 /* -1: not set */
+    int connect_on_load;            /* -1: not set */
 } xr_config;
 
 int xr__config_load(const xr_engine_opts *o, const char *path, xr_config *c);

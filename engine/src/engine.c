@@ -60,7 +60,7 @@ static const xr_engine_opts defaults = {
     X(mr_cache.enabled) X(mr_cache.max_entries) X(mr_cache.max_bytes) X(stage.chunk)       \
     X(stage.slots) X(stage.rx_slots) X(stage.host) X(health.deadline_ms)                   \
     X(health.probe_ms) X(health.probe_max_ms) X(health.retries) X(health.xfer_timeout_ms)  \
-    X(health.connect_ms)
+    X(health.connect_ms) X(connect_on_load)
 
 #define UNSET_OF(v) _Generic((v), size_t: XR_UNSET_SIZE, unsigned: XR_UNSET_UINT, int: XR_UNSET_INT)
 #define IS_UNSET(v) ((v) == UNSET_OF(v))
@@ -221,6 +221,8 @@ static int apply_env(xr_engine_opts *o, env_rails *er)
         o->layout = v;
     if (!rc && (v = getenv("XRAIL_MR_CACHE")) && *v)
         rc = parse_bool("XRAIL_MR_CACHE", v, &o->mr_cache.enabled);
+    if (!rc && (v = getenv("XRAIL_CONNECT_ON_LOAD")) && *v)
+        rc = parse_bool("XRAIL_CONNECT_ON_LOAD", v, &o->connect_on_load);
     if (!rc && (v = getenv("XRAIL_MR_CACHE_MAX_COUNT")) && *v)
         rc = parse_size("XRAIL_MR_CACHE_MAX_COUNT", v, &o->mr_cache.max_entries);
     if (!rc && (v = getenv("XRAIL_MR_CACHE_MAX_BYTES")) && *v)
@@ -309,6 +311,8 @@ static int config_apply(xr_engine_opts *o, xr_config *cfg)
         o->chunk_size = (size_t)cfg->chunk_size;
     if (IS_UNSET(o->progress_thread) && cfg->progress_thread)
         o->progress_thread = cfg->progress_thread;
+    if (IS_UNSET(o->connect_on_load) && cfg->connect_on_load >= 0)
+        o->connect_on_load = cfg->connect_on_load;
     if (IS_UNSET(o->progress_threads) && cfg->progress_threads > 0)
         o->progress_threads = (unsigned)clamp(cfg->progress_threads, 0, UINT_MAX - 1);
     if (IS_UNSET(o->progress_sleep_us) && cfg->progress_sleep_us >= 0)

@@ -82,6 +82,7 @@ struct xr_notifs {
     xr_list ready;                  /* received, in arrival order */
     xr_list live;                   /* standalone messages not yet finished */
     xr_list reap;                   /* finished standalone messages */
+    atomic_bool reapable;           /* reap holds some: progress frees them (peers too) */
     nrail *rails[XR_MAX_RAILS];
 };
 
@@ -241,12 +242,9 @@ void xr__notif_msg_free(xr_notif_msg *m)
  * lock held, or with none when it could not be submitted. */
 static void msg_finish(xr_notif_msg *m)
 {
-    if (m->hello) {
+    if (m->hello) /* then reaped as a standalone message: it holds its peer too */
         m->done(m->done_arg, m->err, m->err ? "the hello failed on the rail" : NULL);
-        xr__notif_msg_free(m);
-        return;
-    }
-    if (m->done) {
+    else if (m->done) {
         m->done(m->done_arg, m->err,
                 m->err ? "a frame failed on the rail; see the engine log" : NULL);
         return;
@@ -255,6 +253,7 @@ static void msg_finish(xr_notif_msg *m)
     pthread_mutex_lock(&n->lock);
     xr__list_remove(&m->live);
     xr__list_push_back(&n->reap, &m->live);
+    atomic_store(&n->reapable, true);
     pthread_mutex_unlock(&n->lock);
 }
 
@@ -387,6 +386,16 @@ int xr__notif_hello(xr_engine *e, xr_peer *p, unsigned rail, xr_notif_done_fn do
         return xr__error_set(XR_ENOMEM, "notif: a hello");
     msg_init(m, e, p, done, arg);
     m->hello = true;
+    /* The peer stays until the hello is reaped: an application may unload
+     * it (or time out of xr_peer_connect and unload it) while the hello
+     * waits in the rail's queue, and its address must outlive the send.
+     * And destroy drains it with the other messages. */
+    pthread_mutex_lock(&e->lock);
+    xr__peer_get(p);
+    pthread_mutex_unlock(&e->lock);
+    pthread_mutex_lock(&e->notif->lock);
+    xr__list_push_back(&e->notif->live, &m->live);
+    pthread_mutex_unlock(&e->notif->lock);
     m->nr = e->notif->rails[rail];
     m->dst = p->fi_addr[rail];
     m->seq = atomic_fetch_add(&e->notif->seq, 1);
@@ -425,19 +434,26 @@ static void reap(xr_engine *e)
     xr__list_init(&done);
     pthread_mutex_lock(&n->lock);
     xr__list_splice(&done, &n->reap);
+    atomic_store(&n->reapable, false);
     pthread_mutex_unlock(&n->lock);
     if (xr__list_empty(&done))
         return;
     pthread_mutex_lock(&e->lock);
     for (xr_list *l; (l = xr__list_pop_front(&done));) {
         xr_notif_msg *m = xr__list_entry(l, xr_notif_msg, live);
-        if (m->err)
+        if (m->err && !m->hello) /* a hello's caller was told */
             xr__log_write(&e->log, XR_LOG_WARN, "notif: a %zu-byte notification to '%s' failed",
                           m->len, m->peer->name);
         xr__peer_put(m->peer);
         xr__notif_msg_free(m);
     }
     pthread_mutex_unlock(&e->lock);
+}
+
+void xr__notif_reap(xr_engine *e)
+{
+    if (atomic_load(&e->notif->reapable))
+        reap(e);
 }
 
 bool xr__notif_idle(xr_engine *e)

@@ -35,5 +35,8 @@ bool xr__notif_ready(xr_engine *e);
 int xr__notif_take(xr_engine *e, char *peer_name_buf, size_t cap, void *msg_buf, size_t *len);
 /* No standalone message is still on its way. */
 bool xr__notif_idle(xr_engine *e);
+/* Free finished standalone messages and hellos, and the peers they held;
+ * from progress (cheap when there are none). */
+void xr__notif_reap(xr_engine *e);
 
 #endif

@@ -476,7 +476,7 @@ int xr__peer_refresh(xr_peer *p, const void *md, size_t len)
     return rc;
 }
 
-int xr_peer_load(xr_engine *e, const void *md, size_t len, xr_peer **out)
+int xr__peer_load(xr_engine *e, const void *md, size_t len, xr_peer **out)
 {
     if (out)
         *out = NULL;

@@ -73,6 +73,8 @@ bool xr__peer_probe_target(xr_engine *e, unsigned rail, fi_addr_t *dst, uint64_t
  * fields change, its rails must not (XR_EVERSION if they do: another
  * engine of that name, to be loaded as a new peer). Transfers already
  * created keep what they planned with. Engine lock not held. */
+/* xr_peer_load but for connecting on load, which progress.c adds. */
+int xr__peer_load(xr_engine *e, const void *md, size_t len, xr_peer **out);
 int xr__peer_refresh(xr_peer *p, const void *md, size_t len);
 /* The error to give for a new operation with the peer, or 0 if it may go:
  * XR_ENOENT unloaded, XR_EGONE left the directory, XR_EPEER stopped

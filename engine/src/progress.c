@@ -47,6 +47,7 @@ int xr__progress_share(xr_engine *e, unsigned part, unsigned of)
             xr__xfer_reap_orphans(e);
         if (atomic_load(&e->dead_groups))
             xr__group_reap(e);
+        xr__notif_reap(e);
         if (atomic_exchange(&e->rail_err, false))
             xr__policy_rail_errors(e);
         xr__xfer_failover(e); /* after the policy: its answers decide */
@@ -341,6 +342,38 @@ int xr_peer_connect(xr_peer *p, int timeout_ms)
         rc = xr__error_set(XR_ENORAIL, "xr_peer_connect: no rail that is up reaches '%s'",
                            p->name);
     connecting_put(c);
+    return rc;
+}
+
+/* A hello of connect_on_load: nobody waits for it; a rail that cannot
+ * connect says so here, and its transfers meet the same error. */
+static void hello_sent(void *arg, int err, const char *why)
+{
+    xr_engine *e = arg;
+    if (err)
+        xr__log_write(&e->log, XR_LOG_INFO, "connect on load: %s: %s", xr_err_name(err),
+                      why ? why : xr_strerror(err));
+}
+
+static void connect_start(xr_peer *p)
+{
+    xr_engine *e = p->e;
+    for (uint64_t m = p->mask; m; m &= m - 1) {
+        unsigned i = (unsigned)__builtin_ctzll(m);
+        if (atomic_load(&e->rails[i].up) && xr__notif_hello(e, p, i, hello_sent, e))
+            xr__log_write(&e->log, XR_LOG_WARN, "connect on load: rail %u to '%s': %s", i,
+                          p->name, xr__error_last());
+    }
+    xr__engine_signal(e); /* a progress thread asleep posts them now */
+}
+
+/* Here, above peers and notifications, because connecting on load sends
+ * a hello on each rail. */
+int xr_peer_load(xr_engine *e, const void *md, size_t len, xr_peer **out)
+{
+    int rc = xr__peer_load(e, md, len, out);
+    if (!rc && e->opts.connect_on_load)
+        connect_start(*out);
     return rc;
 }
 

@@ -167,6 +167,7 @@ static void config_tests(void)
         {"return { stage = { chunk = 100 } }", "'chunk' must be an integer >= 4096"},
         {"return { stage = { host = 1 } }", "host must be true or false"},
         {"return { mr_cache = { enabled = 'yes' } }", "enabled must be true or false"},
+        {"return { connect_on_load = 1 }", "connect_on_load must be true or false"},
         /* A metamethod that raises, read outside a protected call, would
          * have aborted the process (Lua's panic). */
         {"return setmetatable({}, { __index = function(t, k) error('trap ' .. k) end })",
@@ -466,7 +467,8 @@ int main(int argc, char **argv)
     static const char *const bad[][2] = {{"XRAIL_LOG", "verbose"}, {"XRAIL_MAX_RAILS", "abc"},
                                          {"XRAIL_MAX_RAILS", "65"}, {"XRAIL_MR_CACHE", "maybe"},
                                          {"XRAIL_STAGE_HOST", "yes please"},
-                                         {"XRAIL_DEADLINE_MS", "soon"}};
+                                         {"XRAIL_DEADLINE_MS", "soon"},
+                                         {"XRAIL_CONNECT_ON_LOAD", "eagerly"}};
     for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
         bool cap = !strcmp(bad[k][0], "XRAIL_MAX_RAILS"); /* create_env sets that one */
         if (!cap)

@@ -177,7 +177,9 @@ static void initiator(int fd, void *arg)
 {
     cfg *c = arg;
     xr_engine *e;
+    h_connect_on_load = 1;
     H_OK(h_engine("prefill", c->provider, 2, c->threads, &e));
+    h_connect_on_load = 0;
     uint8_t *src = aligned_alloc(4096, REGION);
     uint64_t tag = 0xE7E175ull + (uint64_t)c->threads;
     h_fill(src, REGION, tag, 0);
@@ -186,6 +188,24 @@ static void initiator(int fd, void *arg)
     xr_peer *p = h_load_peer(fd, e);
     h_send_metadata(fd, e);
     uint64_t dst = h_recv_u64(fd, e);
+    /* connect_on_load: loading sent a hello on every rail, with no
+     * transfer, notification or xr_peer_connect from us (the target is
+     * in its timed notification waits, driving its progress). */
+    double end = h_now() + 30;
+    for (unsigned i = 0; i < 2; i++) {
+        xr_rail_info ri;
+        for (;;) {
+            H_OK(xr_rail_info_get(e, i, &ri));
+            if (ri.counters.notif_tx >= 1)
+                break;
+            H_CHECK(h_now() < end, "connect on load: rail %u sent no hello in 30 s", i);
+            if (c->threads)
+                usleep(1000);
+            else
+                H_OK(xr_progress(e));
+        }
+    }
+    h_log("ok: connect_on_load: a hello on each of 2 rails at load");
     /* Every rail connected at once, before the first transfer; again is
      * harmless. The target drops the hellos (its next notification is the
      * chain's, checked there). */
