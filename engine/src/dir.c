@@ -159,9 +159,11 @@ static void leave(xr_dir *d, entry *t, int64_t rev)
     pthread_mutex_lock(&e->lock);
     atomic_store(&t->peer->gone, true);
     atomic_store(&t->peer->lost, true);
-    xr__xfer_fail_peer(e, t->peer, XR_EGONE, why);
+    unsigned failed = xr__xfer_fail_peer(e, t->peer, XR_EGONE, why);
     pthread_mutex_unlock(&e->lock);
-    xr__log_write(&e->log, XR_LOG_WARN, "%s: its transfers fail with XR_EGONE", why);
+    /* A peer that closed while nothing went to it is news, not trouble. */
+    xr__log_write(&e->log, failed ? XR_LOG_WARN : XR_LOG_INFO, "%s: %u transfer(s) in flight "
+                  "fail with XR_EGONE, and new ones are refused", why, failed);
 }
 
 /* A put under the prefix: a join, or an update that a loaded handle takes

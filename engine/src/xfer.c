@@ -740,13 +740,17 @@ void xr__xfer_failover(xr_engine *e)
     }
 }
 
-void xr__xfer_fail_peer(xr_engine *e, xr_peer *peer, int err, const char *why)
+unsigned xr__xfer_fail_peer(xr_engine *e, xr_peer *peer, int err, const char *why)
 {
+    unsigned n_failed = 0;
     xr__list_each(n, &e->xfers) {
         xr_xfer *x = xr__list_entry(n, xr_xfer, link);
-        if (x->peer == peer && atomic_load(&x->status) == XR_EINPROGRESS)
+        if (x->peer == peer && atomic_load(&x->status) == XR_EINPROGRESS) {
             record_error(x, err, "%s", why);
+            n_failed++;
+        }
     }
+    return n_failed;
 }
 
 /* Whether a transfer's peer is silent: chunks a provider holds, or refuses,

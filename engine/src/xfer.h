@@ -96,9 +96,9 @@ void xr__xfer_fini(xr_engine *e);
  * fail their transfers (retries spent, the policy said "fail", no rail
  * left). Progress calls it; no lock held. */
 void xr__xfer_failover(xr_engine *e);
-/* Fail every transfer in flight to `peer` with err and a reason. Engine
- * lock held. */
-void xr__xfer_fail_peer(xr_engine *e, xr_peer *peer, int err, const char *why);
+/* Fail every transfer in flight to `peer` with err and a reason; returns
+ * how many. Engine lock held. */
+unsigned xr__xfer_fail_peer(xr_engine *e, xr_peer *peer, int err, const char *why);
 /* Fail the transfers past their timeout (XR_ETIMEDOUT), and those of the
  * peer silent longest, if one completed nothing for the deadline (XR_EPEER;
  * `connect` for a peer not heard from since it was loaded): that peer is
