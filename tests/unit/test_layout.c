@@ -381,6 +381,14 @@ static void w_end(wbuf *w, size_t at)
         w->b[at - 4 + i] = (uint8_t)(v >> (8 * i));
 }
 
+/* A whole integer record. */
+static void w_int(wbuf *w, uint16_t id, uint8_t type, uint64_t v, size_t width)
+{
+    size_t at = w_rec(w, id, type, 0);
+    w_le(w, v, width);
+    w_end(w, at);
+}
+
 /* name "x", instance 5, no rails, then one region whose keys list the
  * caller writes (the region's record is left open: the caller ends it). */
 static size_t w_region_prefix(wbuf *w, size_t *list_at)
@@ -388,24 +396,16 @@ static size_t w_region_prefix(wbuf *w, size_t *list_at)
     size_t at = w_rec(w, 1, XR_FT_STR, 0);
     w_bytes(w, "x", 1);
     w_end(w, at);
-    at = w_rec(w, 2, XR_FT_U64, 0);
-    w_le(w, 5, 8);
-    w_end(w, at);
+    w_int(w, 2, XR_FT_U64, 5, 8);
     at = w_rec(w, 3, XR_FT_LIST, 0);
     w_le(w, 0, 4);
     w_end(w, at);
     *list_at = w_rec(w, 4, XR_FT_LIST, 0);
     w_le(w, 1, 4);
     size_t el = w_rec(w, 0, XR_FT_STRUCT, 0);
-    at = w_rec(w, 1, XR_FT_U64, 0);
-    w_le(w, 0x10000, 8);
-    w_end(w, at);
-    at = w_rec(w, 2, XR_FT_U64, 0);
-    w_le(w, 4096, 8);
-    w_end(w, at);
-    at = w_rec(w, 5, XR_FT_U8, 0);
-    w_le(w, 3, 1);
-    w_end(w, at);
+    w_int(w, 1, XR_FT_U64, 0x10000, 8);
+    w_int(w, 2, XR_FT_U64, 4096, 8);
+    w_int(w, 5, XR_FT_U8, 3, 1);
     return el;
 }
 
@@ -422,10 +422,12 @@ START_TEST(format1_lists_read)
     size_t list_at, el = w_region_prefix(&w, &list_at);
     size_t keys = w_rec(&w, 6, XR_FT_LIST, 0);
     w_le(&w, 1, 4);
-    size_t k = w_rec(&w, 0, XR_FT_STRUCT, 0), at;
-    at = w_rec(&w, 1, XR_FT_U32, 0), w_le(&w, 2, 4), w_end(&w, at);
-    at = w_rec(&w, 3, XR_FT_BYTES, 0), w_bytes(&w, "ABCDEFGH", 8), w_end(&w, at);
-    at = w_rec(&w, 4, XR_FT_U64, 0), w_le(&w, 0x8000, 8), w_end(&w, at);
+    size_t k = w_rec(&w, 0, XR_FT_STRUCT, 0);
+    w_int(&w, 1, XR_FT_U32, 2, 4);
+    size_t at = w_rec(&w, 3, XR_FT_BYTES, 0);
+    w_bytes(&w, "ABCDEFGH", 8);
+    w_end(&w, at);
+    w_int(&w, 4, XR_FT_U64, 0x8000, 8);
     w_end(&w, k);
     w_end(&w, keys);
     w_close_region(&w, el, list_at);
