@@ -9,13 +9,12 @@
 
 static const char *provider, *scripts;
 
-static const char *write_config(const char *fmt, ...)
+/* A config script in a file of its own; drop_config removes it. */
+static char *write_config(const char *fmt, ...)
 {
-    static char path[2][64];
-    static int k;
-    k ^= 1;
-    snprintf(path[k], sizeof path[k], "/tmp/xrail-config-XXXXXX");
-    int fd = mkstemp(path[k]);
+    char *path = strdup("/tmp/xrail-config-XXXXXX");
+    H_CHECK(path, "strdup");
+    int fd = mkstemp(path);
     H_CHECK(fd >= 0, "mkstemp");
     char body[2048];
     va_list ap;
@@ -24,7 +23,13 @@ static const char *write_config(const char *fmt, ...)
     va_end(ap);
     h_write_all(fd, body, strlen(body));
     close(fd);
-    return path[k];
+    return path;
+}
+
+static void drop_config(char *path)
+{
+    unlink(path);
+    free(path);
 }
 
 /* Options that read a config script only (hermetic: no environment). */
@@ -52,7 +57,7 @@ static void config_tests(void)
 {
     const char *dom = strstr(provider, "tcp") ? "lo" : "";
     /* Rails, speeds, a threshold and a policy by name, from the script. */
-    const char *c1 = write_config(
+    char *c1 = write_config(
         "return {\n"
         "  rails = { { provider = '%s', domain = %s%s%s, count = 3, speed = 250 } },\n"
         "  stripe_min = 65536,\n"
@@ -77,7 +82,7 @@ static void config_tests(void)
     xr_engine_destroy(e);
 
     /* rails.max caps what the script lists. */
-    const char *c2 = write_config(
+    char *c2 = write_config(
         "return { rails = { provider = '%s', domain = %s%s%s, count = 4, max = 1 } }\n",
         provider, *dom ? "'" : "", *dom ? dom : "nil", *dom ? "'" : "");
     H_OK(from_config(c2, NULL, 0, &e));
@@ -103,7 +108,7 @@ static void config_tests(void)
     h_log("ok: XRAIL_RAILS wins; the default xrail.lua was found on XRAIL_SCRIPT_PATH");
 
     /* The stage and mr_cache tables reach the engine, and read back. */
-    const char *c3 = write_config("return { stage = { chunk = 65536, slots = 4, host = true }, "
+    char *c3 = write_config("return { stage = { chunk = 65536, slots = 4, host = true }, "
                                   "mr_cache = { max_entries = 99 }, progress_sleep_us = 0, "
                                   "progress = 'thread', progress_threads = 5 }\n");
     H_OK(from_config(c3, &two, 1, &e));
@@ -114,7 +119,7 @@ static void config_tests(void)
                 strstr(cfg, "progress_threads = 2,"), /* 5 asked, one per rail at most */
             "the config's stage, mr_cache and progress settings were not applied:\n%s", cfg);
     xr_engine_destroy(e);
-    unlink(c3);
+    drop_config(c3);
     h_log("ok: the config's stage and mr_cache tables are applied and printed");
 
     /* Precedence, both ways. An option set to its default's own value is
@@ -122,7 +127,7 @@ static void config_tests(void)
      * the fix it did, as "equal to the default" counted as unset). An
      * option left unset takes the config's. Setting one staging field keeps
      * the config's others (before, any one dropped them all). */
-    const char *c4 = write_config("return { chunk = 4194304, stage = { slots = 8, chunk = 65536 }, "
+    char *c4 = write_config("return { chunk = 4194304, stage = { slots = 8, chunk = 65536 }, "
                                   "health = { deadline_ms = 2500, retries = 5 } }\n");
     xr_engine_opts po;
     config_opts(&po, c4, &two, 1);
@@ -147,7 +152,7 @@ static void config_tests(void)
     xr_engine_opts_defaults(&d);
     H_CHECK(d.chunk_size == 1 << 20 && d.health.deadline_ms == 1500 && d.stage.slots == 16,
             "xr_engine_opts_defaults");
-    unlink(c4);
+    drop_config(c4);
     h_log("ok: options set to a default's value win over the config; unset ones take it");
 
     /* Broken configs are named and nothing is created. */
@@ -176,18 +181,18 @@ static void config_tests(void)
          "instruction budget"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        const char *c = write_config("%s", bad[i].body);
+        char *c = write_config("%s", bad[i].body);
         xr_engine *x = NULL;
         int rc = from_config(c, &two, 1, &x);
         H_CHECK(rc < 0 && !x, "config '%s' was accepted", bad[i].body);
         H_CHECK(strstr(xr_engine_last_error(NULL), bad[i].needle), "config '%s': '%s' lacks '%s'",
                 bad[i].body, xr_engine_last_error(NULL), bad[i].needle);
         h_log("ok: %s", xr_engine_last_error(NULL));
-        unlink(c);
+        drop_config(c);
     }
     H_CHECK(from_config("/nonexistent/xrail.lua", &two, 1, &e) < 0, "missing config accepted");
-    unlink(c1);
-    unlink(c2);
+    drop_config(c1);
+    drop_config(c2);
 }
 
 /* An engine with the layout `layout` (NULL: built-in), two rails. */
@@ -218,12 +223,12 @@ static void *md_of(xr_engine *e, size_t *len)
 static void layout_tests(void)
 {
     /* A layout named in the config, found under layout/ on the script path. */
-    const char *c = write_config("return { layout = 'kv_cache.lua' }\n");
+    char *c = write_config("return { layout = 'kv_cache.lua' }\n");
     xr_engine *kv, *kv2, *v1;
     const char *dom = strstr(provider, "tcp") ? "lo" : NULL;
     xr_rail_spec rs = {.provider = provider, .domain = dom, .count = 2};
     H_OK(from_config(c, &rs, 1, &kv));
-    unlink(c);
+    drop_config(c);
     H_OK(with_layout("kv-2", "kv_cache.lua", &kv2));
     H_OK(with_layout("v1", NULL, &v1));
 
@@ -308,7 +313,7 @@ static void layout_tests(void)
     xr_engine_destroy(v1);
 
     /* Malformed layouts stop creation, naming the field; nothing is left. */
-    const char *bad = write_config(
+    char *bad = write_config(
         "return { name = 'b', version = 1, fields = {\n"
         "  { id = 1, name = 'name', type = 'string', required = true },\n"
         "  { id = 2, name = 'instance', type = 'u64', required = true },\n"
@@ -318,7 +323,7 @@ static void layout_tests(void)
     H_CHECK(with_layout("bad", bad, &x) == XR_ESCRIPT && !x &&
                 strstr(xr_engine_last_error(NULL), "regions: duplicate id 3"),
             "duplicate id: %s", xr_engine_last_error(NULL));
-    unlink(bad);
+    drop_config(bad);
     H_CHECK(with_layout("bad", "no_such_layout.lua", &x) == XR_ENOENT && !x,
             "missing layout: %s", xr_engine_last_error(NULL));
     h_log("ok: %s", xr_engine_last_error(NULL));
