@@ -501,6 +501,9 @@ XR_API int xr_dir_close(xr_engine *e);
  * published yet (XR_ETIMEDOUT); XR_EGONE for one that left and has not
  * come back. The directory owns the handle: it stays valid until
  * xr_dir_close (a peer that left and came back is a new handle).
+ * The first lookup of a peer the directory saw when it opened reads the
+ * peer's metadata from etcd (one request, bounded by request_ms, beside
+ * timeout_ms); XR_EDIR if etcd does not answer.
  */
 XR_API int xr_peer_lookup(xr_engine *e, const char *name, int timeout_ms, xr_peer **out);
 
