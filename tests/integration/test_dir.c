@@ -302,6 +302,13 @@ int main(int argc, char **argv)
     uint64_t b0 = h_recv_u64(b, NULL);
     xr_peer *pb;
     H_OK(xr_peer_lookup(e, "kv-b", 10000, &pb));
+    /* An engine that has seen kv-b (its first read of the prefix, keys
+     * only) but not looked it up: with etcd down, its lookup cannot read
+     * the blob, and says so. */
+    xr_engine *seen;
+    H_OK(h_engine("seen-not-loaded", provider, 1, 1, &seen));
+    H_OK(dir_open(seen));
+    wait_event(seen, XR_DIR_JOIN, "kv-b", 10);
     etcd_kill();
     H_OK(write_tag(e, pb, src, b0, 21));
     verified(b, 21, 0, "WRITE while etcd is down");
@@ -310,6 +317,12 @@ int main(int argc, char **argv)
     H_CHECK(rc == XR_EDIR, "a lookup with etcd down: %s (%s)", xr_err_name(rc),
             xr_engine_last_error(NULL));
     h_log("etcd down: transfers go on; a lookup says: %s", xr_engine_last_error(NULL));
+    rc = xr_peer_lookup(seen, "kv-b", 500, &none);
+    H_CHECK(rc == XR_EDIR && strstr(xr_engine_last_error(NULL), "reading 'kv-b' from etcd"),
+            "a lookup of a name seen, not loaded, with etcd down: %s (%s)", xr_err_name(rc),
+            xr_engine_last_error(NULL));
+    h_log("etcd down: a name seen but not loaded: %s", xr_engine_last_error(NULL));
+    xr_engine_destroy(seen); /* its lease cannot be revoked: it runs out */
     /* kv-b registers a region while etcd is away: it publishes when etcd
      * returns, and the loaded handle takes it (from the watcher's new read
      * of the prefix, or its watch, whichever sees it first). */

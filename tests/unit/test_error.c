@@ -47,6 +47,10 @@ START_TEST(last_error_is_per_thread)
     big[sizeof big - 1] = 0;
     xr__error_set(XR_EIO, "%s", big); /* cut, never overrun */
     ck_assert_uint_eq(strlen(xr__error_last()), XR_ERRMSG_MAX - 1);
+    /* Context added to the last error, which is also an argument. */
+    xr__error_set(XR_EDIR, "Couldn't connect to server");
+    xr__error_set(XR_EDIR, "reading 'kv-b' from etcd: %s", xr__error_last());
+    ck_assert_str_eq(xr__error_last(), "reading 'kv-b' from etcd: Couldn't connect to server");
 }
 END_TEST
 

@@ -10,15 +10,21 @@
 #include "xrail.h"
 
 #include <stdio.h>
+#include <string.h>
 
 static __thread char last_error[XR_ERRMSG_MAX];
 
 int xr__error_set(int code, const char *fmt, ...)
 {
+    /* Formatted aside first: callers add context to the last error by
+     * passing xr__error_last() as an argument, which would otherwise be
+     * overwritten while it is read. */
+    char msg[sizeof last_error];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    memcpy(last_error, msg, strlen(msg) + 1);
     return code;
 }
 
