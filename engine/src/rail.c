@@ -89,8 +89,22 @@ static bool info_matches(const struct fi_info *i, const char *domain)
  * provider that offers RMA only without it (asked for in a last pass, to
  * say so) is refused with XR_ENOTSUP.
  */
+/* rxm gives each endpoint a shared receive queue of FI_OFI_RXM_MSG_RX_SIZE
+ * buffers (4096 by default), 16 KiB each: 64 MiB and about 230 ms of page
+ * faults a rail, 32 times over for a 32-rail engine (docs/performance.md,
+ * "Cold starts"). A rail posts a handful of receives (notification frames,
+ * staging slots), and RMA takes none, so unless the user set it, xrail
+ * asks for 128. rxm reads it when libfabric first loads its providers:
+ * set before this process's first fi_getinfo, or not at all. */
+static void provider_defaults(void)
+{
+    setenv("FI_OFI_RXM_MSG_RX_SIZE", "128", 0);
+}
+
 static int getinfo(const rail_req *q, struct fi_info **out, bool *hmem)
 {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, provider_defaults);
     int rc = -FI_ENODATA;
     for (int pass = xr__cuda_devices() ? 0 : 1; pass < 2 && rc; pass++) {
         struct fi_info *h = hints_new(q, true, pass == 0);

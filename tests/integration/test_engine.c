@@ -395,7 +395,16 @@ int main(int argc, char **argv)
         return fprintf(stderr, "usage: %s PROVIDER SCRIPTS_DIR\n", argv[0]), 2;
     provider = argv[1];
     scripts = argv[2];
+    /* xrail's rxm default (rail.c): set before libfabric's first look,
+     * unless the environment has it. */
+    const char *rx_before = getenv("FI_OFI_RXM_MSG_RX_SIZE");
+    char rx_had[32];
+    snprintf(rx_had, sizeof rx_had, "%s", rx_before ? rx_before : "");
     h_require_provider(provider);
+    const char *rx = getenv("FI_OFI_RXM_MSG_RX_SIZE");
+    H_CHECK(rx && !strcmp(rx, rx_before ? rx_had : "128"),
+            "FI_OFI_RXM_MSG_RX_SIZE after the first engine: %s (before: %s)", rx ? rx : "unset",
+            rx_before ? rx_had : "unset");
     int rc;
     discovery_tests();
 
