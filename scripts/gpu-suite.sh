@@ -12,6 +12,11 @@
 #                                      # GPUs, else 0,0): the C and Python
 #                                      # examples, xrail-bench device->device
 #                                      # beside the copy ceilings, one run
+#   bash scripts/gpu-suite.sh layerwise
+#                                      # GPU tests, then the layer-by-layer
+#                                      # comparison of docs/performance.md
+#                                      # (host memory, 4 tcp rails), on a
+#                                      # host with cores to spare
 #   bash scripts/gpu-suite.sh direct [P,D]
 #                                      # GPU tests, then libfabric 2.6 built
 #                                      # with CUDA: the GPU tests on it (shm
@@ -58,6 +63,27 @@ echo "== GPU tests (device memory, both providers, the four pairs)"
 timeout 300 ctest --test-dir build-gpu -R '^stage\.' --output-on-failure -V >"$out/gpu-tests.log" 2>&1
 gpu_rc=$?
 grep -E "ok:|WRITE|SKIPPED|FAIL|Passed|Failed|\*\*\*" "$out/gpu-tests.log" | sed 's/^[0-9]*: //'
+
+if [ "${1:-}" = layerwise ]; then
+  # examples/prefill_decode as on the 2-core VM (--compute-us 2000: 16
+  # layers of 2 ms each), one transfer after the last layer against a
+  # transfer group fed layer by layer, alternated, three rounds each.
+  echo "== layer by layer on $(nproc) cores"
+  lw_rc=0
+  for k in 1 2 3; do
+    for mode in one --layerwise; do
+      flag=$([ "$mode" = one ] || echo "$mode")
+      # shellcheck disable=SC2086
+      timeout 120 build-gpu/examples/prefill_decode/prefill_decode --compute-us 2000 $flag \
+        --port $((19000 + RANDOM % 1000)) >"$out/layerwise-$k-${mode#--}.log" 2>&1 || lw_rc=1
+      grep -E "notification delivered|verified" "$out/layerwise-$k-${mode#--}.log" |
+        sed "s/^/round $k: /"
+    done
+  done
+  echo "gpu tests rc=$gpu_rc, layerwise rc=$lw_rc"
+  [ "$gpu_rc" -eq 0 ] && [ "$lw_rc" -eq 0 ]
+  exit
+fi
 
 if [ "${1:-}" = pair ]; then
   ngpu=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')
