@@ -68,16 +68,22 @@ if [ "${1:-}" = layerwise ]; then
   # examples/prefill_decode as on the 2-core VM (--compute-us 2000: 16
   # layers of 2 ms each), one transfer after the last layer against a
   # transfer group fed layer by layer, alternated, three rounds each.
-  echo "== layer by layer on $(nproc) cores"
+  # With one progress thread, the thread that posts (prefill's own) copies
+  # each layer into tcp's sockets inside fi_write; with four, the rails'
+  # threads post and copy.
   lw_rc=0
-  for k in 1 2 3; do
-    for mode in one --layerwise; do
-      flag=$([ "$mode" = one ] || echo "$mode")
-      # shellcheck disable=SC2086
-      timeout 120 build-gpu/examples/prefill_decode/prefill_decode --compute-us 2000 $flag \
-        --port $((19000 + RANDOM % 1000)) >"$out/layerwise-$k-${mode#--}.log" 2>&1 || lw_rc=1
-      grep -E "notification delivered|verified" "$out/layerwise-$k-${mode#--}.log" |
-        sed "s/^/round $k: /"
+  for threads in 1 4; do
+    echo "== layer by layer on $(nproc) cores, XRAIL_PROGRESS_THREADS=$threads"
+    for k in 1 2 3; do
+      for mode in one --layerwise; do
+        flag=$([ "$mode" = one ] || echo "$mode")
+        log="$out/layerwise-t$threads-$k-${mode#--}.log"
+        # shellcheck disable=SC2086
+        XRAIL_PROGRESS_THREADS=$threads timeout 120 build-gpu/examples/prefill_decode/prefill_decode \
+          --compute-us 2000 $flag --port $((19000 + RANDOM % 1000)) >"$log" 2>&1 || lw_rc=1
+        grep -E "notification delivered" "$log" | sed "s/^/round $k: /"
+        grep -q "verified every byte" "$log" || { echo "round $k: NOT VERIFIED"; lw_rc=1; }
+      done
     done
   done
   echo "gpu tests rc=$gpu_rc, layerwise rc=$lw_rc"
