@@ -82,13 +82,6 @@ static bool info_matches(const struct fi_info *i, const char *domain)
     return i->domain_attr->name && strcmp(i->domain_attr->name, domain) == 0;
 }
 
-/*
- * FI_HMEM is asked for first when there is a GPU to use it. Delivery
- * complete is required: a write's completion must mean its bytes are in
- * target memory, or a notification sent after it could arrive first. A
- * provider that offers RMA only without it (asked for in a last pass, to
- * say so) is refused with XR_ENOTSUP.
- */
 /* rxm gives each endpoint a shared receive queue of FI_OFI_RXM_MSG_RX_SIZE
  * buffers (4096 by default), 16 KiB each: 64 MiB and about 230 ms of page
  * faults a rail, 32 times over for a 32-rail engine (docs/performance.md,
@@ -101,6 +94,13 @@ static void provider_defaults(void)
     setenv("FI_OFI_RXM_MSG_RX_SIZE", "128", 0);
 }
 
+/*
+ * FI_HMEM is asked for first when there is a GPU to use it. Delivery
+ * complete is required: a write's completion must mean its bytes are in
+ * target memory, or a notification sent after it could arrive first. A
+ * provider that offers RMA only without it (asked for in a last pass, to
+ * say so) is refused with XR_ENOTSUP.
+ */
 static int getinfo(const rail_req *q, struct fi_info **out, bool *hmem)
 {
     static pthread_once_t once = PTHREAD_ONCE_INIT;

@@ -137,7 +137,8 @@ static size_t enc_list(const xr_field *f, const void *obj, uint8_t *v, bool comp
         if (compact) { /* element length as a varint, then its fields */
             size_t n = enc_struct(f->elem, el, NULL, true);
             size_t h = xr__bytes_put_varint(rec, n);
-            enc_struct(f->elem, el, rec ? rec + h : NULL, true);
+            if (rec) /* measuring, the first walk was the whole of it */
+                enc_struct(f->elem, el, rec + h, true);
             vlen += h + n;
         } else {
             size_t n = enc_struct(f->elem, el, rec ? rec + XR_MD_RECORD : NULL, false);
