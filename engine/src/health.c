@@ -24,6 +24,7 @@
 #include "health.h"
 
 #include "policy.h"
+#include "stage.h"
 #include "xfer.h"
 
 #include <stdio.h>
@@ -132,6 +133,24 @@ static void check_rail(xr_engine *e, xr_rail *r, uint64_t now, uint64_t deadline
     reset(e, r, why);
 }
 
+/* A probe through the peer's staging: a request for 8 bytes of a staged
+ * region, which its engine answers. */
+typedef struct staged_probe {
+    xr_engine *e;
+    xr_stage_req q;
+} staged_probe;
+
+static int post_staged_probe(void *arg, xr_rail *r, xr_opctx *probe)
+{
+    staged_probe *sp = arg;
+    /* The slot keeps a copy of the request and copies the answer to `buf`
+     * at the end, so `buf` must outlive this call: the rail's probe buffer. */
+    sp->q.done = probe;
+    sp->q.buf = &r->probe_buf;
+    sp->q.len = sizeof r->probe_buf;
+    return xr__stage_start(sp->e, r, &sp->q) ? XR_EAGAIN : 0;
+}
+
 /* A down rail: read its last probe, and send the next when it is due. */
 static void probe_rail(xr_engine *e, xr_rail *r, uint64_t now)
 {
@@ -170,10 +189,18 @@ static void probe_rail(xr_engine *e, xr_rail *r, uint64_t now)
         return;
     fi_addr_t dst;
     uint64_t raddr, key;
+    bool staged = false;
     pthread_mutex_lock(&e->lock);
-    bool target = xr__peer_probe_target(e, r->index, &dst, &raddr, &key);
+    bool target = xr__peer_probe_target(e, r->index, &dst, &raddr, &key, &staged);
     pthread_mutex_unlock(&e->lock);
-    int rc = target ? xr__rail_probe(r, dst, raddr, key) : XR_ENOTSUP;
+    int rc = XR_ENOTSUP;
+    if (target && staged) {
+        staged_probe sp = {e, {.raddr = raddr, .dst = dst, .peer = "(probed)", .remote = true,
+                               .device = -1}};
+        rc = xr__rail_probe_via(r, post_staged_probe, &sp);
+    } else if (target) {
+        rc = xr__rail_probe(r, dst, raddr, key);
+    }
     if (rc == XR_EFABRIC) /* no endpoint: a reset opens one */
         reset(e, r, "it has no endpoint to probe with");
     pthread_mutex_lock(&r->lock);

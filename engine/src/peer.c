@@ -210,7 +210,7 @@ xr_peer *xr__peer_by_addr(xr_engine *e, unsigned rail, fi_addr_t dst)
 }
 
 bool xr__peer_probe_target(xr_engine *e, unsigned rail, fi_addr_t *dst, uint64_t *raddr,
-                           uint64_t *key)
+                           uint64_t *key, bool *staged)
 {
     const xr_peer *best = NULL;
     const xr_peer_region *bg = NULL;
@@ -219,19 +219,24 @@ bool xr__peer_probe_target(xr_engine *e, unsigned rail, fi_addr_t *dst, uint64_t
         if (!((p->mask >> rail) & 1) || (best && atomic_load(&best->last_ok) >=
                                                      atomic_load(&p->last_ok)))
             continue;
-        for (size_t k = 0; k < p->nregions; k++) {
+        /* A region the rail reads directly, else a staged one: a round trip
+         * through the peer's engine, but a peer of device memory alone
+         * (no FI_HMEM) publishes nothing else. */
+        const xr_peer_region *pick = NULL;
+        for (size_t k = 0; k < p->nregions && !(pick && !pick->staged); k++) {
             const xr_peer_region *g = &p->regions[k];
-            if (!g->staged && (g->access & XR_ACCESS_READ) && g->len >= 8 &&
-                ((g->path_mask >> rail) & 1)) {
-                best = p, bg = g;
-                break;
-            }
+            if ((g->access & XR_ACCESS_READ) && g->len >= 8 && ((g->path_mask >> rail) & 1) &&
+                (!pick || !g->staged))
+                pick = g;
         }
+        if (pick)
+            best = p, bg = pick;
     }
     if (!best)
         return false;
     *dst = best->fi_addr[rail];
-    *raddr = best->virt_addr[rail] ? bg->addr : bg->addr - bg->base[rail];
+    *staged = bg->staged;
+    *raddr = bg->staged || best->virt_addr[rail] ? bg->addr : bg->addr - bg->base[rail];
     *key = bg->key[rail];
     return true;
 }

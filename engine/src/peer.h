@@ -66,9 +66,11 @@ const xr_peer_region *xr__peer_region_find(const xr_peer *p, uint64_t addr, uint
 /* The loaded peer that rail `rail` reaches at `dst`, or NULL. Engine lock held. */
 xr_peer *xr__peer_by_addr(xr_engine *e, unsigned rail, fi_addr_t dst);
 /* Somewhere a probe of rail `rail` may READ 8 bytes: a region of the loaded
- * peer that answered last, readable through the rail. Engine lock held. */
+ * peer that answered last, readable through the rail, or through the peer's
+ * staging (`staged`: raddr is the peer's address, key unused) when all its
+ * readable regions are staged. Engine lock held. */
 bool xr__peer_probe_target(xr_engine *e, unsigned rail, fi_addr_t *dst, uint64_t *raddr,
-                           uint64_t *key);
+                           uint64_t *key, bool *staged);
 /* Load a newer version of the peer's metadata in place: its regions and
  * fields change, its rails must not (XR_EVERSION if they do: another
  * engine of that name, to be loaded as a new peer). Transfers already

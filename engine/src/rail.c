@@ -740,7 +740,13 @@ static int cq_poll(xr_rail *r)
     int handled = 0;
     ssize_t n = fi_cq_read(r->cq, ent, CQ_BATCH);
     if (n > 0) {
-        r->last_done = r->last_good = xr__rail_now();
+        bool heard = false;
+        for (ssize_t i = 0; i < n && !heard; i++) {
+            const xr_opctx *c = ent[i].op_context;
+            heard = !c || !(c->flags & XR_OPF_QUIET);
+        }
+        if (heard)
+            r->last_done = r->last_good = xr__rail_now();
         for (ssize_t i = 0; i < n; i++)
             complete(r, ent[i].op_context, ent[i].len, 0, NULL);
         handled = (int)n;
@@ -844,6 +850,13 @@ int xr__rail_reset(xr_rail *r, const char *why)
     xr__list_each(n, &r->held_tx)
         reads = reads || (xr__list_entry(n, xr_opctx, link)->flags & XR_OPF_READ);
     if (reads && r->reset_reads_crash) {
+        /* What only waits for an answer is taken back without closing, and
+         * its chunk fails over; what is mid-read waits for the link. */
+        xr__list_each(n, &r->held_tx) {
+            xr_opctx *c = xr__list_entry(n, xr_opctx, link);
+            if ((c->flags & XR_OPF_CANCEL) && r->ep)
+                fi_cancel(&r->ep->fid, &c->fctx);
+        }
         pthread_mutex_unlock(&r->lock);
         return xr__error_set(XR_EBUSY, "rail %u (%s): not reset: it holds READs, and closing "
                                        "its endpoint under them crashes libfabric %u.%u; they "
@@ -914,24 +927,43 @@ static void probe_done(xr_opctx *ctx, xr_rail *r, size_t len, int err, const cha
     r->probe_result = err ? -1 : 1;
 }
 
-int xr__rail_probe(xr_rail *r, fi_addr_t dst, uint64_t raddr, uint64_t key)
+int xr__rail_probe_via(xr_rail *r, xr_probe_post_fn post, void *arg)
 {
     pthread_mutex_lock(&r->lock);
     int rc = 0;
     if (!r->ep) {
         rc = XR_EFABRIC;
-    } else if (!r->probe_mr) {
-        rc = XR_ENOTSUP;
     } else if (!r->probe_busy) {
-        r->probe = (xr_opctx){.done = probe_done};
-        rc = xr__rail_rma(r, false, &r->probe_buf, sizeof r->probe_buf, fi_mr_desc(r->probe_mr),
-                          dst, raddr, key, &r->probe);
+        /* t_post: health takes back a probe unanswered for the deadline. */
+        r->probe = (xr_opctx){.done = probe_done, .t_post = xr__rail_now()};
+        rc = post(arg, r, &r->probe);
         r->probe_busy = rc == 0;
         r->ctr.probes += rc == 0;
-        rc = rc ? XR_EIO : 0;
     }
     pthread_mutex_unlock(&r->lock);
     return rc;
+}
+
+typedef struct rma_probe {
+    fi_addr_t dst;
+    uint64_t raddr, key;
+} rma_probe;
+
+static int post_rma_probe(void *arg, xr_rail *r, xr_opctx *probe)
+{
+    const rma_probe *p = arg;
+    if (!r->probe_mr)
+        return XR_ENOTSUP;
+    return xr__rail_rma(r, false, &r->probe_buf, sizeof r->probe_buf, fi_mr_desc(r->probe_mr),
+                        p->dst, p->raddr, p->key, probe)
+               ? XR_EIO
+               : 0;
+}
+
+int xr__rail_probe(xr_rail *r, fi_addr_t dst, uint64_t raddr, uint64_t key)
+{
+    rma_probe p = {dst, raddr, key};
+    return xr__rail_probe_via(r, post_rma_probe, &p);
 }
 
 void xr__rail_enqueue(xr_rail *r, unsigned lane, xr_work *w)

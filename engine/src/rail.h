@@ -41,7 +41,14 @@ typedef void (*xr_op_done_fn)(xr_opctx *op, xr_rail *r, size_t len, int err, con
 enum {
     XR_OPF_RX = 1,    /* a receive: one canceled by a closing endpoint is not an error */
     XR_OPF_DEPTH = 2, /* counts against the rail's depth, and its errors go to the policy */
-    XR_OPF_READ = 4,  /* an RMA read (xr__rail_rma sets it) */
+    XR_OPF_READ = 4,  /* an RMA read (xr__rail_rma sets it), or a receive the provider
+                       * completes by reading (rxm's rendezvous): see reset_reads_crash */
+    XR_OPF_FINAL = 8, /* its error is an answer (the peer's, or a device copy's) that another
+                       * rail would get too: not worth failing over (stage.c sets it) */
+    XR_OPF_CANCEL = 16, /* a receive awaiting an answer, on held_tx: a reset that is refused
+                         * takes it back with fi_cancel if nothing matched it yet */
+    XR_OPF_QUIET = 32,  /* a send whose completion proves nothing of the path (copied into a
+                         * socket's buffer): it does not count as the rail answering */
 };
 
 /* The context of every operation posted to a rail. */
@@ -196,6 +203,11 @@ int xr__rail_reset(xr_rail *r, const char *why);
  * already out), XR_EFABRIC if the rail has no endpoint, XR_ENOTSUP if it
  * has no probe buffer, XR_EIO if the post failed. Rail lock not held. */
 int xr__rail_probe(xr_rail *r, fi_addr_t dst, uint64_t raddr, uint64_t key);
+/* The same with the post left to `post`, called with the rail lock held and
+ * the rail's probe context, which it must complete: 0 if it posted. For a
+ * peer whose regions are all staged (stage.c answers the probe). */
+typedef int (*xr_probe_post_fn)(void *arg, xr_rail *r, xr_opctx *probe);
+int xr__rail_probe_via(xr_rail *r, xr_probe_post_fn post, void *arg);
 /* Read the CQ, complete through each context, post queued work. The
  * number of completions handled. */
 int xr__rail_progress(xr_rail *r);

@@ -51,7 +51,12 @@ enum op_state {
 };
 
 typedef struct sop {
-    xr_opctx tx, rx;
+    xr_opctx tx, rx, rx_alt;
+    /* The receive context in use. After a receive fails the other is
+     * used: rxm may complete a rendezvous receive that failed once more
+     * (seen on 1.17 and 2.6 after a connection reset), and that late
+     * completion must not be taken for the receive posted since. */
+    xr_opctx *rxc;
     xr_list link;             /* the free list, or the active queue */
     xr_stage *st;
     uint8_t *slot;
@@ -66,6 +71,7 @@ typedef struct sop {
     xr_stage_hdr h;           /* target: the request being served */
     xr_copy copy;
     int err;
+    bool final;               /* err is an answer: XR_OPF_FINAL */
     char why[256];
     fi_addr_t reply;          /* target: the initiator on r */
     size_t rxlen;
@@ -98,6 +104,12 @@ struct xr_stage {
     xr_list active;
     xr_list known;
     uint64_t gen;
+    /* Slots one rail may hold: three quarters of the pool. A rail whose
+     * link died keeps its slots until the deadline; holding them all, it
+     * would starve the peer's other rails, and the peer, not the rail,
+     * would look silent. */
+    unsigned rail_cap;
+    unsigned held[XR_MAX_RAILS];
 };
 
 #define SOP_OF(p, member) ((sop *)((char *)(p) - offsetof(sop, member)))
@@ -106,20 +118,27 @@ static uint8_t *hdr_a(sop *s) { return s->slot; }
 static uint8_t *hdr_b(sop *s) { return s->slot + HDR; }
 static uint8_t *payload(sop *s) { return s->slot + 2 * HDR; }
 
+/* Queue a slot for progress, once: a slot still queued (or still on the
+ * pass that is stepping it) is stepped in its newest state. */
 static void activate(sop *s)
 {
     xr_stage *st = s->st;
     pthread_mutex_lock(&st->lock);
-    xr__list_push_back(&st->active, &s->link);
+    if (!xr__list_linked(&s->link))
+        xr__list_push_back(&st->active, &s->link);
     pthread_mutex_unlock(&st->lock);
 }
 
-static void fail(sop *s, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void fail(sop *s, int err, const char *fmt, ...)
+/* `final`: the error is an answer, the peer's or a device copy's, that
+ * another rail would get too; a fabric error is worth another rail. */
+static void fail(sop *s, int err, bool final, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void fail(sop *s, int err, bool final, const char *fmt, ...)
 {
     if (s->err)
         return; /* the first cause is the one worth reporting */
     s->err = err;
+    s->final = final;
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(s->why, sizeof s->why, fmt, ap);
@@ -128,6 +147,7 @@ static void fail(sop *s, int err, const char *fmt, ...)
 
 static void tx_done(xr_opctx *ctx, xr_rail *r, size_t len, int err, const char *why);
 static void rx_done(xr_opctx *ctx, xr_rail *r, size_t len, int err, const char *why);
+static void rx_alt_done(xr_opctx *ctx, xr_rail *r, size_t len, int err, const char *why);
 
 /* ---- pools ---- */
 
@@ -172,7 +192,12 @@ static int pool_make(xr_stage *st, pool *p, unsigned n, bool target)
         s->target = target;
         s->slot = p->arena + (size_t)k * st->stride;
         s->tx = (xr_opctx){.done = tx_done};
-        s->rx = (xr_opctx){.done = rx_done, .flags = XR_OPF_RX};
+        /* An initiator's response receive is an answer owed: it waits on
+         * the rail's list of sends and RMA, under their deadline, not among
+         * the receives that may wait forever (post_initiator sets its flags). */
+        s->rx = (xr_opctx){.done = rx_done, .flags = target ? XR_OPF_RX : 0};
+        s->rx_alt = (xr_opctx){.done = rx_alt_done, .flags = s->rx.flags};
+        s->rxc = &s->rx;
         xr__list_init(&s->link);
         if (xr__cuda_copy_init(&s->copy))
             rc = xr__error_set(XR_EIO, "staging: CUDA event: %s", xr__cuda_last_error());
@@ -235,10 +260,10 @@ static int post_rx(sop *s)
     if (!s->r->ep)
         return -FI_ENOTCONN; /* a reset could not reopen it */
     ssize_t rc = fi_trecv(s->r->ep, hdr_b(s), HDR + st->chunk, st->in.desc[i], FI_ADDR_UNSPEC,
-                          TAG_REQ, 0, &s->rx.fctx);
+                          TAG_REQ, 0, &s->rxc->fctx);
     if (!rc) {
         s->state = S_POSTED;
-        xr__rail_held(s->r, &s->rx, FI_ADDR_UNSPEC);
+        xr__rail_held(s->r, s->rxc, FI_ADDR_UNSPEC);
     }
     return (int)rc;
 }
@@ -252,6 +277,7 @@ int xr__stage_need(xr_engine *e, bool target)
             return rc;
         for (unsigned k = 0; k < st->out.n; k++)
             xr__list_push_back(&st->free, &st->out.ops[k].link);
+        st->rail_cap = st->out.n - st->out.n / 4;
         xr__log_write(&e->log, XR_LOG_INFO, "staging: %u slots of %zu bytes for this engine's "
                                             "transfers", st->out.n, st->chunk);
     }
@@ -298,6 +324,7 @@ static int post_initiator(sop *s)
     if (!r->ep)
         return -FI_ENOTCONN; /* a reset could not reopen it */
     if (!q->remote) {
+        s->tx.flags = 0;
         int rc = xr__rail_rma(r, q->write, payload(s), q->len, desc, q->dst, q->raddr, q->key,
                               &s->tx);
         if (!rc)
@@ -305,14 +332,20 @@ static int post_initiator(sop *s)
         return rc;
     }
     if (!s->rx_posted) {
+        /* A response that carries bytes is read by rxm itself (its
+         * rendezvous): for a reset it counts as an RMA READ. */
+        s->rxc->flags = (uint8_t)(q->write ? XR_OPF_CANCEL : XR_OPF_CANCEL | XR_OPF_READ);
         ssize_t rc = fi_trecv(r->ep, hdr_b(s), HDR + (q->write ? 0 : q->len), desc, q->dst,
-                              TAG_RSP | s->cookie, 0, &s->rx.fctx);
+                              TAG_RSP | s->cookie, 0, &s->rxc->fctx);
         if (rc)
             return (int)rc;
-        xr__rail_held(r, &s->rx, q->dst);
+        xr__rail_held(r, s->rxc, q->dst);
         s->rx_posted = true;
         s->pend++;
     }
+    /* The request's send completes once tcp has copied it: the response,
+     * not the send, is what shows the rail reaches the peer. */
+    s->tx.flags = XR_OPF_QUIET;
     xr_stage_hdr h = {.op = q->write ? XR_OP_WRITE : XR_OP_READ, .cookie = s->cookie,
                       .addr = q->raddr, .len = q->len, .srclen = (uint32_t)r->addrlen};
     memcpy(h.src, r->addr, r->addrlen);
@@ -336,7 +369,7 @@ static int post_initiator(sop *s)
 static void cancel_rx(sop *s)
 {
     if (s->rx_posted && s->pend && s->r->ep)
-        fi_cancel(&s->r->ep->fid, &s->rx.fctx);
+        fi_cancel(&s->r->ep->fid, &s->rxc->fctx);
 }
 
 static void send_step(sop *s)
@@ -352,8 +385,9 @@ static void send_step(sop *s)
         r->ctr.eagain++;
         activate(s);
     } else {
-        fail(s, XR_EIO, "rail %u (%s): posting a staged %s of %zu bytes failed: %s", r->index,
-             r->provider, s->req.write ? "write" : "read", s->req.len, fi_strerror(-rc));
+        fail(s, XR_EIO, false, "rail %u (%s): posting a staged %s of %zu bytes failed: %s",
+             r->index, r->provider, s->req.write ? "write" : "read", s->req.len,
+             fi_strerror(-rc));
         if (s->pend) {
             cancel_rx(s); /* the chunk ends when the receive comes back canceled */
             s->state = S_WAIT;
@@ -369,16 +403,19 @@ int xr__stage_start(xr_engine *e, xr_rail *r, const xr_stage_req *req)
 {
     xr_stage *st = e->stage;
     pthread_mutex_lock(&st->lock);
-    xr_list *n = xr__list_pop_front(&st->free);
+    xr_list *n = st->held[r->index] < st->rail_cap ? xr__list_pop_front(&st->free) : NULL;
     sop *s = n ? xr__list_entry(n, sop, link) : NULL;
-    if (s)
+    if (s) {
         s->cookie = ((++st->gen << 16) | s->index) & COOKIE_MASK;
+        st->held[r->index]++;
+    }
     pthread_mutex_unlock(&st->lock);
     if (!s)
-        return XR_EAGAIN; /* every slot is busy: the rail posts it when one frees */
+        return XR_EAGAIN; /* every slot, or this rail's share, is busy: posted when one frees */
     s->req = *req;
     s->r = r;
     s->err = 0;
+    s->final = false;
     s->why[0] = 0;
     s->pend = 0;
     s->rx_posted = false;
@@ -386,7 +423,7 @@ int xr__stage_start(xr_engine *e, xr_rail *r, const xr_stage_req *req)
     if (req->write) {
         if (xr__cuda_copy_start(&s->copy, payload(s), req->buf, req->len, req->device,
                                 req->gpu)) {
-            fail(s, XR_EIO, "staging: copy of %zu bytes from device %d failed: %s", req->len,
+            fail(s, XR_EIO, true, "staging: copy of %zu bytes from device %d failed: %s", req->len,
                  req->device, xr__cuda_last_error());
             s->state = S_DONE;
         } else if (s->copy.busy) {
@@ -405,7 +442,7 @@ static void initiator_done(sop *s, bool is_rx, size_t len, int err, const char *
     const xr_stage_req *q = &s->req;
     s->pend--;
     if (err) {
-        fail(s, err, "%s", why ? why : xr_strerror(err));
+        fail(s, err, false, "%s", why ? why : xr_strerror(err));
         if (!is_rx)
             cancel_rx(s);
     } else if (is_rx) {
@@ -413,9 +450,10 @@ static void initiator_done(sop *s, bool is_rx, size_t len, int err, const char *
         const char *bad;
         size_t want = HDR + (q->write ? 0 : q->len);
         if (xr__stage_wire_response(hdr_b(s), len, s->cookie, want, &h, &bad))
-            fail(s, XR_EIO, "peer '%s': %s (%zu bytes, expected %zu)", q->peer, bad, len, want);
+            fail(s, XR_EIO, false, "peer '%s': %s (%zu bytes, expected %zu)", q->peer, bad, len,
+                 want);
         else if (h.status)
-            fail(s, h.status, "peer '%s': %s", q->peer, h.why);
+            fail(s, h.status, true, "peer '%s': %s", q->peer, h.why);
     }
     if (!s->pend) {
         s->state = S_AFTER;
@@ -434,7 +472,7 @@ static bool initiator_step(sop *s)
         if (!p)
             return true;
         if (p < 0) {
-            fail(s, XR_EIO, "staging: copy from device %d failed: %s", q->device,
+            fail(s, XR_EIO, true, "staging: copy from device %d failed: %s", q->device,
                  xr__cuda_last_error());
             s->state = S_DONE;
             return initiator_step(s);
@@ -447,7 +485,7 @@ static bool initiator_step(sop *s)
     case S_AFTER:
         if (!s->err && !q->write) {
             if (xr__cuda_copy_start(&s->copy, q->buf, payload(s), q->len, q->device, q->gpu))
-                fail(s, XR_EIO, "staging: copy of %zu bytes to device %d failed: %s", q->len,
+                fail(s, XR_EIO, true, "staging: copy of %zu bytes to device %d failed: %s", q->len,
                      q->device, xr__cuda_last_error());
             else if (s->copy.busy)
                 return s->state = S_COPY_OUT, true;
@@ -459,7 +497,7 @@ static bool initiator_step(sop *s)
         if (!p)
             return true;
         if (p < 0)
-            fail(s, XR_EIO, "staging: copy to device %d failed: %s", q->device,
+            fail(s, XR_EIO, true, "staging: copy to device %d failed: %s", q->device,
                  xr__cuda_last_error());
         s->state = S_DONE;
         /* fall through */
@@ -471,9 +509,12 @@ static bool initiator_step(sop *s)
         int err = s->err;
         char why[sizeof s->why];
         memcpy(why, s->why, sizeof why);
+        if (err && s->final)
+            done->flags |= XR_OPF_FINAL; /* the chunk is not failed over */
         s->state = S_IDLE;
         pthread_mutex_lock(&st->lock);
         xr__list_push_back(&st->free, &s->link);
+        st->held[r->index]--;
         pthread_mutex_unlock(&st->lock);
         xr__rail_complete(r, done, err, err ? why : NULL);
         return false;
@@ -664,12 +705,27 @@ static void tx_done(xr_opctx *ctx, xr_rail *r, size_t len, int err, const char *
     }
 }
 
-static void rx_done(xr_opctx *ctx, xr_rail *r, size_t len, int err, const char *why)
+static void rx_finish(sop *s, xr_opctx *ctx, xr_rail *r, size_t len, int err, const char *why)
 {
-    sop *s = SOP_OF(ctx, rx);
+    if (ctx != s->rxc) {
+        xr__log_write(&s->st->e->log, XR_LOG_INFO, "staging: rail %u: slot %u: a late "
+                                                   "completion of a receive that had failed "
+                                                   "(ignored)", r->index, s->index);
+        return;
+    }
+    if (err && err != XR_ECANCELED)
+        s->rxc = s->rxc == &s->rx ? &s->rx_alt : &s->rx;
     if (!s->target) {
         initiator_done(s, true, len, err, why);
         return;
+    }
+    if (s->state != S_POSTED) {
+        /* Seen with libfabric 1.17's rxm after a connection reset: a
+         * receive it failed completes again. The request it held may be
+         * lost; its sender's deadline covers that. */
+        xr__log_write(&s->st->e->log, XR_LOG_WARN, "staging: rail %u: receive slot %u completed "
+                                                   "twice: %s", r->index, s->index,
+                      err ? (why ? why : xr_strerror(err)) : "a request may be lost");
     }
     if (err == XR_ECANCELED) {
         /* A reset: the slot waits for requests on the new endpoint. (A
@@ -690,6 +746,16 @@ static void rx_done(xr_opctx *ctx, xr_rail *r, size_t len, int err, const char *
     activate(s);
 }
 
+static void rx_done(xr_opctx *ctx, xr_rail *r, size_t len, int err, const char *why)
+{
+    rx_finish(SOP_OF(ctx, rx), ctx, r, len, err, why);
+}
+
+static void rx_alt_done(xr_opctx *ctx, xr_rail *r, size_t len, int err, const char *why)
+{
+    rx_finish(SOP_OF(ctx, rx_alt), ctx, r, len, err, why);
+}
+
 bool xr__stage_active(xr_engine *e)
 {
     xr_stage *st = e->stage;
@@ -708,7 +774,14 @@ int xr__stage_progress(xr_engine *e)
     xr__list_splice(&list, &st->active);
     pthread_mutex_unlock(&st->lock);
     int n = 0;
-    for (xr_list *l; (l = xr__list_pop_front(&list));) {
+    for (;;) {
+        /* Popped under the lock: a completion on another thread may
+         * activate a slot still on this pass's list. */
+        pthread_mutex_lock(&st->lock);
+        xr_list *l = xr__list_pop_front(&list);
+        pthread_mutex_unlock(&st->lock);
+        if (!l)
+            break;
         sop *s = xr__list_entry(l, sop, link);
         bool again = s->target ? target_step(s) : initiator_step(s);
         if (again)

@@ -501,7 +501,7 @@ static void chunk_done(xr_opctx *ctx, xr_rail *r, size_t len, int err, const cha
         uint64_t bit = 1ull << r->index;
         if (!(atomic_load_explicit(&x->peer->answered_rails, memory_order_relaxed) & bit))
             atomic_fetch_or(&x->peer->answered_rails, bit);
-    } else if (!c->stage && !atomic_load(&x->err)) {
+    } else if (!atomic_load(&x->err) && !(ctx->flags & XR_OPF_FINAL)) {
         /* A reset canceled it: another peer's silence, or its rail's, was
          * the cause, so this peer's deadline starts again. */
         if (err == XR_ECANCELED)
@@ -510,8 +510,9 @@ static void chunk_done(xr_opctx *ctx, xr_rail *r, size_t len, int err, const cha
          * chunks: each attempt would connect again (rxm does, per post). */
         if (err == XR_EPEER)
             atomic_fetch_or(&x->peer->path_down, 1ull << r->index);
-        /* Staged chunks fail where they are: their slots and the peer's
-         * protocol state belong to the rail they started on. */
+        /* A staged chunk starts afresh on its next rail: its slot was
+         * freed when it failed, and a peer serves a request on any rail
+         * (serving one twice copies the same bytes twice). */
         fail_over(x, c, err, true, why);
         return;
     } else {
@@ -530,6 +531,14 @@ static int post_chunk(xr_xfer *x, xr_chunk *c, xr_rail *r)
     }
     fi_addr_t dst = x->peer->fi_addr[r->index];
     bool write = x->op == XR_OP_WRITE;
+    if (!atomic_load(&r->up) || ((atomic_load(&x->peer->path_down) >> r->index) & 1)) {
+        /* The rail left plans after this was planned, or its connection to
+         * the peer failed: the chunk goes elsewhere without being tried
+         * here, and without spending a retry. */
+        fail_over(x, c, XR_ECANCELED, false,
+                  atomic_load(&r->up) ? "its rail lost the peer" : "its rail is down");
+        return XR_WORK_MORE;
+    }
     if (c->stage) {
         /* Staged chunks are bounded by the bounce slots, not the rail's
          * depth; stage.c posts them from progress. */
@@ -537,17 +546,10 @@ static int post_chunk(xr_xfer *x, xr_chunk *c, xr_rail *r)
                           .key = c->key, .dst = dst, .peer = x->peer->name, .write = write,
                           .remote = c->stage == XR_STAGE_REMOTE, .gpu = c->gpu,
                           .device = c->device};
+        c->ctx.flags &= (uint8_t)~XR_OPF_FINAL; /* an earlier post's answer */
         if (xr__stage_start(x->e, r, &q) == XR_EAGAIN)
             return XR_WORK_WAIT;
         atomic_fetch_add_explicit(&x->peer->held, 1, memory_order_relaxed);
-        return XR_WORK_MORE;
-    }
-    if (!atomic_load(&r->up) || ((atomic_load(&x->peer->path_down) >> r->index) & 1)) {
-        /* The rail left plans after this was planned, or its connection to
-         * the peer failed: the chunk goes elsewhere without being tried
-         * here, and without spending a retry. */
-        fail_over(x, c, XR_ECANCELED, false,
-                  atomic_load(&r->up) ? "its rail lost the peer" : "its rail is down");
         return XR_WORK_MORE;
     }
     bool room = r->inflight < r->depth;

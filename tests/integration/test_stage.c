@@ -273,6 +273,27 @@ static void initiator(int fd, void *arg)
     h_log("ok: READ %s <- %s of %u bytes verified: %.1f MB/s", on_device(0) ? "device" : "host",
           on_device(1) ? "device" : "host", SIZE, SIZE / dt / 1e6);
 
+    /* A rail taken out after the transfer was planned: the chunks planned
+     * on it, staged ones too, go to the other rail without being tried
+     * there, and every byte still arrives. */
+    memset(h, 0, SIZE);
+    put(0, back, h, SIZE);
+    xr_rail_info before, after;
+    H_OK(xr_rail_info_get(e, 1, &before));
+    H_OK(xr_xfer_create(e, p, XR_OP_READ, &lb, &rb, 1, NULL, 0, &x));
+    H_OK(xr_rail_set_state(e, 1, 0));
+    H_OK(xr_xfer_post(x));
+    H_OK(xr_xfer_wait(x, 120000));
+    xr_xfer_release(x);
+    H_OK(xr_rail_set_state(e, 1, 1));
+    H_OK(xr_rail_info_get(e, 1, &after));
+    bad = verify(0, back, SIZE, 2);
+    H_CHECK(bad < 0, "READ with rail 1 taken out: byte %lld wrong", bad);
+    H_CHECK(after.counters.failovers > before.counters.failovers,
+            "no chunk planned on rail 1 went elsewhere when the rail was taken out");
+    h_log("ok: with rail 1 taken out after planning, %llu chunks went to rail 0; verified",
+          (unsigned long long)(after.counters.failovers - before.counters.failovers));
+
 #ifdef XR_TEST_CUDA
     if (on_device(0)) {
         /* Free a device buffer used on demand and allocate again: the same
