@@ -41,6 +41,11 @@ struct xr_peer {
     atomic_bool answered;           /* a chunk to it completed since it was loaded */
     _Atomic uint64_t answered_rails; /* the rails on which one has */
     atomic_int held;                /* its chunks a provider holds now */
+    /* Of those, the ones on each rail's depth (under that rail's lock):
+     * a peer takes at most three quarters of a rail's depth, so that one
+     * that stopped answering leaves room for the others until its verdict
+     * (rail.h, peer_share). */
+    uint16_t on_rail[XR_MAX_RAILS];
     _Atomic uint64_t pushed_back;   /* when a provider last refused one with EAGAIN
                                        while the rail had room; 0 after a post */
     atomic_bool lost;               /* it stopped answering: nothing more is posted to it

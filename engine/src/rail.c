@@ -235,6 +235,7 @@ static int rail_open(xr_rail *r, const xr_rail_cfg *cfg, struct fi_info *info, b
     r->state = XR_RAIL_UP;
     r->state_since = r->last_done = xr__rail_now();
     r->reset_reads_crash = FI_MAJOR(fi_version()) < 2 && strstr(r->provider, "ofi_rxm");
+    r->peer_share = FI_MAJOR(fi_version()) >= 2 || strcmp(r->provider, "shm") != 0;
 
     FI_TRY(fi_fabric(info->fabric_attr, &r->fabric, NULL), "fi_fabric");
     FI_TRY(fi_domain(r->fabric, info, &r->domain, NULL), "fi_domain");
@@ -646,18 +647,27 @@ static bool after_room(const xr_rail *r)
 static void rail_pump(xr_rail *r)
 {
     for (unsigned l = 0; l < XR_LANES; l++) {
-        xr_list *q = &r->lane[l];
+        xr_list *q = &r->lane[l], blocked;
+        xr__list_init(&blocked);
         while (!xr__list_empty(q) && after_room(r) &&
                (l != XR_LANE_DATA || r->inflight < r->depth)) {
             /* Off the queue while it posts: an item that is done may be
              * freed by its owner at once, and is never touched again. */
             xr_work *w = xr__list_entry(xr__list_pop_front(q), xr_work, link);
             int rc = w->post(w, r);
+            if (rc == XR_WORK_BLOCKED) {
+                /* A stopped peer's transfer must not stall the others. */
+                xr__list_push_back(&blocked, &w->link);
+                continue;
+            }
             if (rc != XR_WORK_DONE)
                 xr__list_push_front(q, &w->link);
             if (rc == XR_WORK_WAIT)
                 break;
         }
+        /* Back at the front, in their order: first in line next time. */
+        xr__list_splice(&blocked, q);
+        xr__list_splice(q, &blocked);
     }
 }
 
@@ -824,6 +834,21 @@ bool xr__rail_holds(xr_rail *r, fi_addr_t dst)
         any = any || xr__list_entry(n, xr_opctx, link)->dst == dst;
     pthread_mutex_unlock(&r->lock);
     return any;
+}
+
+uint64_t xr__rail_oldest(xr_rail *r, fi_addr_t dst)
+{
+    uint64_t t = 0;
+    pthread_mutex_lock(&r->lock);
+    xr__list_each(n, &r->held_tx) {
+        const xr_opctx *c = xr__list_entry(n, xr_opctx, link);
+        if (c->dst == dst) {
+            t = c->t_post; /* the list is in the order of posting */
+            break;
+        }
+    }
+    pthread_mutex_unlock(&r->lock);
+    return t;
 }
 
 /* Complete every operation on `list` as canceled. Rail lock held; it is

@@ -63,9 +63,12 @@ struct xr_opctx {
 
 /* A queued item: its post function posts what it can, rail lock held.
  * The item is off the queue during the call; MORE and WAIT put it back at
- * the front, DONE leaves it to its owner. */
+ * the front, DONE leaves it to its owner. BLOCKED: the item waits on its
+ * peer (its share of the rail's depth, or a provider's push-back for it),
+ * not on the rail: the items behind it are posted meanwhile, and it is
+ * tried again at the next pump. */
 typedef struct xr_work xr_work;
-enum { XR_WORK_MORE = 0, XR_WORK_DONE = 1, XR_WORK_WAIT = 2 };
+enum { XR_WORK_MORE = 0, XR_WORK_DONE = 1, XR_WORK_WAIT = 2, XR_WORK_BLOCKED = 3 };
 typedef int (*xr_work_post_fn)(xr_work *w, xr_rail *r); /* XR_WORK_* */
 struct xr_work {
     xr_list link;
@@ -161,6 +164,13 @@ struct xr_rail {
      * over a dead connection (tests/faults/test_link.c): such a rail is not
      * reset while it holds one, and its READs finish when the link returns. */
     bool reset_reads_crash;
+    /* A peer takes at most 3/4 of the depth (xfer.c), so that one that
+     * stopped answering leaves room for the others. Not on libfabric 1.x's
+     * shm: a stopped peer wedges its queue for every peer there, and a live
+     * peer's operations caught in it by the reset never completed (the
+     * survivor of faults.peer_stop.shm failed); there the dead peer holds
+     * the whole depth until its verdict and the others wait in our queue. */
+    bool peer_share;
 };
 
 /* Open the rails `o` asks for into rails[XR_MAX_RAILS]; *n counts them,
@@ -189,6 +199,8 @@ bool xr__rail_overdue(xr_rail *r, uint64_t now, uint64_t deadline, fi_addr_t *ds
                       bool *silent);
 /* Whether the rail holds a send or RMA to dst. */
 bool xr__rail_holds(xr_rail *r, fi_addr_t dst);
+/* When the oldest operation the rail holds for dst was posted; 0: none. */
+uint64_t xr__rail_oldest(xr_rail *r, fi_addr_t dst);
 /*
  * Close the endpoint and open it again at the same address, with the same
  * CQ and AV: what the provider held is canceled, and its operations

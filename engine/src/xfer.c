@@ -490,6 +490,8 @@ static void chunk_done(xr_opctx *ctx, xr_rail *r, size_t len, int err, const cha
     xr_chunk *c = (xr_chunk *)ctx;
     xr_xfer *x = c->x;
     atomic_fetch_sub_explicit(&x->peer->held, 1, memory_order_relaxed);
+    if (!c->stage)
+        x->peer->on_rail[r->index]--;
     if (!err) {
         r->ctr.chunks++;
         r->ctr.tx_bytes += c->len;
@@ -521,8 +523,9 @@ static void chunk_done(xr_opctx *ctx, xr_rail *r, size_t len, int err, const cha
     count_off(x, r, 1);
 }
 
-/* Post one chunk on rail r: XR_WORK_WAIT if the rail has no room now, else
- * XR_WORK_MORE (posted, or handed to its completion). Rail lock held. */
+/* Post one chunk on rail r: XR_WORK_WAIT if the rail has no room now,
+ * XR_WORK_BLOCKED if its peer has none, else XR_WORK_MORE (posted, or
+ * handed to its completion). Rail lock held. */
 static int post_chunk(xr_xfer *x, xr_chunk *c, xr_rail *r)
 {
     if (atomic_load(&x->err)) {
@@ -553,16 +556,20 @@ static int post_chunk(xr_xfer *x, xr_chunk *c, xr_rail *r)
         return XR_WORK_MORE;
     }
     bool room = r->inflight < r->depth;
+    if (room && r->peer_share && x->peer->on_rail[r->index] >= r->depth - r->depth / 4)
+        return XR_WORK_BLOCKED; /* its share is full; other peers' work goes first */
     int rc = xr__rail_rma(r, write, c->buf, c->len, c->desc, dst, c->raddr, c->key, &c->ctx);
     if (rc == -FI_EAGAIN) {
         /* Our depth is full (the next CQ read frees room), or the provider
          * pushed back: the latter counts against the peer's deadline, as a
-         * provider that cannot reach a peer may say EAGAIN forever. */
+         * provider that cannot reach a peer may say EAGAIN forever, and
+         * lets other peers' work go first. */
         if (room && !atomic_load_explicit(&x->peer->pushed_back, memory_order_relaxed))
             atomic_store(&x->peer->pushed_back, xr__rail_now());
-        return XR_WORK_WAIT;
+        return room && r->peer_share ? XR_WORK_BLOCKED : XR_WORK_WAIT;
     }
     atomic_fetch_add_explicit(&x->peer->held, 1, memory_order_relaxed);
+    x->peer->on_rail[r->index]++;
     if (atomic_load_explicit(&x->peer->pushed_back, memory_order_relaxed))
         atomic_store(&x->peer->pushed_back, 0);
     if (rc) {
@@ -587,8 +594,9 @@ static int lane_post(xr_work *w, xr_rail *r)
         count_off(x, r, left);
         return XR_WORK_DONE;
     }
-    if (post_chunk(x, &x->chunks[s->cursor], r) == XR_WORK_WAIT)
-        return XR_WORK_WAIT;
+    int rc = post_chunk(x, &x->chunks[s->cursor], r);
+    if (rc == XR_WORK_WAIT || rc == XR_WORK_BLOCKED)
+        return rc;
     return ++s->cursor == s->end ? XR_WORK_DONE : XR_WORK_MORE;
 }
 
@@ -604,11 +612,12 @@ static int retry_post(xr_work *w, xr_rail *r)
     if (!n)
         return XR_WORK_DONE;
     xr_chunk *c = xr__list_entry(n, xr_chunk, ctx.link);
-    if (post_chunk(c->x, c, r) == XR_WORK_WAIT) {
+    int rc = post_chunk(c->x, c, r);
+    if (rc == XR_WORK_WAIT || rc == XR_WORK_BLOCKED) {
         pthread_mutex_lock(&l->e->fail_lock);
         xr__list_push_front(&l->chunks, &c->ctx.link);
         pthread_mutex_unlock(&l->e->fail_lock);
-        return XR_WORK_WAIT;
+        return rc;
     }
     return XR_WORK_MORE;
 }
@@ -773,13 +782,31 @@ static bool peer_silent(xr_engine *e, const xr_peer *p, uint64_t now, uint64_t a
     return held;
 }
 
+/* When the oldest chunk a peer's rails hold for it was posted (or the
+ * provider first refused one); UINT64_MAX: none. */
+static uint64_t oldest_held(xr_engine *e, const xr_peer *p)
+{
+    uint64_t t = atomic_load(&p->pushed_back);
+    if (!t)
+        t = UINT64_MAX;
+    for (uint64_t m = p->mask; m; m &= m - 1) {
+        xr_rail *r = &e->rails[__builtin_ctzll(m)];
+        uint64_t o = atomic_load(&r->up) ? xr__rail_oldest(r, p->fi_addr[r->index]) : 0;
+        if (o && o < t)
+            t = o;
+    }
+    return t;
+}
+
 xr_peer *xr__xfer_watch(xr_engine *e, uint64_t now, uint64_t deadline, uint64_t connect)
 {
-    /* One peer is judged a pass, the one silent longest: a provider where
-     * a dead peer blocks a rail (rxm's queue, shm's) silences every peer
-     * on it, and the reset that follows the verdict frees the others. */
+    /* One peer is judged a pass: a provider where a dead peer blocks a
+     * rail (shm's queue, rxm's) silences every peer on it, and the reset
+     * that follows the verdict frees the others. The one judged holds the
+     * oldest chunk, the one the others wait behind; between equals, the
+     * one silent longest. */
     xr_peer *worst = NULL;
-    uint64_t allow = 0;
+    uint64_t allow = 0, worst_old = 0;
     xr__list_each(n, &e->xfers) {
         xr_xfer *x = xr__list_entry(n, xr_xfer, link);
         if (atomic_load(&x->status) != XR_EINPROGRESS || atomic_load(&x->err))
@@ -792,9 +819,12 @@ xr_peer *xr__xfer_watch(xr_engine *e, uint64_t now, uint64_t deadline, uint64_t 
         }
         xr_peer *p = x->peer;
         uint64_t a = atomic_load(&p->answered) ? deadline : connect;
-        if (peer_silent(e, p, now, a) &&
-            (!worst || atomic_load(&p->last_ok) < atomic_load(&worst->last_ok)))
-            worst = p, allow = a;
+        if (p == worst || !peer_silent(e, p, now, a))
+            continue;
+        uint64_t old = oldest_held(e, p);
+        if (!worst || old < worst_old ||
+            (old == worst_old && atomic_load(&p->last_ok) < atomic_load(&worst->last_ok)))
+            worst = p, allow = a, worst_old = old;
     }
     if (!worst)
         return NULL;

@@ -53,11 +53,6 @@ static void target(int fd, const char *name)
         uint64_t tag = h_recv_u64(fd, NULL);
         if (tag == UINT64_MAX)
             break;
-        if (tag == UINT64_MAX - 1) { /* the initiator loads us again */
-            h_send_metadata(fd, e);
-            h_send_u64(fd, (uintptr_t)buf);
-            continue;
-        }
         long long bad = h_verify(buf, BUF, tag, 0);
         h_send_u64(fd, bad < 0 ? 0 : (uint64_t)bad + 1);
     }
@@ -211,15 +206,11 @@ static void verify_at(side *s, uint64_t tag, const char *who)
             (unsigned long long)bad - 1);
 }
 
-/* tcp;ofi_rxm: a stopped peer blocks the rxm connections of the others on
- * the same rails, and resetting the rails does not free them (1.17 and
- * 2.6; native tcp and shm do not): the survivor's transfers fail too, and
- * it is loaded again once the victim is gone (docs/reliability.md). */
-static bool rxm_stop;
-
-/* Keep WRITEs going to the survivor for `ms`, each verified; the MB/s, or
- * -1 if they failed as rxm_stop says they may. When `watch` ends
- * meanwhile, *ended gets the time. */
+/* Keep WRITEs going to the survivor for `ms`, each verified; the MB/s.
+ * When `watch` ends meanwhile, *ended gets the time. (Until 2026-12-02 a
+ * stopped peer on tcp;ofi_rxm often failed the survivor's transfers too:
+ * its chunks filled every rail's depth. A peer now takes at most 3/4 of
+ * it, and a survivor that fails fails the test.) */
 static double survivor_rate(xr_engine *e, side *sv, uint8_t *src, unsigned ms, uint64_t *tag,
                             xr_xfer *watch, double *ended)
 {
@@ -239,11 +230,6 @@ static double survivor_rate(xr_engine *e, side *sv, uint8_t *src, unsigned ms, u
             if (watch && !*ended && xr_xfer_status(watch) != XR_EINPROGRESS)
                 *ended = h_now();
         }
-        if (rc == XR_EPEER && rxm_stop) {
-            h_log("known limitation: the survivor's WRITE failed too: %s", xr_xfer_error(x));
-            xr_xfer_release(x);
-            return -1;
-        }
         H_CHECK(rc == 0, "survivor WRITE: %s: %s", xr_err_name(rc), xr_xfer_error(x));
         verify_at(sv, *tag, "survivor");
         bytes += BUF;
@@ -260,7 +246,6 @@ int main(int argc, char **argv)
     }
     provider = argv[1];
     kill_it = !strcmp(argv[2], "kill");
-    rxm_stop = !kill_it && strstr(provider, "ofi_rxm");
     h_require_provider(provider);
     side vic = {0}, sur = {0};
     vic.fd = h_spawn(target_main, "victim", &vic.pid);
@@ -336,26 +321,11 @@ int main(int argc, char **argv)
     double t_fail = (ended ? ended : h_now()) - t_sig;
     h_log("victim %s: its transfer ended with %s after %.2f s: %s",
           kill_it ? "killed" : "stopped", xr_err_name(rc), t_fail, xr_xfer_error(vic.x));
-    if (after < 0) {
-        /* Wait out the victim's verdict, then load the survivor again once
-         * the victim is gone. */
-        while (xr_xfer_status(vic.x) == XR_EINPROGRESS && h_now() - t_sig < 60)
-            nanosleep(&nap, NULL);
-        kill(vic.pid, SIGKILL);
-        H_OK(xr_peer_unload(sur.peer));
-        h_send_u64(sur.fd, UINT64_MAX - 1);
-        connect_side(e, &sur);
-        after = survivor_rate(e, &sur, src2, WINDOW_MS, &tag, NULL, NULL);
-        H_CHECK(after > 0, "the survivor, loaded again, still fails");
-        h_log("survivor loaded again after the victim was killed: %.0f MB/s", after);
-    }
     h_log("survivor: %.0f MB/s before the signal, %.0f MB/s after (%.2fx)", before, after,
           after / before);
     H_CHECK(rc == XR_EPEER || rc == XR_EIO, "the victim's transfer ended with %s, not a peer "
             "error: %s", xr_err_name(rc), xr_xfer_error(vic.x));
-    /* Under rxm's stall the survivor may be judged first; the reset that
-     * follows restarts the victim's clock: two deadlines then. */
-    H_CHECK(t_fail * 1000 <= (rxm_stop ? 2 : 1) * deadline + 1000,
+    H_CHECK(t_fail * 1000 <= deadline + 1000,
             "the victim's transfer took %.2f s to fail (deadline %u ms)", t_fail, deadline);
     xr_xfer_release(vic.x);
 
