@@ -274,8 +274,11 @@ static int rail_open(xr_rail *r, const xr_rail_cfg *cfg, struct fi_info *info, b
 
 static void close_ep(xr_rail *r)
 {
-    if (r->ep)
-        fi_close(&r->ep->fid);
+    int rc = r->ep ? fi_close(&r->ep->fid) : 0;
+    if (rc)
+        xr__log_write(r->cfg->log, XR_LOG_WARN, "rail %u (%s %s): closing its endpoint "
+                                                "failed: %s", r->index, r->provider,
+                      r->domain_name, fi_strerror(-rc));
     r->ep = NULL;
 }
 

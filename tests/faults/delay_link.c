@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -147,6 +148,11 @@ int main(int argc, char **argv)
     lane ab, ba;
     lane_init(&ab, a, b);
     lane_init(&ba, b, a);
+    /* A wire should not wait for the CPU: on a busy host the devices'
+     * queues would overflow while it does (best effort; needs root). */
+    if (setpriority(PRIO_PROCESS, 0, -10))
+        fprintf(stderr, "delay_link: setpriority: %s (relaying at normal priority)\n",
+                strerror(errno));
     struct sigaction sa = {.sa_handler = on_signal};
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);

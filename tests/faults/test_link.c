@@ -30,6 +30,7 @@
 #include <net/if.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <time.h>
 
 #define RAILS 4
@@ -257,8 +258,13 @@ static void impair(run *u, const char *relay, unsigned delay_ms, unsigned loss, 
         pid = fork();
         H_CHECK(pid >= 0, "fork: %m");
         if (pid == 0) {
+            /* The wire goes with the test, even when a check ends it. */
+            prctl(PR_SET_PDEATHSIG, SIGTERM);
             dup2(pfd[1], 1);
-            close(pfd[0]);
+            /* libfabric's sockets are not close-on-exec: a relay holding the
+             * rails' listeners kept a reset rail from binding its address
+             * again (EADDRINUSE until the relay ended). */
+            closefrom(3);
             execl(relay, relay, na, nb, dev, d, l, (char *)NULL);
             _exit(127);
         }
@@ -275,7 +281,10 @@ static void impair(run *u, const char *relay, unsigned delay_ms, unsigned loss, 
                prefix, side, prefix, loss, delay_ms);
             continue;
         }
-        sh("ip -n %s-%c link set %s up", prefix, side, dev);
+        /* A long device queue: the relay is a process, and on a busy host
+         * it may be off the CPU for tens of milliseconds; tun's default
+         * ring of 500 packets then drops, and TCP backs off for seconds. */
+        sh("ip -n %s-%c link set %s txqueuelen 20000 up", prefix, side, dev);
         sh("tc -n %s-%c qdisc add dev %s root tbf rate 200mbit burst 131072 latency 400ms",
            prefix, side, dev);
         sh("ip -n %s-%c route replace 198.18.2.%d/32 dev %s", prefix, side, k ? 1 : 2, dev);
@@ -294,6 +303,10 @@ static void impair(run *u, const char *relay, unsigned delay_ms, unsigned loss, 
     printf("faults.link.loss: 256 MiB WRITE %.2f s, READ %.2f s with %u%% loss and %u ms of "
            "delay each way on rail 2 (%s); WRITE %.2f s before it\n", w.secs, r.secs, loss,
            delay_ms, relay ? "delay_link: this kernel has no netem" : "netem", base);
+    /* A rail the slow path took down (its queue waited past the path rule)
+     * comes back through its probes once the link is itself again. */
+    if (rail_state(u->e, 2) != XR_RAIL_UP)
+        h_log("rail 2, taken down while impaired, came back %.2f s after", wait_up(u, 2, 30));
 }
 
 static void initiator(run *u, const char *mode)
