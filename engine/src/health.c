@@ -16,6 +16,13 @@
  *   - both answer but this operation is older than PATH_FACTOR deadlines:
  *     the path between them is broken; the rail is reset and its chunks
  *     fail over.
+ * The first two look alike when a rail's link goes just as the peer's
+ * other rails finish their share: nothing completes anywhere. So a peer
+ * silent for half its deadline with chunks held is probed on an idle rail
+ * of another link (another domain); an answer proves the peer alive, and
+ * the rails that hold its chunks are judged instead ("vouching", once per
+ * silence). A dead or stopped peer does not answer, and its verdict comes
+ * at the deadline as before.
  * Age alone is no sign: a deep queue on a slow link holds operations for
  * seconds while it completes others. A peer, or a rail of it, that has not
  * answered since the peer was loaded gets connect_ms instead of the
@@ -89,7 +96,8 @@ static void check_rail(xr_engine *e, xr_rail *r, uint64_t now, uint64_t deadline
         }
     }
     bool peer_silent = p && atomic_load(&p->held) > 0 &&
-                       now > atomic_load(&p->last_ok) + deadline;
+                       now > atomic_load(&p->last_ok) + deadline &&
+                       !xr__peer_vouching(p, now, deadline);
     if (peer_silent) {
         snprintf(why, sizeof why, "peer '%s' completed nothing on any rail for %llu ms",
                  p->name, (unsigned long long)(deadline / MS));
@@ -157,9 +165,12 @@ static void probe_rail(xr_engine *e, xr_rail *r, uint64_t now)
     const xr_health_opts *h = &e->opts.health;
     pthread_mutex_lock(&r->lock);
     bool down = r->state == XR_RAIL_DOWN, busy = r->probe_busy;
-    int result = r->probe_result;
-    r->probe_result = 0;
-    if (down && !r->probe_wait) { /* just went down */
+    /* An up rail's probe vouches for a peer: vouch_read takes its result. */
+    int result = down ? r->probe_result : 0;
+    if (down)
+        r->probe_result = 0;
+    if (down && !r->probe_wait) { /* just went down: a result from before is old */
+        result = 0;
         r->probe_wait = (uint64_t)h->probe_ms * MS;
         r->probe_at = now + r->probe_wait;
     } else if (down && result < 0) { /* the probe failed or was canceled: wait longer */
@@ -171,7 +182,10 @@ static void probe_rail(xr_engine *e, xr_rail *r, uint64_t now)
     bool due = down && !busy && result <= 0 && now >= r->probe_at;
     /* A probe unanswered for the deadline is taken back by a reset, and the
      * next one connects afresh (TCP's own SYN retries back off to seconds). */
-    bool stuck = down && busy && now > r->probe.t_post + (uint64_t)h->deadline_ms * MS;
+    uint64_t dl = (uint64_t)h->deadline_ms * MS;
+    bool stuck = down && busy && now > r->probe.t_post + dl && now >= r->probe_at;
+    if (stuck) /* once a deadline: 1.x refuses to reset a rail that holds READs */
+        r->probe_at = now + dl;
     pthread_mutex_unlock(&r->lock);
     if (stuck)
         reset(e, r, "its probe went unanswered");
@@ -210,6 +224,95 @@ static void probe_rail(xr_engine *e, xr_rail *r, uint64_t now)
     pthread_mutex_unlock(&r->lock);
 }
 
+/* The up rails of `p` that hold its chunks. */
+static uint64_t holding(xr_engine *e, const xr_peer *p)
+{
+    uint64_t m = 0;
+    for (uint64_t k = p->mask; k; k &= k - 1) {
+        xr_rail *r = &e->rails[__builtin_ctzll(k)];
+        if (atomic_load(&r->up) && xr__rail_holds(r, p->fi_addr[r->index]))
+            m |= 1ull << r->index;
+    }
+    return m;
+}
+
+/* Probe silent peer `p` on a rail that holds nothing for it, on a link
+ * none of the holding rails shares: rails of one domain fail together, so
+ * an answer there says nothing of them. Engine lock held. */
+static void vouch_start(xr_engine *e, xr_peer *p, uint64_t now)
+{
+    uint64_t held = holding(e, p);
+    if (!held)
+        return;
+    for (uint64_t k = p->mask & ~held; k; k &= k - 1) {
+        xr_rail *r = &e->rails[__builtin_ctzll(k)];
+        bool apart = atomic_load(&r->up);
+        for (uint64_t h = held; h && apart; h &= h - 1)
+            apart = strcmp(e->rails[__builtin_ctzll(h)].domain_name, r->domain_name) != 0;
+        pthread_mutex_lock(&r->lock);
+        apart = apart && r->state == XR_RAIL_UP && !r->probe_busy;
+        pthread_mutex_unlock(&r->lock);
+        fi_addr_t dst;
+        uint64_t raddr, key;
+        bool staged;
+        if (!apart || !xr__peer_probe_at(p, r->index, &dst, &raddr, &key, &staged))
+            continue;
+        staged_probe sp = {e, {.raddr = raddr, .dst = dst, .peer = "(vouching)", .remote = true,
+                               .device = -1}};
+        int rc = staged ? xr__rail_probe_via(r, post_staged_probe, &sp)
+                        : xr__rail_probe(r, dst, raddr, key);
+        if (rc)
+            continue;
+        p->vouch_rail = (int)r->index;
+        p->vouch_at = p->vouch_mark = now;
+        return;
+    }
+}
+
+/* The answer to a probe vouch_start sent, if it came. Engine lock held. */
+static void vouch_read(xr_engine *e, xr_peer *p, uint64_t now)
+{
+    xr_rail *r = &e->rails[p->vouch_rail];
+    pthread_mutex_lock(&r->lock);
+    int result = r->probe_result;
+    bool busy = r->probe_busy;
+    if (result)
+        r->probe_result = 0;
+    pthread_mutex_unlock(&r->lock);
+    if (busy && !result)
+        return;
+    /* Not busy and no result: the rail went down and probe_rail took it. */
+    p->vouch_rail = -1;
+    if (result <= 0)
+        return; /* the verdict comes at the deadline */
+    atomic_store(&p->last_ok, now);
+    p->vouch_mark = now;
+    xr__log_write(&e->log, XR_LOG_INFO, "peer '%s' answered a probe on rail %u while the rails "
+                                        "holding its chunks were silent: they are judged, not "
+                                        "the peer", p->name, r->index);
+}
+
+/* Each peer silent for half its bound with chunks held: start a probe, or
+ * read the one in flight. A peer vouched for once is probed again only
+ * after something of its own completed. Engine lock held. */
+static void vouch_pass(xr_engine *e, uint64_t now, uint64_t deadline, uint64_t connect)
+{
+    xr__list_each(n, &e->xfers) {
+        xr_xfer *x = xr__list_entry(n, xr_xfer, link);
+        xr_peer *p = x->peer;
+        if (atomic_load(&x->status) != XR_EINPROGRESS || atomic_load(&p->lost))
+            continue;
+        if (p->vouch_rail >= 0) {
+            vouch_read(e, p, now);
+            continue;
+        }
+        uint64_t allow = atomic_load(&p->answered) ? deadline : connect;
+        uint64_t last = atomic_load(&p->last_ok);
+        if (atomic_load(&p->held) > 0 && now > last + allow / 2 && last > p->vouch_mark)
+            vouch_start(e, p, now);
+    }
+}
+
 void xr__health_pass(xr_engine *e)
 {
     uint64_t now = xr__rail_now(), at = atomic_load(&e->health_at);
@@ -223,6 +326,7 @@ void xr__health_pass(xr_engine *e)
     char why[256] = "";
     pthread_mutex_lock(&e->lock);
     uint64_t connect = (uint64_t)e->opts.health.connect_ms * MS;
+    vouch_pass(e, now, deadline, connect);
     xr_peer *lost = xr__xfer_watch(e, now, deadline, connect);
     if (lost) {
         mask = lost->mask;

@@ -209,36 +209,50 @@ xr_peer *xr__peer_by_addr(xr_engine *e, unsigned rail, fi_addr_t dst)
     return NULL;
 }
 
+/* A region the rail reads directly, else a staged one: a round trip
+ * through the peer's engine, but a peer of device memory alone (no
+ * FI_HMEM) publishes nothing else. NULL: none readable through the rail. */
+static const xr_peer_region *probe_region(const xr_peer *p, unsigned rail)
+{
+    const xr_peer_region *pick = NULL;
+    for (size_t k = 0; k < p->nregions && !(pick && !pick->staged); k++) {
+        const xr_peer_region *g = &p->regions[k];
+        if ((g->access & XR_ACCESS_READ) && g->len >= 8 && ((g->path_mask >> rail) & 1) &&
+            (!pick || !g->staged))
+            pick = g;
+    }
+    return pick;
+}
+
+bool xr__peer_probe_at(const xr_peer *p, unsigned rail, fi_addr_t *dst, uint64_t *raddr,
+                       uint64_t *key, bool *staged)
+{
+    const xr_peer_region *g = ((p->mask >> rail) & 1) ? probe_region(p, rail) : NULL;
+    if (!g)
+        return false;
+    *dst = p->fi_addr[rail];
+    *staged = g->staged;
+    *raddr = g->staged || p->virt_addr[rail] ? g->addr : g->addr - g->base[rail];
+    *key = g->key[rail];
+    return true;
+}
+
 bool xr__peer_probe_target(xr_engine *e, unsigned rail, fi_addr_t *dst, uint64_t *raddr,
                            uint64_t *key, bool *staged)
 {
     const xr_peer *best = NULL;
-    const xr_peer_region *bg = NULL;
     xr__list_each(n, &e->peers->loaded) {
         const xr_peer *p = xr__list_entry(n, xr_peer, link);
-        if (!((p->mask >> rail) & 1) || (best && atomic_load(&best->last_ok) >=
-                                                     atomic_load(&p->last_ok)))
-            continue;
-        /* A region the rail reads directly, else a staged one: a round trip
-         * through the peer's engine, but a peer of device memory alone
-         * (no FI_HMEM) publishes nothing else. */
-        const xr_peer_region *pick = NULL;
-        for (size_t k = 0; k < p->nregions && !(pick && !pick->staged); k++) {
-            const xr_peer_region *g = &p->regions[k];
-            if ((g->access & XR_ACCESS_READ) && g->len >= 8 && ((g->path_mask >> rail) & 1) &&
-                (!pick || !g->staged))
-                pick = g;
-        }
-        if (pick)
-            best = p, bg = pick;
+        if (((p->mask >> rail) & 1) && probe_region(p, rail) &&
+            (!best || atomic_load(&best->last_ok) < atomic_load(&p->last_ok)))
+            best = p;
     }
-    if (!best)
-        return false;
-    *dst = best->fi_addr[rail];
-    *staged = bg->staged;
-    *raddr = bg->staged || best->virt_addr[rail] ? bg->addr : bg->addr - bg->base[rail];
-    *key = bg->key[rail];
-    return true;
+    return best && xr__peer_probe_at(best, rail, dst, raddr, key, staged);
+}
+
+bool xr__peer_vouching(const xr_peer *p, uint64_t now, uint64_t allow)
+{
+    return p->vouch_rail >= 0 && now < p->vouch_at + allow / 2;
 }
 
 const xr_peer_region *xr__peer_region_find(const xr_peer *p, uint64_t addr, uint64_t len,
@@ -504,6 +518,7 @@ int xr__peer_load(xr_engine *e, const void *md, size_t len, xr_peer **out)
     p->nrails = m.nrails;
     p->rails_sig = rails_sig(&m);
     p->refs = 1;
+    p->vouch_rail = -1;
     for (unsigned i = 0; i < XR_MAX_RAILS; i++)
         p->peer_rail[i] = -1; /* unpaired: freeing must not remove another peer's address */
 

@@ -54,6 +54,12 @@ struct xr_peer {
     _Atomic uint64_t path_down;     /* rails whose connection to it failed (XR_EPEER);
                                        each new post tries them again */
     atomic_bool gone;               /* it left the directory (dir.c): XR_EGONE */
+    /* A probe of it, when it falls silent with chunks held, on a rail of
+     * another link that holds none (health.c, "vouching"): answered, the
+     * rails that hold them are judged, not the peer. Engine lock. */
+    int vouch_rail;                 /* the rail probing it; -1 none */
+    uint64_t vouch_at;              /* when that probe was posted */
+    uint64_t vouch_mark;            /* the last probe's post or answer: one per silence */
     uint32_t rails_sig;             /* CRC of its rails' providers and addresses: the same
                                        engine, when its metadata is loaded again */
     struct xr_peer_retired *retired; /* regions replaced by xr__peer_refresh, kept while
@@ -76,6 +82,12 @@ xr_peer *xr__peer_by_addr(xr_engine *e, unsigned rail, fi_addr_t dst);
  * readable regions are staged. Engine lock held. */
 bool xr__peer_probe_target(xr_engine *e, unsigned rail, fi_addr_t *dst, uint64_t *raddr,
                            uint64_t *key, bool *staged);
+/* The same, for peer `p` alone. Engine lock held. */
+bool xr__peer_probe_at(const xr_peer *p, unsigned rail, fi_addr_t *dst, uint64_t *raddr,
+                       uint64_t *key, bool *staged);
+/* Whether a verdict on the peer waits for a probe in flight (health.c):
+ * for at most half of `allow`, its silence bound. Engine lock held. */
+bool xr__peer_vouching(const xr_peer *p, uint64_t now, uint64_t allow);
 /* Load a newer version of the peer's metadata in place: its regions and
  * fields change, its rails must not (XR_EVERSION if they do: another
  * engine of that name, to be loaded as a new peer). Transfers already

@@ -938,8 +938,9 @@ int xr__rail_reset(xr_rail *r, const char *why)
      * reset, the rail is polled and its thread never sleeps on it. */
     r->wait_fd = -1;
     r->last_done = xr__rail_now();
+    /* An RMA probe completes with the rest (probe_done); a staged one
+     * through its slot, later: probe_busy stays until then. */
     cancel_all(r, &r->held_tx, why);
-    r->probe_busy = false;
     /* Receives come back once there is an endpoint to post them on again. */
     if (!rc)
         cancel_all(r, &r->held_rx, why);
@@ -964,6 +965,7 @@ int xr__rail_probe_via(xr_rail *r, xr_probe_post_fn post, void *arg)
     } else if (!r->probe_busy) {
         /* t_post: health takes back a probe unanswered for the deadline. */
         r->probe = (xr_opctx){.done = probe_done, .t_post = xr__rail_now()};
+        r->probe_result = 0; /* a new probe: what an older one said is old */
         rc = post(arg, r, &r->probe);
         r->probe_busy = rc == 0;
         r->ctr.probes += rc == 0;

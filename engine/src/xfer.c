@@ -765,11 +765,13 @@ unsigned xr__xfer_fail_peer(xr_engine *e, xr_peer *peer, int err, const char *wh
 }
 
 /* Whether a transfer's peer is silent: chunks a provider holds, or refuses,
- * and nothing completed for `allow`. Chunks queued behind another peer's
- * (a stopped peer fills a rail's depth) are not this peer's silence. */
+ * and nothing completed for `allow`. While a probe of it on another link
+ * is in flight (health.c, vouching), the verdict waits for the answer.
+ * Chunks queued behind another peer's (a stopped peer fills a rail's
+ * depth) are not this peer's silence. */
 static bool peer_silent(xr_engine *e, const xr_peer *p, uint64_t now, uint64_t allow)
 {
-    if (now <= atomic_load(&p->last_ok) + allow)
+    if (now <= atomic_load(&p->last_ok) + allow || xr__peer_vouching(p, now, allow))
         return false;
     if (atomic_load(&p->pushed_back))
         return true;
