@@ -608,6 +608,8 @@ static int retry_post(xr_work *w, xr_rail *r)
     xr_list *n = xr__list_pop_front(&l->chunks);
     if (!n)
         l->queued = false;
+    else
+        atomic_fetch_sub(&l->n, 1);
     pthread_mutex_unlock(&l->e->fail_lock);
     if (!n)
         return XR_WORK_DONE;
@@ -616,6 +618,7 @@ static int retry_post(xr_work *w, xr_rail *r)
     if (rc == XR_WORK_WAIT || rc == XR_WORK_BLOCKED) {
         pthread_mutex_lock(&l->e->fail_lock);
         xr__list_push_front(&l->chunks, &c->ctx.link);
+        atomic_fetch_add(&l->n, 1);
         pthread_mutex_unlock(&l->e->fail_lock);
         return rc;
     }
@@ -666,7 +669,11 @@ static int pick_rail(xr_engine *e, const xr_chunk *c)
             xr_rail *r = &e->rails[i];
             if (!atomic_load(&r->up) || (pass == 0 && i == c->rail))
                 continue;
-            unsigned l = r->inflight; /* a hint; read without its lock */
+            /* What it holds and what failover already gave it: counting
+             * only the former sent every chunk of a dead rail to the first
+             * survivor (they were all at full depth), which then moved a
+             * third of the transfer alone. Hints, read without locks. */
+            unsigned l = r->inflight + atomic_load(&e->retry[i].n);
             if ((best < 0 || l < load) && xr__region_rail(c->lg, i) == 0)
                 best = (int)i, load = l;
         }
@@ -743,6 +750,7 @@ void xr__xfer_failover(xr_engine *e)
         struct xr_retry_lane *l = &e->retry[to];
         pthread_mutex_lock(&e->fail_lock);
         xr__list_push_back(&l->chunks, &c->ctx.link);
+        atomic_fetch_add(&l->n, 1);
         bool enqueue = !l->queued;
         l->queued = true;
         pthread_mutex_unlock(&e->fail_lock);

@@ -41,6 +41,7 @@ struct xr_retry_lane {
     xr_work work;
     xr_engine *e;
     xr_list chunks;                 /* guarded by e->fail_lock */
+    atomic_uint n;                  /* how many: written under it, read as a hint */
     bool queued;                    /* the work item is on the rail's lane */
 };
 
