@@ -705,6 +705,8 @@ int xr__rail_rma(xr_rail *r, bool write, void *buf, size_t len, void *desc, fi_a
         xr__rail_held(r, ctx, dst);
         if (counted)
             r->inflight++;
+        if (counted && !write)
+            r->reads++;
     }
     return (int)rc;
 }
@@ -718,6 +720,8 @@ static void complete(xr_rail *r, xr_opctx *ctx, size_t len, int err, const char 
     }
     if (ctx->flags & XR_OPF_DEPTH)
         r->inflight--;
+    if ((ctx->flags & (XR_OPF_DEPTH | XR_OPF_READ)) == (XR_OPF_DEPTH | XR_OPF_READ))
+        r->reads--;
     if (err && err != XR_ECANCELED) {
         r->ctr.errors++;
         snprintf(r->last_error, sizeof r->last_error, "%.255s", why ? why : xr_strerror(err));

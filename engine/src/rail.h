@@ -164,6 +164,11 @@ struct xr_rail {
      * over a dead connection (tests/faults/test_link.c): such a rail is not
      * reset while it holds one, and its READs finish when the link returns. */
     bool reset_reads_crash;
+    /* The data READs it holds (XR_OPF_DEPTH with XR_OPF_READ). Where
+     * reset_reads_crash, xfer.c keeps them to a quarter of the depth: a
+     * dead link strands those until it returns, and they then finish on
+     * this rail alone (48 of them took 2 s of faults.link.down's READ). */
+    unsigned reads;
     /* A peer takes at most 3/4 of the depth (xfer.c), so that one that
      * stopped answering leaves room for the others. Not on libfabric 1.x's
      * shm: a stopped peer wedges its queue for every peer there, and a live

@@ -555,6 +555,8 @@ static int post_chunk(xr_xfer *x, xr_chunk *c, xr_rail *r)
         atomic_fetch_add_explicit(&x->peer->held, 1, memory_order_relaxed);
         return XR_WORK_MORE;
     }
+    if (!write && r->reset_reads_crash && r->reads >= (r->depth + 3) / 4)
+        return XR_WORK_WAIT; /* rail.h, reads */
     bool room = r->inflight < r->depth;
     if (room && r->peer_share && x->peer->on_rail[r->index] >= r->depth - r->depth / 4)
         return XR_WORK_BLOCKED; /* its share is full; other peers' work goes first */
