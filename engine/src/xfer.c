@@ -888,11 +888,19 @@ int xr_xfer_post(xr_xfer *x)
         chunks_done(x);
         return 0;
     }
-    for (unsigned i = 0; i < x->e->nrails; i++) {
+    /* Once its last lane is queued the transfer may finish on a progress
+     * thread, and a callback may release it: x is not touched after that
+     * (ASan saw the loop read x->e for the empty lanes past the last). */
+    xr_engine *e = x->e;
+    unsigned last = 0;
+    for (unsigned i = 0; i < e->nrails; i++)
+        if (x->lane[i].end > x->lane[i].begin)
+            last = i;
+    for (unsigned i = 0; i <= last; i++) {
         xr_xfer_lane *s = &x->lane[i];
         if (s->end > s->begin) {
             s->cursor = s->begin;
-            xr__rail_enqueue(&x->e->rails[i], XR_LANE_DATA, &s->work);
+            xr__rail_enqueue(&e->rails[i], XR_LANE_DATA, &s->work);
         }
     }
     return 0;
