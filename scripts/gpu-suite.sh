@@ -17,6 +17,10 @@
 #                                      # comparison of docs/performance.md
 #                                      # (host memory, 4 tcp rails), on a
 #                                      # host with cores to spare
+#   bash scripts/gpu-suite.sh cold [BASE]
+#                                      # GPU tests, then the first READ after
+#                                      # xr_peer_connect against warm (32 tcp
+#                                      # rails), this tree and BASE alternated
 #   bash scripts/gpu-suite.sh direct [P,D]
 #                                      # GPU tests, then libfabric 2.6 built
 #                                      # with CUDA: the GPU tests on it (shm
@@ -89,6 +93,32 @@ if [ "${1:-}" = layerwise ]; then
   echo "gpu tests rc=$gpu_rc, layerwise rc=$lw_rc"
   [ "$gpu_rc" -eq 0 ] && [ "$lw_rc" -eq 0 ]
   exit
+fi
+
+if [ "${1:-}" = cold ]; then
+  # The first 64 MiB READ to a new 32-rail peer after xr_peer_connect,
+  # against warm (docs/performance.md), on a host with cores to spare:
+  # this tree against BASE (default HEAD~1, built beside it when the copy
+  # holds git's history), alternated, three rounds.
+  base=${2:-HEAD~1}
+  benches=(build-gpu/tests/xrail-bench-cold)
+  if git rev-parse -q --verify "$base^{commit}" >/dev/null 2>&1 &&
+     git worktree add -f -q build-base-src "$base" >/dev/null 2>&1 &&
+     { cmake -S build-base-src -B build-base -DCMAKE_BUILD_TYPE=Release &&
+       cmake --build build-base -j"$(nproc)" --target xrail-bench-cold; } >"$out/base-build.log" 2>&1; then
+    benches+=(build-base/tests/xrail-bench-cold)
+  else
+    echo "(no $base to build here: this tree alone)"
+  fi
+  cold_rc=0
+  for k in 1 2 3; do
+    for b in "${benches[@]}"; do
+      echo "round $k, ${b%%/*}: $(timeout 300 "$b" --rails 32 --size 64M --runs 3 2>&1 | grep '^median' || echo FAILED)"
+    done
+  done | tee "$out/cold.txt"
+  grep -q FAILED "$out/cold.txt" && cold_rc=1
+  echo "gpu tests rc=$gpu_rc, cold rc=$cold_rc"
+  exit "$cold_rc"
 fi
 
 if [ "${1:-}" = pair ]; then

@@ -394,6 +394,7 @@ static void engine_free(xr_engine *e)
     xr__progress_part_close(&e->self_part);
     pthread_mutex_destroy(&e->wait_lock);
     pthread_cond_destroy(&e->wait_cond);
+    free(e->warm_buf);
     free(e);
 }
 

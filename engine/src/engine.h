@@ -58,6 +58,8 @@ struct xr_engine {
     xr_list xfers;                  /* live transfers */
     xr_list groups;                 /* group.c: live groups */
     atomic_uint dead_groups;        /* groups nothing refers to, for progress to free */
+    void *warm_buf;                 /* progress.c: where xr_peer_connect's warming READs land
+                                       (engine lock; freed last, after the MR cache) */
     atomic_uint rr;                 /* round-robin start for small descriptors */
     atomic_uint orphans;            /* transfers released in flight, not yet freed */
     pthread_mutex_t fail_lock;      /* the failed list and the retry lanes' lists */

@@ -305,6 +305,59 @@ static bool connected(void *arg)
     return atomic_load(&((connecting *)arg)->left) == 0;
 }
 
+/*
+ * Warm the connections with bytes from the peer. Linux grows a TCP
+ * socket's send buffer only as the connection carries data, so the first
+ * bulk READ on fresh connections ramped up (2.2x warm for 64 MiB over 32
+ * rails), and what a connection learned lasts over idle
+ * (docs/performance.md, "The first READ after connecting"). One READ of
+ * WARM_BYTES per rail from the largest region the peer lets anyone read,
+ * all landing in one engine-owned buffer (its contents are never used).
+ * A peer that publishes none is only connected. Best effort: a failure is
+ * logged, not returned.
+ */
+#define WARM_BYTES (1u << 20)
+
+static void warm(xr_peer *p, unsigned nrails, uint64_t deadline)
+{
+    xr_engine *e = p->e;
+    pthread_mutex_lock(&e->lock);
+    uint64_t addr = 0, len = 0;
+    for (size_t k = 0; k < p->nregions; k++) {
+        const xr_peer_region *g = &p->regions[k];
+        if ((g->access & XR_ACCESS_READ) && !g->staged && g->len > len)
+            addr = g->addr, len = g->len;
+    }
+    if (!e->warm_buf)
+        e->warm_buf = aligned_alloc(4096, WARM_BYTES);
+    void *buf = e->warm_buf;
+    pthread_mutex_unlock(&e->lock);
+    if (len < WARM_BYTES || !buf)
+        return;
+    unsigned n = (unsigned)(len / WARM_BYTES < nrails ? len / WARM_BYTES : nrails);
+    xr_iov l[XR_MAX_RAILS], r[XR_MAX_RAILS];
+    for (unsigned i = 0; i < n; i++) {
+        l[i] = (xr_iov){(uintptr_t)buf, WARM_BYTES};
+        r[i] = (xr_iov){addr + (uint64_t)i * WARM_BYTES, WARM_BYTES};
+    }
+    xr_xfer *x = NULL;
+    int rc = xr_xfer_create(e, p, XR_OP_READ, l, r, n, NULL, 0, &x);
+    if (!rc && !(rc = xr_xfer_post(x))) {
+        uint64_t now = now_ms();
+        int left = deadline == UINT64_MAX ? -1 : now < deadline ? (int)(deadline - now) : 0;
+        rc = xr_xfer_wait(x, left);
+        if (rc == XR_ETIMEDOUT) { /* what the providers hold comes back within the deadlines */
+            xr_xfer_cancel(x);
+            xr_xfer_wait(x, -1);
+        }
+    }
+    if (rc)
+        xr__log_write(&e->log, XR_LOG_INFO, "xr_peer_connect: warming the rails to '%s': %s",
+                      p->name, xr__error_last());
+    if (x)
+        xr_xfer_release(x);
+}
+
 int xr_peer_connect(xr_peer *p, int timeout_ms)
 {
     if (!p)
@@ -342,6 +395,8 @@ int xr_peer_connect(xr_peer *p, int timeout_ms)
         rc = xr__error_set(XR_ENORAIL, "xr_peer_connect: no rail that is up reaches '%s'",
                            p->name);
     connecting_put(c);
+    if (!rc)
+        warm(p, n, deadline);
     return rc;
 }
 
