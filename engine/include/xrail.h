@@ -454,7 +454,12 @@ XR_API int xr_peer_unload(xr_peer *p);
  * first striped transfer). A hello frame goes on each rail that is up and
  * reaches the peer; the peer drops it. 0 once each has completed,
  * XR_ETIMEDOUT after timeout_ms (< 0: no limit but the deadlines; the
- * hellos still go on), or the first rail's error. Either side may call it;
+ * hellos still go on), or the first rail's error. Then, within the same
+ * timeout, it warms the connections: a READ of 1 MiB per rail from the
+ * largest region the peer lets anyone read (XR_ACCESS_READ), into a buffer
+ * of the engine's, as a TCP socket's buffers grow only as it carries data;
+ * a peer that publishes no such region is only connected, and a warming
+ * that fails is logged (info), not returned. Either side may call it;
  * without a progress thread it drives progress.
  */
 XR_API int xr_peer_connect(xr_peer *p, int timeout_ms);
