@@ -203,6 +203,11 @@ typedef struct xr_engine_opts {
                                       background, as xr_peer_connect does without waiting:
                                       the first transfer finds them set up or under way.
                                       Default 0: each rail connects on first use */
+    int ipc_fence;                 /* 1 (default): a transfer of device memory that a provider
+                                      moved by CUDA IPC (libfabric's shm) ends with a READ of
+                                      8 bytes that waits for the peer's copies, which libfabric
+                                      reports done before they are (docs/gpu.md). 0: not, for
+                                      a libfabric that waits for them itself */
     int log_level;                 /* 0 errors, 1 warnings (default), 2 info, 3 debug */
     const char *policy;            /* rail policy script (Lua), a path or a name found on the
                                       script path; NULL: the config's, else built-in equal stripe */
@@ -242,7 +247,7 @@ XR_API void xr_engine_opts_defaults(xr_engine_opts *opts);
  * "prov:domain:count,..."), XRAIL_MAX_RAILS, XRAIL_STRIPE_MIN,
  * XRAIL_CHUNK_SIZE, XRAIL_LOG, XRAIL_POLICY, XRAIL_LAYOUT, XRAIL_MR_CACHE*,
  * XRAIL_STAGE_CHUNK, XRAIL_STAGE_SLOTS, XRAIL_STAGE_HOST, XRAIL_PROGRESS_SLEEP_US,
- * XRAIL_PROGRESS_THREADS. With
+ * XRAIL_PROGRESS_THREADS, XRAIL_CONNECT_ON_LOAD, XRAIL_IPC_FENCE. With
  * ignore_env, only a config
  * named in opts->config is read.
  * On failure nothing is left behind, *out is NULL, and

@@ -230,7 +230,7 @@ static const char *const known_keys[] = {"provider", "domain", "rails", "stripe_
                                          "chunk", "progress", "progress_sleep_us",
                                          "progress_threads", "policy",
                                          "layout", "log", "mr_cache", "stage", "health",
-                                         "connect_on_load",
+                                         "connect_on_load", "ipc_fence",
                                          NULL};
 
 /* read_config(table, config): the whole script's answer. */
@@ -259,6 +259,7 @@ static int read_config(lua_State *L)
     c->progress_thread = progress && !strcmp(progress, "thread");
     lua_pop(L, 1);
     c->connect_on_load = opt_bool(L, 1, "connect_on_load", NULL);
+    c->ipc_fence = opt_bool(L, 1, "ipc_fence", NULL);
     read_rails(L, 1, c);
     read_mr_cache(L, 1, c);
     read_stage(L, 1, c);
@@ -269,7 +270,7 @@ static int read_config(lua_State *L)
 int xr__config_load(const xr_engine_opts *o, const char *path, xr_config *c)
 {
     memset(c, 0, sizeof *c);
-    c->mrc_enabled = c->stage_host = c->connect_on_load = -1;
+    c->mrc_enabled = c->stage_host = c->connect_on_load = c->ipc_fence = -1;
     c->mrc_max_entries = c->mrc_max_bytes = -1;
     c->stage_chunk = c->stage_slots = c->stage_rx_slots = -1;
     for (int k = 0; k < 5; k++)
@@ -323,10 +324,11 @@ int xr_engine_config_get(xr_engine *e, char *buf, size_t cap)
         }
     }
     xr__text_put(buf, cap, &w, "  stripe_min = %zu,\n  chunk = %zu,\n  progress = \"%s\",\n"
-            "  progress_threads = %u,\n  progress_sleep_us = %d,\n  connect_on_load = %s,\n",
+            "  progress_threads = %u,\n  progress_sleep_us = %d,\n  connect_on_load = %s,\n"
+            "  ipc_fence = %s,\n",
             o->stripe_min, o->chunk_size, e->progress_nthreads ? "thread" : "manual",
             o->progress_threads ? o->progress_threads : 1, o->progress_sleep_us,
-            o->connect_on_load ? "true" : "false");
+            o->connect_on_load ? "true" : "false", o->ipc_fence ? "true" : "false");
     pthread_mutex_lock(&e->lock);
     const char *pol = xr__policy_path(e);
     /* A nil is followed by its comma before the comment, so that the output

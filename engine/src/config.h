@@ -24,6 +24,7 @@ typedef struct xr_config {
     long long health[6];
     int stage_host;                 /* -1: not set */
     int connect_on_load;            /* -1: not set */
+    int ipc_fence;                  /* -1: not set */
 } xr_config;
 
 int xr__config_load(const xr_engine_opts *o, const char *path, xr_config *c);

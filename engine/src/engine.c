@@ -42,6 +42,7 @@ static const xr_engine_opts defaults = {
     .max_notif = 256u << 20,
     .log_level = XR_LOG_WARN,
     .progress_sleep_us = 20,
+    .ipc_fence = 1,
     .script_mem = 4u << 20,
     .mr_cache = {.enabled = 1, .max_entries = 16384, .max_bytes = 0},
     .stage = {.chunk = 1 << 20, .slots = 16, .rx_slots = 2, .host = 0},
@@ -60,7 +61,7 @@ static const xr_engine_opts defaults = {
     X(mr_cache.enabled) X(mr_cache.max_entries) X(mr_cache.max_bytes) X(stage.chunk)       \
     X(stage.slots) X(stage.rx_slots) X(stage.host) X(health.deadline_ms)                   \
     X(health.probe_ms) X(health.probe_max_ms) X(health.retries) X(health.xfer_timeout_ms)  \
-    X(health.connect_ms) X(connect_on_load)
+    X(health.connect_ms) X(connect_on_load) X(ipc_fence)
 
 #define UNSET_OF(v) _Generic((v), size_t: XR_UNSET_SIZE, unsigned: XR_UNSET_UINT, int: XR_UNSET_INT)
 #define IS_UNSET(v) ((v) == UNSET_OF(v))
@@ -223,6 +224,8 @@ static int apply_env(xr_engine_opts *o, env_rails *er)
         rc = parse_bool("XRAIL_MR_CACHE", v, &o->mr_cache.enabled);
     if (!rc && (v = getenv("XRAIL_CONNECT_ON_LOAD")) && *v)
         rc = parse_bool("XRAIL_CONNECT_ON_LOAD", v, &o->connect_on_load);
+    if (!rc && (v = getenv("XRAIL_IPC_FENCE")) && *v)
+        rc = parse_bool("XRAIL_IPC_FENCE", v, &o->ipc_fence);
     if (!rc && (v = getenv("XRAIL_MR_CACHE_MAX_COUNT")) && *v)
         rc = parse_size("XRAIL_MR_CACHE_MAX_COUNT", v, &o->mr_cache.max_entries);
     if (!rc && (v = getenv("XRAIL_MR_CACHE_MAX_BYTES")) && *v)
@@ -313,6 +316,8 @@ static int config_apply(xr_engine_opts *o, xr_config *cfg)
         o->progress_thread = cfg->progress_thread;
     if (IS_UNSET(o->connect_on_load) && cfg->connect_on_load >= 0)
         o->connect_on_load = cfg->connect_on_load;
+    if (IS_UNSET(o->ipc_fence) && cfg->ipc_fence >= 0)
+        o->ipc_fence = cfg->ipc_fence;
     if (IS_UNSET(o->progress_threads) && cfg->progress_threads > 0)
         o->progress_threads = (unsigned)clamp(cfg->progress_threads, 0, UINT_MAX - 1);
     if (IS_UNSET(o->progress_sleep_us) && cfg->progress_sleep_us >= 0)

@@ -224,24 +224,12 @@ static void probe_rail(xr_engine *e, xr_rail *r, uint64_t now)
     pthread_mutex_unlock(&r->lock);
 }
 
-/* The up rails of `p` that hold its chunks. */
-static uint64_t holding(xr_engine *e, const xr_peer *p)
-{
-    uint64_t m = 0;
-    for (uint64_t k = p->mask; k; k &= k - 1) {
-        xr_rail *r = &e->rails[__builtin_ctzll(k)];
-        if (atomic_load(&r->up) && xr__rail_holds(r, p->fi_addr[r->index]))
-            m |= 1ull << r->index;
-    }
-    return m;
-}
-
 /* Probe silent peer `p` on a rail that holds nothing for it, on a link
  * none of the holding rails shares: rails of one domain fail together, so
  * an answer there says nothing of them. Engine lock held. */
 static void vouch_start(xr_engine *e, xr_peer *p, uint64_t now)
 {
-    uint64_t held = holding(e, p);
+    uint64_t held = xr__peer_holding(e, p);
     if (!held)
         return;
     for (uint64_t k = p->mask & ~held; k; k &= k - 1) {

@@ -157,6 +157,7 @@ static void peer_free(xr_peer *p)
         pthread_mutex_unlock(&r->lock);
     }
     fields_free(p->fields, p->nfields);
+    pthread_mutex_destroy(&p->fence_lock);
     free(p->name);
     free(p);
 }
@@ -222,6 +223,17 @@ static const xr_peer_region *probe_region(const xr_peer *p, unsigned rail)
             pick = g;
     }
     return pick;
+}
+
+uint64_t xr__peer_holding(xr_engine *e, const xr_peer *p)
+{
+    uint64_t m = 0;
+    for (uint64_t k = p->mask; k; k &= k - 1) {
+        xr_rail *r = &e->rails[__builtin_ctzll(k)];
+        if (atomic_load(&r->up) && xr__rail_holds(r, p->fi_addr[r->index]))
+            m |= 1ull << r->index;
+    }
+    return m;
 }
 
 bool xr__peer_probe_at(const xr_peer *p, unsigned rail, fi_addr_t *dst, uint64_t *raddr,
@@ -519,6 +531,10 @@ int xr__peer_load(xr_engine *e, const void *md, size_t len, xr_peer **out)
     p->rails_sig = rails_sig(&m);
     p->refs = 1;
     p->vouch_rail = -1;
+    pthread_mutex_init(&p->fence_lock, NULL);
+    xr__list_init(&p->fence_wait);
+    xr__list_init(&p->fence_riding);
+    xr__list_init(&p->fence_work.link);
     for (unsigned i = 0; i < XR_MAX_RAILS; i++)
         p->peer_rail[i] = -1; /* unpaired: freeing must not remove another peer's address */
 

@@ -60,6 +60,20 @@ struct xr_peer {
     int vouch_rail;                 /* the rail probing it; -1 none */
     uint64_t vouch_at;              /* when that probe was posted */
     uint64_t vouch_mark;            /* the last probe's post or answer: one per silence */
+    /* The fence after CUDA IPC copies (xfer.c, fence_join): one READ of
+     * its memory at a time, which serves every transfer whose chunks were
+     * done before it was posted; those done meanwhile wait for the next. */
+    pthread_mutex_t fence_lock;
+    xr_list fence_wait, fence_riding; /* transfers, by fence_link */
+    bool fence_busy;
+    uint8_t fence_rail;             /* where the fence goes first */
+    uint8_t fence_tries;            /* posts of this fence canceled by a reset */
+    const xr_peer_region *fence_rg; /* what it READs: a riding transfer's peer memory */
+    uint64_t fence_rvirt;
+    int fence_err;                  /* how it ended: 0 or XR_E*, with fence_why */
+    char fence_why[160];
+    xr_work fence_work;
+    xr_opctx fence_ctx;
     uint32_t rails_sig;             /* CRC of its rails' providers and addresses: the same
                                        engine, when its metadata is loaded again */
     struct xr_peer_retired *retired; /* regions replaced by xr__peer_refresh, kept while
@@ -85,6 +99,8 @@ bool xr__peer_probe_target(xr_engine *e, unsigned rail, fi_addr_t *dst, uint64_t
 /* The same, for peer `p` alone. Engine lock held. */
 bool xr__peer_probe_at(const xr_peer *p, unsigned rail, fi_addr_t *dst, uint64_t *raddr,
                        uint64_t *key, bool *staged);
+/* The up rails of `p` whose providers hold operations of ours for it. */
+uint64_t xr__peer_holding(xr_engine *e, const xr_peer *p);
 /* Whether a verdict on the peer waits for a probe in flight (health.c):
  * for at most half of `allow`, its silence bound. Engine lock held. */
 bool xr__peer_vouching(const xr_peer *p, uint64_t now, uint64_t allow);

@@ -94,26 +94,8 @@ static void push_rails(lua_State *L, xr_engine *e, uint64_t reach)
 typedef struct plan_read {
     xr_engine *e;
     uint64_t reach;
-    xr_op op;
-    xr_mem_kind kind;
     xr_plan *out;
 } plan_read;
-
-/* READs into device memory over libfabric 2.6's shm with CUDA IPC lost
- * their data in chunks of 4, 8 and 16 MiB (3 runs of 3 each on an H200;
- * 1 MiB chunks kept every byte in 3 of 3, docs/gpu.md). Until the cause is
- * known such chunks are held to 1 MiB, whatever the policy asks. */
-#define HMEM_LOCAL_READ_CHUNK_MAX ((size_t)1 << 20)
-
-static size_t plan_chunk(const xr_engine *e, unsigned rail, xr_op op, xr_mem_kind kind,
-                         size_t chunk)
-{
-    const xr_rail *r = &e->rails[rail];
-    if (op == XR_OP_READ && kind == XR_MEM_CUDA && r->hmem && r->local_only &&
-        chunk > HMEM_LOCAL_READ_CHUNK_MAX)
-        chunk = HMEM_LOCAL_READ_CHUNK_MAX;
-    return xr__rail_chunk_cap(r, chunk);
-}
 
 /* An optional integer field of the table at index t, at least `min`. */
 static lua_Integer opt_integer(lua_State *L, int t, const char *key, lua_Integer min,
@@ -207,12 +189,12 @@ static int read_plan(lua_State *L)
     out->stripe_min = (size_t)opt_integer(L, 1, "stripe_min", 0, (lua_Integer)out->stripe_min);
     size_t chunk = (size_t)opt_integer(L, 1, "chunk", 1, (lua_Integer)e->opts.chunk_size);
     for (unsigned j = 0; j < out->nrails; j++)
-        out->chunk[j] = plan_chunk(e, out->rail[j], pr->op, pr->kind, chunk);
+        out->chunk[j] = xr__rail_chunk_cap(&e->rails[out->rail[j]], chunk);
     return 0;
 }
 
 /* Equal shares over every rail that is up and reaches the peer. */
-static int builtin_plan(xr_engine *e, uint64_t reach, xr_op op, xr_mem_kind kind, xr_plan *p)
+static int builtin_plan(xr_engine *e, uint64_t reach, xr_plan *p)
 {
     memset(p, 0, sizeof *p);
     p->stripe_min = e->opts.stripe_min;
@@ -224,7 +206,7 @@ static int builtin_plan(xr_engine *e, uint64_t reach, xr_op op, xr_mem_kind kind
         unsigned k = p->nrails++;
         p->rail[k] = (uint8_t)i;
         p->weight[k] = 1;
-        p->chunk[k] = plan_chunk(e, i, op, kind, e->opts.chunk_size);
+        p->chunk[k] = xr__rail_chunk_cap(r, e->opts.chunk_size);
     }
     return p->nrails ? 0 : XR_ENORAIL;
 }
@@ -273,7 +255,7 @@ static int ask_script(xr_engine *e, script *sc, const char *peer_name, uint64_t 
         return rc;
     }
     /* read_plan(answer, out): the answer is checked under the sandbox too. */
-    plan_read pr = {.e = e, .reach = reach, .op = op, .kind = kind, .out = out};
+    plan_read pr = {.e = e, .reach = reach, .out = out};
     lua_pushlightuserdata(L, &pr);
     rc = xr__lua_call(sc->lua, 2, 0, "plan");
     if (!rc && !out->nrails)
@@ -311,7 +293,7 @@ int xr__policy_plan_get(xr_engine *e, const void *peer, const char *peer_name, u
     *p = (plan_entry){.peer = peer, .op = op, .kind = kind, .device = device, .size_class = cls};
     int rc = ps->script ? ask_script(e, ps->script, peer_name, reach, op, kind, device, cls,
                                      &p->plan)
-                        : builtin_plan(e, reach, op, kind, &p->plan);
+                        : builtin_plan(e, reach, &p->plan);
     if (rc) {
         free(p);
         if (rc == XR_ENORAIL && !ps->script)

@@ -233,6 +233,30 @@ static bool staged(const xr_engine *e, xr_mem_kind kind)
     return false;
 }
 
+/* A rail that reaches only its own host and registers device memory
+ * (libfabric's shm built with CUDA) moves it through CUDA IPC, and falls
+ * back without a word to copies through 32 KiB host buffers for memory
+ * that has no IPC handle: the trap NIXL's users met with PyTorch's
+ * expandable segments (0.3 GB/s, ai-dynamo/nixl#1754). Such memory is
+ * refused, saying why, rather than moved slowly. */
+static int ipc_check(const xr_engine *e, uint64_t addr, size_t len, int device)
+{
+    for (unsigned i = 0; i < e->nrails; i++) {
+        const xr_rail *r = &e->rails[i];
+        if (r->hmem && r->local_only && !xr__cuda_ipc_capable((void *)(uintptr_t)addr))
+            return xr__error_set(XR_ENOTSUP, "device memory [0x%llx, +%zu) on GPU %d has no CUDA IPC "
+                                        "handle (it comes from cuMemCreate, e.g. PyTorch's "
+                                        "expandable_segments, or from a cudaMallocAsync pool), and "
+                                        "rail %u (%s) moves device memory between processes only "
+                                        "through CUDA IPC; without it libfabric would copy through "
+                                        "host buffers at a fraction of the speed. Allocate it with "
+                                        "cudaMalloc (PYTORCH_CUDA_ALLOC_CONF=expandable_segments:False), "
+                                        "or use rails that stage device memory",
+                              (unsigned long long)addr, len, device, i, r->provider);
+    }
+    return 0;
+}
+
 int xr__region_new(xr_engine *e, uint64_t addr, size_t len, xr_mem_kind kind, int device,
                    unsigned access, xr_region **out)
 {
@@ -249,6 +273,11 @@ int xr__region_new(xr_engine *e, uint64_t addr, size_t len, xr_mem_kind kind, in
     if (kind == XR_MEM_CUDA)
         hmem_probe(e, addr, len, device);
     g->staged = staged(e, kind);
+    int rc = kind == XR_MEM_CUDA && !g->staged ? ipc_check(e, addr, len, device) : 0;
+    if (rc) {
+        free(g);
+        return rc;
+    }
     *out = g;
     return 0;
 }

@@ -252,6 +252,26 @@ static void xfer_free(xr_xfer *x)
 static int lane_post(xr_work *w, xr_rail *r);
 static void notif_done(void *arg, int err, const char *why);
 
+/* Whether the transfer needs a fence (fence_join): a chunk of local
+ * device memory on a rail that moves it to a local peer itself, which
+ * libfabric's shm does through CUDA IPC. The fence READs from the peer
+ * memory of one such chunk. */
+static void fence_plan(xr_xfer *x)
+{
+    const xr_rail *rails = x->e->rails;
+    xr__list_init(&x->fence_link);
+    for (size_t k = x->nchunks; k-- > 0;) {
+        const xr_chunk *c = &x->chunks[k];
+        if (!c->stage && c->gpu && rails[c->rail].hmem && rails[c->rail].local_only &&
+            !c->rg->staged) {
+            x->fence_rg = c->rg;
+            x->fence_rvirt = c->rvirt;
+            x->fence_rail = c->rail;
+            return;
+        }
+    }
+}
+
 int xr_xfer_create(xr_engine *e, xr_peer *peer, xr_op op, const xr_iov *local,
                    const xr_iov *remote, size_t count, const void *notif, size_t notif_len,
                    xr_xfer **out)
@@ -310,6 +330,7 @@ int xr_xfer_create(xr_engine *e, xr_peer *peer, xr_op op, const xr_iov *local,
         for (f.d = 0; f.d < count; f.d++)
             xr__plan_split(ref[f.d].plan, ref[f.d].mask, local[f.d].len, &rr, fill_piece, &f);
         rc = take_refs(x, ref, count);
+        fence_plan(x);
     }
     if (!rc)
         xr__list_push_front(&e->xfers, &x->link);
@@ -448,8 +469,9 @@ static void notif_done(void *arg, int err, const char *why)
     finish(x);
 }
 
-/* Every chunk has completed: send the notification, or end. No lock held. */
-static void chunks_done(void *arg)
+/* The chunks, and the fence if any, are done: send the notification, or
+ * end. No lock held. */
+static void fence_end(void *arg)
 {
     xr_xfer *x = arg;
     if (atomic_load(&x->err) || !x->notif || x->group) { /* a group sends its own */
@@ -459,6 +481,163 @@ static void chunks_done(void *arg)
     int rc = xr__notif_submit(x->e, x->notif);
     if (rc)
         notif_done(x, rc, xr__error_last());
+}
+
+/*
+ * Why a fence. libfabric's shm moves device memory between processes by
+ * CUDA IPC: the target process opens the initiator's buffer and copies
+ * with cudaMemcpy, and skips the device synchronize when both sides are
+ * device memory (hmem_cuda.c, ofi_cudaMemcpy in 2.6). A device-to-device
+ * cudaMemcpy returns before the copy is done, so the initiator gets its
+ * completion while the bytes are still moving: a READ's buffer is read
+ * too early (4-16 MiB chunks lost their data on an H200, docs/gpu.md), and
+ * a WRITE's source may be reused before the target copied it.
+ *
+ * The fence is one READ of 8 bytes from the same peer memory into host
+ * memory, after the last chunk. The target serves it with a copy from
+ * device to host, which waits for the copies it issued before (same
+ * device, the legacy stream, and libfabric synchronizes the device for a
+ * host buffer CUDA does not know). Its completion means they are done.
+ *
+ * It costs the target a wait for every copy it has queued, so a peer has
+ * one fence in flight at a time: it serves every transfer whose chunks
+ * were done before it was posted, and the transfers done meanwhile share
+ * the next one.
+ */
+static void fence_done(xr_opctx *ctx, xr_rail *r, size_t len, int err, const char *why);
+static void fence_start(void *arg);
+static void fence_end_all(void *arg);
+
+static int fence_post(xr_work *w, xr_rail *r)
+{
+    xr_peer *p = xr__list_entry(w, xr_peer, fence_work);
+    unsigned i = r->index;
+    const xr_peer_region *rg = p->fence_rg;
+    p->fence_ctx = (xr_opctx){.done = fence_done};
+    uint64_t raddr = p->virt_addr[i] ? p->fence_rvirt : p->fence_rvirt - rg->base[i];
+    int rc = xr__rail_rma(r, false, &r->probe_buf, sizeof r->probe_buf, fi_mr_desc(r->probe_mr),
+                          p->fi_addr[i], raddr, rg->key[i], &p->fence_ctx);
+    if (rc == -FI_EAGAIN)
+        return XR_WORK_WAIT;
+    if (!rc) {
+        atomic_fetch_add_explicit(&p->held, 1, memory_order_relaxed);
+        p->on_rail[i]++;
+        return XR_WORK_DONE;
+    }
+    p->fence_err = XR_EIO;
+    snprintf(p->fence_why, sizeof p->fence_why, "rail %u (%s): posting it failed: %s", i,
+             r->provider, fi_strerror(-rc));
+    xr__rail_after(r, fence_end_all, p);
+    return XR_WORK_DONE;
+}
+
+/* Take the transfers that wait into the next fence: its target is the
+ * first one's. False if none waits. Fence lock held. */
+static bool fence_board(xr_peer *p)
+{
+    if (xr__list_empty(&p->fence_wait))
+        return false;
+    const xr_xfer *x = xr__list_entry(p->fence_wait.next, xr_xfer, fence_link);
+    p->fence_rg = x->fence_rg;
+    p->fence_rvirt = x->fence_rvirt;
+    p->fence_rail = x->fence_rail;
+    p->fence_tries = 0;
+    p->fence_err = 0;
+    xr__list_splice(&p->fence_riding, &p->fence_wait);
+    return true;
+}
+
+/* The fence ended: its transfers go on (notification, or the end), and
+ * those that waited meanwhile get the next. No lock held. */
+static void fence_end_all(void *arg)
+{
+    xr_peer *p = arg;
+    xr_list done;
+    xr__list_init(&done);
+    pthread_mutex_lock(&p->fence_lock);
+    xr__list_splice(&done, &p->fence_riding);
+    int err = p->fence_err;
+    char why[sizeof p->fence_why];
+    memcpy(why, p->fence_why, sizeof why);
+    bool next = fence_board(p);
+    p->fence_busy = next;
+    pthread_mutex_unlock(&p->fence_lock);
+    while (!xr__list_empty(&done)) {
+        /* Off the list before it goes on: it may be freed once it ends. */
+        xr_xfer *x = xr__list_entry(xr__list_pop_front(&done), xr_xfer, fence_link);
+        if (err)
+            record_error(x, err, "the fence READ after the chunks: %s", why);
+        fence_end(x);
+    }
+    if (next)
+        fence_start(p);
+}
+
+static void fence_done(xr_opctx *ctx, xr_rail *r, size_t len, int err, const char *why)
+{
+    (void)len;
+    xr_peer *p = xr__list_entry(ctx, xr_peer, fence_ctx);
+    atomic_fetch_sub_explicit(&p->held, 1, memory_order_relaxed);
+    p->on_rail[r->index]--;
+    if (!err) {
+        atomic_store_explicit(&p->last_ok, r->last_done, memory_order_relaxed);
+    } else if (err == XR_ECANCELED && ++p->fence_tries < 4) {
+        /* A reset for another peer, or of a rail judged down: the copies
+         * it fences are the peer's, so another rail of the kind will do. */
+        xr__rail_after(r, fence_start, p);
+        return;
+    } else {
+        p->fence_err = err;
+        snprintf(p->fence_why, sizeof p->fence_why, "rail %u (%s): %s", r->index, r->provider,
+                 why ? why : xr_strerror(err));
+    }
+    xr__rail_after(r, fence_end_all, p);
+}
+
+/* Queue the fence on the first rail, from fence_rail on, that moves device
+ * memory the same way and still reaches the peer. No lock held. */
+static void fence_start(void *arg)
+{
+    xr_peer *p = arg;
+    xr_engine *e = p->e;
+    p->fence_work.post = fence_post;
+    for (unsigned k = 0; k < e->nrails; k++) {
+        xr_rail *r = &e->rails[(p->fence_rail + k) % e->nrails];
+        if (r->hmem && r->local_only && r->probe_mr && atomic_load(&r->up) &&
+            ((p->mask >> r->index) & 1) &&
+            !((atomic_load(&p->path_down) >> r->index) & 1) &&
+            ((p->fence_rg->path_mask >> r->index) & 1)) {
+            xr__rail_enqueue(r, XR_LANE_CTRL, &p->fence_work);
+            return;
+        }
+    }
+    p->fence_err = XR_EIO;
+    snprintf(p->fence_why, sizeof p->fence_why, "no rail left to the peer for it (device memory "
+                                                "moved by CUDA IPC)");
+    fence_end_all(p);
+}
+
+/* A transfer whose chunks are done waits for a fence posted after that. */
+static void fence_join(xr_xfer *x)
+{
+    xr_peer *p = x->peer;
+    pthread_mutex_lock(&p->fence_lock);
+    xr__list_push_back(&p->fence_wait, &x->fence_link);
+    bool start = !p->fence_busy && fence_board(p);
+    p->fence_busy = p->fence_busy || start;
+    pthread_mutex_unlock(&p->fence_lock);
+    if (start)
+        fence_start(p);
+}
+
+/* Every chunk has completed: the fence, or what follows it. No lock held. */
+static void chunks_done(void *arg)
+{
+    xr_xfer *x = arg;
+    if (x->fence_rg && !atomic_load(&x->err) && x->e->opts.ipc_fence)
+        fence_join(x);
+    else
+        fence_end(x);
 }
 
 /* Count one chunk off; the last one ends the chunk phase once the rail
@@ -786,12 +965,7 @@ static bool peer_silent(xr_engine *e, const xr_peer *p, uint64_t now, uint64_t a
     if (atomic_load(&p->pushed_back))
         return true;
     /* What a down rail holds waits for its link, not for the peer. */
-    bool held = false;
-    for (uint64_t m = p->mask; m && !held && atomic_load(&p->held) > 0; m &= m - 1) {
-        xr_rail *r = &e->rails[__builtin_ctzll(m)];
-        held = atomic_load(&r->up) && xr__rail_holds(r, p->fi_addr[r->index]);
-    }
-    return held;
+    return atomic_load(&p->held) > 0 && xr__peer_holding(e, p);
 }
 
 /* When the oldest chunk a peer's rails hold for it was posted (or the

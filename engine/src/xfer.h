@@ -89,6 +89,13 @@ struct xr_xfer {
     uint64_t deadline;              /* this post's end (rails' clock, ns); 0 none */
     char errmsg[XR_ERRMSG_MAX];
     char fail_why[256];             /* the last chunk error, kept for failover's verdict */
+    /* The fence its chunks need (xfer.c, fence_join): where the provider
+     * moved its device memory through CUDA IPC, a READ of the peer memory
+     * of one such chunk. fence_rg NULL: none. */
+    const xr_peer_region *fence_rg;
+    uint64_t fence_rvirt;
+    uint8_t fence_rail;
+    xr_list fence_link;             /* on its peer's fence_wait or fence_riding */
 };
 
 int xr__xfer_init(xr_engine *e);

@@ -5,7 +5,7 @@
  *   xrail-bench [--op write|read] [--provider P] [--rails N] [--policy FILE]
  *               [--sizes 4k,64k,1M,16M] [--batch 1,8] [--iters N | --duration S]
  *               [--warmup N] [--window N] [--mem host|cuda:D] [--target-mem host|cuda:D]
- *               [--chunk SIZE]
+ *               [--chunk SIZE] [--no-fence]
  *               [--netns PREFIX [--first-rail K] [--speeds MBIT,...]]
  *               [--target-sleep-us N] [--progress-threads N] [--json | --csv] [--raw]
  *
@@ -77,6 +77,7 @@ typedef struct args {
     unsigned nsizes, nbatches, nspeeds;
     size_t chunk; /* --chunk: the engines' chunk_size; 0 the default */
     int json, csv, raw;
+    int no_fence; /* --no-fence: ipc_fence off, to see what the fence costs */
 } args;
 
 typedef struct point {
@@ -181,6 +182,8 @@ static xr_engine *engine(const args *a, const char *name, int progress_thread, c
     o.progress_sleep_us = a->target_sleep_us;
     if (a->chunk)
         o.chunk_size = a->chunk;
+    if (a->no_fence)
+        o.ipc_fence = 0;
     xr_rail_spec spec[XR_MAX_RAILS];
     char dom[XR_MAX_RAILS][32], src[XR_MAX_RAILS][32];
     if (!a->netns) {
@@ -696,7 +699,7 @@ static void usage(void)
             "usage: xrail-bench [--op write|read] [--provider P] [--rails N] [--policy FILE]\n"
             "                   [--sizes 4k,64k,1M,16M] [--batch 1,8] [--iters N | --duration S]\n"
             "                   [--warmup N] [--window N] [--mem host|cuda:D] [--target-mem host|cuda:D]\n"
-            "                   [--chunk SIZE]\n"
+            "                   [--chunk SIZE] [--no-fence]\n"
             "                   [--netns PREFIX [--first-rail K] [--speeds MBIT,...]]\n"
             "                   [--target-sleep-us N] [--progress-threads N]\n"
             "                   [--json | --csv] [--raw]\n"
@@ -709,6 +712,7 @@ static void usage(void)
             "             (scripts/netns-rails.sh); --first-rail K starts at veth P<K>;\n"
             "             --speeds declares each rail's Mbit/s\n"
             "  --target-sleep-us N: the target's progress_sleep_us (default 0: never naps)\n"
+            "  --no-fence: no fence after CUDA IPC copies (ipc_fence 0): what it costs\n"
             "  --progress-threads N: N progress threads on each side, sharing the rails\n"
             "             (default: one on the target; the initiator's loop drives its own)\n");
     exit(2);
@@ -809,6 +813,8 @@ int main(int argc, char **argv)
             a.csv = 1;
         else if (!strcmp(o, "--raw"))
             a.raw = 1;
+        else if (!strcmp(o, "--no-fence"))
+            a.no_fence = 1;
         else if (!v)
             usage();
         else if (!strcmp(o, "--op") && (!strcmp(v, "write") || !strcmp(v, "read")))

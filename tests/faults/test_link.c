@@ -375,13 +375,7 @@ static void initiator(run *u, const char *mode)
         outcome fr = transfer(u, XR_OP_READ, BIG / 2, 1.5, 1, 6.0);
         snprintf(what, sizeof what, "%s.read", mode);
         check_fault(what, br, fr, 1.5, deadline, BIG / 2);
-        uint64_t staged = 0, failovers = 0;
-        for (unsigned i = 0; i < RAILS; i++) {
-            xr_rail_info ri;
-            H_OK(xr_rail_info_get(u->e, i, &ri));
-            staged += ri.counters.staged;
-            failovers += ri.counters.failovers;
-        }
+        uint64_t staged = H_RAILS_SUM(u->e, staged), failovers = H_RAILS_SUM(u->e, failovers);
         /* Proof that the chunks were staged, and that some failed over. */
         H_CHECK(staged > 0, "%s: no chunk went through the bounce slots", mode);
         H_CHECK(failovers > 0, "%s: no staged chunk failed over", mode);
@@ -390,12 +384,7 @@ static void initiator(run *u, const char *mode)
     } else if (!strcmp(mode, "tail")) {
         size_t len = 16u << 20;
         outcome bw = transfer(u, XR_OP_WRITE, len, -1, 0, -1);
-        uint64_t probes = 0;
-        for (unsigned i = 0; i < RAILS; i++) {
-            xr_rail_info ri;
-            H_OK(xr_rail_info_get(u->e, i, &ri));
-            probes += ri.counters.probes;
-        }
+        uint64_t probes = H_RAILS_SUM(u->e, probes);
         outcome fw = transfer(u, XR_OP_WRITE, len, 0, 1, -1);
         H_CHECK(fw.t_detect >= 0, "tail.write: rail 1 never went down");
         h_log("rail 1 came back %.2f s after its link", wait_up(u, 1, 30));
@@ -403,12 +392,7 @@ static void initiator(run *u, const char *mode)
          * reset a rail that holds READs. */
         outcome fr = transfer(u, XR_OP_READ, len, 0, 1, 6.0);
         H_CHECK(fr.t_detect >= 0, "tail.read: rail 1 never went down");
-        uint64_t after = 0;
-        for (unsigned i = 0; i < RAILS; i++) {
-            xr_rail_info ri;
-            H_OK(xr_rail_info_get(u->e, i, &ri));
-            after += ri.counters.probes;
-        }
+        uint64_t after = H_RAILS_SUM(u->e, probes);
         printf("faults.link.tail: 16 MiB WRITE %.2f s (rail 1 down %.2f s after its link), READ "
                "%.2f s (%.2f s); %.2f s without the fault; %llu probes\n", fw.secs, fw.t_detect,
                fr.secs, fr.t_detect, bw.secs, (unsigned long long)(after - probes));

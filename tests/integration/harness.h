@@ -13,6 +13,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -198,6 +199,19 @@ static inline int h_engine(const char *name, const char *provider, unsigned rail
 
 /* Send this engine's metadata to the other process, as a real deployment
  * would through its own side channel. */
+/* One rail counter, summed over the engine's rails. */
+static inline uint64_t h_rails_sum(xr_engine *e, size_t offset)
+{
+    uint64_t sum = 0;
+    for (int i = 0; i < xr_rail_count(e); i++) {
+        xr_rail_info ri;
+        H_OK(xr_rail_info_get(e, (unsigned)i, &ri));
+        sum += *(const uint64_t *)((const char *)&ri.counters + offset);
+    }
+    return sum;
+}
+#define H_RAILS_SUM(e, field) h_rails_sum((e), offsetof(xr_rail_counters, field))
+
 static inline void h_send_metadata(int fd, xr_engine *e)
 {
     size_t len = 0;

@@ -110,13 +110,15 @@ static void config_tests(void)
     /* The stage and mr_cache tables reach the engine, and read back. */
     char *c3 = write_config("return { stage = { chunk = 65536, slots = 4, host = true }, "
                                   "mr_cache = { max_entries = 99 }, progress_sleep_us = 0, "
-                                  "progress = 'thread', progress_threads = 5 }\n");
+                                  "progress = 'thread', progress_threads = 5, "
+                                  "ipc_fence = false }\n");
     H_OK(from_config(c3, &two, 1, &e));
     char cfg[4096];
     H_OK(xr_engine_config_get(e, cfg, sizeof cfg));
     H_CHECK(strstr(cfg, "stage = { chunk = 65536, slots = 4, rx_slots = 2, host = true }") &&
                 strstr(cfg, "max_entries = 99,") && strstr(cfg, "progress_sleep_us = 0,") &&
-                strstr(cfg, "progress_threads = 2,"), /* 5 asked, one per rail at most */
+                strstr(cfg, "progress_threads = 2,") && /* 5 asked, one per rail at most */
+                strstr(cfg, "ipc_fence = false,"),
             "the config's stage, mr_cache and progress settings were not applied:\n%s", cfg);
     xr_engine_destroy(e);
     drop_config(c3);
@@ -150,7 +152,8 @@ static void config_tests(void)
     /* And the built-in defaults, to read, are what an engine with neither gets. */
     xr_engine_opts d;
     xr_engine_opts_defaults(&d);
-    H_CHECK(d.chunk_size == 1 << 20 && d.health.deadline_ms == 1500 && d.stage.slots == 16,
+    H_CHECK(d.chunk_size == 1 << 20 && d.health.deadline_ms == 1500 && d.stage.slots == 16 &&
+                d.ipc_fence == 1,
             "xr_engine_opts_defaults");
     drop_config(c4);
     h_log("ok: options set to a default's value win over the config; unset ones take it");
@@ -173,6 +176,7 @@ static void config_tests(void)
         {"return { stage = { host = 1 } }", "host must be true or false"},
         {"return { mr_cache = { enabled = 'yes' } }", "enabled must be true or false"},
         {"return { connect_on_load = 1 }", "connect_on_load must be true or false"},
+        {"return { ipc_fence = 'no' }", "ipc_fence must be true or false"},
         /* A metamethod that raises, read outside a protected call, would
          * have aborted the process (Lua's panic). */
         {"return setmetatable({}, { __index = function(t, k) error('trap ' .. k) end })",

@@ -209,20 +209,11 @@ static void initiator(int fd, void *arg)
     /* Every rail connected at once, before the first transfer; again is
      * harmless. The target drops the hellos (its next notification is the
      * chain's, checked there). */
-    uint64_t moved = 0;
-    for (unsigned i = 0; i < 2; i++) {
-        xr_rail_info ri;
-        H_OK(xr_rail_info_get(e, i, &ri));
-        moved -= ri.counters.tx_bytes;
-    }
+    uint64_t before = H_RAILS_SUM(e, tx_bytes);
     double tc = h_now();
     H_OK(xr_peer_connect(p, 30000));
     H_OK(xr_peer_connect(p, 30000));
-    for (unsigned i = 0; i < 2; i++) {
-        xr_rail_info ri;
-        H_OK(xr_rail_info_get(e, i, &ri));
-        moved += ri.counters.tx_bytes;
-    }
+    uint64_t moved = H_RAILS_SUM(e, tx_bytes) - before;
     /* Each call also warmed the rails: a 1 MiB READ a rail from the
      * target's region, which anyone may read. */
     H_CHECK(moved >= 4u << 20, "xr_peer_connect warmed the rails with %llu bytes, not 4 MiB",

@@ -18,8 +18,10 @@
  * slot is not always full) larger than the bounce pool, with a
  * notification the target checks against its memory, then a READ back
  * into a buffer the initiator never registered, checked byte for byte on
- * the host. With device memory on the initiator, a freed and reallocated
- * device buffer is shown to get a new registration (buffer id check).
+ * the host. The WRITE's source is overwritten as soon as the WRITE
+ * completes, and the target must still find the bytes sent. With device
+ * memory on the initiator, a freed and reallocated device buffer is shown
+ * to get a new registration (buffer id check).
  */
 #include "harness.h"
 
@@ -27,6 +29,7 @@
 #include <time.h>
 
 #ifdef XR_TEST_CUDA
+#include <cuda.h> /* the driver API's types; its functions come through the runtime */
 #include <cuda_runtime_api.h>
 #endif
 
@@ -58,6 +61,11 @@ static xr_engine *engine(const char *name, int who)
     const char *chunk = getenv("XR_TEST_CHUNK");
     if (chunk && *chunk)
         o.chunk_size = (size_t)strtoull(chunk, NULL, 10);
+    /* Without the fence after CUDA IPC copies, to see what it guards
+     * against (scripts/gpu-suite.sh direct). */
+    const char *no_fence = getenv("XR_TEST_NO_FENCE");
+    if (no_fence && *no_fence)
+        o.ipc_fence = 0;
     xr_rail_spec spec = {.provider = provider, .count = 2};
     if (strstr(provider, "tcp"))
         spec.domain = "lo";
@@ -98,6 +106,20 @@ static void mem_free(int who, void *p)
     free(p);
 }
 
+/* Overwrite a side's memory at once: device memory on the device, without
+ * waiting for it. */
+static void wipe(int who, uint8_t *p, size_t len)
+{
+#ifdef XR_TEST_CUDA
+    if (on_device(who)) {
+        H_CHECK(cudaMemset(p, 0xee, len) == cudaSuccess, "cudaMemset");
+        return;
+    }
+#endif
+    (void)who;
+    memset(p, 0xee, len);
+}
+
 static void put(int who, uint8_t *dst, const uint8_t *host, size_t len)
 {
 #ifdef XR_TEST_CUDA
@@ -126,17 +148,6 @@ static long long verify(int who, const uint8_t *p, size_t len, uint64_t tag)
     return bad;
 }
 
-/* Chunks that went through bounce slots, and peers' requests answered. */
-static void staged_counts(xr_engine *e, uint64_t *staged, uint64_t *served)
-{
-    *staged = *served = 0;
-    for (int i = 0; i < xr_rail_count(e); i++) {
-        xr_rail_info ri;
-        H_OK(xr_rail_info_get(e, (unsigned)i, &ri));
-        *staged += ri.counters.staged;
-        *served += ri.counters.staged_served;
-    }
-}
 
 /* Whether a side's memory is out of the rails' reach: device memory where
  * the provider has no FI_HMEM (or one built without CUDA), host memory
@@ -172,6 +183,98 @@ static bool rails_take_device_memory(xr_engine *e, int who)
 #endif
     return all;
 }
+
+#ifdef XR_TEST_CUDA
+/* A driver function, through the runtime: the test links no libcuda. */
+static void *driver_fn(const char *name)
+{
+    void *fn = NULL;
+    enum cudaDriverEntryPointQueryResult st;
+    if (cudaGetDriverEntryPointByVersion(name, &fn, 12000, cudaEnableDefault, &st) != cudaSuccess ||
+        st != cudaDriverEntryPointSuccess)
+        return NULL;
+    return fn;
+}
+
+/* Device memory as PyTorch's expandable segments make it: cuMemCreate,
+ * mapped into a reserved range. *len is rounded up to the granularity. */
+static void *vmm_alloc(int dev, size_t *len)
+{
+    __typeof__(cuMemGetAllocationGranularity) *gran = driver_fn("cuMemGetAllocationGranularity");
+    __typeof__(cuMemCreate) *create = driver_fn("cuMemCreate");
+    __typeof__(cuMemAddressReserve) *reserve = driver_fn("cuMemAddressReserve");
+    __typeof__(cuMemMap) *map = driver_fn("cuMemMap");
+    __typeof__(cuMemSetAccess) *set_access = driver_fn("cuMemSetAccess");
+    __typeof__(cuMemRelease) *release = driver_fn("cuMemRelease");
+    H_CHECK(gran && create && reserve && map && set_access && release,
+            "the driver lacks the cuMem* entry points");
+    H_CHECK(cudaSetDevice(dev) == cudaSuccess && cudaFree(NULL) == cudaSuccess, "CUDA context");
+    CUmemAllocationProp prop = {.type = CU_MEM_ALLOCATION_TYPE_PINNED,
+                                .location = {.type = CU_MEM_LOCATION_TYPE_DEVICE, .id = dev}};
+    size_t g = 0;
+    H_CHECK(gran(&g, &prop, CU_MEM_ALLOC_GRANULARITY_MINIMUM) == CUDA_SUCCESS && g,
+            "cuMemGetAllocationGranularity");
+    *len = (*len + g - 1) / g * g;
+    CUmemGenericAllocationHandle h;
+    CUdeviceptr p;
+    H_CHECK(create(&h, *len, &prop, 0) == CUDA_SUCCESS, "cuMemCreate of %zu bytes", *len);
+    H_CHECK(reserve(&p, *len, 0, 0, 0) == CUDA_SUCCESS, "cuMemAddressReserve");
+    H_CHECK(map(p, *len, 0, h, 0) == CUDA_SUCCESS, "cuMemMap");
+    release(h); /* the mapping keeps the memory */
+    CUmemAccessDesc rw = {.location = prop.location, .flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE};
+    H_CHECK(set_access(p, *len, &rw, 1) == CUDA_SUCCESS, "cuMemSetAccess");
+    return (void *)(uintptr_t)p;
+}
+
+static void vmm_free(void *p, size_t len)
+{
+    __typeof__(cuMemUnmap) *unmap = driver_fn("cuMemUnmap");
+    __typeof__(cuMemAddressFree) *addr_free = driver_fn("cuMemAddressFree");
+    H_CHECK(unmap && addr_free && unmap((CUdeviceptr)(uintptr_t)p, len) == CUDA_SUCCESS &&
+                addr_free((CUdeviceptr)(uintptr_t)p, len) == CUDA_SUCCESS,
+            "cuMemUnmap / cuMemAddressFree");
+}
+
+/* Device memory without a CUDA IPC handle: from cuMemCreate, and from a
+ * cudaMallocAsync pool. Where the rails move device memory between
+ * processes through CUDA IPC (shm with FI_HMEM), libfabric would copy it
+ * through host buffers without a word: registration refuses it, saying
+ * why. Where they stage device memory, it is taken. A fresh engine meets
+ * it first, and its rails must still take cudaMalloc memory as before. */
+static void no_ipc_memory(void)
+{
+    xr_engine *e = engine("no-ipc", 0);
+    bool refuse = direct && !strcmp(provider, "shm");
+    size_t vlen = 1u << 20;
+    void *v = vmm_alloc(gpu[0], &vlen), *a = NULL;
+    H_CHECK(cudaMallocAsync(&a, 1u << 20, 0) == cudaSuccess && cudaStreamSynchronize(0) == cudaSuccess,
+            "cudaMallocAsync");
+    struct { const char *what; void *p; size_t len; } m[] = {{"cuMemCreate", v, vlen},
+                                                            {"cudaMallocAsync", a, 1u << 20}};
+    for (int k = 0; k < 2; k++) {
+        xr_region *g = NULL;
+        int rc = xr_mem_register(e, m[k].p, m[k].len, XR_MEM_CUDA, gpu[0], XR_ACCESS_RW, &g);
+        const char *why = xr_engine_last_error(NULL);
+        if (refuse)
+            H_CHECK(rc == XR_ENOTSUP && strstr(why, "no CUDA IPC handle"),
+                    "memory from %s on %s: %s (%s), not refused for its missing IPC handle",
+                    m[k].what, provider, xr_err_name(rc), rc ? why : "registered");
+        else
+            H_CHECK(rc == 0, "memory from %s on %s (staged): %s: %s", m[k].what, provider,
+                    xr_err_name(rc), why);
+        if (g)
+            H_OK(xr_mem_deregister(g));
+        h_log("ok: memory from %s %s", m[k].what,
+              refuse ? "refused, naming the missing CUDA IPC handle" : "registered, staged");
+    }
+    H_CHECK(rails_take_device_memory(e, 0) == direct,
+            "after memory without an IPC handle, the rails %s cudaMalloc memory themselves",
+            direct ? "no longer take" : "now take");
+    xr_engine_destroy(e);
+    vmm_free(v, vlen);
+    cudaFree(a);
+}
+#endif
 
 static void target(int fd, void *arg)
 {
@@ -211,8 +314,7 @@ static void target(int fd, void *arg)
     free(h);
     h_send_u64(fd, 1);
     H_CHECK(h_recv_u64(fd, e) == 2, "initiator did not finish");
-    uint64_t staged, served;
-    staged_counts(e, &staged, &served);
+    uint64_t served = H_RAILS_SUM(e, staged_served);
     H_CHECK(staged_side(1) ? served > 0 : served == 0,
             "target memory %s staged, but %llu staged requests were served",
             staged_side(1) ? "is" : "is not", (unsigned long long)served);
@@ -229,6 +331,10 @@ static void initiator(int fd, void *arg)
     if (cuda_mode)
         h_log("device memory on %s: %s", provider, direct ? "registered on the rails (FI_HMEM)"
                                                           : "staged through host bounce slots");
+#ifdef XR_TEST_CUDA
+    if (on_device(0))
+        no_ipc_memory();
+#endif
     xr_peer *p = h_load_peer(fd, e);
     uint64_t ra = h_recv_u64(fd, e);
     uint8_t *l = mem_alloc(0, SIZE);
@@ -249,6 +355,10 @@ static void initiator(int fd, void *arg)
     H_OK(xr_xfer_post(x));
     H_OK(xr_xfer_wait(x, 120000));
     double dt = h_now() - t0;
+    /* A completed WRITE's source is free to reuse: overwritten now, the
+     * bytes the target checks must not change (with CUDA IPC, the peer's
+     * copy may still be reading it: xfer.c, the fence). */
+    wipe(0, l, SIZE);
     h_log("WRITE %s -> %s of %u bytes in %zu chunks: %.1f MB/s", on_device(0) ? "device" : "host",
           on_device(1) ? "device" : "host", SIZE, xr_xfer_chunk_count(x, -1), SIZE / dt / 1e6);
     xr_xfer_release(x);
@@ -328,8 +438,7 @@ static void initiator(int fd, void *arg)
         cudaFree(d2);
     }
 #endif
-    uint64_t staged, served;
-    staged_counts(e, &staged, &served);
+    uint64_t staged = H_RAILS_SUM(e, staged);
     bool want = staged_side(0) || staged_side(1);
     H_CHECK(want ? staged > 0 : staged == 0, "%llu chunks went through bounce slots; %s",
             (unsigned long long)staged, want ? "some should" : "none should");

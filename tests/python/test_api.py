@@ -500,3 +500,11 @@ def test_connect_on_load(prov):
             time.sleep(0.01)
     with pytest.raises(TypeError):
         xrail.Engine("x", **settings(prov, connect_on_loadd=True))
+
+
+def test_ipc_fence_setting(prov):
+    # On by default; off reaches the engine (its config says so).
+    with xrail.Engine("a", **settings(prov)) as a, \
+            xrail.Engine("b", **settings(prov, ipc_fence=False)) as b:
+        assert "ipc_fence = true," in a.config()
+        assert "ipc_fence = false," in b.config()

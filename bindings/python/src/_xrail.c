@@ -212,7 +212,7 @@ static int check_keys(PyObject *d, const char *what, const char *const keys[])
 static const char *const engine_keys[] = {
     "provider", "domain", "rails", "max_rails", "stripe_min", "chunk_size", "rail_depth",
     "progress_thread", "progress_threads", "progress_sleep_us", "log_level", "ignore_env", "policy", "layout", "script_path",
-    "script_mem", "mr_cache", "stage", "connect_on_load", NULL};
+    "script_mem", "mr_cache", "stage", "connect_on_load", "ipc_fence", NULL};
 
 static int engine_init(EngineObject *self, PyObject *args, PyObject *kw)
 {
@@ -265,6 +265,8 @@ static int engine_init(EngineObject *self, PyObject *args, PyObject *kw)
         opts.ignore_env = PyObject_IsTrue(b);
     if (!rc && (b = PyDict_GetItemString(o, "connect_on_load")))
         opts.connect_on_load = PyObject_IsTrue(b);
+    if (!rc && (b = PyDict_GetItemString(o, "ipc_fence")))
+        opts.ipc_fence = PyObject_IsTrue(b);
     if (!rc && (b = PyDict_GetItemString(o, "log_level")))
         opts.log_level = (int)PyLong_AsLong(b);
     /* rails: a count on provider/domain, or a list of dicts. */

@@ -91,6 +91,17 @@ uint64_t xr__cuda_buffer_id(const void *p)
     return id;
 }
 
+bool xr__cuda_ipc_capable(const void *p)
+{
+    /* Zeroed wide enough for however the driver writes its boolean. */
+    unsigned long long yes = 0;
+    if (!xr__cuda_devices() || !G.get_attr ||
+        G.get_attr(&yes, CU_POINTER_ATTRIBUTE_IS_LEGACY_CUDA_IPC_CAPABLE,
+                   (CUdeviceptr)(uintptr_t)p) != CUDA_SUCCESS)
+        return true; /* a driver that cannot say: as before it could */
+    return yes != 0;
+}
+
 int xr__cuda_alloc_range(const void *p, uint64_t *base, uint64_t *len)
 {
     CUdeviceptr b;
@@ -218,6 +229,12 @@ uint64_t xr__cuda_buffer_id(const void *p)
 {
     (void)p;
     return 0;
+}
+
+bool xr__cuda_ipc_capable(const void *p)
+{
+    (void)p;
+    return true;
 }
 
 int xr__cuda_alloc_range(const void *p, uint64_t *base, uint64_t *len)

@@ -17,6 +17,10 @@ int xr__cuda_devices(void);
 xr_mem_kind xr__cuda_classify(const void *p, int *device);
 /* The allocation's process-wide unique id (CU_POINTER_ATTRIBUTE_BUFFER_ID); 0 unknown. */
 uint64_t xr__cuda_buffer_id(const void *p);
+/* Whether cudaIpcGetMemHandle takes the allocation: not for memory from
+ * cuMemCreate (PyTorch's expandable segments) or a cudaMallocAsync pool.
+ * True when the driver cannot say. */
+bool xr__cuda_ipc_capable(const void *p);
 /* The whole cudaMalloc allocation holding p; -1 when it cannot say. */
 int xr__cuda_alloc_range(const void *p, uint64_t *base, uint64_t *len);
 /* Pinned host memory when there is a GPU (*pinned), page-aligned heap otherwise. */
