@@ -21,6 +21,11 @@
 #                                      # GPU tests, then the first READ after
 #                                      # xr_peer_connect against warm (32 tcp
 #                                      # rails), this tree and BASE alternated
+#   bash scripts/gpu-suite.sh node     # GPU tests, then P prefill -> decode
+#                                      # pairs on 2P GPUs at once (libfabric
+#                                      # 2.6 shm with CUDA), each pair's GB/s
+#                                      # beside cudaMemcpyPeer alone and all
+#                                      # at once (docs/gpu.md)
 #   bash scripts/gpu-suite.sh direct [P,D]
 #                                      # GPU tests, then libfabric 2.6 built
 #                                      # with CUDA: the GPU tests on it (shm
@@ -50,7 +55,7 @@ cat "$out/device.txt"
 # libfabric 2.6 with CUDA takes minutes to build: it starts now, beside
 # the build and tests on Debian's 1.17 (direct mode).
 lf=${XR_LIBFABRIC_CUDA:-/opt/lf}
-if [ "${1:-}" = direct ]; then
+if [ "${1:-}" = direct ] || [ "${1:-}" = node ]; then
   bash .deps/src/build-libfabric.sh "$lf" --cuda --fabtests >"$out/lf-build.log" 2>&1 &
   lf_pid=$!
 fi
@@ -163,20 +168,13 @@ if [ "${1:-}" = pair ]; then
   exit
 fi
 
-if [ "${1:-}" = direct ]; then
-  # libfabric 2.6.0 built with CUDA (its shm lists FI_HMEM and registers
-  # device memory itself) and its fabtests, the raw baseline, from the
-  # source carried in .deps/src. Then, in one run, GPU P -> GPU D between
-  # two processes: xrail on 2.6 shm (direct), xrail on 1.17 shm (staged),
-  # raw fi_rma_bw on 2.6 shm, and cudaMemcpyPeer.
-  ngpu=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')
-  gpus=${2:-$([ "$ngpu" -ge 2 ] && echo 0,1 || echo 0,0)}
-  p=${gpus%,*} d=${gpus#*,}
-  direct_rc=0
+# libfabric 2.6 with CUDA (started at the top) and xrail built against it
+# into build-gpu-26 (direct and node modes).
+build_26() {
   echo "== libfabric 2.6.0 with CUDA and fabtests into $lf"
   if ! wait "$lf_pid"; then
     tail -30 "$out/lf-build.log"
-    exit 1
+    return 1
   fi
   tail -1 "$out/lf-build.log"
   (
@@ -196,6 +194,23 @@ if [ "${1:-}" = direct ]; then
       tail -40 "$out/build-26.log"
       exit 1
     fi
+  )
+}
+
+if [ "${1:-}" = direct ]; then
+  # libfabric 2.6.0 built with CUDA (its shm lists FI_HMEM and registers
+  # device memory itself) and its fabtests, the raw baseline, from the
+  # source carried in .deps/src. Then, in one run, GPU P -> GPU D between
+  # two processes: xrail on 2.6 shm (direct), xrail on 1.17 shm (staged),
+  # raw fi_rma_bw on 2.6 shm, and cudaMemcpyPeer.
+  ngpu=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')
+  gpus=${2:-$([ "$ngpu" -ge 2 ] && echo 0,1 || echo 0,0)}
+  p=${gpus%,*} d=${gpus#*,}
+  direct_rc=0
+  build_26 || exit 1
+  (
+    # shellcheck disable=SC1091
+    XR_LIBFABRIC=$lf source .deps/env.sh
     echo "== GPU tests against 2.6 (shm: direct; tcp: staged)"
     timeout 300 ctest --test-dir build-gpu-26 -R '^stage\.' --output-on-failure -V \
       >"$out/gpu-tests-26.log" 2>&1
@@ -203,12 +218,17 @@ if [ "${1:-}" = direct ]; then
     grep -E "ok:|device memory on|SKIPPED|FAIL|Passed|Failed|\*\*\*" "$out/gpu-tests-26.log" |
       sed 's/^[0-9]*: //'
     # Device -> device in larger chunks (one CUDA copy each on shm): which
-    # sizes keep every byte, WRITE and READ, 3 runs each.
-    for chunk in 1048576 4194304 8388608 16777216; do
-      for k in 1 2 3; do
-        r=$(XR_TEST_CHUNK=$chunk timeout 60 build-gpu-26/tests/test_stage shm cuda:dd 2>&1 |
-            grep -E "FAIL|READ device <- device" | head -1 | sed 's/.*\] //')
-        echo "chunk $chunk run $k: ${r:-no output}"
+    # keep every byte, WRITE (its source overwritten as it completes) and
+    # READ, 3 runs each, with the fence after CUDA IPC copies and without.
+    for fence in on off; do
+      for chunk in 1048576 4194304 16777216; do
+        for k in 1 2 3; do
+          r=$(XR_TEST_NO_FENCE=$([ $fence = off ] && echo 1) XR_TEST_CHUNK=$chunk \
+                timeout 60 build-gpu-26/tests/test_stage shm cuda:dd 2>&1 |
+              grep -E "FAIL|READ device <- device" | head -1 | sed 's/.*\] //')
+          echo "fence $fence, chunk $chunk, run $k: ${r:-no output}" | tee -a "$out/fence.txt"
+          [ $fence = on ] && ! echo "$r" | grep -q "verified" && rc=1
+        done
       done
     done
     exit $rc
@@ -218,8 +238,9 @@ if [ "${1:-}" = direct ]; then
     build-gpu/tests/xrail-bench-cuda --src "$p" --dst "$d" --sizes 64k,1M,16M,64M --duration 1 ||
       direct_rc=1
     for op in write read; do
-      for chunk in 1M 16M; do
+      for chunk in 1M 16M "1M --no-fence"; do
         echo "# xrail on libfabric 2.6 shm, $op, chunks of $chunk"
+        # shellcheck disable=SC2086
         (XR_LIBFABRIC=$lf source .deps/env.sh &&
          timeout 120 build-gpu-26/tests/xrail-bench --provider shm --op $op --mem "cuda:$p" \
            --target-mem "cuda:$d" --sizes 64k,1M,16M,64M --duration 1 --warmup 8 --window 16 \
@@ -248,6 +269,112 @@ if [ "${1:-}" = direct ]; then
   cat "$out/direct-bench.txt"
   echo "gpu tests rc=$gpu_rc, direct rc=$direct_rc"
   [ "$gpu_rc" -eq 0 ] && [ "$direct_rc" -eq 0 ]
+  exit
+fi
+
+if [ "${1:-}" = node ]; then
+  # The shape of a p5 node: P prefill -> decode pairs on 2P GPUs, all at
+  # once, over libfabric 2.6 shm built with CUDA (device memory through CUDA
+  # IPC). GPUs pair within a NUMA node, as numa_local.lua keeps traffic
+  # near; each process's config declares its rails with its GPU and node.
+  # One run: each pair's GB/s with 1 MiB and 16 MiB blocks, every byte
+  # verified, beside cudaMemcpyPeer for each pair alone and all at once.
+  node_rc=0
+  secs=${NODE_SECONDS:-5}
+  ngpu=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')
+  nvidia-smi topo -m >"$out/topo.txt" 2>&1
+  cat "$out/topo.txt"
+  # Each GPU's NUMA node, from sysfs through its PCI address (-1: one node).
+  numa=()
+  while IFS=', ' read -r g bus; do
+    b=$(echo "${bus#0000}" | tr 'A-F' 'a-f')
+    n=$(cat "/sys/bus/pci/devices/$b/numa_node" 2>/dev/null || echo 0)
+    numa[g]=$([ "$n" -ge 0 ] 2>/dev/null && echo "$n" || echo 0)
+  done < <(nvidia-smi --query-gpu=index,pci.bus_id --format=csv,noheader)
+  # Pairs: two GPUs of one node (prefill on the first); GPUs left alone on
+  # their nodes pair with each other. One GPU: both ends on it, a smoke run
+  # of this script, not a node's figure.
+  pairs=() spare=()
+  for n in $(printf '%s\n' "${numa[@]}" | sort -un); do
+    on=()
+    for g in "${!numa[@]}"; do [ "${numa[g]}" = "$n" ] && on+=("$g"); done
+    for ((k = 0; k + 1 < ${#on[@]}; k += 2)); do pairs+=("${on[k]},${on[k+1]}"); done
+    [ $((${#on[@]} % 2)) = 1 ] && spare+=("${on[-1]}")
+  done
+  for ((k = 0; k + 1 < ${#spare[@]}; k += 2)); do pairs+=("${spare[k]},${spare[k+1]}"); done
+  [ "$ngpu" = 1 ] && pairs=("0,0")
+  echo "== $ngpu GPU(s), NUMA nodes ${numa[*]}: ${#pairs[@]} pair(s): ${pairs[*]} (prefill,decode)"
+  build_26 || exit 1
+  pd=build-gpu-26/examples/prefill_decode/prefill_decode
+  mkdir -p build-gpu-26/node
+  # One config per process: its rails tagged with its GPU and NUMA node,
+  # numa_local.lua, and 16 MiB chunks (each chunk of device memory is one
+  # CUDA copy on shm: larger ones move far more, docs/gpu.md).
+  conf() {
+    echo "return { rails = { { provider = \"shm\", count = 2, numa = ${numa[$1]}, gpu = $1 } },
+  policy = \"numa_local.lua\", chunk = 16 * 1024 * 1024, progress_sleep_us = 0 }" \
+      >"build-gpu-26/node/gpu$1.lua"
+  }
+  for g in "${!numa[@]}"; do conf "$g"; done
+  {
+    for blk in 1024 16384; do
+      # 384 MiB (1 MiB blocks) or 512 MiB (16 MiB blocks) per request.
+      geo=$([ $blk = 1024 ] && echo "--layers 16 --blocks 64 --request 24" ||
+            echo "--layers 4 --blocks 16 --request 8")
+      start=$(($(date +%s) + 20))
+      k=0
+      for pr in "${pairs[@]}"; do
+        p=${pr%,*} d=${pr#*,} port=$((21000 + 10 * k))
+        # shellcheck disable=SC2086
+        (XR_LIBFABRIC=$lf source .deps/env.sh &&
+         timeout 180 "$pd" decode --config "build-gpu-26/node/gpu$d.lua" --gpu "$p,$d" \
+           --port $port --block-kib $blk $geo >"$out/node-$blk-pair$k-decode.log" 2>&1) &
+        sleep 0.5
+        # shellcheck disable=SC2086
+        (XR_LIBFABRIC=$lf source .deps/env.sh &&
+         timeout 180 "$pd" prefill --config "build-gpu-26/node/gpu$p.lua" --gpu "$p,$d" \
+           --port $port --block-kib $blk $geo --duration "$secs" --start-at $start \
+           >"$out/node-$blk-pair$k-prefill.log" 2>&1) &
+        k=$((k + 1))
+      done
+      wait
+      rates=()
+      for ((k = 0; k < ${#pairs[@]}; k++)); do
+        r=$(sed -n 's/^decode:  sustained \([0-9.]*\) GB\/s.*/\1/p' "$out/node-$blk-pair$k-decode.log")
+        v=$(grep -c "verified every byte" "$out/node-$blk-pair$k-decode.log")
+        echo "block ${blk}KiB pair $k (GPU ${pairs[k]}): ${r:-FAILED} GB/s, $([ "$v" = 1 ] && echo verified || echo NOT VERIFIED)"
+        [ "$v" = 1 ] && [ -n "$r" ] || node_rc=1
+        rates+=("${r:-0}")
+      done
+      printf '%s\n' "${rates[@]}" | awk -v b="$blk" '{t += $1; if (NR == 1 || $1 < m) m = $1}
+        END {printf "block %sKiB aggregate: %.1f GB/s; lowest pair %.2fx the mean\n", b, t, m / (t / NR)}'
+    done
+    # The ceilings: cudaMemcpyPeer for each pair alone, then all at once.
+    for ((k = 0; k < ${#pairs[@]}; k++)); do
+      pr=${pairs[k]}
+      echo "# ceiling, pair $k alone (GPU ${pr%,*} -> GPU ${pr#*,})"
+      build-gpu/tests/xrail-bench-cuda --src "${pr%,*}" --dst "${pr#*,}" --sizes 1M,16M \
+        --duration 2 || node_rc=1
+    done
+    echo "# ceiling, all pairs at once"
+    k=0
+    for pr in "${pairs[@]}"; do
+      build-gpu/tests/xrail-bench-cuda --src "${pr%,*}" --dst "${pr#*,}" --sizes 1M,16M \
+        --duration 2 >"$out/ceiling-all-$k.txt" 2>&1 &
+      k=$((k + 1))
+    done
+    wait
+    for ((k = 0; k < ${#pairs[@]}; k++)); do
+      echo "pair $k: $(grep -E '^(1M|16M) ' "$out/ceiling-all-$k.txt" | awk '{printf "%s %s GB/s  ", $1, $2}')"
+    done
+    for sz in 1M 16M; do
+      grep -h "^$sz " "$out"/ceiling-all-*.txt | awk -v s="$sz" '{t += $2}
+        END {printf "all at once, %s copies: %.1f GB/s together\n", s, t}'
+    done
+  } 2>&1 | tee "$out/node.txt"
+  grep -q "FAILED\|NOT VERIFIED" "$out/node.txt" && node_rc=1
+  echo "gpu tests rc=$gpu_rc, node rc=$node_rc"
+  [ "$gpu_rc" -eq 0 ] && [ "$node_rc" -eq 0 ]
   exit
 fi
 

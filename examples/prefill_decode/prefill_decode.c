@@ -21,7 +21,16 @@
  *          the verdict travel as xrail notifications),
  *          --gpu P,D (builds with CUDA: prefill's KV cache on GPU P, decode's
  *          on GPU D, both from cudaMalloc; the bytes are checked on the host
- *          after copying decode's blocks back)
+ *          after copying decode's blocks back),
+ *          --config F (the rails, policy and the rest from config script F,
+ *          instead of --provider and --rails),
+ *          --duration S (before the request, prefill moves the request's
+ *          blocks again and again for S seconds, 4 transfers in flight, and
+ *          both sides print the rate; decode's check after the request
+ *          covers every block, as the bytes are the same),
+ *          --start-at T (with --duration: wait until T, seconds since the
+ *          epoch, so that several pairs move at once: scripts/gpu-suite.sh
+ *          node)
  *
  * The KV cache is layer-major: layer l, block b starts at
  * base + (l * blocks + b) * block_bytes. The decode side has a pool twice
@@ -39,6 +48,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,6 +69,9 @@ typedef struct opts {
     unsigned compute_us; /* --compute-us: prefill's time per layer before it is ready */
     int layerwise;       /* --layerwise: each layer goes as soon as it is ready, in a group */
     int gpu[2]; /* --gpu P,D: prefill's and decode's device; -1: host memory */
+    const char *config;  /* --config F: rails and settings from a config script */
+    double duration_s;   /* --duration S: the sustained phase before the request; 0 none */
+    double start_at;     /* --start-at T: when it starts (CLOCK_REALTIME s); 0 at once */
 } opts;
 
 /* The decode side's pool, as published in its metadata fields. */
@@ -78,6 +91,7 @@ typedef struct stats {
     uint64_t ns, bytes, descriptors;
     uint32_t nrails;
     uint64_t rail_bytes[XR_MAX_RAILS];
+    uint64_t sustain_ns, sustain_bytes; /* --duration's phase; 0 without */
 } stats;
 
 #define DIE(...) (fprintf(stderr, __VA_ARGS__), fputc('\n', stderr), exit(1))
@@ -193,8 +207,12 @@ static xr_engine *engine(const char *name, const opts *o)
     xr_rail_spec spec = {.provider = o->provider, .count = o->rails};
     if (strstr(o->provider, "tcp")) /* loopback rails: many endpoints on lo */
         spec.domain = "lo";
-    eo.rails = &spec;
-    eo.n_rail_specs = 1;
+    if (o->config) { /* its rails, e.g. tagged with their GPU for numa_local.lua */
+        eo.config = o->config;
+    } else {
+        eo.rails = &spec;
+        eo.n_rail_specs = 1;
+    }
     eo.layout = o->layout;
     /* A thread drives the rails, as in a server: prefill's layers move
      * while it computes the next, and decode serves the WRITEs landing in
@@ -309,6 +327,10 @@ static int decode(const opts *o, int lfd)
     for (uint32_t i = 0; i < st.nrails; i++)
         printf(" rail%u=%.1fMiB", i, (double)st.rail_bytes[i] / (1 << 20));
     printf("\ndecode:  %.2f ms, %.2f GB/s\n", secs * 1e3, (double)st.bytes / secs / 1e9);
+    if (st.sustain_ns)
+        printf("decode:  sustained %.2f GB/s for %.2f s before the request\n",
+               (double)st.sustain_bytes / ((double)st.sustain_ns / 1e9) / 1e9,
+               (double)st.sustain_ns / 1e9);
     if (bad)
         printf("decode:  VERIFY FAILED: %zu bytes differ\n", bad);
     else
@@ -348,6 +370,52 @@ static void sleep_us(uint64_t us)
     struct timespec ts = {(time_t)(us / 1000000), (long)(us % 1000000) * 1000};
     while (us && nanosleep(&ts, &ts))
         ;
+}
+
+#define SUSTAIN_WINDOW 4
+
+/* --duration: the request's descriptors again and again, SUSTAIN_WINDOW
+ * transfers in flight, from --start-at for the given time. No
+ * notification: the request that follows writes the same bytes to the same
+ * blocks, and decode checks them after it. */
+static void sustain(xr_engine *e, xr_peer *peer, const xr_iov *local, const xr_iov *remote,
+                    size_t nd, size_t bb, const opts *o, stats *st)
+{
+    xr_xfer *w[SUSTAIN_WINDOW];
+    bool live[SUSTAIN_WINDOW];
+    for (unsigned k = 0; k < SUSTAIN_WINDOW; k++)
+        TRY(xr_xfer_create(e, peer, XR_OP_WRITE, local, remote, nd, NULL, 0, &w[k]));
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    double wait_s = o->start_at - ((double)ts.tv_sec + (double)ts.tv_nsec / 1e9);
+    if (wait_s > 0)
+        sleep_us((uint64_t)(wait_s * 1e6));
+    uint64_t t0 = now_ns(), end = t0 + (uint64_t)(o->duration_s * 1e9), done = 0;
+    for (unsigned k = 0; k < SUSTAIN_WINDOW; k++) {
+        TRY(xr_xfer_post(w[k]));
+        live[k] = true;
+    }
+    for (unsigned k = 0, left = SUSTAIN_WINDOW; left; k = (k + 1) % SUSTAIN_WINDOW) {
+        if (!live[k])
+            continue;
+        int rc = xr_xfer_wait(w[k], 60000);
+        if (rc)
+            DIE("prefill: sustained transfer failed: %s: %s", xr_err_name(rc), xr_xfer_error(w[k]));
+        done++;
+        if (now_ns() < end)
+            TRY(xr_xfer_post(w[k]));
+        else
+            live[k] = false, left--;
+    }
+    st->sustain_ns = now_ns() - t0;
+    st->sustain_bytes = done * nd * bb;
+    for (unsigned k = 0; k < SUSTAIN_WINDOW; k++)
+        xr_xfer_release(w[k]);
+    printf("prefill: sustained %.2f GB/s for %.2f s (%llu transfers of %.1f MiB, %u in flight)\n",
+           (double)st->sustain_bytes / ((double)st->sustain_ns / 1e9) / 1e9,
+           (double)st->sustain_ns / 1e9, (unsigned long long)done,
+           (double)(nd * bb) / (1 << 20), SUSTAIN_WINDOW);
+    fflush(stdout);
 }
 
 static int prefill(const opts *o)
@@ -436,6 +504,10 @@ static int prefill(const opts *o)
             remote[d] = (xr_iov){pool.base + ((size_t)l * pool.blocks + pairs[2 * i + 1]) * bb, bb};
         }
 
+    stats sus = {0};
+    if (o->duration_s > 0)
+        sustain(e, peer, local, remote, nd, bb, o, &sus);
+
     xr_rail_info before[XR_MAX_RAILS];
     int nr = xr_rail_count(e);
     for (int i = 0; i < nr; i++)
@@ -498,16 +570,14 @@ static int prefill(const opts *o)
             ms[k] = (double)(now_ns() - a) / 1e6;
         }
         xr_xfer_release(w);
-        for (int i = 0; i < 3; i++) /* three: sorted in place */
-            for (int j = i + 1; j < 3; j++)
-                if (ms[j] < ms[i]) {
-                    double t = ms[i];
-                    ms[i] = ms[j], ms[j] = t;
-                }
+        /* The median of three: the third, held between the other two. */
+        double lo = ms[0] < ms[1] ? ms[0] : ms[1], hi = ms[0] + ms[1] - lo;
+        double median = ms[2] < lo ? lo : ms[2] > hi ? hi : ms[2];
         printf("prefill: the earlier %u layers alone on the wire (no notification): %.2f ms, "
-               "median of 3\n", o->layers - 1, ms[1]);
+               "median of 3\n", o->layers - 1, median);
     }
-    stats st = {.ns = t1 - t0, .bytes = nd * bb, .descriptors = nd, .nrails = (uint32_t)nr};
+    stats st = {.ns = t1 - t0, .bytes = nd * bb, .descriptors = nd, .nrails = (uint32_t)nr,
+                .sustain_ns = sus.sustain_ns, .sustain_bytes = sus.sustain_bytes};
     for (int i = 0; i < nr; i++) {
         xr_rail_info ri;
         TRY(xr_rail_info_get(e, (unsigned)i, &ri));
@@ -541,7 +611,8 @@ static int prefill(const opts *o)
 
 int main(int argc, char **argv)
 {
-    opts o = {"tcp;ofi_rxm", "kv_cache.lua", NULL, 4, 18515, 16, 64, 64, 24, 0, 0, {-1, -1}};
+    opts o = {.provider = "tcp;ofi_rxm", .layout = "kv_cache.lua", .rails = 4, .port = 18515,
+              .layers = 16, .blocks = 64, .block_kib = 64, .request = 24, .gpu = {-1, -1}};
     const char *role = "both";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -565,6 +636,12 @@ int main(int argc, char **argv)
             o.etcd = v, i++;
         else if (v && !strcmp(a, "--layout"))
             o.layout = v, i++;
+        else if (v && !strcmp(a, "--config"))
+            o.config = v, i++;
+        else if (v && !strcmp(a, "--duration"))
+            o.duration_s = atof(v), i++;
+        else if (v && !strcmp(a, "--start-at"))
+            o.start_at = atof(v), i++;
         else if (v && !strcmp(a, "--compute-us"))
             o.compute_us = (unsigned)atoi(v), i++;
         else if (!strcmp(a, "--layerwise"))
@@ -575,7 +652,8 @@ int main(int argc, char **argv)
         else
             DIE("usage: %s [decode|prefill] [--provider P] [--rails N] [--port N] [--layers N] "
                 "[--blocks N] [--block-kib N] [--request N] [--layout F] [--gpu P,D] "
-                "[--layerwise] [--compute-us N] [--etcd URL]", argv[0]);
+                "[--layerwise] [--compute-us N] [--etcd URL] [--config F] [--duration S] "
+                "[--start-at T]", argv[0]);
     }
     if (!o.rails || !o.layers || !o.blocks || !o.block_kib || !o.request)
         DIE("rails, layers, blocks, block-kib and request must be positive");
@@ -585,7 +663,10 @@ int main(int argc, char **argv)
         return prefill(&o);
     /* Both: listen first so the prefill process can always connect. */
     int lfd = o.etcd ? -1 : listen_on(o.port);
-    printf("prefill -> decode over %u %s rails (two processes)", o.rails, o.provider);
+    if (o.config)
+        printf("prefill -> decode over the rails of %s (two processes)", o.config);
+    else
+        printf("prefill -> decode over %u %s rails (two processes)", o.rails, o.provider);
     if (o.gpu[0] >= 0)
         printf(", KV cache on GPU %d -> GPU %d", o.gpu[0], o.gpu[1]);
     printf("\n");
