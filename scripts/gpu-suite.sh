@@ -26,6 +26,8 @@
 #                                      # 2.6 shm with CUDA), each pair's GB/s
 #                                      # beside cudaMemcpyPeer alone and all
 #                                      # at once (docs/gpu.md)
+#   bash scripts/gpu-suite.sh matrix   # xrail beside raw libfabric, 1.17 and
+#                                      # 2.6, tcp and shm, on this host's cores
 #   bash scripts/gpu-suite.sh direct [P,D]
 #                                      # GPU tests, then libfabric 2.6 built
 #                                      # with CUDA: the GPU tests on it (shm
@@ -55,7 +57,7 @@ cat "$out/device.txt"
 # libfabric 2.6 with CUDA takes minutes to build: it starts now, beside
 # the build and tests on Debian's 1.17 (direct mode).
 lf=${XR_LIBFABRIC_CUDA:-/opt/lf}
-if [ "${1:-}" = direct ] || [ "${1:-}" = node ]; then
+if [ "${1:-}" = direct ] || [ "${1:-}" = node ] || [ "${1:-}" = matrix ]; then
   bash .deps/src/build-libfabric.sh "$lf" --cuda --fabtests >"$out/lf-build.log" 2>&1 &
   lf_pid=$!
 fi
@@ -68,10 +70,13 @@ if ! { cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release &&
 fi
 grep -E "CUDA memory support" "$out/build.log"
 
-echo "== GPU tests (device memory, both providers, the four pairs)"
-timeout 300 ctest --test-dir build-gpu -R '^stage\.' --output-on-failure -V >"$out/gpu-tests.log" 2>&1
-gpu_rc=$?
-grep -E "ok:|WRITE|SKIPPED|FAIL|Passed|Failed|\*\*\*" "$out/gpu-tests.log" | sed 's/^[0-9]*: //'
+gpu_rc=0
+if [ "${1:-}" != matrix ]; then # host memory only there
+  echo "== GPU tests (device memory, both providers, the four pairs)"
+  timeout 300 ctest --test-dir build-gpu -R '^(stage|split_rails)\.' --output-on-failure -V >"$out/gpu-tests.log" 2>&1
+  gpu_rc=$?
+  grep -E "ok:|WRITE|SKIPPED|FAIL|Passed|Failed|\*\*\*" "$out/gpu-tests.log" | sed 's/^[0-9]*: //'
+fi
 
 if [ "${1:-}" = layerwise ]; then
   # examples/prefill_decode as on the 2-core VM (--compute-us 2000: 16
@@ -212,7 +217,7 @@ if [ "${1:-}" = direct ]; then
     # shellcheck disable=SC1091
     XR_LIBFABRIC=$lf source .deps/env.sh
     echo "== GPU tests against 2.6 (shm: direct; tcp: staged)"
-    timeout 300 ctest --test-dir build-gpu-26 -R '^stage\.' --output-on-failure -V \
+    timeout 300 ctest --test-dir build-gpu-26 -R '^(stage|split_rails)\.' --output-on-failure -V \
       >"$out/gpu-tests-26.log" 2>&1
     rc=$?
     grep -E "ok:|device memory on|SKIPPED|FAIL|Passed|Failed|\*\*\*" "$out/gpu-tests-26.log" |
@@ -265,6 +270,19 @@ if [ "${1:-}" = direct ]; then
     done
     build-gpu/tests/xrail-bench-cuda --src "$p" --dst "$d" --sizes 64k,1M,16M,64M --duration 1 ||
       direct_rc=1
+    # Host memory on shm with a GPU present: a rail that asks FI_HMEM (the
+    # default here), one declared host_only, and raw, on both libfabrics.
+    for v in 1.17 2.6; do
+      b=build-gpu/tests/xrail-bench
+      [ $v = 2.6 ] && b=build-gpu-26/tests/xrail-bench
+      for mode in "" --host-only --raw; do
+        echo "# host memory, libfabric $v shm, xrail-bench ${mode:-(default)}"
+        # shellcheck disable=SC2086
+        (if [ $v = 2.6 ]; then XR_LIBFABRIC=$lf source .deps/env.sh; fi &&
+         timeout 60 "$b" --provider shm --sizes 64k,1M,16M --duration 1 --warmup 10 $mode) ||
+          direct_rc=1
+      done
+    done
   } >"$out/direct-bench.txt" 2>&1
   cat "$out/direct-bench.txt"
   echo "gpu tests rc=$gpu_rc, direct rc=$direct_rc"
@@ -376,6 +394,16 @@ if [ "${1:-}" = node ]; then
   echo "gpu tests rc=$gpu_rc, node rc=$node_rc"
   [ "$gpu_rc" -eq 0 ] && [ "$node_rc" -eq 0 ]
   exit
+fi
+
+if [ "${1:-}" = matrix ]; then
+  # docs/performance.md's libfabric matrix on this host's cores: xrail
+  # beside raw fi_write/fi_read on Debian's 1.17 and on 2.6, one rail of
+  # tcp;ofi_rxm and of shm, 3 rounds alternated (MATRIX_DUR s a point).
+  build_26 || exit 1
+  DUR=${MATRIX_DUR:-1} bash tests/bench/libfabric_matrix.sh build-gpu build-gpu-26 "$lf" 3 \
+    2>"$out/matrix.log" | tee "$out/matrix.md"
+  exit "${PIPESTATUS[0]}"
 fi
 
 if [ "${1:-}" = bench ]; then

@@ -127,6 +127,12 @@ typedef struct xr_rail_spec {
     int numa_node;
     int gpu;               /* the GPU this NIC is closest to */
     const char *pci;       /* e.g. "0000:4f:00.0" */
+    /* 1: the rails do not ask for FI_HMEM, and carry the host memory (and
+     * staged device memory) while the other rails carry device memory.
+     * libfabric's shm gives up its single-copy path (CMA) on an endpoint
+     * that asks for FI_HMEM: on a GPU host, host memory over such a rail
+     * moved at 0.4x (docs/gpu.md, "Host memory beside device memory"). */
+    int host_only;
 } xr_rail_spec;
 
 enum { XR_DECL_NUMA = 1, XR_DECL_GPU = 2, XR_DECL_PCI = 4 };
@@ -320,6 +326,7 @@ typedef struct xr_rail_info {
                                rail stages it through host bounce slots */
     int delivery_complete;  /* always 1: a write completion means visible at the target (a
                                provider without FI_DELIVERY_COMPLETE is refused) */
+    int host_only;          /* declared host_only (xr_rail_spec) */
     xr_rail_counters counters;
 } xr_rail_info;
 

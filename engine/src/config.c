@@ -157,7 +157,8 @@ static void read_health(lua_State *L, int t, xr_config *c)
     lua_pop(L, 1);
 }
 
-/* One rail entry: { provider=, domain=, src_addr=, count=, speed=, numa=, gpu=, pci= }. */
+/* One rail entry: { provider=, domain=, src_addr=, count=, speed=, numa=, gpu=, pci=,
+ * host_only= }. */
 static void read_rail(lua_State *L, int t, const char *ctx, xr_rail_spec *s)
 {
     s->provider = opt_string(L, t, "provider", ctx);
@@ -166,6 +167,7 @@ static void read_rail(lua_State *L, int t, const char *ctx, xr_rail_spec *s)
     s->pci = opt_string(L, t, "pci", ctx);
     s->count = (unsigned)opt_int(L, t, "count", 1, 1, ctx);
     s->speed_mbps = (uint64_t)opt_int(L, t, "speed", 0, 0, ctx);
+    s->host_only = opt_bool(L, t, "host_only", ctx) == 1;
     lua_Integer numa = opt_int(L, t, "numa", -1, -2, ctx);
     lua_Integer gpu = opt_int(L, t, "gpu", -1, -2, ctx);
     if (numa != -2)
@@ -309,9 +311,10 @@ int xr_engine_config_get(xr_engine *e, char *buf, size_t cap)
         const xr_rail *r = &e->rails[i];
         xr__text_put(buf, cap, &w,
             "    { provider = \"%s\", domain = \"%s\", count = 1, speed = %llu, numa = %d, "
-            "gpu = %d%s%s%s }, -- rail %u%s\n",
+            "gpu = %d%s%s%s%s }, -- rail %u%s\n",
             r->provider, r->domain_name, (unsigned long long)r->speed_mbps, r->numa_node, r->gpu,
-            *r->pci ? ", pci = \"" : "", r->pci, *r->pci ? "\"" : "", i,
+            *r->pci ? ", pci = \"" : "", r->pci, *r->pci ? "\"" : "",
+            r->host_only ? ", host_only = true" : "", i,
             atomic_load(&r->up) ? "" : " (down)");
     }
     xr__text_put(buf, cap, &w, "  },\n");

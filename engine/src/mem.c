@@ -49,6 +49,17 @@ int xr_mem_register(xr_engine *e, void *addr, size_t len, xr_mem_kind kind, int 
         return rc;
     pthread_mutex_lock(&e->lock);
     rc = xr__policy_region_rails(e, g->addr, len, kind, device, access, &g->rail_mask);
+    uint64_t path = xr__region_path_rails(g);
+    if (!rc && !(g->rail_mask & path))
+        rc = xr__error_set(XR_ENORAIL, "xr_mem_register: the policy's rails for this %s memory "
+                                       "(0x%llx) are all %s",
+                           kind == XR_MEM_CUDA ? "device" : "host",
+                           (unsigned long long)g->rail_mask,
+                           path == xr__engine_all_rails(e) ? "gone"
+                           : g->kind == XR_MEM_CUDA && !g->staged
+                               ? "declared host_only, which do not carry device memory"
+                               : "rails for device memory, not declared host_only");
+    g->rail_mask &= path;
     /* A peer's request for staged memory lands in receive slots, which
      * exist from the first such region on. */
     if (!rc && g->staged && g->access)

@@ -95,7 +95,8 @@ static void provider_defaults(void)
 }
 
 /*
- * FI_HMEM is asked for first when there is a GPU to use it. Delivery
+ * FI_HMEM is asked for first when there is a GPU to use it, unless the
+ * rail is declared host_only. Delivery
  * complete is required: a write's completion must mean its bytes are in
  * target memory, or a notification sent after it could arrive first. A
  * provider that offers RMA only without it (asked for in a last pass, to
@@ -106,7 +107,8 @@ static int getinfo(const rail_req *q, struct fi_info **out, bool *hmem)
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     pthread_once(&once, provider_defaults);
     int rc = -FI_ENODATA;
-    for (int pass = xr__cuda_devices() ? 0 : 1; pass < 2 && rc; pass++) {
+    bool want_hmem = xr__cuda_devices() && !(q->spec && q->spec->host_only);
+    for (int pass = want_hmem ? 0 : 1; pass < 2 && rc; pass++) {
         struct fi_info *h = hints_new(q, true, pass == 0);
         if (!h)
             return -FI_ENOMEM;
@@ -212,6 +214,7 @@ static int rail_open(xr_rail *r, const xr_rail_cfg *cfg, struct fi_info *info, b
     r->delivery_complete = true; /* getinfo refuses a provider without it */
     r->hmem = hmem;
     r->local_only = (info->caps & FI_LOCAL_COMM) && !(info->caps & FI_REMOTE_COMM);
+    r->host_only = decl && decl->host_only;
     r->numa_node = numa_of(info);
     r->gpu = -1;
     pci_of(info, r->pci, sizeof r->pci);
@@ -1054,6 +1057,7 @@ void xr__rail_info(xr_rail *r, xr_rail_info *info)
     info->max_msg_size = r->max_msg;
     info->mr_mode = r->mr_mode;
     info->delivery_complete = r->delivery_complete;
+    info->host_only = r->host_only;
     pthread_mutex_lock(&r->lock);
     info->hmem = r->hmem; /* region.c may clear it on the first device buffer */
     info->counters = r->ctr;

@@ -113,6 +113,7 @@ struct xr_rail {
     bool delivery_complete;
     bool hmem;                /* the provider registers CUDA memory (FI_HMEM) */
     bool local_only;          /* reaches only its own host (FI_LOCAL_COMM alone: shm) */
+    bool host_only;           /* declared: carries host memory, never asks FI_HMEM */
     bool hmem_probed;         /* hmem was tried on real device memory (region.c) */
     char addr[XR_ADDR_MAX];
     size_t addrlen;

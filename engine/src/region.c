@@ -221,16 +221,33 @@ static void hmem_probe(xr_engine *e, uint64_t addr, size_t len, int device)
 }
 
 /* Whether no rail can reach memory of this kind: CUDA memory on rails
- * without FI_HMEM (mixed rails stage too, to keep one path per region), or
- * host memory when the engine was told to stage it for tests. */
+ * without FI_HMEM (mixed rails stage too, to keep one path per region;
+ * rails declared host_only do not count, as they never carry it), or host
+ * memory when the engine was told to stage it for tests. */
 static bool staged(const xr_engine *e, xr_mem_kind kind)
 {
     if (kind == XR_MEM_HOST)
         return e->opts.stage.host != 0;
-    for (unsigned i = 0; i < e->nrails; i++)
+    bool any = false;
+    for (unsigned i = 0; i < e->nrails; i++) {
+        if (e->rails[i].host_only)
+            continue;
         if (!e->rails[i].hmem)
             return true;
-    return false;
+        any = true;
+    }
+    return !any;
+}
+
+uint64_t xr__region_path_rails(const xr_region *g)
+{
+    const xr_engine *e = g->e;
+    uint64_t host = 0, all = xr__engine_all_rails(e);
+    for (unsigned i = 0; i < e->nrails; i++)
+        host |= (uint64_t)e->rails[i].host_only << i;
+    if (g->kind == XR_MEM_CUDA && !g->staged)
+        return all & ~host;
+    return host ? host : all;
 }
 
 /* A rail that reaches only its own host and registers device memory
@@ -333,7 +350,7 @@ int xr__region_implicit(xr_engine *e, uint64_t addr, size_t len, xr_region **out
         return rc;
     /* The plan picks the rails; registration follows it lazily, through
      * the cache, so a buffer sent again hits the entry this one leaves. */
-    g->rail_mask = xr__engine_all_rails(e);
+    g->rail_mask = xr__region_path_rails(g);
     *out = g;
     return 0;
 }

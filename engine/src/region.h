@@ -30,6 +30,10 @@ struct xr_region {
 /* A new region, not yet registered anywhere nor indexed. */
 int xr__region_new(xr_engine *e, uint64_t addr, size_t len, xr_mem_kind kind, int device,
                    unsigned access, xr_region **out);
+/* The rails that may carry g's bytes: with rails declared host_only,
+ * those for host memory (and staged device memory), the others for device
+ * memory the rails register; without, every rail. */
+uint64_t xr__region_path_rails(const xr_region *g);
 /* Register g on every rail of g->rail_mask (the caller set it) and index
  * it; on failure nothing of it stays. Engine lock held. */
 int xr__region_publish(xr_region *g);

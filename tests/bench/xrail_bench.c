@@ -5,7 +5,7 @@
  *   xrail-bench [--op write|read] [--provider P] [--rails N] [--policy FILE]
  *               [--sizes 4k,64k,1M,16M] [--batch 1,8] [--iters N | --duration S]
  *               [--warmup N] [--window N] [--mem host|cuda:D] [--target-mem host|cuda:D]
- *               [--chunk SIZE] [--no-fence]
+ *               [--chunk SIZE] [--no-fence] [--host-only]
  *               [--netns PREFIX [--first-rail K] [--speeds MBIT,...]]
  *               [--target-sleep-us N] [--progress-threads N] [--json | --csv] [--raw]
  *
@@ -78,6 +78,7 @@ typedef struct args {
     size_t chunk; /* --chunk: the engines' chunk_size; 0 the default */
     int json, csv, raw;
     int no_fence; /* --no-fence: ipc_fence off, to see what the fence costs */
+    int host_only; /* --host-only: the rails are declared host_only (no FI_HMEM) */
 } args;
 
 typedef struct point {
@@ -189,7 +190,7 @@ static xr_engine *engine(const args *a, const char *name, int progress_thread, c
     if (!a->netns) {
         rail_domain(a, 0, dom[0], sizeof dom[0]);
         spec[0] = (xr_rail_spec){.provider = a->provider, .count = a->rails,
-                                 .domain = *dom[0] ? dom[0] : NULL};
+                                 .domain = *dom[0] ? dom[0] : NULL, .host_only = a->host_only};
         o.n_rail_specs = 1;
     } else { /* one spec per veth pair, bound to its address */
         for (unsigned i = 0; i < a->rails; i++) {
@@ -699,7 +700,7 @@ static void usage(void)
             "usage: xrail-bench [--op write|read] [--provider P] [--rails N] [--policy FILE]\n"
             "                   [--sizes 4k,64k,1M,16M] [--batch 1,8] [--iters N | --duration S]\n"
             "                   [--warmup N] [--window N] [--mem host|cuda:D] [--target-mem host|cuda:D]\n"
-            "                   [--chunk SIZE] [--no-fence]\n"
+            "                   [--chunk SIZE] [--no-fence] [--host-only]\n"
             "                   [--netns PREFIX [--first-rail K] [--speeds MBIT,...]]\n"
             "                   [--target-sleep-us N] [--progress-threads N]\n"
             "                   [--json | --csv] [--raw]\n"
@@ -713,6 +714,7 @@ static void usage(void)
             "             --speeds declares each rail's Mbit/s\n"
             "  --target-sleep-us N: the target's progress_sleep_us (default 0: never naps)\n"
             "  --no-fence: no fence after CUDA IPC copies (ipc_fence 0): what it costs\n"
+            "  --host-only: rails declared host_only (never FI_HMEM: shm keeps CMA)\n"
             "  --progress-threads N: N progress threads on each side, sharing the rails\n"
             "             (default: one on the target; the initiator's loop drives its own)\n");
     exit(2);
@@ -815,6 +817,8 @@ int main(int argc, char **argv)
             a.raw = 1;
         else if (!strcmp(o, "--no-fence"))
             a.no_fence = 1;
+        else if (!strcmp(o, "--host-only"))
+            a.host_only = 1;
         else if (!v)
             usage();
         else if (!strcmp(o, "--op") && (!strcmp(v, "write") || !strcmp(v, "read")))

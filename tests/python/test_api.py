@@ -502,6 +502,17 @@ def test_connect_on_load(prov):
         xrail.Engine("x", **settings(prov, connect_on_loadd=True))
 
 
+def test_host_only_rails(prov):
+    # A rails entry may be declared host_only; rail_info says which are.
+    base = {k: v for k, v in settings(prov).items() if k in ("provider", "domain")}
+    rails = [dict(base, count=1), dict(base, count=1, host_only=True)]
+    with xrail.Engine("a", ignore_env=True, rails=rails) as e:
+        assert [r.host_only for r in e.rails] == [False, True]
+        assert "host_only = true" in e.config()
+    with pytest.raises(TypeError):
+        xrail.Engine("b", ignore_env=True, rails=[dict(base, count=1, host_onyl=True)])
+
+
 def test_ipc_fence_setting(prov):
     # On by default; off reaches the engine (its config says so).
     with xrail.Engine("a", **settings(prov)) as a, \

@@ -110,6 +110,7 @@ class RailInfo(NamedTuple):
     mr_mode: int
     delivery_complete: bool
     hmem: bool          # registers device memory itself (else stages it)
+    host_only: bool     # declared to carry host memory (rails entry host_only)
     counters: dict
 
 
@@ -118,7 +119,7 @@ class Engine(_xrail.Engine):
 
     ``config`` names a config script (path, or a name on the script path).
     Settings override it: provider, domain, rails (a count, or a list of
-    dicts with provider, domain, src_addr, count, speed), max_rails,
+    dicts with provider, domain, src_addr, count, speed, host_only), max_rails,
     stripe_min, chunk_size, rail_depth, progress_thread, progress_threads
     (threads sharing the rails), progress_sleep_us (the progress thread's idle
     nap; 0 never naps, for latency), log_level,

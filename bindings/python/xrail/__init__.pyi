@@ -57,6 +57,7 @@ class RailInfo(NamedTuple):
     mr_mode: int
     delivery_complete: bool
     hmem: bool
+    host_only: bool
     counters: dict
 
 class Region:
