@@ -52,13 +52,10 @@ int xr_mem_register(xr_engine *e, void *addr, size_t len, xr_mem_kind kind, int 
     uint64_t path = xr__region_path_rails(g);
     if (!rc && !(g->rail_mask & path))
         rc = xr__error_set(XR_ENORAIL, "xr_mem_register: the policy's rails for this %s memory "
-                                       "(0x%llx) are all %s",
+                                       "(0x%llx) include none of the rails that carry it "
+                                       "(0x%llx; host_only rails carry host memory)",
                            kind == XR_MEM_CUDA ? "device" : "host",
-                           (unsigned long long)g->rail_mask,
-                           path == xr__engine_all_rails(e) ? "gone"
-                           : g->kind == XR_MEM_CUDA && !g->staged
-                               ? "declared host_only, which do not carry device memory"
-                               : "rails for device memory, not declared host_only");
+                           (unsigned long long)g->rail_mask, (unsigned long long)path);
     g->rail_mask &= path;
     /* A peer's request for staged memory lands in receive slots, which
      * exist from the first such region on. */

@@ -260,7 +260,9 @@ static int ipc_check(const xr_engine *e, uint64_t addr, size_t len, int device)
 {
     for (unsigned i = 0; i < e->nrails; i++) {
         const xr_rail *r = &e->rails[i];
-        if (r->hmem && r->local_only && !xr__cuda_ipc_capable((void *)(uintptr_t)addr))
+        if (!r->hmem || !r->local_only)
+            continue;
+        if (!xr__cuda_ipc_capable((void *)(uintptr_t)addr))
             return xr__error_set(XR_ENOTSUP, "device memory [0x%llx, +%zu) on GPU %d has no CUDA IPC "
                                         "handle (it comes from cuMemCreate, e.g. PyTorch's "
                                         "expandable_segments, or from a cudaMallocAsync pool), and "
@@ -270,6 +272,7 @@ static int ipc_check(const xr_engine *e, uint64_t addr, size_t len, int device)
                                         "cudaMalloc (PYTORCH_CUDA_ALLOC_CONF=expandable_segments:False), "
                                         "or use rails that stage device memory",
                               (unsigned long long)addr, len, device, i, r->provider);
+        return 0; /* one answer from the driver serves every rail */
     }
     return 0;
 }

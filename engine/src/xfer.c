@@ -512,15 +512,28 @@ static int fence_post(xr_work *w, xr_rail *r)
 {
     xr_peer *p = xr__list_entry(w, xr_peer, fence_work);
     unsigned i = r->index;
+    if (atomic_load(&p->lost)) { /* judged while the fence waited for room */
+        p->fence_err = XR_EPEER;
+        snprintf(p->fence_why, sizeof p->fence_why, "peer '%s' stopped answering", p->name);
+        xr__rail_after(r, fence_end_all, p);
+        return XR_WORK_DONE;
+    }
     const xr_peer_region *rg = p->fence_rg;
     p->fence_ctx = (xr_opctx){.done = fence_done};
     uint64_t raddr = p->virt_addr[i] ? p->fence_rvirt : p->fence_rvirt - rg->base[i];
     int rc = xr__rail_rma(r, false, &r->probe_buf, sizeof r->probe_buf, fi_mr_desc(r->probe_mr),
                           p->fi_addr[i], raddr, rg->key[i], &p->fence_ctx);
-    if (rc == -FI_EAGAIN)
+    if (rc == -FI_EAGAIN) {
+        /* A provider that cannot reach the peer may refuse forever: the
+         * refusal counts against the peer's deadline, as a chunk's does. */
+        if (!atomic_load_explicit(&p->pushed_back, memory_order_relaxed))
+            atomic_store(&p->pushed_back, xr__rail_now());
         return XR_WORK_WAIT;
+    }
     if (!rc) {
         atomic_fetch_add_explicit(&p->held, 1, memory_order_relaxed);
+        if (atomic_load_explicit(&p->pushed_back, memory_order_relaxed))
+            atomic_store(&p->pushed_back, 0);
         p->on_rail[i]++;
         return XR_WORK_DONE;
     }
