@@ -184,14 +184,17 @@ static int cmd_rails(const args *a)
         printf("%-4u %-14s %-10s %-36s %-8s %-5d %-8s %s\n", ri.index, ri.provider, ri.domain,
                ri.address, speed, ri.numa_node, ri.hmem ? "direct" : "staged",
                ri.state >= 0 && ri.state < 4 ? states[ri.state] : "?");
-        if (*ri.reason || *ri.last_error || ri.counters.stalls || ri.counters.resets)
-            printf("     %s%s%s%s; %llu stalls, %llu resets, %llu failovers, %llu probes\n",
+        if (*ri.reason || *ri.last_error || ri.counters.stalls || ri.counters.resets ||
+            ri.counters.abandoned)
+            printf("     %s%s%s%s; %llu stalls, %llu resets, %llu failovers, %llu probes, "
+                   "%llu left with the provider\n",
                    *ri.reason ? "reason: " : "", ri.reason,
                    *ri.last_error ? " last error: " : "", ri.last_error,
                    (unsigned long long)ri.counters.stalls,
                    (unsigned long long)ri.counters.resets,
                    (unsigned long long)ri.counters.failovers,
-                   (unsigned long long)ri.counters.probes);
+                   (unsigned long long)ri.counters.probes,
+                   (unsigned long long)ri.counters.abandoned);
     }
     char why[4096];
     if (!xr_rail_explain(e, why, sizeof why))

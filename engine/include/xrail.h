@@ -293,6 +293,8 @@ typedef struct xr_rail_counters {
     uint64_t resets;        /* times its endpoint was closed and reopened */
     uint64_t failovers;     /* chunks that failed or were canceled here and went elsewhere */
     uint64_t probes;        /* probes posted while it was down */
+    uint64_t abandoned;     /* operations of a lost peer left with the provider instead of a
+                             * reset, which would have lost the others (docs/reliability.md) */
 } xr_rail_counters;
 
 /* A rail's health: up and suspect rails carry traffic; down and disabled

@@ -467,6 +467,7 @@ int xr_engine_create(const xr_engine_opts *opts, xr_engine **out)
     pthread_cond_init(&e->wait_cond, &ca);
     pthread_condattr_destroy(&ca);
     xr__list_init(&e->xfers);
+    xr__list_init(&e->kept);
     xr__list_init(&e->groups);
     e->event_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     /* Closed at free whether or not they were ever opened. */

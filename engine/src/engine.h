@@ -56,6 +56,8 @@ struct xr_engine {
     atomic_uint_fast64_t next_key;  /* requested MR keys, for providers without PROV_KEY */
     /* xfer.c */
     xr_list xfers;                  /* live transfers */
+    xr_list kept;                   /* released transfers whose chunks a provider may still
+                                     * hold for a lost peer (xfer.h, kept): freed at destroy */
     xr_list groups;                 /* group.c: live groups */
     atomic_uint dead_groups;        /* groups nothing refers to, for progress to free */
     void *warm_buf;                 /* progress.c: where xr_peer_connect's warming READs land

@@ -8,8 +8,10 @@
  * deadline:
  *   - its peer completed nothing on any rail for the deadline: the peer
  *     stopped answering (killed, stopped, its host gone). Its transfers fail
- *     with XR_EPEER, and the rail is reset to take back what it held; the
- *     rail stays up, as it serves other peers.
+ *     with XR_EPEER, and the rail is reset to take back what it held (or,
+ *     where a reset would move the rail's address, what it held for the
+ *     peer is left with the provider: let_go); the rail stays up, as it
+ *     serves other peers.
  *   - the rail completed nothing for the deadline while the peer completes
  *     elsewhere: the rail's link is gone. It goes down, is reset (its chunks
  *     fail over to the peer's other rails) and is probed with backoff.
@@ -68,6 +70,20 @@ static void reset(xr_engine *e, xr_rail *r, const char *why)
         rail_down(e, r, "its endpoint could not be reopened after a reset");
 }
 
+/* What a rail holds for a lost peer: taken back by a reset, or, where a
+ * reset would lose the other peers (rail.h, reopen_moves), left with the
+ * provider. */
+static void let_go(xr_engine *e, xr_rail *r, fi_addr_t dst, const char *why)
+{
+    unsigned n;
+    if (xr__rail_abandon(r, dst, why, &n) == 0)
+        xr__log_write(&e->log, XR_LOG_INFO, "rail %u (%s %s): %u operations left with the "
+                                            "provider, not reset: %s", r->index, r->provider,
+                      r->domain_name, n, why);
+    else
+        reset(e, r, why);
+}
+
 /* Apply the rule above to one rail. */
 static void check_rail(xr_engine *e, xr_rail *r, uint64_t now, uint64_t deadline,
                        uint64_t connect)
@@ -106,9 +122,8 @@ static void check_rail(xr_engine *e, xr_rail *r, uint64_t now, uint64_t deadline
     }
     pthread_mutex_unlock(&e->lock);
     if (peer_silent) {
-        xr__log_write(&e->log, XR_LOG_WARN, "%s: its transfers fail; rail %u is reset", why,
-                      r->index);
-        reset(e, r, why);
+        xr__log_write(&e->log, XR_LOG_WARN, "%s: its transfers fail", why);
+        let_go(e, r, dst, why);
         return;
     }
     /* A peer neither clearly answering elsewhere nor yet silent for the
@@ -326,9 +341,8 @@ void xr__health_pass(xr_engine *e)
         xr__log_write(&e->log, XR_LOG_WARN, "%s: its transfers fail with XR_EPEER", why);
     for (uint64_t m = mask; m; m &= m - 1) {
         xr_rail *r = &e->rails[__builtin_ctzll(m)];
-        if (xr__rail_holds(r, addr[r->index])) {
-            reset(e, r, why);
-        }
+        if (xr__rail_holds(r, addr[r->index]))
+            let_go(e, r, addr[r->index], why);
     }
     for (unsigned i = 0; i < e->nrails; i++) {
         xr_rail *r = &e->rails[i];

@@ -186,13 +186,91 @@ static void pci_of(const struct fi_info *i, char *out, size_t cap)
 }
 
 /* An endpoint on the rail's CQ and AV, enabled. */
+static int ep_open_on(xr_rail *r, struct fi_info *info, struct fid_cq *cq, struct fid_av *av,
+                      struct fid_ep **ep)
+{
+    FI_TRY(fi_endpoint(r->domain, info, ep, NULL), "fi_endpoint");
+    FI_TRY(fi_ep_bind(*ep, &cq->fid, FI_TRANSMIT | FI_RECV), "fi_ep_bind(cq)");
+    FI_TRY(fi_ep_bind(*ep, &av->fid, 0), "fi_ep_bind(av)");
+    FI_TRY(fi_enable(*ep), "fi_enable");
+    return 0;
+}
+
 static int ep_open(xr_rail *r, struct fi_info *info)
 {
-    FI_TRY(fi_endpoint(r->domain, info, &r->ep, NULL), "fi_endpoint");
-    FI_TRY(fi_ep_bind(r->ep, &r->cq->fid, FI_TRANSMIT | FI_RECV), "fi_ep_bind(cq)");
-    FI_TRY(fi_ep_bind(r->ep, &r->av->fid, 0), "fi_ep_bind(av)");
-    FI_TRY(fi_enable(r->ep), "fi_enable");
-    return 0;
+    return ep_open_on(r, info, r->cq, r->av, &r->ep);
+}
+
+/* `info` asking for the address addr[len] as its source; NULL: no memory. */
+static struct fi_info *info_at(const struct fi_info *info, const void *addr, size_t len)
+{
+    struct fi_info *at = fi_dupinfo(info);
+    if (!at)
+        return NULL;
+    free(at->src_addr);
+    at->src_addr = malloc(len);
+    at->src_addrlen = len;
+    if (!at->src_addr) {
+        fi_freeinfo(at);
+        return NULL;
+    }
+    memcpy(at->src_addr, addr, len);
+    return at;
+}
+
+/* Open the endpoint again (it is closed) at the address it had, so that
+ * peers holding our metadata still reach us; with the same AV, as the
+ * values peers and staging hold stay valid. */
+static int ep_reopen(xr_rail *r)
+{
+    struct fi_info *info = info_at(r->info, r->addr, r->addrlen);
+    if (!info)
+        return xr__error_set(XR_ENOMEM, "rail %u (%s %s): out of memory reopening its "
+                                        "endpoint", r->index, r->provider, r->domain_name);
+    int rc = ep_open(r, info);
+    fi_freeinfo(info);
+    return rc;
+}
+
+/*
+ * Whether a reset would give the endpoint its address back: open one, close
+ * it and open another at its address, as a reset does, on a CQ and AV of
+ * their own (1.17's rxm crashed in fi_trywait on a CQ whose endpoint had
+ * been closed), and compare. shm (1.17 and 2.6) names each endpoint's
+ * region afresh, and a peer that mapped the old region by name goes on with
+ * it: after a reset our new endpoint reaches it no more (2.6 keeps the old
+ * mapping of a name whose pid is unchanged), and peers holding our metadata
+ * reach us no more. tcp and rxm bind the same port again. A trial that
+ * fails says nothing: the rail keeps resets.
+ */
+static void reopen_check(xr_rail *r, struct fi_info *info)
+{
+    struct fid_cq *cq = NULL;
+    struct fid_av *av = NULL;
+    struct fid_ep *ep = NULL;
+    struct fi_cq_attr cq_attr = {.format = FI_CQ_FORMAT_DATA, .size = 16};
+    struct fi_av_attr av_attr = {.type = r->av_type};
+    char a[XR_ADDR_MAX], b[XR_ADDR_MAX];
+    size_t alen = sizeof a, blen = sizeof b;
+    struct fi_info *again = NULL;
+    if (fi_cq_open(r->domain, &cq_attr, &cq, NULL) || fi_av_open(r->domain, &av_attr, &av, NULL) ||
+        ep_open_on(r, info, cq, av, &ep) || fi_getname(&ep->fid, a, &alen))
+        goto out;
+    fi_close(&ep->fid);
+    ep = NULL;
+    again = info_at(info, a, alen);
+    if (!again || ep_open_on(r, again, cq, av, &ep) || fi_getname(&ep->fid, b, &blen))
+        goto out;
+    r->reopen_moves = alen != blen || memcmp(a, b, alen) != 0;
+out:
+    if (again)
+        fi_freeinfo(again);
+    if (ep)
+        fi_close(&ep->fid);
+    if (av)
+        fi_close(&av->fid);
+    if (cq)
+        fi_close(&cq->fid);
 }
 
 static int rail_open(xr_rail *r, const xr_rail_cfg *cfg, struct fi_info *info, bool hmem,
@@ -235,6 +313,7 @@ static int rail_open(xr_rail *r, const xr_rail_cfg *cfg, struct fi_info *info, b
     atomic_store(&r->post_on_enqueue, true);
     xr__list_init(&r->held_tx);
     xr__list_init(&r->held_rx);
+    xr__list_init(&r->gone);
     r->state = XR_RAIL_UP;
     r->state_since = r->last_done = xr__rail_now();
     r->reset_reads_crash = FI_MAJOR(fi_version()) < 2 && strstr(r->provider, "ofi_rxm");
@@ -263,6 +342,10 @@ static int rail_open(xr_rail *r, const xr_rail_cfg *cfg, struct fi_info *info, b
     if (av_attr.type == FI_AV_UNSPEC)
         av_attr.type = FI_AV_TABLE;
     FI_TRY(fi_av_open(r->domain, &av_attr, &r->av, NULL), "fi_av_open");
+    r->av_type = av_attr.type;
+    /* Only where a dead peer blocks no other is a reset avoidable. */
+    if (r->peer_share)
+        reopen_check(r, info);
     int rc = ep_open(r, info);
     if (rc)
         return rc;
@@ -717,6 +800,12 @@ int xr__rail_rma(xr_rail *r, bool write, void *buf, size_t len, void *desc, fi_a
 /* One completion, through its context. Rail lock held. */
 static void complete(xr_rail *r, xr_opctx *ctx, size_t len, int err, const char *why)
 {
+    if (ctx->flags & XR_OPF_GONE) { /* ended for its owner already */
+        xr__list_remove(&ctx->link);
+        ctx->link.next = ctx->link.prev = NULL;
+        r->ngone--;
+        return;
+    }
     if (ctx->link.next) { /* held: it leaves the provider's list */
         xr__list_remove(&ctx->link);
         ctx->link.next = ctx->link.prev = NULL;
@@ -915,29 +1004,15 @@ int xr__rail_reset(xr_rail *r, const char *why)
         if (n <= 0)
             break;
     }
-    /* The same address, so that peers holding our metadata still reach us;
-     * the same AV, as the values peers and staging hold stay valid. */
-    int rc = 0;
-    struct fi_info *info = fi_dupinfo(r->info);
-    if (!rc && info) {
-        free(info->src_addr);
-        info->src_addr = malloc(r->addrlen);
-        rc = XR_ENOMEM;
-        if (info->src_addr) {
-            memcpy(info->src_addr, r->addr, r->addrlen);
-            info->src_addrlen = r->addrlen;
-            rc = ep_open(r, info);
-        }
-    } else if (!rc) {
-        rc = XR_ENOMEM;
-    }
-    if (info)
-        fi_freeinfo(info);
+    /* What it left with the provider is gone with the endpoint. */
+    xr__list_init(&r->gone);
+    r->ngone = 0;
+    int rc = ep_reopen(r);
     if (rc) {
         close_ep(r);
         xr__log_write(r->cfg->log, XR_LOG_ERROR, "rail %u (%s %s): reopening its endpoint "
                                                  "failed: %s", r->index, r->provider,
-                      r->domain_name, rc == XR_ENOMEM ? "out of memory" : xr__error_last());
+                      r->domain_name, xr__error_last());
     }
     r->ctr.resets++;
     /* libfabric 1.17's rxm crashed in fi_trywait on a CQ whose endpoint had
@@ -954,6 +1029,57 @@ int xr__rail_reset(xr_rail *r, const char *why)
     rail_pump(r);
     unlock_and_run(r);
     return rc ? XR_EFABRIC : 0;
+}
+
+int xr__rail_abandon(xr_rail *r, fi_addr_t dst, const char *why, unsigned *n)
+{
+    *n = 0;
+    pthread_mutex_lock(&r->lock);
+    bool can = r->reopen_moves && r->peer_share;
+    unsigned count = 0;
+    xr__list_each(k, &r->held_tx) {
+        const xr_opctx *c = xr__list_entry(k, xr_opctx, link);
+        if (c->dst == dst) {
+            can = can && (c->flags & XR_OPF_KEEP);
+            count++;
+        }
+    }
+    /* What is left holds the provider's own slots (shm's commands): past
+     * the provider's queue less our depth, a reset is the lesser harm. */
+    size_t room = r->info->tx_attr->size > r->depth ? r->info->tx_attr->size - r->depth : 0;
+    if (!can || r->ngone + count > room) {
+        pthread_mutex_unlock(&r->lock);
+        return XR_ENOTSUP;
+    }
+    xr_list mine;
+    xr__list_init(&mine);
+    xr__list_each(k, &r->held_tx) {
+        if (xr__list_entry(k, xr_opctx, link)->dst == dst) {
+            xr__list_remove(k);
+            xr__list_push_back(&mine, k);
+        }
+    }
+    while (!xr__list_empty(&mine)) {
+        xr_opctx *c = xr__list_entry(xr__list_pop_front(&mine), xr_opctx, link);
+        /* Out of the depth, and no error of the rail's: it serves the rest. */
+        if (c->flags & XR_OPF_DEPTH)
+            r->inflight--;
+        if ((c->flags & (XR_OPF_DEPTH | XR_OPF_READ)) == (XR_OPF_DEPTH | XR_OPF_READ))
+            r->reads--;
+        c->flags |= XR_OPF_GONE;
+        xr__list_push_back(&r->gone, &c->link);
+        r->ngone++;
+        r->ctr.abandoned++;
+        c->done(c, r, 0, XR_EPEER, why);
+        if (!after_room(r)) {
+            unlock_and_run(r);
+            pthread_mutex_lock(&r->lock);
+        }
+    }
+    *n = count;
+    rail_pump(r);
+    unlock_and_run(r);
+    return 0;
 }
 
 static void probe_done(xr_opctx *ctx, xr_rail *r, size_t len, int err, const char *why)

@@ -49,6 +49,9 @@ enum {
                          * takes it back with fi_cancel if nothing matched it yet */
     XR_OPF_QUIET = 32,  /* a send whose completion proves nothing of the path (copied into a
                          * socket's buffer): it does not count as the rail answering */
+    XR_OPF_KEEP = 64,   /* its owner keeps its memory while the provider holds it, even after
+                         * its end: it may be left with the provider (xr__rail_abandon) */
+    XR_OPF_GONE = 128,  /* left with the provider: ended for its owner; dropped on return */
 };
 
 /* The context of every operation posted to a rail. */
@@ -105,6 +108,7 @@ struct xr_rail {
     struct fid_ep *ep;
     struct fid_cq *cq;
     struct fid_av *av;
+    enum fi_av_type av_type;
     int wait_fd;              /* the CQ's wait object (FI_WAIT_FD); -1: polled only,
                                  as the rail is after its first reset (rail lock) */
 
@@ -147,6 +151,14 @@ struct xr_rail {
     /* What the provider holds, oldest first (each op's ctx->link): sends
      * and RMA in tx, receives in rx. A reset completes them all. */
     xr_list held_tx, held_rx;
+    /* Operations of a lost peer left with the provider (xr__rail_abandon),
+     * and their count: they end for their owners, not for the provider. */
+    xr_list gone;
+    unsigned ngone;
+    /* The provider gives a reopened endpoint another address (shm names
+     * its region afresh): a reset would lose every peer that holds ours
+     * (found by reopening once at open; only where peer_share). */
+    bool reopen_moves;
     uint64_t last_done;       /* when the CQ last returned something (ns, coarse) */
     uint64_t last_good;       /* when it last returned a success */
     /* Health, written by the health pass (health.c) under the rail lock. */
@@ -208,8 +220,8 @@ bool xr__rail_holds(xr_rail *r, fi_addr_t dst);
 /* When the oldest operation the rail holds for dst was posted; 0: none. */
 uint64_t xr__rail_oldest(xr_rail *r, fi_addr_t dst);
 /*
- * Close the endpoint and open it again at the same address, with the same
- * CQ and AV: what the provider held is canceled, and its operations
+ * Close the endpoint and open it again, asking for the same address (a
+ * provider may give another: reopen_moves), with the same CQ and AV: what the provider held is canceled, and its operations
  * complete with XR_ECANCELED and `why` (receives once the new endpoint can
  * take them again, so their owners post them anew). 0, XR_EFABRIC if the
  * endpoint could not be reopened (the rail then has none; the next reset
@@ -217,6 +229,15 @@ uint64_t xr__rail_oldest(xr_rail *r, fi_addr_t dst);
  * (reset_reads_crash).
  */
 int xr__rail_reset(xr_rail *r, const char *why);
+/*
+ * Instead of a reset: end what the rail holds for `dst` (a peer judged
+ * lost) with XR_EPEER, leaving the operations with the provider, which may
+ * still return them (dropped then). Only where a reset would move the
+ * rail's address and a dead peer blocks no other, and only if every such
+ * operation's owner keeps its memory (XR_OPF_KEEP): else XR_ENOTSUP, and
+ * the caller resets. *n gets the count.
+ */
+int xr__rail_abandon(xr_rail *r, fi_addr_t dst, const char *why, unsigned *n);
 /* Post a probe READ of 8 bytes at raddr/key through dst: 0 (or 0 with one
  * already out), XR_EFABRIC if the rail has no endpoint, XR_ENOTSUP if it
  * has no probe buffer, XR_EIO if the post failed. Rail lock not held. */

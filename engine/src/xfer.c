@@ -83,7 +83,7 @@ static void fill_piece(void *arg, unsigned rail, size_t off, size_t len)
         /* The chunk array is zeroed: only what differs is written, as this
          * runs once per chunk of a transfer that may have thousands. */
         c->ctx.done = chunk_done;
-        c->ctx.flags = ref->stage ? 0 : XR_OPF_DEPTH;
+        c->ctx.flags = ref->stage ? 0 : XR_OPF_DEPTH | XR_OPF_KEEP;
         c->x = x;
         c->buf = (void *)(uintptr_t)(f->local[f->d].addr + off + done);
         c->lg = ref->lg;
@@ -684,6 +684,14 @@ static void chunk_done(xr_opctx *ctx, xr_rail *r, size_t len, int err, const cha
     atomic_fetch_sub_explicit(&x->peer->held, 1, memory_order_relaxed);
     if (!c->stage)
         x->peer->on_rail[r->index]--;
+    if (ctx->flags & XR_OPF_GONE) {
+        /* Left with the provider for a lost peer: it ends here, never
+         * posted again, as the provider may still hand its context back. */
+        atomic_store(&x->kept, true);
+        record_error(x, err, "descriptor %u: %s", c->desc_index, why ? why : xr_strerror(err));
+        count_off(x, r, 1);
+        return;
+    }
     if (!err) {
         r->ctr.chunks++;
         r->ctr.tx_bytes += c->len;
@@ -1054,6 +1062,10 @@ int xr_xfer_post(xr_xfer *x)
         return xr__error_set(XR_EINVAL, "xr_xfer_post: NULL transfer");
     if (atomic_load(&x->status) == XR_EINPROGRESS)
         return xr__error_set(XR_EBUSY, "xr_xfer_post: the transfer is still in flight");
+    if (atomic_load(&x->kept))
+        return xr__error_set(XR_EBUSY, "xr_xfer_post: a provider still holds chunks of this "
+                                       "transfer for a peer that stopped answering; release "
+                                       "it and create another");
     int rc = xr__peer_check(x->peer, "xr_xfer_post");
     if (rc)
         return rc;
@@ -1183,8 +1195,11 @@ void xr_xfer_release(xr_xfer *x)
         return;
     }
     unlink_and_unref(x);
+    if (atomic_load(&x->kept)) /* its memory outlives the provider's hold */
+        xr__list_push_back(&e->kept, &x->link);
     pthread_mutex_unlock(&e->lock);
-    xfer_free(x);
+    if (!atomic_load(&x->kept))
+        xfer_free(x);
 }
 
 void xr__xfer_reap_orphans(xr_engine *e)
@@ -1194,7 +1209,10 @@ void xr__xfer_reap_orphans(xr_engine *e)
         xr_xfer *x = xr__list_entry(n, xr_xfer, link);
         if (x->orphan && atomic_load(&x->status) != XR_EINPROGRESS) {
             unlink_and_unref(x);
-            xfer_free(x);
+            if (atomic_load(&x->kept))
+                xr__list_push_back(&e->kept, &x->link);
+            else
+                xfer_free(x);
             atomic_fetch_sub(&e->orphans, 1);
         }
     }
@@ -1208,6 +1226,8 @@ void xr__xfer_free_all(xr_engine *e)
         unlink_and_unref(x);
         xfer_free(x);
     }
+    while (!xr__list_empty(&e->kept)) /* the endpoints are closed by now */
+        xfer_free(xr__list_entry(xr__list_pop_front(&e->kept), xr_xfer, link));
 }
 
 bool xr__xfer_busy(xr_engine *e)

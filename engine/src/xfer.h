@@ -77,6 +77,10 @@ struct xr_xfer {
     atomic_int err;                 /* first error seen while running */
     atomic_bool posted;
     bool orphan;                    /* released while in flight; reaped when done */
+    /* Chunks of it were left with a provider for a lost peer (rail.c,
+     * xr__rail_abandon): the provider may still write their contexts, so
+     * it is never posted again, and its memory lives until destroy. */
+    atomic_bool kept;
     /* The callback, and its place on the engine's cb_due (under cb_lock). */
     atomic_bool has_cb;
     xr_xfer_cb cb;

@@ -327,6 +327,20 @@ int main(int argc, char **argv)
             "error: %s", xr_err_name(rc), xr_xfer_error(vic.x));
     H_CHECK(t_fail * 1000 <= deadline + 1000,
             "the victim's transfer took %.2f s to fail (deadline %u ms)", t_fail, deadline);
+    /* A verdict (not a connection error) takes back what the rails held for
+     * the victim: by a reset, or, where a reset would move the rail's
+     * address (shm), by leaving it with the provider; such a transfer is
+     * never posted again. */
+    uint64_t resets = H_RAILS_SUM(e, resets), left = H_RAILS_SUM(e, abandoned);
+    h_log("after the victim: %llu resets, %llu operations left with the provider",
+          (unsigned long long)resets, (unsigned long long)left);
+    H_CHECK(resets + left > 0 || !strstr(xr_xfer_error(vic.x), "completed nothing"),
+            "the verdict neither reset a rail nor left anything behind");
+    if (left) {
+        rc = xr_xfer_post(vic.x);
+        H_CHECK(rc == XR_EBUSY, "posting a transfer whose chunks a provider still holds gave "
+                "%s", xr_err_name(rc));
+    }
     xr_xfer_release(vic.x);
 
     /* The engine goes on: the survivor again, and a new transfer to the

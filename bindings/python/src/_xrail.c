@@ -414,7 +414,7 @@ static PyObject *rail_dict(const xr_rail_info *ri)
     static const char *const states[] = {"up", "suspect", "down", "disabled"};
     return Py_BuildValue(
         "{s:I,s:s,s:s,s:s,s:s,s:K,s:i,s:i,s:s,s:O,s:s,s:s,s:s,s:K,s:K,s:O,s:O,s:O,"
-        "s:{s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K}}",
+        "s:{s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K}}",
         "index", ri->index, "provider", ri->provider, "domain", ri->domain, "fabric", ri->fabric,
         "address", ri->address, "speed_mbps", (unsigned long long)ri->speed_mbps, "numa_node",
         ri->numa_node, "gpu", ri->gpu, "pci", ri->pci, "up", ri->up ? Py_True : Py_False,
@@ -429,7 +429,8 @@ static PyObject *rail_dict(const xr_rail_info *ri)
         (unsigned long long)k->notif_tx, "notif_rx", (unsigned long long)k->notif_rx, "staged",
         (unsigned long long)k->staged, "staged_served", (unsigned long long)k->staged_served,
         "stalls", (unsigned long long)k->stalls, "resets", (unsigned long long)k->resets,
-        "failovers", (unsigned long long)k->failovers, "probes", (unsigned long long)k->probes);
+        "failovers", (unsigned long long)k->failovers, "probes", (unsigned long long)k->probes,
+        "abandoned", (unsigned long long)k->abandoned);
 }
 
 static PyObject *engine_rail_info(EngineObject *self, PyObject *unused)
