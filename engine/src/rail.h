@@ -156,9 +156,10 @@ struct xr_rail {
     xr_list gone;
     unsigned ngone;
     /* The provider gives a reopened endpoint another address (shm names
-     * its region afresh): a reset would lose every peer that holds ours
-     * (found by reopening once at open; only where peer_share). */
-    bool reopen_moves;
+     * its region afresh): a reset would lose every peer that holds ours.
+     * Found by a trial at the rail's first verdict (rail.c, reopen_check;
+     * only where peer_share). */
+    bool reopen_moves, reopen_known;
     uint64_t last_done;       /* when the CQ last returned something (ns, coarse) */
     uint64_t last_good;       /* when it last returned a success */
     /* Health, written by the health pass (health.c) under the rail lock. */
