@@ -400,8 +400,11 @@ if [ "${1:-}" = matrix ]; then
   # docs/performance.md's libfabric matrix on this host's cores: xrail
   # beside raw fi_write/fi_read on Debian's 1.17 and on 2.6, one rail of
   # tcp;ofi_rxm and of shm, 3 rounds alternated (MATRIX_DUR s a point).
+  # MATRIX_XRAIL_ARGS=--host-only: xrail's rails declared host_only, as
+  # docs/gpu.md advises for host memory on a host with a GPU.
   build_26 || exit 1
-  DUR=${MATRIX_DUR:-1} bash tests/bench/libfabric_matrix.sh build-gpu build-gpu-26 "$lf" 3 \
+  XRAIL_ARGS=${MATRIX_XRAIL_ARGS:-} DUR=${MATRIX_DUR:-1} \
+    bash tests/bench/libfabric_matrix.sh build-gpu build-gpu-26 "$lf" 3 \
     2>"$out/matrix.log" | tee "$out/matrix.md"
   exit "${PIPESTATUS[0]}"
 fi

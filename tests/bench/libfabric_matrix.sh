@@ -12,7 +12,8 @@
 #
 # BUILD_A: a build directory against the system libfabric; BUILD_B: one
 # configured with PKG_CONFIG_PATH=PREFIX_B/lib/pkgconfig. DUR=S sets each
-# point's seconds (default 2); OPS="write" leaves out READ.
+# point's seconds (default 2); OPS="write" leaves out READ; XRAIL_ARGS adds
+# options to the xrail runs (e.g. --host-only on a host with a GPU).
 set -euo pipefail
 build_a=$(cd "$1" && pwd) build_b=$(cd "$2" && pwd) prefix_b=$(cd "$3" && pwd) runs=${4:-3}
 DUR=${DUR:-2}
@@ -40,7 +41,8 @@ for r in $(seq "$runs"); do
           echo "libfabric_matrix: round $r/$runs, $side $op $prov $mode" >&2
           args=(--op "$op" --provider "$p" --rails 1 --sizes 64k,1M,16M --duration "$DUR"
                 --warmup 10 --json)
-          [ $mode = raw ] && args+=(--raw)
+          # shellcheck disable=SC2206
+          if [ $mode = raw ]; then args+=(--raw); else args+=(${XRAIL_ARGS:-}); fi
           LD_LIBRARY_PATH=$lib "$bin" "${args[@]}" 2>/dev/null > "$out/$side-$op-$prov-$mode-$r.json"
         done
       done
@@ -49,7 +51,7 @@ for r in $(seq "$runs"); do
 done
 
 python3 - "$out" "$runs" "$va" "$vb" "$OPS" <<'PY'
-import json, statistics, sys
+import json, os, statistics, sys
 out, runs, va, vb, ops = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5].split()
 def gbps(side, op, prov, mode, r, k):
     return json.load(open(f"{out}/{side}-{op}-{prov}-{mode}-{r}.json"))[k]["gbps"]
@@ -70,4 +72,6 @@ for op in ops:
             print("| " + " | ".join(row) + " |")
 print(f"\nA: libfabric.so.{va}; B: libfabric.so.{vb}; {runs} rounds; GB/s medians; "
       "xrail/raw: median of the per-round ratios.")
+if os.environ.get("XRAIL_ARGS"):
+    print(f"xrail ran with {os.environ['XRAIL_ARGS']}.")
 PY
