@@ -76,12 +76,13 @@ static void reset(xr_engine *e, xr_rail *r, const char *why)
 static void let_go(xr_engine *e, xr_rail *r, fi_addr_t dst, const char *why)
 {
     unsigned n;
-    if (xr__rail_abandon(r, dst, why, &n) == 0)
+    if (xr__rail_abandon(r, dst, why, &n) == 0) {
         xr__log_write(&e->log, XR_LOG_INFO, "rail %u (%s %s): %u operations left with the "
                                             "provider, not reset: %s", r->index, r->provider,
                       r->domain_name, n, why);
-    else
-        reset(e, r, why);
+        return;
+    }
+    reset(e, r, why);
 }
 
 /* Apply the rule above to one rail. */

@@ -240,17 +240,12 @@ static int ep_reopen(xr_rail *r)
  * region afresh, and a peer that mapped the old region by name goes on with
  * it: after a reset our new endpoint reaches it no more (2.6 keeps the old
  * mapping of a name whose pid is unchanged), and peers holding our metadata
- * reach us no more. tcp and rxm bind the same port again. A trial that
- * fails says nothing: the rail keeps resets. Asked at the rail's first
- * verdict, not at open: a tcp endpoint takes 40 ms to open here, and the
- * trial at open doubled the start of 32 rails (1.4 s to 2.7 s). Rail lock
- * held: the rail's domain is its own.
+ * reach us no more. A trial that fails says nothing: the rail keeps
+ * resets. Only for a rail that reaches only its host (rail.h,
+ * reopen_moves), at open, before its own endpoint.
  */
 static void reopen_check(xr_rail *r, struct fi_info *info)
 {
-    if (r->reopen_known)
-        return;
-    r->reopen_known = true;
     struct fid_cq *cq = NULL;
     struct fid_av *av = NULL;
     struct fid_ep *ep = NULL;
@@ -349,6 +344,8 @@ static int rail_open(xr_rail *r, const xr_rail_cfg *cfg, struct fi_info *info, b
         av_attr.type = FI_AV_TABLE;
     FI_TRY(fi_av_open(r->domain, &av_attr, &r->av, NULL), "fi_av_open");
     r->av_type = av_attr.type;
+    if (r->local_only && r->peer_share) /* a shared region: about 12 ms here */
+        reopen_check(r, info);
     int rc = ep_open(r, info);
     if (rc)
         return rc;
@@ -1038,9 +1035,7 @@ int xr__rail_abandon(xr_rail *r, fi_addr_t dst, const char *why, unsigned *n)
 {
     *n = 0;
     pthread_mutex_lock(&r->lock);
-    if (r->peer_share) /* elsewhere a reset is needed: a dead peer blocks the rail */
-        reopen_check(r, r->info);
-    bool can = r->reopen_moves && r->peer_share;
+    bool can = r->reopen_moves;
     unsigned count = 0;
     xr__list_each(k, &r->held_tx) {
         const xr_opctx *c = xr__list_entry(k, xr_opctx, link);

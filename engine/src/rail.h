@@ -157,9 +157,14 @@ struct xr_rail {
     unsigned ngone;
     /* The provider gives a reopened endpoint another address (shm names
      * its region afresh): a reset would lose every peer that holds ours.
-     * Found by a trial at the rail's first verdict (rail.c, reopen_check;
-     * only where peer_share). */
-    bool reopen_moves, reopen_known;
+     * Found by a trial at open (rail.c, reopen_check), only for a rail that
+     * reaches only its host and where peer_share: about 12 ms for shm.
+     * Network rails keep resets: a tcp endpoint takes 40 ms to open here,
+     * so a trial at open doubled the start of 32 rails, and run after a
+     * verdict it held 1.17's rxm rails long enough that the ASan leg's
+     * stopped peer failed past its bound. tcp and rxm bind the same port
+     * again; whether EFA keeps its address is not known here. */
+    bool reopen_moves;
     uint64_t last_done;       /* when the CQ last returned something (ns, coarse) */
     uint64_t last_good;       /* when it last returned a success */
     /* Health, written by the health pass (health.c) under the rail lock. */
