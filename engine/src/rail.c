@@ -346,6 +346,8 @@ static int rail_open(xr_rail *r, const xr_rail_cfg *cfg, struct fi_info *info, b
     r->av_type = av_attr.type;
     if (r->local_only && r->peer_share) /* a shared region: about 12 ms here */
         reopen_check(r, info);
+    if (r->mr_mode & FI_MR_ENDPOINT)
+        r->reopen_moves = true; /* the keys would go with the endpoint (rail.h) */
     int rc = ep_open(r, info);
     if (rc)
         return rc;

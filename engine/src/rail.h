@@ -163,7 +163,10 @@ struct xr_rail {
      * so a trial at open doubled the start of 32 rails, and run after a
      * verdict it held 1.17's rxm rails long enough that the ASan leg's
      * stopped peer failed past its bound. tcp and rxm bind the same port
-     * again; whether EFA keeps its address is not known here. */
+     * again; whether EFA keeps its address is not known here. Set too
+     * where registrations are bound to the endpoint (FI_MR_ENDPOINT, as
+     * cxi asks): closing it would take every region's key on this rail
+     * with it, and a reset does not bind them again. */
     bool reopen_moves;
     uint64_t last_done;       /* when the CQ last returned something (ns, coarse) */
     uint64_t last_good;       /* when it last returned a success */
