@@ -28,6 +28,10 @@
 #                                      # at once (docs/gpu.md)
 #   bash scripts/gpu-suite.sh matrix   # xrail beside raw libfabric, 1.17 and
 #                                      # 2.6, tcp and shm, on this host's cores
+#   bash scripts/gpu-suite.sh rails [BASE]
+#                                      # 4 tcp rails with a thread each beside
+#                                      # 4 raw endpoints with a thread each,
+#                                      # this tree and BASE alternated
 #   bash scripts/gpu-suite.sh direct [P,D]
 #                                      # GPU tests, then libfabric 2.6 built
 #                                      # with CUDA: the GPU tests on it (shm
@@ -71,7 +75,7 @@ fi
 grep -E "CUDA memory support" "$out/build.log"
 
 gpu_rc=0
-if [ "${1:-}" != matrix ]; then # host memory only there
+if [ "${1:-}" != matrix ] && [ "${1:-}" != rails ]; then # host memory only there
   echo "== GPU tests (device memory, both providers, the four pairs)"
   timeout 300 ctest --test-dir build-gpu -R '^(stage|split_rails)\.' --output-on-failure -V >"$out/gpu-tests.log" 2>&1
   gpu_rc=$?
@@ -406,6 +410,26 @@ if [ "${1:-}" = matrix ]; then
   XRAIL_ARGS=${MATRIX_XRAIL_ARGS:-} DUR=${MATRIX_DUR:-1} \
     bash tests/bench/libfabric_matrix.sh build-gpu build-gpu-26 "$lf" 3 \
     2>"$out/matrix.log" | tee "$out/matrix.md"
+  exit "${PIPESTATUS[0]}"
+fi
+
+if [ "${1:-}" = rails ]; then
+  # N tcp rails with a progress thread each beside N raw endpoints with a
+  # thread each (docs/performance.md), on this host's cores: this tree,
+  # BASE (default HEAD~1, built beside it when the copy holds git's
+  # history) and raw, alternated, 3 rounds.
+  base=${2:-HEAD~1}
+  base_build=
+  if git rev-parse -q --verify "$base^{commit}" >/dev/null 2>&1 &&
+     git worktree add -f -q build-base-src "$base" >/dev/null 2>&1 &&
+     { cmake -S build-base-src -B build-base -DCMAKE_BUILD_TYPE=Release &&
+       cmake --build build-base -j"$(nproc)" --target xrail-bench; } >"$out/base-build.log" 2>&1; then
+    base_build=build-base
+  else
+    echo "(no $base to build here: this tree alone)"
+  fi
+  echo "== $(nproc) cores; this tree against ${base_build:+$base and }raw"
+  bash tests/bench/rails_raw.sh build-gpu "$base_build" 3 2>"$out/rails.log" | tee "$out/rails.md"
   exit "${PIPESTATUS[0]}"
 fi
 
