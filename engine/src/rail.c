@@ -278,8 +278,10 @@ static int rail_open(xr_rail *r, const xr_rail_cfg *cfg, struct fi_info *info, b
                      uint64_t speed, const xr_rail_spec *decl)
 {
     r->cfg = cfg;
-    xr__list_init(&r->lane[XR_LANE_DATA]);
-    xr__list_init(&r->lane[XR_LANE_CTRL]);
+    for (unsigned l = 0; l < XR_LANES; l++) {
+        xr__list_init(&r->lane[l]);
+        xr__list_init(&r->inbox[l]);
+    }
     r->info = fi_dupinfo(info);
     if (!r->info)
         return xr__error_set(XR_ENOMEM, "rail %u: fi_dupinfo failed", r->index);
@@ -310,6 +312,7 @@ static int rail_open(xr_rail *r, const xr_rail_cfg *cfg, struct fi_info *info, b
     if (info->tx_attr->size && info->tx_attr->size < r->depth)
         r->depth = (unsigned)info->tx_attr->size;
     pthread_mutex_init(&r->lock, NULL);
+    pthread_mutex_init(&r->inbox_lock, NULL);
     atomic_store(&r->up, 1);
     atomic_store(&r->post_on_enqueue, true);
     xr__list_init(&r->held_tx);
@@ -391,6 +394,7 @@ static void rail_close(xr_rail *r)
     if (r->info) {
         fi_freeinfo(r->info);
         pthread_mutex_destroy(&r->lock);
+        pthread_mutex_destroy(&r->inbox_lock);
     }
     memset(r, 0, sizeof *r);
 }
@@ -734,9 +738,23 @@ static bool after_room(const xr_rail *r)
     return r->nafter + CQ_BATCH < XR_RAIL_AFTER_MAX;
 }
 
+/* Move what other threads queued to the lanes' tails, in its order. Rail
+ * lock held. */
+static void inbox_take(xr_rail *r)
+{
+    if (!atomic_load(&r->inbox_n))
+        return;
+    pthread_mutex_lock(&r->inbox_lock);
+    for (unsigned l = 0; l < XR_LANES; l++)
+        xr__list_splice(&r->lane[l], &r->inbox[l]);
+    atomic_store(&r->inbox_n, 0);
+    pthread_mutex_unlock(&r->inbox_lock);
+}
+
 /* Post queued work while the rail has room. Rail lock held. */
 static void rail_pump(xr_rail *r)
 {
+    inbox_take(r);
     for (unsigned l = 0; l < XR_LANES; l++) {
         xr_list *q = &r->lane[l], blocked;
         xr__list_init(&blocked);
@@ -1133,17 +1151,22 @@ int xr__rail_probe(xr_rail *r, fi_addr_t dst, uint64_t raddr, uint64_t key)
 
 void xr__rail_enqueue(xr_rail *r, unsigned lane, xr_work *w)
 {
-    pthread_mutex_lock(&r->lock);
-    xr__list_push_back(&r->lane[lane], &w->link);
+    pthread_mutex_lock(&r->inbox_lock);
+    xr__list_push_back(&r->inbox[lane], &w->link);
+    atomic_fetch_add(&r->inbox_n, 1);
+    pthread_mutex_unlock(&r->inbox_lock);
     /* With a thread per group of rails, the rail's thread posts: tcp copies
      * into its socket inside fi_write, and posting from the caller would put
      * every rail's copies on that one thread (measured: 4 rails then move
      * what 1 does; docs/performance.md). Otherwise post now, for latency. */
-    if (atomic_load(&r->post_on_enqueue))
+    if (atomic_load(&r->post_on_enqueue)) {
+        pthread_mutex_lock(&r->lock);
         rail_pump(r);
-    unlock_and_run(r);
-    /* A progress thread asleep in epoll must come back to move it (the
-     * sleeper checked the lanes under this lock after counting itself). */
+        unlock_and_run(r);
+    }
+    /* A progress thread asleep in epoll must come back to move it: it
+     * counted itself asleep before it looked at inbox_n, and we look at
+     * its count after ours moved (both sequentially consistent). */
     if (r->cfg->wake)
         r->cfg->wake(r->cfg->wake_arg, r->index);
 }
@@ -1155,7 +1178,8 @@ bool xr__rail_can_sleep(xr_rail *r)
     /* Nothing of ours waits to be posted or is held for sending: tcp's
      * partial sends move on when polled, and the deadlines need the polls.
      * fi_trywait last: it says the CQ's fd will wake us for anything new. */
-    bool ok = r->wait_fd >= 0 && r->ep && r->nafter == 0 && xr__list_empty(&r->lane[XR_LANE_DATA]) &&
+    bool ok = r->wait_fd >= 0 && r->ep && r->nafter == 0 && !atomic_load(&r->inbox_n) &&
+              xr__list_empty(&r->lane[XR_LANE_DATA]) &&
               xr__list_empty(&r->lane[XR_LANE_CTRL]) && xr__list_empty(&r->held_tx) &&
               !r->probe_busy && fi_trywait(r->fabric, &cq, 1) == FI_SUCCESS;
     pthread_mutex_unlock(&r->lock);

@@ -129,6 +129,16 @@ struct xr_rail {
     atomic_int up;               /* in plans: state UP or SUSPECT */
     atomic_bool post_on_enqueue; /* else the rail's progress thread posts */
 
+    /* Work queued by other threads waits here, under a lock of its own,
+     * until the rail's pump moves it to the lanes: `lock` is held across
+     * the provider's calls (tcp copies a whole chunk into its socket in
+     * fi_write), and a caller queuing behind it blocked for that long,
+     * which held 4 rails with a thread each to a third of 4 raw endpoints
+     * at 64 KiB (docs/performance.md). */
+    pthread_mutex_t inbox_lock;
+    xr_list inbox[XR_LANES];
+    atomic_uint inbox_n;         /* items in the inbox: the pump's and the sleeper's look */
+
     /* Everything below is guarded by `lock`: the endpoint and CQ are driven
      * by one thread at a time per rail, so rails never contend with each other. */
     pthread_mutex_t lock;
