@@ -109,6 +109,20 @@ if [ "${1:-}" = layerwise ]; then
   exit
 fi
 
+# build_base COMMIT TARGET: COMMIT's TARGET in build-base, from a worktree
+# beside this one, for a side-by-side; false (and says so) when the copy
+# holds no git history or the build fails.
+build_base() {
+  if git rev-parse -q --verify "$1^{commit}" >/dev/null 2>&1 &&
+     git worktree add -f -q build-base-src "$1" >/dev/null 2>&1 &&
+     { cmake -S build-base-src -B build-base -DCMAKE_BUILD_TYPE=Release &&
+       cmake --build build-base -j"$(nproc)" --target "$2"; } >"$out/base-build.log" 2>&1; then
+    return 0
+  fi
+  echo "(no $1 to build here: this tree alone)"
+  return 1
+}
+
 if [ "${1:-}" = cold ]; then
   # The first 64 MiB READ to a new 32-rail peer after xr_peer_connect,
   # against warm (docs/performance.md), on a host with cores to spare:
@@ -116,13 +130,8 @@ if [ "${1:-}" = cold ]; then
   # holds git's history), alternated, three rounds.
   base=${2:-HEAD~1}
   benches=(build-gpu/tests/xrail-bench-cold)
-  if git rev-parse -q --verify "$base^{commit}" >/dev/null 2>&1 &&
-     git worktree add -f -q build-base-src "$base" >/dev/null 2>&1 &&
-     { cmake -S build-base-src -B build-base -DCMAKE_BUILD_TYPE=Release &&
-       cmake --build build-base -j"$(nproc)" --target xrail-bench-cold; } >"$out/base-build.log" 2>&1; then
+  if build_base "$base" xrail-bench-cold; then
     benches+=(build-base/tests/xrail-bench-cold)
-  else
-    echo "(no $base to build here: this tree alone)"
   fi
   cold_rc=0
   for k in 1 2 3; do
@@ -420,13 +429,8 @@ if [ "${1:-}" = rails ]; then
   # history) and raw, alternated, 3 rounds.
   base=${2:-HEAD~1}
   base_build=
-  if git rev-parse -q --verify "$base^{commit}" >/dev/null 2>&1 &&
-     git worktree add -f -q build-base-src "$base" >/dev/null 2>&1 &&
-     { cmake -S build-base-src -B build-base -DCMAKE_BUILD_TYPE=Release &&
-       cmake --build build-base -j"$(nproc)" --target xrail-bench; } >"$out/base-build.log" 2>&1; then
+  if build_base "$base" xrail-bench; then
     base_build=build-base
-  else
-    echo "(no $base to build here: this tree alone)"
   fi
   echo "== $(nproc) cores; this tree against ${base_build:+$base and }raw"
   bash tests/bench/rails_raw.sh build-gpu "$base_build" 3 2>"$out/rails.log" | tee "$out/rails.md"
