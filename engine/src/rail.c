@@ -254,6 +254,8 @@ static void reopen_check(xr_rail *r, struct fi_info *info)
     char a[XR_ADDR_MAX], b[XR_ADDR_MAX];
     size_t alen = sizeof a, blen = sizeof b;
     struct fi_info *again = NULL;
+    char was[XR_ERRMSG_MAX]; /* a failed trial says nothing, not even as the last error */
+    snprintf(was, sizeof was, "%s", xr__error_last());
     if (fi_cq_open(r->domain, &cq_attr, &cq, NULL) || fi_av_open(r->domain, &av_attr, &av, NULL) ||
         ep_open_on(r, info, cq, av, &ep) || fi_getname(&ep->fid, a, &alen))
         goto out;
@@ -272,6 +274,7 @@ out:
         fi_close(&av->fid);
     if (cq)
         fi_close(&cq->fid);
+    xr__error_set(0, "%s", was);
 }
 
 static int rail_open(xr_rail *r, const xr_rail_cfg *cfg, struct fi_info *info, bool hmem,
