@@ -471,7 +471,24 @@ static point measure(const args *a, xr_engine *e, xr_peer *p, void *local, uint6
         rail_bytes(e, before);
         cpu0 = cpu_now();
     }
+    /* Each slot is reaped before it is posted, so a transfer seen complete
+     * is posted again at once, as the raw loop does (measure_raw). */
     for (unsigned k = 0;; k = (k + 1) % w) {
+        int s = busy[k] ? xr_xfer_status(x[k]) : XR_EINPROGRESS;
+        if (busy[k] && s != XR_EINPROGRESS) {
+            if (s)
+                die(xr_xfer_error(x[k]), s);
+            uint64_t now = clock_ns(CLOCK_MONOTONIC);
+            busy[k] = false;
+            lat[done++] = now - start[k];
+            bar_draw(a, done, total, t0, size, batch);
+            t1 = now;
+            if (done == a->warmup) { /* the measured part starts here */
+                t0 = now;
+                rail_bytes(e, before);
+                cpu0 = cpu_now();
+            }
+        }
         if (!busy[k] && may_post(a, posted, total, done, t0)) {
             start[k] = clock_ns(CLOCK_MONOTONIC);
             uint64_t c = clock_ns(CLOCK_THREAD_CPUTIME_ID);
@@ -486,23 +503,6 @@ static point measure(const args *a, xr_engine *e, xr_peer *p, void *local, uint6
             break;
         if (k == w - 1 && !a->threads)
             xr_progress(e);
-        if (!busy[k])
-            continue;
-        int s = xr_xfer_status(x[k]);
-        if (s == XR_EINPROGRESS)
-            continue;
-        if (s)
-            die(xr_xfer_error(x[k]), s);
-        uint64_t now = clock_ns(CLOCK_MONOTONIC);
-        busy[k] = false;
-        lat[done++] = now - start[k];
-        bar_draw(a, done, total, t0, size, batch);
-        t1 = now;
-        if (done == a->warmup) { /* the measured part starts here */
-            t0 = now;
-            rail_bytes(e, before);
-            cpu0 = cpu_now();
-        }
     }
     rail_bytes(e, after);
     pt.busy_pct = cpu_busy_since(cpu0);
