@@ -9,16 +9,18 @@
 #
 #   tests/bench/rails_raw.sh BUILD [BASE_BUILD] [RUNS]
 #
-# RAILS=N (default 4); DUR=S each point's seconds (default 1). xrail runs
-# with a window of 4 transfers for the whole engine, raw with a window of
-# 4 per endpoint: the raw side has N times as many operations in flight.
+# RAILS=N (default 4); DUR=S each point's seconds (default 1). Raw runs a
+# window of 4 per endpoint. xrail runs twice: "xrail" with a window of 4
+# transfers for the whole engine (the raw side has N times as many
+# operations in flight), and "wide" with 4 per rail, as many as raw (each
+# 64 KiB or 1 MiB transfer is one chunk on one rail).
 set -euo pipefail
 build=$(cd "$1" && pwd) base=${2:+$(cd "$2" && pwd)} runs=${3:-3}
 RAILS=${RAILS:-4} DUR=${DUR:-1}
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-modes="xrail raw"
-[ -n "$base" ] && modes="base xrail raw"
+modes="xrail wide raw"
+[ -n "$base" ] && modes="base xrail wide raw"
 
 for r in $(seq "$runs"); do
   for op in write read; do
@@ -27,7 +29,11 @@ for r in $(seq "$runs"); do
       [ $m = base ] && bin=$base/tests/xrail-bench
       args=(--op $op --provider "tcp;ofi_rxm" --rails "$RAILS" --sizes 64k,1M,16M
             --duration "$DUR" --warmup 10 --json)
-      if [ $m = raw ]; then args+=(--raw); else args+=(--progress-threads "$RAILS"); fi
+      case $m in
+        raw) args+=(--raw) ;;
+        wide) args+=(--progress-threads "$RAILS" --window $((4 * RAILS))) ;;
+        *) args+=(--progress-threads "$RAILS") ;;
+      esac
       echo "rails_raw: round $r/$runs, $op $m" >&2
       timeout 120 "$bin" "${args[@]}" 2>/dev/null >"$out/$op-$m-$r.json"
     done
@@ -41,7 +47,7 @@ def gbps(op, m, r, k):
     return json.load(open(f"{out}/{op}-{m}-{r}.json"))[k]["gbps"]
 def ratio(op, a, b, k):
     return statistics.median(gbps(op, a, r, k) / gbps(op, b, r, k) for r in range(1, runs + 1))
-head = ["op", "block"] + [f"{m} GB/s" for m in modes] + ["xrail/raw"]
+head = ["op", "block"] + [f"{m} GB/s" for m in modes] + ["xrail/raw", "wide/raw"]
 if "base" in modes:
     head += ["base/raw", "xrail/base"]
 print("| " + " | ".join(head) + " |")
@@ -50,10 +56,11 @@ for op in ("write", "read"):
     for k, size in enumerate(("64 KiB", "1 MiB", "16 MiB")):
         row = [op.upper(), size]
         row += [f"{statistics.median(gbps(op, m, r, k) for r in range(1, runs + 1)):.2f}" for m in modes]
-        row.append(f"{ratio(op, 'xrail', 'raw', k):.2f}")
+        row += [f"{ratio(op, 'xrail', 'raw', k):.2f}", f"{ratio(op, 'wide', 'raw', k):.2f}"]
         if "base" in modes:
             row += [f"{ratio(op, 'base', 'raw', k):.2f}", f"{ratio(op, 'xrail', 'base', k):.2f}"]
         print("| " + " | ".join(row) + " |")
 print(f"\n{rails} tcp;ofi_rxm rails, a progress thread each on both sides, against {rails} raw "
-      f"endpoints, a thread each; {runs} rounds; GB/s medians; ratios: median of the per-round ratios.")
+      f"endpoints, a thread each and 4 in flight on each; xrail: 4 transfers in flight, wide: "
+      f"{4 * int(rails)}; {runs} rounds; GB/s medians; ratios: median of the per-round ratios.")
 PY
