@@ -31,7 +31,9 @@
 #   bash scripts/gpu-suite.sh rails [BASE]
 #                                      # 4 tcp rails with a thread each beside
 #                                      # 4 raw endpoints with a thread each,
-#                                      # this tree and BASE alternated
+#                                      # this tree (also with as many in
+#                                      # flight as raw) and BASE alternated;
+#                                      # a BASE that is no commit: this tree
 #   bash scripts/gpu-suite.sh direct [P,D]
 #                                      # GPU tests, then libfabric 2.6 built
 #                                      # with CUDA: the GPU tests on it (shm
