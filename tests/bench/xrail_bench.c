@@ -475,7 +475,7 @@ static point measure(const args *a, xr_engine *e, xr_peer *p, void *local, uint6
      * is posted again at once, as the raw loop does (measure_raw). */
     for (unsigned k = 0;; k = (k + 1) % w) {
         int s = busy[k] ? xr_xfer_status(x[k]) : XR_EINPROGRESS;
-        if (busy[k] && s != XR_EINPROGRESS) {
+        if (s != XR_EINPROGRESS) {
             if (s)
                 die(xr_xfer_error(x[k]), s);
             uint64_t now = clock_ns(CLOCK_MONOTONIC);
