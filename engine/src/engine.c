@@ -570,11 +570,13 @@ int xr_engine_create(const xr_engine_opts *opts, xr_engine **out)
 }
 
 /* With a thread per group of rails, each rail's thread posts its queued
- * work; otherwise whoever queues it posts at once. */
+ * work; otherwise whoever queues it posts (rail.h, XR_POST_*). */
 static void set_posting(xr_engine *e)
 {
+    unsigned n = e->progress_nthreads;
+    int how = n == 0 ? XR_POST_NOW : n == 1 ? XR_POST_TRY : XR_POST_QUEUE;
     for (unsigned i = 0; i < e->nrails; i++)
-        atomic_store(&e->rails[i].post_on_enqueue, e->progress_nthreads < 2);
+        atomic_store(&e->rails[i].posting, how);
 }
 
 static void progress_stop(xr_engine *e)

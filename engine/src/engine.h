@@ -94,7 +94,8 @@ struct xr_engine {
     xr_progress_part progress_part[XR_MAX_PROGRESS_THREADS];
     xr_progress_part self_part;     /* all rails: the callers that wait without threads */
     unsigned progress_nthreads;     /* running; 0: xr_progress and xr_xfer_wait drive it.
-                                       More than 1: each rail's thread posts its chunks */
+                                       1: the caller posts if the rail lock is free;
+                                       more: each rail's thread posts its chunks */
     atomic_bool stop;
     int event_fd;                   /* xr_engine_fd: written when a transfer ends or a
                                        notification arrives; -1 if none could be made */

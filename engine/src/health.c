@@ -1,8 +1,10 @@
 /*
  * health.c - watching rails and peers (docs/reliability.md): deadlines on
  * what the providers hold, rails taken down and probed back, peers that
- * stopped answering, transfers past their timeout. Progress runs a pass
- * every HEALTH_PERIOD; nothing here is on the data path.
+ * stopped answering, transfers past their timeout. Every HEALTH_PERIOD,
+ * progress's part 0 runs a pass over the transfers and their peers, and
+ * each rail is looked at by the progress share that drives it; nothing
+ * here is on the data path.
  *
  * The rule, per rail, when the oldest operation it holds is past the
  * deadline:
@@ -345,19 +347,24 @@ void xr__health_pass(xr_engine *e)
         if (xr__rail_holds(r, addr[r->index]))
             let_go(e, r, addr[r->index], why);
     }
-    for (unsigned i = 0; i < e->nrails; i++) {
-        xr_rail *r = &e->rails[i];
-        check_rail(e, r, now, deadline, connect);
-        probe_rail(e, r, now);
-        /* A suspect rail that completed something since is up again. */
-        pthread_mutex_lock(&r->lock);
-        bool healed = r->state == XR_RAIL_SUSPECT && r->last_good > r->state_since &&
-                      !r->err_pending;
-        pthread_mutex_unlock(&r->lock);
-        if (healed) {
-            pthread_mutex_lock(&e->lock);
-            xr__policy_rail_state(e, i, XR_RAIL_UP, "");
-            pthread_mutex_unlock(&e->lock);
-        }
+}
+
+void xr__health_rail(xr_engine *e, xr_rail *r)
+{
+    uint64_t now = xr__rail_now(), at = atomic_load_explicit(&r->health_at, memory_order_relaxed);
+    if (now < at || !atomic_compare_exchange_strong(&r->health_at, &at, now + HEALTH_PERIOD_NS))
+        return;
+    check_rail(e, r, now, (uint64_t)e->opts.health.deadline_ms * MS,
+               (uint64_t)e->opts.health.connect_ms * MS);
+    probe_rail(e, r, now);
+    /* A suspect rail that completed something since is up again. */
+    pthread_mutex_lock(&r->lock);
+    bool healed = r->state == XR_RAIL_SUSPECT && r->last_good > r->state_since &&
+                  !r->err_pending;
+    pthread_mutex_unlock(&r->lock);
+    if (healed) {
+        pthread_mutex_lock(&e->lock);
+        xr__policy_rail_state(e, r->index, XR_RAIL_UP, "");
+        pthread_mutex_unlock(&e->lock);
     }
 }

@@ -86,6 +86,12 @@ enum { XR_RAIL_ACT_RETRY = 0, XR_RAIL_ACT_DISABLE = 1, XR_RAIL_ACT_FAIL = 2 };
  * behind it. */
 enum { XR_LANE_DATA = 0, XR_LANE_CTRL = 1, XR_LANES = 2 };
 
+/* Who posts work queued on a rail (xr__rail_enqueue): the caller, at once
+ * (no progress thread: whoever waits drives progress); the caller if the
+ * rail lock is free, else the rail's thread, which holds it (one progress
+ * thread); the rail's thread (a thread per group of rails). */
+enum { XR_POST_NOW = 0, XR_POST_TRY = 1, XR_POST_QUEUE = 2 };
+
 typedef void (*xr_after_fn)(void *arg);
 
 /* What the rails of one engine share. */
@@ -127,7 +133,7 @@ struct xr_rail {
     int gpu;
     char pci[32];
     atomic_int up;               /* in plans: state UP or SUSPECT */
-    atomic_bool post_on_enqueue; /* else the rail's progress thread posts */
+    atomic_int posting;          /* who posts what is queued: XR_POST_* */
 
     /* Work queued by other threads waits here, under a lock of its own,
      * until the rail's pump moves it to the lanes: `lock` is held across
@@ -181,6 +187,7 @@ struct xr_rail {
     uint64_t last_done;       /* when the CQ last returned something (ns, coarse) */
     uint64_t last_good;       /* when it last returned a success */
     /* Health, written by the health pass (health.c) under the rail lock. */
+    _Atomic uint64_t health_at; /* its next look (ns): whoever drives the rail takes it */
     int state;                /* xr_rail_state */
     uint64_t state_since;
     char reason[160];

@@ -902,8 +902,9 @@ static void chunk_give_up(xr_chunk *c, int err, const char *fmt, ...)
 
 void xr__xfer_failover(xr_engine *e)
 {
-    if (!atomic_exchange(&e->fail_pending, false))
-        return;
+    if (!atomic_load_explicit(&e->fail_pending, memory_order_relaxed) ||
+        !atomic_exchange(&e->fail_pending, false))
+        return; /* looked at first: progress.c says why */
     xr_list todo;
     xr__list_init(&todo);
     pthread_mutex_lock(&e->fail_lock);
