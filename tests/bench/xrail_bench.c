@@ -12,7 +12,8 @@
  * One invocation forks: the child is the target (it registers a pool and
  * drives progress with a thread), the parent the initiator. For each block
  * size x batch point, the initiator creates `window` transfers of `batch`
- * descriptors of that size (distinct offsets), posts them, and re-posts each
+ * descriptors of that size (distinct offsets; each transfer on bytes of its
+ * own while the pool stays within 256 MiB), posts them, and re-posts each
  * as it completes until `iters` transfers are done, after `warmup` more.
  * The target's progress thread polls without napping (--target-sleep-us 0),
  * as the --raw target, fi_pingpong and ucx_perftest do; --target-sleep-us 20
@@ -258,7 +259,8 @@ static xr_region *pool_register(xr_engine *e, mem_kind m, void *p, size_t n, uns
     return g;
 }
 
-static size_t pool_bytes(const args *a)
+/* The bytes of one transfer at the largest point. */
+static size_t slice_bytes(const args *a)
 {
     size_t m = 0;
     for (unsigned i = 0; i < a->nsizes; i++)
@@ -266,6 +268,25 @@ static size_t pool_bytes(const args *a)
             if (a->sizes[i] * a->batches[j] > m)
                 m = a->sizes[i] * a->batches[j];
     return m;
+}
+
+/* Each transfer of the window moves bytes of its own, while the pool
+ * stays within SLICES_MAX_BYTES (past it, slots share): with the same
+ * bytes for all, rails' threads wrote the same lines at once on the
+ * target, which one raw endpoint per slice never does (4 rails at 64 KiB:
+ * docs/performance.md). */
+#define SLICES_MAX_BYTES (256u << 20)
+
+static unsigned pool_slices(const args *a)
+{
+    size_t n = slice_bytes(a), k = n ? SLICES_MAX_BYTES / n : 1;
+    unsigned w = a->window < MAX_WINDOW ? a->window : MAX_WINDOW;
+    return k < 1 ? 1 : k < w ? (unsigned)k : w;
+}
+
+static size_t pool_bytes(const args *a)
+{
+    return a->raw ? slice_bytes(a) : slice_bytes(a) * pool_slices(a);
 }
 
 static void full_write(int fd, const void *p, size_t n)
@@ -446,15 +467,17 @@ static point measure(const args *a, xr_engine *e, xr_peer *p, void *local, uint6
     point pt = {.size = size, .batch = batch};
     unsigned w = a->window < MAX_WINDOW ? a->window : MAX_WINDOW;
     xr_iov *li = malloc(batch * sizeof *li), *ri = malloc(batch * sizeof *ri);
-    for (size_t d = 0; d < batch; d++) {
-        li[d] = (xr_iov){(uintptr_t)local + d * size, size};
-        ri[d] = (xr_iov){remote + d * size, size};
-    }
-    /* Every transfer of the window covers the same bytes: the point is the
-     * engine and the wire, not distinct data. */
+    /* Each transfer of the window covers its slice of the pool (pool_slices). */
     xr_xfer *x[MAX_WINDOW];
+    size_t slice = slice_bytes(a);
+    unsigned slices = pool_slices(a);
     uint64_t c0 = clock_ns(CLOCK_THREAD_CPUTIME_ID);
     for (unsigned k = 0; k < w; k++) {
+        size_t off = (k % slices) * slice;
+        for (size_t d = 0; d < batch; d++) {
+            li[d] = (xr_iov){(uintptr_t)local + off + d * size, size};
+            ri[d] = (xr_iov){remote + off + d * size, size};
+        }
         int rc = xr_xfer_create(e, p, a->op, li, ri, batch, NULL, 0, &x[k]);
         if (rc)
             die("xr_xfer_create", rc);
