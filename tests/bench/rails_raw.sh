@@ -9,14 +9,16 @@
 #
 #   tests/bench/rails_raw.sh BUILD [BASE_BUILD] [RUNS]
 #
-# RAILS=N (default 4); DUR=S each point's seconds (default 1). Raw runs a
+# RAILS=N (default 4); DUR=S each point's seconds (default 1); POLICY=FILE
+# a policy script for both xrail builds (round_robin.lua keeps each 1 MiB
+# transfer whole on one rail, as raw's are). Raw runs a
 # window of 4 per endpoint. xrail runs twice: "xrail" with a window of 4
 # transfers for the whole engine (the raw side has N times as many
 # operations in flight), and "wide" with 4 per rail, as many as raw (each
 # 64 KiB or 1 MiB transfer is one chunk on one rail).
 set -euo pipefail
 build=$(cd "$1" && pwd) base=${2:+$(cd "$2" && pwd)} runs=${3:-3}
-RAILS=${RAILS:-4} DUR=${DUR:-1}
+RAILS=${RAILS:-4} DUR=${DUR:-1} POLICY=${POLICY:+$(cd "$(dirname "$POLICY")" && pwd)/$(basename "$POLICY")}
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 modes="xrail wide raw"
@@ -34,6 +36,7 @@ for r in $(seq "$runs"); do
         wide) args+=(--progress-threads "$RAILS" --window $((4 * RAILS))) ;;
         *) args+=(--progress-threads "$RAILS") ;;
       esac
+      [ -n "$POLICY" ] && [ $m != raw ] && args+=(--policy "$POLICY")
       echo "rails_raw: round $r/$runs, $op $m" >&2
       timeout 120 "$bin" "${args[@]}" 2>/dev/null >"$out/$op-$m-$r.json"
     done
@@ -64,3 +67,4 @@ print(f"\n{rails} tcp;ofi_rxm rails, a progress thread each on both sides, again
       f"endpoints, a thread each and 4 in flight on each; xrail: 4 transfers in flight, wide: "
       f"{4 * int(rails)}; {runs} rounds; GB/s medians; ratios: median of the per-round ratios.")
 PY
+[ -z "$POLICY" ] || echo "Policy of both xrail builds: $POLICY."

@@ -12,8 +12,8 @@
  * One invocation forks: the child is the target (it registers a pool and
  * drives progress with a thread), the parent the initiator. For each block
  * size x batch point, the initiator creates `window` transfers of `batch`
- * descriptors of that size (distinct offsets; each transfer on bytes of its
- * own while the pool stays within 256 MiB), posts them, and re-posts each
+ * descriptors of that size (distinct offsets; a slice of the pool per rail,
+ * as --raw has one per endpoint), posts them, and re-posts each
  * as it completes until `iters` transfers are done, after `warmup` more.
  * The target's progress thread polls without napping (--target-sleep-us 0),
  * as the --raw target, fi_pingpong and ucx_perftest do; --target-sleep-us 20
@@ -270,17 +270,21 @@ static size_t slice_bytes(const args *a)
     return m;
 }
 
-/* Each transfer of the window moves bytes of its own, while the pool
- * stays within SLICES_MAX_BYTES (past it, slots share): with the same
- * bytes for all, rails' threads wrote the same lines at once on the
- * target, which one raw endpoint per slice never does (4 rails at 64 KiB:
- * docs/performance.md). */
+/* The pool holds a slice per rail, as --raw holds one per endpoint, and
+ * transfer k of the window moves slice k % slices: the working set is
+ * raw's, and single-chunk transfers, which take the rails in turn, keep
+ * to one slice a rail. With one slice for all, rails' threads wrote the
+ * same lines at once on the target, which raw's never do; with one a
+ * transfer, a window of 16 MiB transfers left the caches (both measured:
+ * docs/performance.md). Past SLICES_MAX_BYTES of pool, slices are shared. */
 #define SLICES_MAX_BYTES (256u << 20)
 
 static unsigned pool_slices(const args *a)
 {
     size_t n = slice_bytes(a), k = n ? SLICES_MAX_BYTES / n : 1;
     unsigned w = a->window < MAX_WINDOW ? a->window : MAX_WINDOW;
+    if (a->rails < w)
+        w = a->rails;
     return k < 1 ? 1 : k < w ? (unsigned)k : w;
 }
 
