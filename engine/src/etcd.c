@@ -576,7 +576,7 @@ int xr__etcd_watch_start(xr_etcd *c, const char *prefix, int64_t from)
 {
     xr__etcd_watch_stop(c);
     json_object *b = json_object_new_object(), *cr = json_object_new_object();
-    size_t el;
+    size_t el = 0; /* set by prefix_end when it returns a key */
     char *end = prefix_end(prefix, &el);
     int rc = end ? 0 : xr__error_set(XR_ENOMEM, "etcd");
     if (!rc)
