@@ -349,9 +349,9 @@ void xr__health_pass(xr_engine *e)
     }
 }
 
-void xr__health_rail(xr_engine *e, xr_rail *r)
+void xr__health_rail(xr_engine *e, xr_rail *r, uint64_t now)
 {
-    uint64_t now = xr__rail_now(), at = atomic_load_explicit(&r->health_at, memory_order_relaxed);
+    uint64_t at = atomic_load_explicit(&r->health_at, memory_order_relaxed);
     if (now < at || !atomic_compare_exchange_strong(&r->health_at, &at, now + HEALTH_PERIOD_NS))
         return;
     check_rail(e, r, now, (uint64_t)e->opts.health.deadline_ms * MS,

@@ -57,8 +57,9 @@ int xr__progress_share(xr_engine *e, unsigned part, unsigned of)
         xr__xfer_failover(e); /* after the policy: its answers decide */
         xr__health_pass(e);
     }
+    uint64_t now = xr__rail_now(); /* one clock read for all of this share's rails */
     for (unsigned i = part; i < e->nrails; i += of)
-        xr__health_rail(e, &e->rails[i]);
+        xr__health_rail(e, &e->rails[i], now);
     /* Any driver: a callback queued on another thread's rail runs here if
      * part 0 sleeps. */
     if (atomic_load(&e->cb_pending))
