@@ -50,7 +50,7 @@ int xr__progress_share(xr_engine *e, unsigned part, unsigned of)
         xr__notif_reap(e);
         /* A look before the exchange: a store on every pass took the line
          * from every thread that reads it (1 MiB over 4 threaded rails:
-         * 1.2-1.5x with the look, docs/performance.md). */
+         * 1.16-1.46x with the look, docs/performance.md). */
         if (atomic_load_explicit(&e->rail_err, memory_order_relaxed) &&
             atomic_exchange(&e->rail_err, false))
             xr__policy_rail_errors(e);

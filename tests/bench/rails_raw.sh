@@ -14,8 +14,9 @@
 # transfer whole on one rail, as raw's are). Raw runs a
 # window of 4 per endpoint. xrail runs twice: "xrail" with a window of 4
 # transfers for the whole engine (the raw side has N times as many
-# operations in flight), and "wide" with 4 per rail, as many as raw (each
-# 64 KiB or 1 MiB transfer is one chunk on one rail).
+# operations in flight), and "wide" with 4 per rail, as many as raw (a
+# 64 KiB transfer is one chunk on one rail; the built-in policy stripes
+# 1 MiB and 16 MiB over all of them).
 set -euo pipefail
 build=$(cd "$1" && pwd) base=${2:+$(cd "$2" && pwd)} runs=${3:-3}
 RAILS=${RAILS:-4} DUR=${DUR:-1} POLICY=${POLICY:+$(cd "$(dirname "$POLICY")" && pwd)/$(basename "$POLICY")}
