@@ -329,6 +329,7 @@ typedef struct xr_rail_info {
     int delivery_complete;  /* always 1: a write completion means visible at the target (a
                                provider without FI_DELIVERY_COMPLETE is refused) */
     int host_only;          /* declared host_only (xr_rail_spec) */
+    unsigned stage_slots;   /* bounce slots this engine's staged chunks hold on the rail now */
     xr_rail_counters counters;
 } xr_rail_info;
 

@@ -639,6 +639,7 @@ int xr_rail_info_get(xr_engine *e, unsigned index, xr_rail_info *info)
     if (index >= e->nrails)
         return xr__error_set(XR_ENOENT, "xr_rail_info_get: rail %u of %u", index, e->nrails);
     xr__rail_info(&e->rails[index], info);
+    info->stage_slots = xr__stage_held(e, index);
     return 0;
 }
 

@@ -379,15 +379,29 @@ static void send_step(sop *s)
     /* The state changes under the rail lock: a completion on another
      * thread's progress may follow the post at once. */
     int rc = post_initiator(s);
+    const xr_stage_req *q = &s->req;
+    /* A probe (no transfer) is refused once: its rail sends the next later. */
+    int gave_up = rc != -FI_EAGAIN ? 0 : q->failed ? atomic_load(q->failed) : XR_EAGAIN;
+    if (rc == -FI_EAGAIN && q->remote)
+        r->ctr.eagain++; /* xr__rail_rma counts its own */
     if (!rc) {
         s->state = S_WAIT;
-    } else if (rc == -FI_EAGAIN) {
-        r->ctr.eagain++;
+        if (q->pushed_back && atomic_load_explicit(q->pushed_back, memory_order_relaxed))
+            atomic_store(q->pushed_back, 0);
+    } else if (rc == -FI_EAGAIN && !gave_up) {
+        /* Retried on the next pass; until then the peer's deadline runs,
+         * as it does for a refused chunk of memory the rail reaches. */
+        if (!atomic_load_explicit(q->pushed_back, memory_order_relaxed))
+            atomic_store(q->pushed_back, xr__rail_now());
         activate(s);
     } else {
-        fail(s, XR_EIO, false, "rail %u (%s): posting a staged %s of %zu bytes failed: %s",
-             r->index, r->provider, s->req.write ? "write" : "read", s->req.len,
-             fi_strerror(-rc));
+        if (gave_up) /* an answer: nothing is posted for a transfer that failed */
+            fail(s, gave_up, true, "rail %u (%s): the provider refused a staged %s of %zu bytes "
+                 "until its transfer failed", r->index, r->provider, q->write ? "write" : "read",
+                 q->len);
+        else
+            fail(s, XR_EIO, false, "rail %u (%s): posting a staged %s of %zu bytes failed: %s",
+                 r->index, r->provider, q->write ? "write" : "read", q->len, fi_strerror(-rc));
         if (s->pend) {
             cancel_rx(s); /* the chunk ends when the receive comes back canceled */
             s->state = S_WAIT;
@@ -754,6 +768,17 @@ static void rx_done(xr_opctx *ctx, xr_rail *r, size_t len, int err, const char *
 static void rx_alt_done(xr_opctx *ctx, xr_rail *r, size_t len, int err, const char *why)
 {
     rx_finish(SOP_OF(ctx, rx_alt), ctx, r, len, err, why);
+}
+
+unsigned xr__stage_held(xr_engine *e, unsigned rail)
+{
+    xr_stage *st = e->stage;
+    if (!st)
+        return 0;
+    pthread_mutex_lock(&st->lock);
+    unsigned n = st->held[rail];
+    pthread_mutex_unlock(&st->lock);
+    return n;
 }
 
 bool xr__stage_active(xr_engine *e)

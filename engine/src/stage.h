@@ -21,6 +21,12 @@ typedef struct xr_stage_req {
     bool remote;              /* the peer's region is staged: the request protocol */
     bool gpu;                 /* buf is device memory of `device` */
     int device;
+    /* The peer's refusal time (peer.h, pushed_back): set while the provider
+     * refuses the slot's post, cleared when it takes one, so that a peer
+     * that refuses forever (rxm to a dead one) meets its deadline. A
+     * probe has neither, and ends at its first refusal. */
+    _Atomic uint64_t *pushed_back;
+    const atomic_int *failed; /* the transfer's error: a refused slot stops retrying */
 } xr_stage_req;
 
 int xr__stage_init(xr_engine *e);
@@ -33,6 +39,8 @@ int xr__stage_need(xr_engine *e, bool target);
 int xr__stage_start(xr_engine *e, xr_rail *r, const xr_stage_req *req);
 /* Move staged chunks one step: copies, posts, completions. No lock held. */
 int xr__stage_progress(xr_engine *e);
+/* Bounce slots the rail's staged chunks hold now. */
+unsigned xr__stage_held(xr_engine *e, unsigned rail);
 /* Whether staged work waits to be stepped (a copy to or from a slot that
  * nothing will signal): progress must poll, not sleep. */
 bool xr__stage_active(xr_engine *e);

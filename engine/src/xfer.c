@@ -748,7 +748,8 @@ static int post_chunk(xr_xfer *x, xr_chunk *c, xr_rail *r)
         xr_stage_req q = {.done = &c->ctx, .buf = c->buf, .len = c->len, .raddr = c->raddr,
                           .key = c->key, .dst = dst, .peer = x->peer->name, .write = write,
                           .remote = c->stage == XR_STAGE_REMOTE, .gpu = c->gpu,
-                          .device = c->device};
+                          .device = c->device, .pushed_back = &x->peer->pushed_back,
+                          .failed = &x->err};
         c->ctx.flags &= (uint8_t)~XR_OPF_FINAL; /* an earlier post's answer */
         if (xr__stage_start(x->e, r, &q) == XR_EAGAIN)
             return XR_WORK_WAIT;

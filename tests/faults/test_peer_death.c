@@ -3,7 +3,7 @@
  * middle of a transfer, on a real provider, with a second peer busy beside
  * it.
  *
- *   test_peer_death PROVIDER kill|stop
+ *   test_peer_death PROVIDER kill|stop [staged]
  *
  * Three processes: this one (the initiator, "prefill") and two targets,
  * "victim" and "survivor", each with its own progress thread. The initiator
@@ -13,6 +13,12 @@
  * engine then moves bytes to the survivor again; destroying it with a dead
  * peer takes under a second. Printed: the time to fail, and the survivor's
  * throughput before and after the signal.
+ *
+ * `staged`: the initiator sends through its bounce slots (xr_stage_opts.host,
+ * the path of device memory on a rail without FI_HMEM). Also checked: no
+ * slot is left held once the victim's transfers have ended. (Until
+ * 2026-12-03 a slot whose post rxm refused, as it does to a dead peer,
+ * was retried forever: a new WRITE to the killed victim never ended.)
  */
 #define _GNU_SOURCE /* dladdr, REG_RIP */
 #include "../integration/harness.h"
@@ -122,13 +128,12 @@ static void note_pc(int sig, siginfo_t *si, void *ctx)
         atomic_store(&where[k], (uintptr_t)((ucontext_t *)ctx)->uc_mcontext.gregs[REG_RIP]);
 }
 
-static void *watchdog(void *arg)
+/* Where every other thread is: one spinning inside libfabric 1.x (or in a
+ * spin lock, which only libfabric takes here) makes the stall a known
+ * provider limit (skipped, with the address); anything else is our hang
+ * (failed). Does not return. */
+static void hang_verdict(const char *what)
 {
-    (void)arg;
-    for (int i = 0; i < WATCH_S * 10 && !atomic_load(&done); i++)
-        nanosleep(&(struct timespec){0, 100000000}, NULL);
-    if (atomic_load(&done))
-        return NULL;
     struct sigaction sa = {.sa_sigaction = note_pc, .sa_flags = SA_SIGINFO | SA_RESTART};
     sigaction(SIGUSR1, &sa, NULL);
     DIR *d = opendir("/proc/self/task");
@@ -151,19 +156,32 @@ static void *watchdog(void *arg)
                          (strstr(di.dli_fname, "libfabric") ||
                           (di.dli_sname && strstr(di.dli_sname, "spin_lock")));
         if (in_fabric && FI_MAJOR(fi_version()) < 2) {
-            printf("SKIPPED: after %d s a thread is still inside %s (+0x%lx): libfabric %u.%u's "
-                   "shm spins on a lock the %s peer held (docs/reliability.md)\n", WATCH_S,
+            printf("SKIPPED: %s, and a thread is inside %s (+0x%lx): libfabric %u.%u's shm "
+                   "spins on a lock in a shared region (docs/reliability.md)\n", what,
                    di.dli_fname, (unsigned long)(pc - (uintptr_t)di.dli_fbase),
-                   FI_MAJOR(fi_version()), FI_MINOR(fi_version()), kill_it ? "killed" : "stopped");
+                   FI_MAJOR(fi_version()), FI_MINOR(fi_version()));
             fflush(stdout);
             victim_cleanup();
             _exit(77);
         }
     }
-    fprintf(stderr, "[prefill] FAIL: not done after %d s, and no thread is inside libfabric: a "
-                    "hang of ours\n", WATCH_S);
+    fprintf(stderr, "[prefill] FAIL: %s, and no thread is inside libfabric: a hang of ours\n",
+            what);
     victim_cleanup();
     _exit(1);
+}
+
+static void *watchdog(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < WATCH_S * 10 && !atomic_load(&done); i++)
+        nanosleep(&(struct timespec){0, 100000000}, NULL);
+    if (!atomic_load(&done)) {
+        char what[64];
+        snprintf(what, sizeof what, "not done after %d s", WATCH_S);
+        hang_verdict(what);
+    }
+    return NULL;
 }
 
 typedef struct side {
@@ -178,6 +196,18 @@ static void connect_side(xr_engine *e, side *s)
 {
     s->peer = h_load_peer(s->fd, e);
     s->raddr = h_recv_u64(s->fd, NULL);
+}
+
+/* The bounce slots the engine's staged chunks hold now, over all rails. */
+static unsigned slots_held(xr_engine *e)
+{
+    unsigned n = 0;
+    for (int i = 0; i < xr_rail_count(e); i++) {
+        xr_rail_info ri;
+        H_OK(xr_rail_info_get(e, (unsigned)i, &ri));
+        n += ri.stage_slots;
+    }
+    return n;
 }
 
 /* A WRITE of the whole buffer, `times` over (one descriptor each): long
@@ -230,7 +260,13 @@ static double survivor_rate(xr_engine *e, side *sv, uint8_t *src, unsigned ms, u
             if (watch && !*ended && xr_xfer_status(watch) != XR_EINPROGRESS)
                 *ended = h_now();
         }
-        H_CHECK(rc == 0, "survivor WRITE: %s: %s", xr_err_name(rc), xr_xfer_error(x));
+        /* On 1.17's shm a staged WRITE to the live survivor, after the
+         * canceled ones, has spun in fi_write on a region lock (seen
+         * 2026-12-03 in 1 of 3 to 1 of 20 runs, before any signal). */
+        if (rc == XR_ETIMEDOUT && !strcmp(provider, "shm"))
+            hang_verdict("a survivor WRITE not done after 30 s");
+        H_CHECK(rc == 0, "survivor WRITE: %s: %s (%u bounce slots held)", xr_err_name(rc),
+                xr_xfer_error(x), slots_held(e));
         verify_at(sv, *tag, "survivor");
         bytes += BUF;
     }
@@ -240,8 +276,9 @@ static double survivor_rate(xr_engine *e, side *sv, uint8_t *src, unsigned ms, u
 
 int main(int argc, char **argv)
 {
-    if (argc != 3 || (strcmp(argv[2], "kill") && strcmp(argv[2], "stop"))) {
-        fprintf(stderr, "usage: %s PROVIDER kill|stop\n", argv[0]);
+    if (argc < 3 || argc > 4 || (strcmp(argv[2], "kill") && strcmp(argv[2], "stop")) ||
+        (argc == 4 && strcmp(argv[3], "staged"))) {
+        fprintf(stderr, "usage: %s PROVIDER kill|stop [staged]\n", argv[0]);
         return 2;
     }
     provider = argv[1];
@@ -253,6 +290,7 @@ int main(int argc, char **argv)
     victim_pid = vic.pid;
     atexit(victim_cleanup);
     h_role = "prefill";
+    h_stage_host = argc == 4; /* the initiator's chunks go through its bounce slots */
     pthread_t wd;
     if (!strcmp(provider, "shm"))
         pthread_create(&wd, NULL, watchdog, NULL);
@@ -334,7 +372,10 @@ int main(int argc, char **argv)
     uint64_t resets = H_RAILS_SUM(e, resets), left = H_RAILS_SUM(e, abandoned);
     h_log("after the victim: %llu resets, %llu operations left with the provider",
           (unsigned long long)resets, (unsigned long long)left);
-    H_CHECK(resets + left > 0 || !strstr(xr_xfer_error(vic.x), "completed nothing"),
+    /* Staged chunks that rxm refused to post were never the provider's:
+     * a verdict on those refusals has nothing to take back. */
+    bool refused = h_stage_host && strstr(xr_xfer_error(vic.x), "refused with EAGAIN");
+    H_CHECK(resets + left > 0 || refused || !strstr(xr_xfer_error(vic.x), "completed nothing"),
             "the verdict neither reset a rail nor left anything behind");
     if (left) {
         rc = xr_xfer_post(vic.x);
@@ -357,6 +398,8 @@ int main(int argc, char **argv)
     H_CHECK(rc == XR_EPEER || rc == XR_EIO, "a new WRITE to the victim gave %s",
             xr_err_name(rc));
     xr_xfer_release(x);
+    unsigned held = slots_held(e);
+    H_CHECK(held == 0, "%u bounce slots still held after every transfer ended", held);
 
     h_send_u64(sur.fd, UINT64_MAX);
     H_OK(xr_peer_unload(vic.peer));
@@ -376,8 +419,8 @@ int main(int argc, char **argv)
     H_CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the survivor failed (status 0x%x)", st);
     free(src);
     free(src2);
-    printf("faults.peer_%s.%s: failed in %.2f s; survivor at %.2fx; destroy %.3f s\n",
-           argv[2], provider, t_fail, after / before, t_destroy);
+    printf("faults.peer_%s.%s%s: failed in %.2f s; survivor at %.2fx; destroy %.3f s\n",
+           argv[2], provider, h_stage_host ? ".staged" : "", t_fail, after / before, t_destroy);
     atomic_store(&done, true);
     return 0;
 }

@@ -131,6 +131,7 @@ static inline uint64_t h_recv_u64(int fd, xr_engine *e)
 /* A policy script for the engines this process creates (NULL: built-in). */
 static const char *h_policy;
 static int h_connect_on_load; /* h_engine's engines connect every rail to a peer as it loads */
+static int h_stage_host;      /* h_engine's engines stage their host regions (xr_stage_opts.host) */
 
 /* The health deadline the engines here get: the engine's default, or a
  * longer one for a sanitizer build that runs 5-20x slower (scripts/test.sh
@@ -179,6 +180,7 @@ static inline int h_engine(const char *name, const char *provider, unsigned rail
     o.policy = h_policy;
     o.ignore_env = 1;
     o.connect_on_load = h_connect_on_load;
+    o.stage.host = h_stage_host;
     o.progress_thread = progress_thread > 0;
     o.progress_threads = progress_thread > 1 ? (unsigned)progress_thread : 0;
     o.health.deadline_ms = h_deadline_ms();

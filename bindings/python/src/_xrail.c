@@ -413,7 +413,7 @@ static PyObject *rail_dict(const xr_rail_info *ri)
     const xr_rail_counters *k = &ri->counters;
     static const char *const states[] = {"up", "suspect", "down", "disabled"};
     return Py_BuildValue(
-        "{s:I,s:s,s:s,s:s,s:s,s:K,s:i,s:i,s:s,s:O,s:s,s:s,s:s,s:K,s:K,s:O,s:O,s:O,"
+        "{s:I,s:s,s:s,s:s,s:s,s:K,s:i,s:i,s:s,s:O,s:s,s:s,s:s,s:K,s:K,s:O,s:O,s:O,s:I,"
         "s:{s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K}}",
         "index", ri->index, "provider", ri->provider, "domain", ri->domain, "fabric", ri->fabric,
         "address", ri->address, "speed_mbps", (unsigned long long)ri->speed_mbps, "numa_node",
@@ -423,7 +423,8 @@ static PyObject *rail_dict(const xr_rail_info *ri)
         "max_msg_size", (unsigned long long)ri->max_msg_size, "mr_mode",
         (unsigned long long)ri->mr_mode, "delivery_complete",
         ri->delivery_complete ? Py_True : Py_False, "hmem", ri->hmem ? Py_True : Py_False,
-        "host_only", ri->host_only ? Py_True : Py_False, "counters", "tx_bytes",
+        "host_only", ri->host_only ? Py_True : Py_False, "stage_slots", ri->stage_slots,
+        "counters", "tx_bytes",
         (unsigned long long)k->tx_bytes, "chunks", (unsigned long long)k->chunks, "errors",
         (unsigned long long)k->errors, "eagain", (unsigned long long)k->eagain, "notif_tx",
         (unsigned long long)k->notif_tx, "notif_rx", (unsigned long long)k->notif_rx, "staged",

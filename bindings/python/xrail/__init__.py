@@ -111,6 +111,7 @@ class RailInfo(NamedTuple):
     delivery_complete: bool
     hmem: bool          # registers device memory itself (else stages it)
     host_only: bool     # declared to carry host memory (rails entry host_only)
+    stage_slots: int    # bounce slots its staged chunks hold now
     counters: dict
 
 

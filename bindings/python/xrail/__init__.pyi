@@ -58,6 +58,7 @@ class RailInfo(NamedTuple):
     delivery_complete: bool
     hmem: bool
     host_only: bool
+    stage_slots: int
     counters: dict
 
 class Region:
