@@ -396,9 +396,9 @@ static void send_step(sop *s)
         activate(s);
     } else {
         if (gave_up) /* an answer: nothing is posted for a transfer that failed */
-            fail(s, gave_up, true, "rail %u (%s): the provider refused a staged %s of %zu bytes "
-                 "until its transfer failed", r->index, r->provider, q->write ? "write" : "read",
-                 q->len);
+            fail(s, gave_up, true, "rail %u (%s): the provider refused a staged %s of %zu bytes%s",
+                 r->index, r->provider, q->write ? "write" : "read", q->len,
+                 q->failed ? " until its transfer failed" : " (a probe: the next is sent later)");
         else
             fail(s, XR_EIO, false, "rail %u (%s): posting a staged %s of %zu bytes failed: %s",
                  r->index, r->provider, q->write ? "write" : "read", q->len, fi_strerror(-rc));
