@@ -260,9 +260,10 @@ static double survivor_rate(xr_engine *e, side *sv, uint8_t *src, unsigned ms, u
             if (watch && !*ended && xr_xfer_status(watch) != XR_EINPROGRESS)
                 *ended = h_now();
         }
-        /* On 1.17's shm a staged WRITE to the live survivor, after the
-         * canceled ones, has spun in fi_write on a region lock (seen
-         * 2026-12-03 in 1 of 3 to 1 of 20 runs, before any signal). */
+        /* On 1.17's shm a staged WRITE to the live survivor has spun in
+         * fi_write on a region lock, before any signal (2026-12-03: 5-8 of
+         * 16 runs on a 16-core host, with or without the canceled ones;
+         * docs/reliability.md). */
         if (rc == XR_ETIMEDOUT && !strcmp(provider, "shm"))
             hang_verdict("a survivor WRITE not done after 30 s");
         H_CHECK(rc == 0, "survivor WRITE: %s: %s (%u bounce slots held)", xr_err_name(rc),
