@@ -230,6 +230,23 @@ void xr__rail_close_all(xr_rail *rails, unsigned n);
 
 /* The coarse monotonic clock every deadline is read on, in ns. */
 uint64_t xr__rail_now(void);
+/*
+ * A peer's refusal clock (peer.h, pushed_back): started at the first
+ * EAGAIN a provider answers a post to it with, stopped by the next post
+ * that goes through. Every rail's thread posts to the same peer, so each
+ * looks before it stores: an unchanged clock costs no write to a line the
+ * others read.
+ */
+static inline void xr__rail_refused(_Atomic uint64_t *since)
+{
+    if (!atomic_load_explicit(since, memory_order_relaxed))
+        atomic_store(since, xr__rail_now());
+}
+static inline void xr__rail_accepted(_Atomic uint64_t *since)
+{
+    if (atomic_load_explicit(since, memory_order_relaxed))
+        atomic_store(since, 0);
+}
 /* Record an operation the provider accepted (rail lock held): from now on
  * it has a deadline, and a reset completes it if the CQ does not. RMA
  * posted with xr__rail_rma is recorded already. */

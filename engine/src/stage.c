@@ -386,13 +386,12 @@ static void send_step(sop *s)
         r->ctr.eagain++; /* xr__rail_rma counts its own */
     if (!rc) {
         s->state = S_WAIT;
-        if (q->pushed_back && atomic_load_explicit(q->pushed_back, memory_order_relaxed))
-            atomic_store(q->pushed_back, 0);
+        if (q->pushed_back)
+            xr__rail_accepted(q->pushed_back);
     } else if (rc == -FI_EAGAIN && !gave_up) {
         /* Retried on the next pass; until then the peer's deadline runs,
          * as it does for a refused chunk of memory the rail reaches. */
-        if (!atomic_load_explicit(q->pushed_back, memory_order_relaxed))
-            atomic_store(q->pushed_back, xr__rail_now());
+        xr__rail_refused(q->pushed_back);
         activate(s);
     } else {
         if (gave_up) /* an answer: nothing is posted for a transfer that failed */

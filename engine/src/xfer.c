@@ -526,14 +526,12 @@ static int fence_post(xr_work *w, xr_rail *r)
     if (rc == -FI_EAGAIN) {
         /* A provider that cannot reach the peer may refuse forever: the
          * refusal counts against the peer's deadline, as a chunk's does. */
-        if (!atomic_load_explicit(&p->pushed_back, memory_order_relaxed))
-            atomic_store(&p->pushed_back, xr__rail_now());
+        xr__rail_refused(&p->pushed_back);
         return XR_WORK_WAIT;
     }
     if (!rc) {
         atomic_fetch_add_explicit(&p->held, 1, memory_order_relaxed);
-        if (atomic_load_explicit(&p->pushed_back, memory_order_relaxed))
-            atomic_store(&p->pushed_back, 0);
+        xr__rail_accepted(&p->pushed_back);
         p->on_rail[i]++;
         return XR_WORK_DONE;
     }
@@ -767,14 +765,13 @@ static int post_chunk(xr_xfer *x, xr_chunk *c, xr_rail *r)
          * pushed back: the latter counts against the peer's deadline, as a
          * provider that cannot reach a peer may say EAGAIN forever, and
          * lets other peers' work go first. */
-        if (room && !atomic_load_explicit(&x->peer->pushed_back, memory_order_relaxed))
-            atomic_store(&x->peer->pushed_back, xr__rail_now());
+        if (room)
+            xr__rail_refused(&x->peer->pushed_back);
         return room && r->peer_share ? XR_WORK_BLOCKED : XR_WORK_WAIT;
     }
     atomic_fetch_add_explicit(&x->peer->held, 1, memory_order_relaxed);
     x->peer->on_rail[r->index]++;
-    if (atomic_load_explicit(&x->peer->pushed_back, memory_order_relaxed))
-        atomic_store(&x->peer->pushed_back, 0);
+    xr__rail_accepted(&x->peer->pushed_back);
     if (rc) {
         char why[256];
         snprintf(why, sizeof why, "rail %u (%s): posting fi_%s of %zu bytes failed: %s",
@@ -1040,7 +1037,7 @@ xr_peer *xr__xfer_watch(xr_engine *e, uint64_t now, uint64_t deadline, uint64_t 
     atomic_store(&worst->lost, true);
     char why[256];
     snprintf(why, sizeof why, "peer '%s' completed nothing on any rail for %llu ms (%d chunks "
-                              "held by providers%s)", worst->name,
+                              "waiting in providers or bounce slots%s)", worst->name,
              (unsigned long long)(allow / 1000000), atomic_load(&worst->held),
              atomic_load(&worst->pushed_back) ? ", refused with EAGAIN" : "");
     xr__xfer_fail_peer(e, worst, XR_EPEER, why);

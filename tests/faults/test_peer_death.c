@@ -107,35 +107,41 @@ static void target_main(int fd, void *name)
  * post to it. A peer killed (or stopped) while it holds that lock leaves
  * every later fi_write to it spinning inside libfabric, and no deadline of
  * ours can end a call that never returns (docs/reliability.md). Seen once,
- * under ASan. If the test is not done in WATCH_S, the watchdog asks every
- * thread where it is: a thread inside libfabric (or in a spin lock, which
- * only libfabric takes here) makes it a known provider limit (skipped, with
- * the address); anything else is our hang (failed). Seen 2026-12-02 with
- * the spin in libc's pthread_spin_lock, called by shm.
+ * under ASan, and 2026-12-02 with the spin in libc's pthread_spin_lock,
+ * called by shm. If the test is not done in WATCH_S, the watchdog asks
+ * every thread where it is, twice: a thread found in a spin lock both
+ * times (xrail takes none) makes it a known provider limit (skipped, with
+ * the address); anything else is our hang (failed).
  */
 #ifndef WATCH_S
 #define WATCH_S 150
 #endif
+#define SAMPLES 64
 static atomic_bool done;
-static _Atomic(uintptr_t) where[64];
+static _Atomic(uintptr_t) where[SAMPLES];
+static _Atomic pid_t who[SAMPLES];
 static atomic_uint nwhere;
 
 static void note_pc(int sig, siginfo_t *si, void *ctx)
 {
     (void)sig, (void)si;
     unsigned k = atomic_fetch_add(&nwhere, 1);
-    if (k < 64)
+    if (k < SAMPLES) {
         atomic_store(&where[k], (uintptr_t)((ucontext_t *)ctx)->uc_mcontext.gregs[REG_RIP]);
+        atomic_store(&who[k], (pid_t)syscall(SYS_gettid));
+    }
 }
 
-/* Where every other thread is: one spinning inside libfabric 1.x (or in a
- * spin lock, which only libfabric takes here) makes the stall a known
- * provider limit (skipped, with the address); anything else is our hang
- * (failed). Does not return. */
-static void hang_verdict(const char *what)
+typedef struct sample {
+    unsigned n;
+    uintptr_t pc[SAMPLES];
+    pid_t tid[SAMPLES];
+} sample;
+
+/* Where every other thread is now. */
+static void sample_threads(sample *out)
 {
-    struct sigaction sa = {.sa_sigaction = note_pc, .sa_flags = SA_SIGINFO | SA_RESTART};
-    sigaction(SIGUSR1, &sa, NULL);
+    atomic_store(&nwhere, 0);
     DIR *d = opendir("/proc/self/task");
     pid_t self = (pid_t)syscall(SYS_gettid);
     for (struct dirent *de; d && (de = readdir(d));) {
@@ -146,27 +152,56 @@ static void hang_verdict(const char *what)
     if (d)
         closedir(d);
     nanosleep(&(struct timespec){0, 200000000}, NULL);
-    unsigned n = atomic_load(&nwhere);
-    for (unsigned k = 0; k < n && k < 64; k++) {
+    out->n = atomic_load(&nwhere) < SAMPLES ? atomic_load(&nwhere) : SAMPLES;
+    for (unsigned k = 0; k < out->n; k++)
+        out->pc[k] = atomic_load(&where[k]), out->tid[k] = atomic_load(&who[k]);
+}
+
+static bool in_spin_lock(uintptr_t pc, Dl_info *di)
+{
+    return dladdr((void *)pc, di) && di->dli_sname && strstr(di->dli_sname, "spin_lock");
+}
+
+/* A thread in a spin lock at two looks 200 ms apart is stuck there: on
+ * libfabric 1.x that is shm's spin (skipped, with where); anything else
+ * is our hang (failed). A thread merely polling inside libfabric does not
+ * count: progress threads spend most of their time there. Does not
+ * return. */
+static void hang_verdict(const char *what)
+{
+    struct sigaction sa = {.sa_sigaction = note_pc, .sa_flags = SA_SIGINFO | SA_RESTART};
+    sigaction(SIGUSR1, &sa, NULL);
+    sample a, b;
+    sample_threads(&a);
+    sample_threads(&b);
+    for (unsigned i = 0; i < b.n; i++) {
         Dl_info di;
-        uintptr_t pc = atomic_load(&where[k]);
-        /* The spin itself may be libc's pthread_spin_lock, called by shm:
-         * xrail takes no spin lock, so one spinning is libfabric's. */
-        bool in_fabric = dladdr((void *)pc, &di) && di.dli_fname &&
-                         (strstr(di.dli_fname, "libfabric") ||
-                          (di.dli_sname && strstr(di.dli_sname, "spin_lock")));
-        if (in_fabric && FI_MAJOR(fi_version()) < 2) {
-            printf("SKIPPED: %s, and a thread is inside %s (+0x%lx): libfabric %u.%u's shm "
-                   "spins on a lock in a shared region (docs/reliability.md)\n", what,
-                   di.dli_fname, (unsigned long)(pc - (uintptr_t)di.dli_fbase),
+        if (!in_spin_lock(b.pc[i], &di))
+            continue;
+        for (unsigned j = 0; j < a.n; j++) {
+            Dl_info dj;
+            if (a.tid[j] != b.tid[i] || !in_spin_lock(a.pc[j], &dj))
+                continue;
+            if (FI_MAJOR(fi_version()) >= 2)
+                break;
+            printf("SKIPPED: %s, and thread %d spins in %s (%s+0x%lx): libfabric %u.%u's "
+                   "shm spins on a lock in a shared region (docs/reliability.md)\n",
+                   what, (int)b.tid[i], di.dli_sname, di.dli_fname,
+                   (unsigned long)(b.pc[i] - (uintptr_t)di.dli_fbase),
                    FI_MAJOR(fi_version()), FI_MINOR(fi_version()));
             fflush(stdout);
             victim_cleanup();
             _exit(77);
         }
     }
-    fprintf(stderr, "[prefill] FAIL: %s, and no thread is inside libfabric: a hang of ours\n",
+    fprintf(stderr, "[prefill] FAIL: %s, and no thread spins in libfabric 1.x: a hang of ours\n",
             what);
+    for (unsigned i = 0; i < b.n; i++) {
+        Dl_info di;
+        bool named = dladdr((void *)b.pc[i], &di) && di.dli_fname;
+        fprintf(stderr, "  thread %d at %s (%s)\n", (int)b.tid[i],
+                named && di.dli_sname ? di.dli_sname : "?", named ? di.dli_fname : "?");
+    }
     victim_cleanup();
     _exit(1);
 }
